@@ -1,0 +1,132 @@
+package primesim
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// maxMissingIDs caps Report.MissingIDs.
+const maxMissingIDs = 20
+
+// Report is a snapshot of the simulator's books.
+type Report struct {
+	// Submitted counts transactions accepted by Submit.
+	Submitted int
+	// Delivered counts successful sends, redeliveries included.
+	Delivered int
+	// Redelivered counts sends of a transaction after its first one.
+	Redelivered int
+	// Answered counts distinct transactions that received a response.
+	Answered int
+	// AnsweredMoreThanOnce counts transactions that received more than one
+	// response; DuplicateAnswers counts the surplus responses themselves.
+	AnsweredMoreThanOnce int
+	DuplicateAnswers     int
+	// Missing counts submitted transactions that were never answered;
+	// MissingIDs lists the oldest of them (at most 20).
+	Missing    int
+	MissingIDs []string
+	// Unexpected counts responses whose transaction_id was never submitted
+	// for the stream's contract.
+	Unexpected int
+	// ErrorResponses counts first responses with a non-empty error field.
+	// A contract error is a valid answer, so it does not affect OK.
+	ErrorResponses int
+	// Latency from Submit to the first response, over answered transactions.
+	LatencyP50 time.Duration
+	LatencyP99 time.Duration
+	LatencyMax time.Duration
+	// Streams accepted, refused by the metadata checks, and replaced by a
+	// newer stream for the same contract.
+	StreamsAccepted int
+	StreamsRejected int
+	StreamsReplaced int
+}
+
+// OK reports whether every submitted transaction was answered exactly once
+// and no response referred to an unknown transaction.
+func (r Report) OK() bool {
+	return r.Missing == 0 && r.AnsweredMoreThanOnce == 0 && r.Unexpected == 0 && r.Answered == r.Submitted
+}
+
+// String renders the report as a small table.
+func (r Report) String() string {
+	var b strings.Builder
+	verdict := "OK (every transaction answered exactly once)"
+	if !r.OK() {
+		verdict = "FAILED"
+	}
+	fmt.Fprintf(&b, "primesim report: %s\n", verdict)
+	w := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(w, "  submitted\t%d\t\n", r.Submitted)
+	fmt.Fprintf(w, "  delivered\t%d\t(redelivered %d)\n", r.Delivered, r.Redelivered)
+	fmt.Fprintf(w, "  answered\t%d\t(error responses %d)\n", r.Answered, r.ErrorResponses)
+	fmt.Fprintf(w, "  answered more than once\t%d\t(surplus responses %d)\n", r.AnsweredMoreThanOnce, r.DuplicateAnswers)
+	fmt.Fprintf(w, "  missing\t%d\t\n", r.Missing)
+	fmt.Fprintf(w, "  unexpected\t%d\t\n", r.Unexpected)
+	fmt.Fprintf(w, "  latency\tp50 %v\tp99 %v  max %v\n", r.LatencyP50, r.LatencyP99, r.LatencyMax)
+	fmt.Fprintf(w, "  streams\taccepted %d\trejected %d  replaced %d\n", r.StreamsAccepted, r.StreamsRejected, r.StreamsReplaced)
+	_ = w.Flush()
+	if len(r.MissingIDs) > 0 {
+		fmt.Fprintf(&b, "  oldest missing: %s\n", strings.Join(r.MissingIDs, ", "))
+	}
+	return b.String()
+}
+
+// Report returns a snapshot of the books. It may be called at any time,
+// including after Close.
+func (s *Server) Report() Report {
+	s.mu.Lock()
+	st := s.stats
+	r := Report{
+		Submitted:            st.submitted,
+		Delivered:            st.delivered,
+		Redelivered:          st.redelivered,
+		Answered:             st.answered,
+		AnsweredMoreThanOnce: st.answeredMoreThanOnce,
+		DuplicateAnswers:     st.duplicateAnswers,
+		Unexpected:           st.unexpected,
+		ErrorResponses:       st.errorResponses,
+		StreamsAccepted:      st.streamsAccepted,
+		StreamsRejected:      st.streamsRejected,
+		StreamsReplaced:      st.streamsReplaced,
+	}
+	latencies := make([]time.Duration, 0, st.answered)
+	var missing []*txState
+	for _, c := range s.contracts {
+		for _, tx := range c.txs {
+			if tx.answered == 0 {
+				missing = append(missing, tx)
+				continue
+			}
+			latencies = append(latencies, tx.firstAnswer.Sub(tx.submitted))
+		}
+	}
+	s.mu.Unlock()
+
+	r.Missing = len(missing)
+	slices.SortFunc(missing, func(a, b *txState) int { return a.seq - b.seq })
+	for _, tx := range missing[:min(len(missing), maxMissingIDs)] {
+		r.MissingIDs = append(r.MissingIDs, tx.id)
+	}
+	if len(latencies) > 0 {
+		slices.Sort(latencies)
+		r.LatencyP50 = percentile(latencies, 50)
+		r.LatencyP99 = percentile(latencies, 99)
+		r.LatencyMax = latencies[len(latencies)-1]
+	}
+	return r
+}
+
+// percentile returns the nearest-rank percentile p of sorted, which must not
+// be empty.
+func percentile(sorted []time.Duration, p int) time.Duration {
+	rank := (p*len(sorted) + 99) / 100 // ceil(p/100 * n)
+	if rank < 1 {
+		rank = 1
+	}
+	return sorted[rank-1]
+}

@@ -1,0 +1,16 @@
+// Package handlers names the calls a gridmesh node can serve and holds the
+// code that serves them.
+//
+// A HandlerID is a small integer that travels on the wire; New gives it a
+// name for logs, errors and metrics. A Registry maps IDs to the functions
+// that serve single requests (and, later, streams). The typed helpers
+// (Single) wrap a registry entry and the calling side around msgp-generated
+// request and response types, so neither side handles raw bytes.
+//
+// This package knows nothing of connections: the typed helpers call through
+// the small Requester interface, which mux.Session and grid.Connection
+// implement.
+//
+// Concurrency: a Registry may be used by many goroutines at once; lookups
+// never block, registrations are serialised. HandlerIDs are plain values.
+package handlers

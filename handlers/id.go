@@ -1,0 +1,59 @@
+package handlers
+
+import (
+	"fmt"
+	"strconv"
+	"sync"
+)
+
+// HandlerID identifies a handler on the wire. Valid IDs are 1..MaxHandlerID;
+// the zero value means "no handler".
+type HandlerID uint16
+
+// MaxHandlerID is the largest valid HandlerID. It bounds the registry's
+// lookup table (a fixed array, so lookups are a single load).
+const MaxHandlerID HandlerID = 4095
+
+var names struct {
+	mu sync.RWMutex
+	m  map[HandlerID]string
+}
+
+// New returns the HandlerID num and records name for it, for String.
+// It is meant for package-level variables:
+//
+//	var Echo = handlers.New(1, "echo")
+//
+// New panics if num is out of range or already named differently, because
+// that is a programming error found at start-up, like a duplicate flag.
+func New(num uint16, name string) HandlerID {
+	h := HandlerID(num)
+	if !h.Valid() {
+		panic(fmt.Sprintf("handlers: id %d out of range 1..%d", num, MaxHandlerID))
+	}
+	names.mu.Lock()
+	defer names.mu.Unlock()
+	if names.m == nil {
+		names.m = make(map[HandlerID]string)
+	}
+	if old, ok := names.m[h]; ok && old != name {
+		panic(fmt.Sprintf("handlers: id %d named both %q and %q", num, old, name))
+	}
+	names.m[h] = name
+	return h
+}
+
+// Valid reports whether h is in the range 1..MaxHandlerID.
+func (h HandlerID) Valid() bool { return h > 0 && h <= MaxHandlerID }
+
+// String returns the name given to h by New followed by its number, as in
+// "echo(1)", or "handler(7)" for an unnamed ID.
+func (h HandlerID) String() string {
+	names.mu.RLock()
+	name, ok := names.m[h]
+	names.mu.RUnlock()
+	if !ok {
+		name = "handler"
+	}
+	return name + "(" + strconv.Itoa(int(h)) + ")"
+}

@@ -1,0 +1,57 @@
+package bench
+
+import (
+	"context"
+	"errors"
+)
+
+// MaxPayload is the largest payload, in bytes, every baseline accepts.
+const MaxPayload = 16 << 20
+
+// ErrClosed is returned by calls made on, or in flight during, a closed
+// baseline.
+var ErrClosed = errors.New("bench: closed")
+
+// A Caller performs one request/response round trip: the response of a
+// baseline is the request payload, echoed. Implementations are safe for
+// concurrent use.
+//
+// The caller must not modify payload until Call returns. The returned slice
+// is owned by the caller.
+type Caller interface {
+	Call(ctx context.Context, payload []byte) ([]byte, error)
+}
+
+// A Pair is a server and a client connected over TCP loopback in this
+// process.
+type Pair interface {
+	Caller
+	// Close closes client and server and waits for all goroutines they
+	// started. Calls in flight fail, and later calls fail with an error.
+	Close() error
+}
+
+// A Streamer is a server and a client connected over TCP loopback in this
+// process that open bidirectional streams echoing each message.
+type Streamer interface {
+	// OpenStream opens one bidirectional echo stream. To release it, either
+	// call Recv until it returns an error (io.EOF after CloseSend) or cancel
+	// ctx.
+	OpenStream(ctx context.Context) (EchoStream, error)
+	// Close closes client and server and waits for all goroutines they
+	// started. Open streams fail.
+	Close() error
+}
+
+// An EchoStream is one bidirectional stream: every message sent is received
+// back, in order. Send and Recv may be called from two different goroutines,
+// but neither concurrently with itself.
+type EchoStream interface {
+	// Send sends one message. The caller must not modify msg afterwards.
+	Send(msg []byte) error
+	// Recv receives the next echoed message; after CloseSend and all echoes,
+	// it returns io.EOF.
+	Recv() ([]byte, error)
+	// CloseSend ends the sending side of the stream.
+	CloseSend() error
+}

@@ -1,0 +1,305 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+const testTimeout = 30 * time.Second
+
+var pairs = []struct {
+	name string
+	new  func() (Pair, error)
+}{
+	{"GRPCUnary", NewGRPCUnary},
+	{"RawWS", NewRawWS},
+}
+
+func payloadOf(n, seed int) []byte {
+	p := make([]byte, n)
+	for i := range p {
+		p[i] = byte(i*7 + seed)
+	}
+	return p
+}
+
+func TestPairEcho(t *testing.T) {
+	for _, pc := range pairs {
+		t.Run(pc.name, func(t *testing.T) {
+			p, err := pc.new()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+			defer cancel()
+
+			sizes := []int{0, 17, 1 << 20}
+			var wg sync.WaitGroup
+			errs := make(chan error, 32)
+			for g := range 32 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := range 6 {
+						size := sizes[(g+i)%len(sizes)]
+						if size == 1<<20 && g%4 != 0 {
+							size = 4096 // keep 1 MiB traffic moderate under -race
+						}
+						want := payloadOf(size, g+i)
+						got, err := p.Call(ctx, want)
+						if err != nil {
+							errs <- err
+							return
+						}
+						if !bytes.Equal(got, want) {
+							errs <- fmt.Errorf("goroutine %d call %d: echo of %d bytes differs (got %d bytes)", g, i, size, len(got))
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Error(err)
+			}
+		})
+	}
+}
+
+func TestPairClose(t *testing.T) {
+	for _, pc := range pairs {
+		t.Run(pc.name, func(t *testing.T) {
+			p, err := pc.new()
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+			defer cancel()
+
+			// Callers loop until their calls fail because of Close.
+			var wg sync.WaitGroup
+			started := make(chan struct{}, 32)
+			for g := range 32 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					payload := payloadOf(64<<10, g)
+					for i := 0; ; i++ {
+						if _, err := p.Call(ctx, payload); err != nil {
+							if ctx.Err() != nil {
+								t.Errorf("call not failed by Close before the test timeout: %v", err)
+							}
+							return
+						}
+						if i == 0 {
+							started <- struct{}{}
+						}
+					}
+				}()
+			}
+			for range 32 {
+				select {
+				case <-started:
+				case <-ctx.Done():
+					t.Fatal("callers did not start")
+				}
+			}
+			closed := make(chan error, 1)
+			go func() { closed <- p.Close() }()
+			select {
+			case err := <-closed:
+				if err != nil {
+					t.Errorf("Close: %v", err)
+				}
+			case <-ctx.Done():
+				t.Fatal("Close hung")
+			}
+			wg.Wait()
+			if _, err := p.Call(ctx, []byte("after close")); err == nil {
+				t.Error("Call after Close succeeded")
+			}
+			if err := p.Close(); err != nil {
+				t.Errorf("second Close: %v", err)
+			}
+		})
+	}
+}
+
+func TestRawWSCancel(t *testing.T) {
+	p, err := NewRawWS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := p.Call(ctx, []byte("x")); !errors.Is(err, context.Canceled) {
+		t.Errorf("Call with a cancelled context = %v, want context.Canceled", err)
+	}
+	// Calls cancelled while in flight must neither hang nor disturb others.
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 50 {
+				ctx, cancel := context.WithTimeout(context.Background(), time.Duration(i*g)*time.Microsecond)
+				got, err := p.Call(ctx, []byte("maybe"))
+				cancel()
+				if err == nil && string(got) != "maybe" {
+					t.Errorf("got %q", got)
+				}
+				if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+					t.Errorf("unexpected error %v", err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	ctx, cancel = context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	got, err := p.Call(ctx, []byte("after cancel"))
+	if err != nil || string(got) != "after cancel" {
+		t.Fatalf("Call after cancelled call = %q, %v", got, err)
+	}
+	if _, err := p.Call(ctx, make([]byte, MaxPayload+1)); err == nil {
+		t.Error("oversized payload accepted")
+	}
+}
+
+func TestGRPCStream(t *testing.T) {
+	s, err := NewGRPCStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+
+	st, err := s.OpenStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		want := payloadOf(17*i, i)
+		if err := st.Send(want); err != nil {
+			t.Fatalf("Send %d: %v", i, err)
+		}
+		got, err := st.Recv()
+		if err != nil {
+			t.Fatalf("Recv %d: %v", i, err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("echo %d differs", i)
+		}
+	}
+	if err := st.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Recv(); err != io.EOF {
+		t.Fatalf("Recv after CloseSend = %v, want io.EOF", err)
+	}
+}
+
+func TestGRPCStreamClose(t *testing.T) {
+	s, err := NewGRPCStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	st, err := s.OpenStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Recv(); err == nil {
+		t.Fatal("Recv on a closed Streamer succeeded")
+	}
+	if _, err := s.OpenStream(ctx); err == nil {
+		t.Fatal("OpenStream after Close succeeded")
+	}
+}
+
+func TestRun(t *testing.T) {
+	for _, pc := range pairs {
+		t.Run(pc.name, func(t *testing.T) {
+			p, err := pc.new()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+			defer cancel()
+
+			r, err := Run(ctx, p, Load{PayloadSize: 512, Callers: 8, Ops: 1000})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Ops != 1000 || r.OpsPerSec <= 0 || r.P50 <= 0 || r.P99 < r.P50 {
+				t.Fatalf("ops run: %+v", r)
+			}
+			r, err = Run(ctx, p, Load{PayloadSize: 64, Callers: 4, Duration: 100 * time.Millisecond, Samples: 64})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Ops == 0 || r.Duration < 100*time.Millisecond || r.P99 < r.P50 {
+				t.Fatalf("duration run: %+v", r)
+			}
+			t.Log(r)
+		})
+	}
+}
+
+func TestRunErrors(t *testing.T) {
+	ctx := context.Background()
+	if _, err := Run(ctx, nil, Load{Ops: 1}); err == nil {
+		t.Error("Callers 0 accepted")
+	}
+	if _, err := Run(ctx, nil, Load{Callers: 1}); err == nil {
+		t.Error("Load without Ops or Duration accepted")
+	}
+	want := errors.New("boom")
+	_, err := Run(ctx, callerFunc(func(context.Context, []byte) ([]byte, error) { return nil, want }),
+		Load{Callers: 4, Ops: 100})
+	if !errors.Is(err, want) {
+		t.Errorf("Run error = %v, want %v", err, want)
+	}
+}
+
+type callerFunc func(context.Context, []byte) ([]byte, error)
+
+func (f callerFunc) Call(ctx context.Context, p []byte) ([]byte, error) { return f(ctx, p) }
+
+func TestPercentile(t *testing.T) {
+	s := make([]time.Duration, 100)
+	for i := range s {
+		s[i] = time.Duration(i + 1)
+	}
+	if p := percentile(s, 50); p != 50 {
+		t.Errorf("p50 = %v", p)
+	}
+	if p := percentile(s, 99); p != 99 {
+		t.Errorf("p99 = %v", p)
+	}
+	if p := percentile(s[:1], 99); p != 1 {
+		t.Errorf("p99 of one = %v", p)
+	}
+	if p := percentile(nil, 50); p != 0 {
+		t.Errorf("p50 of none = %v", p)
+	}
+}

@@ -1,0 +1,146 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// DefaultSamples is the default number of latency samples [Run] keeps.
+const DefaultSamples = 1 << 16
+
+// A Load describes a closed-loop workload: Callers goroutines each issue
+// one call of PayloadSize bytes at a time, back to back.
+type Load struct {
+	PayloadSize int
+	Callers     int // at least 1
+
+	// The run ends after Ops calls in total if Ops > 0, else after Duration.
+	Ops      int
+	Duration time.Duration
+
+	// Samples bounds the number of latency samples kept, spread evenly
+	// over the callers (DefaultSamples if 0). When a caller makes more
+	// calls than its share, its samples are a uniform reservoir sample.
+	Samples int
+}
+
+// Result summarises a run.
+type Result struct {
+	Ops       int64         // calls completed
+	Duration  time.Duration // wall time of the run
+	OpsPerSec float64
+	P50, P99  time.Duration // latency percentiles of the sampled calls
+}
+
+func (r Result) String() string {
+	return fmt.Sprintf("%d ops in %v: %.0f ops/s, p50 %v, p99 %v",
+		r.Ops, r.Duration.Round(time.Millisecond), r.OpsPerSec, r.P50, r.P99)
+}
+
+// Run runs the closed-loop workload l against c. Apart from what c itself
+// allocates, the calls allocate nothing. Run stops at the first failed call
+// (or when ctx is done) and returns its error along with the result so far;
+// a response whose length differs from the request's is an error.
+func Run(ctx context.Context, c Caller, l Load) (Result, error) {
+	if l.Callers < 1 {
+		return Result{}, errors.New("bench: Load.Callers must be at least 1")
+	}
+	if l.Ops <= 0 && l.Duration <= 0 {
+		return Result{}, errors.New("bench: Load needs Ops or Duration")
+	}
+	if l.PayloadSize < 0 {
+		return Result{}, errors.New("bench: negative Load.PayloadSize")
+	}
+	samples := l.Samples
+	if samples <= 0 {
+		samples = DefaultSamples
+	}
+	perCaller := max(1, samples/l.Callers)
+	if l.Ops > 0 {
+		perCaller = min(perCaller, (l.Ops+l.Callers-1)/l.Callers)
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	payload := make([]byte, l.PayloadSize)
+	for i := range payload {
+		payload[i] = byte(i)
+	}
+	var (
+		remaining = int64(l.Ops)
+		ops       atomic.Int64
+		errOnce   sync.Once
+		firstErr  error
+		wg        sync.WaitGroup
+		lat       = make([][]time.Duration, l.Callers)
+	)
+	start := time.Now()
+	deadline := start.Add(l.Duration)
+	for i := range l.Callers {
+		lat[i] = make([]time.Duration, 0, perCaller)
+		wg.Add(1)
+		go func(seed uint64) {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15))
+			s := lat[seed][:0]
+			var n int64
+			defer func() {
+				lat[seed] = s
+				ops.Add(n)
+			}()
+			for {
+				if l.Ops > 0 {
+					if atomic.AddInt64(&remaining, -1) < 0 {
+						return
+					}
+				}
+				t0 := time.Now()
+				if l.Ops <= 0 && !t0.Before(deadline) {
+					return
+				}
+				resp, err := c.Call(ctx, payload)
+				if err == nil && len(resp) != len(payload) {
+					err = fmt.Errorf("bench: response of %d bytes to a request of %d", len(resp), len(payload))
+				}
+				if err != nil {
+					errOnce.Do(func() { firstErr = err; cancel() })
+					return
+				}
+				d := time.Since(t0)
+				n++
+				if len(s) < cap(s) {
+					s = append(s, d)
+				} else if j := rng.Int64N(n); j < int64(len(s)) {
+					s[j] = d // reservoir sampling
+				}
+			}
+		}(uint64(i))
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+
+	all := slices.Concat(lat...)
+	slices.Sort(all)
+	r := Result{Ops: ops.Load(), Duration: elapsed}
+	if elapsed > 0 {
+		r.OpsPerSec = float64(r.Ops) / elapsed.Seconds()
+	}
+	r.P50 = percentile(all, 50)
+	r.P99 = percentile(all, 99)
+	return r, firstErr
+}
+
+// percentile returns the nearest-rank p-th percentile of sorted.
+func percentile(sorted []time.Duration, p int) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := (len(sorted)*p + 99) / 100 // ceil(len*p/100), 1-based rank
+	return sorted[max(i, 1)-1]
+}

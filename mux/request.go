@@ -1,0 +1,235 @@
+package mux
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/gridmesh/gridmesh/handlers"
+)
+
+// call is one request sent by this side and not yet answered. Calls are
+// pooled; the goroutine that removes a call from Session.pending owns it
+// and releases its request slot.
+type call struct {
+	h         handlers.HandlerID
+	done      chan struct{} // cap 1; signalled once the answer is complete
+	resp      []byte
+	err       error
+	seq       uint32 // next chunk expected
+	abandoned bool   // the caller gave up; the reader frees the call
+}
+
+var callPool = sync.Pool{New: func() any { return &call{done: make(chan struct{}, 1)} }}
+
+// Request sends payload to the peer's handler h and returns its answer.
+//
+// The caller may reuse payload as soon as Request returns; the returned
+// slice belongs to the caller. ctx's deadline travels to the handler, and
+// cancelling ctx cancels the handler's context. A handler's error comes
+// back as a *RemoteError. On a closed session Request fails at once with
+// ErrDisconnected; if the pipe breaks while waiting, it fails at once too.
+func (s *Session) Request(ctx context.Context, h handlers.HandlerID, payload []byte) ([]byte, error) {
+	if !h.Valid() {
+		return nil, fmt.Errorf("%w: %d", ErrInvalidHandler, uint16(h))
+	}
+	if err := s.waitReady(ctx); err != nil {
+		return nil, err
+	}
+	if len(payload) > s.maxSend {
+		return nil, fmt.Errorf("%w: %v request of %d bytes exceeds %d", ErrMessageTooLarge, h, len(payload), s.maxSend)
+	}
+	var deadline uint32
+	if d, ok := ctx.Deadline(); ok {
+		left := time.Until(d)
+		if left <= 0 {
+			return nil, context.DeadlineExceeded
+		}
+		deadline = deadlineMillis((left + time.Millisecond - 1).Milliseconds())
+	}
+	if err := s.acquireSlot(ctx); err != nil {
+		return nil, err
+	}
+	c := callPool.Get().(*call)
+	c.h = h
+	id := s.nextID.Add(1)
+	s.pendMu.Lock()
+	select {
+	case <-s.closing:
+		s.pendMu.Unlock()
+		s.releaseCall(c)
+		return nil, s.disconnected()
+	default:
+	}
+	s.pending[id] = c
+	s.pendMu.Unlock()
+	s.stats.requestsOut.Add(1)
+
+	sent, err := s.send(ctx, Header{Op: OpRequest, Handler: h, ID: id, Deadline: deadline}, payload, false)
+	if err != nil {
+		return s.abandon(id, c, sent, sent, s.sendError(err))
+	}
+	select {
+	case <-c.done:
+	case <-ctx.Done():
+		// The remote knows the deadline and expires on its own: a cancel
+		// frame is needed only for an explicit cancellation.
+		sent := deadline == 0 || ctx.Err() != context.DeadlineExceeded
+		return s.abandon(id, c, true, sent, ctx.Err())
+	}
+	resp, err := c.resp, c.err
+	s.recycle(c)
+	return resp, err
+}
+
+// acquireSlot takes one of the session's outgoing request slots.
+func (s *Session) acquireSlot(ctx context.Context) error {
+	select {
+	case s.slots <- struct{}{}:
+		return nil
+	default:
+	}
+	select {
+	case s.slots <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.closing:
+		return s.disconnected()
+	}
+}
+
+// releaseCall frees a call that was never sent.
+func (s *Session) releaseCall(c *call) {
+	<-s.slots
+	s.recycle(c)
+}
+
+func (s *Session) recycle(c *call) {
+	*c = call{done: c.done}
+	callPool.Put(c)
+}
+
+// abandon gives up on call id with err. If the request reached the pipe
+// (sent), the call stays pending until the peer's final answer, so the slot
+// accounting on both sides stays exact; tell sends the peer an OpCancel.
+// If the answer (or the session's end) got there first, that is returned.
+func (s *Session) abandon(id uint64, c *call, sent, tell bool, err error) ([]byte, error) {
+	s.pendMu.Lock()
+	if s.pending[id] != c {
+		s.pendMu.Unlock()
+		<-c.done
+		resp, rerr := c.resp, c.err
+		s.recycle(c)
+		return resp, rerr
+	}
+	if !sent {
+		delete(s.pending, id)
+		s.pendMu.Unlock()
+		s.releaseCall(c)
+		return nil, err
+	}
+	c.abandoned = true
+	s.pendMu.Unlock()
+	s.stats.cancelled.Add(1)
+	if !tell {
+		return nil, err
+	}
+	if perr := s.q.put(context.Background(), s.closing, Header{Op: OpCancel, ID: id}, nil, true); perr != nil {
+		s.fail(perr)
+	}
+	return nil, err
+}
+
+// send writes one message as one or more frames; sent reports whether any
+// frame was queued, so the peer may have seen part of the message.
+func (s *Session) send(ctx context.Context, h Header, payload []byte, control bool) (sent bool, err error) {
+	for {
+		n := min(len(payload), MaxFramePayload)
+		fh := h
+		if n < len(payload) {
+			fh.Flags |= FlagMore
+		}
+		if err := s.q.put(ctx, s.closing, fh, payload[:n], control); err != nil {
+			return sent, err
+		}
+		sent = true
+		payload = payload[n:]
+		if fh.Flags&FlagMore == 0 {
+			return true, nil
+		}
+		h.Seq++
+		h.Handler = 0
+		h.Deadline = 0
+	}
+}
+
+// handleResponse reads a response frame and completes the waiting call.
+// Call fields are only changed under pendMu, so failPending cannot race it.
+func (s *Session) handleResponse(br *bufio.Reader, h Header) error {
+	p, err := readPayload(br, h.Length)
+	if err != nil {
+		return err
+	}
+	s.pendMu.Lock()
+	c := s.pending[h.ID]
+	if c == nil {
+		s.pendMu.Unlock()
+		return fmt.Errorf("%w: response for unknown request %d", ErrProtocol, h.ID)
+	}
+	if h.Seq != c.seq {
+		s.pendMu.Unlock()
+		return fmt.Errorf("%w: response %d chunk %d, expected %d", ErrProtocol, h.ID, h.Seq, c.seq)
+	}
+	if len(c.resp)+len(p) > s.cfg.MaxMessageSize {
+		s.pendMu.Unlock()
+		return fmt.Errorf("%w: response %d exceeds %d bytes", ErrProtocol, h.ID, s.cfg.MaxMessageSize)
+	}
+	c.seq++
+	if c.resp == nil {
+		c.resp = p
+	} else {
+		c.resp = append(c.resp, p...)
+	}
+	if h.Flags&FlagMore != 0 {
+		s.pendMu.Unlock()
+		return nil
+	}
+	delete(s.pending, h.ID)
+	s.pendMu.Unlock()
+	<-s.slots
+	if c.abandoned {
+		s.recycle(c)
+		return nil
+	}
+	if h.Flags&FlagError != 0 {
+		c.err = remoteError(c.h, c.resp)
+		c.resp = nil
+		s.stats.remoteErrs.Add(1)
+	}
+	c.done <- struct{}{}
+	return nil
+}
+
+// failPending ends every pending call with the session's error.
+func (s *Session) failPending(cause error) {
+	err := fmt.Errorf("%w: %w", ErrDisconnected, cause)
+	if errors.Is(cause, ErrDisconnected) {
+		err = cause
+	}
+	s.pendMu.Lock()
+	defer s.pendMu.Unlock()
+	for id, c := range s.pending {
+		delete(s.pending, id)
+		<-s.slots
+		if c.abandoned {
+			s.recycle(c)
+			continue
+		}
+		c.resp, c.err = nil, err
+		c.done <- struct{}{}
+	}
+}

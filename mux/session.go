@@ -1,0 +1,437 @@
+package mux
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gridmesh/gridmesh/handlers"
+)
+
+// Session multiplexes single requests in both directions over one ordered,
+// reliable pipe (a TCP connection, a WebSocket adapted to net.Conn, a
+// net.Pipe). Either side may call Request; each side serves the requests of
+// the other from its Registry.
+//
+// A Session owns three kinds of goroutines, all started by NewSession or by
+// the reader and all waited for by Close: one reader, one writer, and one
+// per running handler (at most Config.MaxConcurrent).
+//
+// All methods may be called concurrently.
+type Session struct {
+	conn io.ReadWriteCloser
+	reg  *handlers.Registry
+	cfg  Config
+	q    *writeQueue
+
+	ready    chan struct{} // closed when the peer's hello arrived
+	peer     hello         // valid after ready
+	gotHello bool          // reader only
+	maxSend  int           // min(own, peer's) message size; valid after ready
+	slots    chan struct{} // outgoing request slots; made before ready closes
+
+	nextID atomic.Uint64
+
+	pendMu  sync.Mutex
+	pending map[uint64]*call // requests sent by this side, by ID
+
+	servMu     sync.Mutex
+	servClosed bool                // set once the session ended: start no more handlers
+	serving    map[uint64]*reqCtx  // requests being served, by the peer's ID
+	partial    map[uint64]*partial // requests whose chunks are still arriving
+	handlers   sync.WaitGroup
+	hslots     chan struct{} // handler slots; a token per running handler
+
+	pingMu sync.Mutex
+	pings  map[uint64]chan struct{}
+
+	closing    chan struct{} // closed by fail
+	failOnce   sync.Once
+	err        error // why the session ended; set before closing is closed
+	readerDone chan struct{}
+	writerDone chan struct{}
+	killTimer  *time.Timer // closes conn if the final flush hangs
+
+	stats counters
+}
+
+// counters are updated with atomics by the reader and writer.
+type counters struct {
+	bytesIn, bytesOut     atomic.Uint64
+	framesIn, writes      atomic.Uint64
+	requestsOut, served   atomic.Uint64
+	remoteErrs, cancelled atomic.Uint64
+}
+
+// NewSession starts a session over conn, serving requests from reg (which
+// may be nil: every request is then answered with ErrUnknownHandler). The
+// session owns conn from now on and closes it when the session ends.
+// It returns an error only for an invalid cfg.
+func NewSession(conn io.ReadWriteCloser, reg *handlers.Registry, cfg Config) (*Session, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	s := &Session{
+		conn:       conn,
+		reg:        reg,
+		cfg:        cfg,
+		q:          newWriteQueue(cfg.MaxQueuedBytes),
+		ready:      make(chan struct{}),
+		pending:    make(map[uint64]*call),
+		serving:    make(map[uint64]*reqCtx),
+		partial:    make(map[uint64]*partial),
+		hslots:     make(chan struct{}, cfg.MaxConcurrent),
+		pings:      make(map[uint64]chan struct{}),
+		closing:    make(chan struct{}),
+		readerDone: make(chan struct{}),
+		writerDone: make(chan struct{}),
+	}
+	h := hello{Version: Version, MaxMessageSize: uint32(cfg.MaxMessageSize), MaxConcurrent: uint32(cfg.MaxConcurrent)}
+	// The queue is empty and open, so this cannot fail.
+	_ = s.q.put(context.Background(), s.closing, Header{Op: OpHello}, h.append(nil), true)
+	helloTimer := time.AfterFunc(cfg.HelloTimeout, func() {
+		select {
+		case <-s.ready:
+		default:
+			s.fail(fmt.Errorf("%w: no hello from peer within %v", ErrProtocol, cfg.HelloTimeout))
+		}
+	})
+	go s.writeLoop()
+	go s.readLoop(helloTimer)
+	return s, nil
+}
+
+// Done returns a channel that is closed when the session has ended.
+func (s *Session) Done() <-chan struct{} { return s.closing }
+
+// Err returns why the session ended, or nil while it is open.
+func (s *Session) Err() error {
+	select {
+	case <-s.closing:
+		return s.err
+	default:
+		return nil
+	}
+}
+
+// Ready returns a channel that is closed once the peer's hello has arrived.
+func (s *Session) Ready() <-chan struct{} { return s.ready }
+
+// errClosed is the reason recorded when Close is called.
+var errClosed = fmt.Errorf("%w: session closed", ErrDisconnected)
+
+// Close ends the session: requests in flight fail with ErrDisconnected,
+// running handlers see their contexts cancelled, the peer is told, and the
+// pipe is closed. Close waits for the session's goroutines, including the
+// running handlers, so handlers must honour their context. Close is
+// idempotent and returns nil.
+func (s *Session) Close() error {
+	s.fail(errClosed)
+	<-s.readerDone
+	<-s.writerDone
+	s.handlers.Wait()
+	return nil
+}
+
+// fail ends the session for err; the first error wins.
+func (s *Session) fail(err error) {
+	s.failOnce.Do(func() {
+		s.err = err
+		if !errors.Is(err, ErrDisconnected) || err == errClosed {
+			// Tell the peer why, unless the pipe itself is gone.
+			reason := err.Error()
+			_ = s.q.put(context.Background(), nil, Header{Op: OpClose}, []byte(reason), true)
+		}
+		s.killTimer = time.AfterFunc(s.cfg.CloseTimeout, func() { s.conn.Close() })
+		close(s.closing)
+		s.failPending(err)
+		s.cancelServing()
+		s.pingMu.Lock()
+		for id, ch := range s.pings {
+			close(ch)
+			delete(s.pings, id)
+		}
+		s.pingMu.Unlock()
+		if err != errClosed {
+			s.cfg.Logger.Debug("mux: session ended", "err", err)
+		}
+	})
+}
+
+// writeLoop owns the write side of conn.
+func (s *Session) writeLoop() {
+	defer close(s.writerDone)
+	var spare []byte
+	for {
+		select {
+		case <-s.q.wake:
+			out := s.q.take(spare)
+			if len(out) == 0 {
+				spare = out
+				continue
+			}
+			if err := s.write(out); err != nil {
+				s.fail(fmt.Errorf("%w: write: %w", ErrDisconnected, err))
+				continue
+			}
+			if cap(out) > 4*s.cfg.MaxQueuedBytes {
+				out = nil // do not keep a buffer grown by one burst
+			}
+			spare = out[:0]
+		case <-s.closing:
+			_ = s.write(s.q.close()) // best effort; killTimer bounds it
+			s.conn.Close()
+			s.killTimer.Stop()
+			return
+		}
+	}
+}
+
+// write writes a batch in pieces of at most MaxWriteSize bytes.
+func (s *Session) write(out []byte) error {
+	for len(out) > 0 {
+		n := min(len(out), MaxWriteSize)
+		if _, err := s.conn.Write(out[:n]); err != nil {
+			return err
+		}
+		out = out[n:]
+		s.stats.bytesOut.Add(uint64(n))
+		s.stats.writes.Add(1)
+	}
+	return nil
+}
+
+// countingReader counts the bytes read from the pipe.
+type countingReader struct {
+	r io.Reader
+	n *atomic.Uint64
+}
+
+func (c countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(uint64(n))
+	return n, err
+}
+
+// readLoop owns the read side of conn. It never blocks on user code or on a
+// full queue: handlers run on their own goroutines, answers are delivered
+// to buffered channels, and the frames it sends are control frames.
+func (s *Session) readLoop(helloTimer *time.Timer) {
+	defer close(s.readerDone)
+	defer helloTimer.Stop()
+	br := bufio.NewReaderSize(countingReader{s.conn, &s.stats.bytesIn}, 64<<10)
+	var hdr [HeaderSize]byte
+	for {
+		if _, err := io.ReadFull(br, hdr[:]); err != nil {
+			s.fail(readError(err))
+			return
+		}
+		h, err := ParseHeader(hdr[:])
+		if err == nil {
+			err = s.handleFrame(br, h)
+		}
+		if err != nil {
+			s.fail(err)
+			return
+		}
+		s.stats.framesIn.Add(1)
+	}
+}
+
+func readError(err error) error {
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return fmt.Errorf("%w: truncated frame: %w", ErrDisconnected, err)
+	}
+	return fmt.Errorf("%w: read: %w", ErrDisconnected, err)
+}
+
+// handleFrame acts on one frame whose payload is still unread in br.
+func (s *Session) handleFrame(br *bufio.Reader, h Header) error {
+	if !s.gotHello && h.Op != OpHello {
+		return fmt.Errorf("%w: %v frame before hello", ErrProtocol, h.Op)
+	}
+	switch h.Op {
+	case OpHello:
+		return s.handleHello(br, h)
+	case OpRequest:
+		return s.handleRequest(br, h)
+	case OpResponse:
+		return s.handleResponse(br, h)
+	case OpCancel:
+		s.handleCancel(h.ID)
+		return skip(br, h.Length)
+	case OpPing:
+		if err := skip(br, h.Length); err != nil {
+			return err
+		}
+		return s.q.put(context.Background(), nil, Header{Op: OpPong, ID: h.ID}, nil, true)
+	case OpPong:
+		s.handlePong(h.ID)
+		return skip(br, h.Length)
+	case OpClose:
+		reason, err := readPayload(br, h.Length)
+		if err != nil {
+			return err
+		}
+		return fmt.Errorf("%w: peer closed: %s", ErrDisconnected, reason)
+	}
+	return fmt.Errorf("%w: unhandled op %v", ErrProtocol, h.Op)
+}
+
+func (s *Session) handleHello(br *bufio.Reader, h Header) error {
+	if s.gotHello {
+		return fmt.Errorf("%w: second hello", ErrProtocol)
+	}
+	p, err := readPayload(br, h.Length)
+	if err != nil {
+		return err
+	}
+	hl, err := parseHello(p)
+	if err != nil {
+		return err
+	}
+	if hl.Version != Version {
+		// Version 1 is the only one so far; a later version speaks 1 too
+		// when its peer announces 1.
+		if hl.Version < Version {
+			return fmt.Errorf("%w: peer speaks version %d, need %d", ErrProtocol, hl.Version, Version)
+		}
+	}
+	s.gotHello = true
+	s.peer = hl
+	s.maxSend = min(s.cfg.MaxMessageSize, int(min(hl.MaxMessageSize, maxMaxMessageSize)))
+	s.slots = make(chan struct{}, min(s.cfg.MaxInFlight, int(min(hl.MaxConcurrent, 1<<20))))
+	close(s.ready)
+	return nil
+}
+
+func readPayload(br *bufio.Reader, n uint32) ([]byte, error) {
+	p := make([]byte, n) // n <= MaxFramePayload, checked by ParseHeader
+	if _, err := io.ReadFull(br, p); err != nil {
+		return nil, readError(err)
+	}
+	return p, nil
+}
+
+func skip(br *bufio.Reader, n uint32) error {
+	if _, err := br.Discard(int(n)); err != nil {
+		return readError(err)
+	}
+	return nil
+}
+
+// Ping measures the round-trip time to the peer with an OpPing frame.
+func (s *Session) Ping(ctx context.Context) (time.Duration, error) {
+	if err := s.waitReady(ctx); err != nil {
+		return 0, err
+	}
+	id := s.nextID.Add(1)
+	ch := make(chan struct{})
+	s.pingMu.Lock()
+	select {
+	case <-s.closing:
+		s.pingMu.Unlock()
+		return 0, s.disconnected()
+	default:
+	}
+	s.pings[id] = ch
+	s.pingMu.Unlock()
+	defer func() {
+		s.pingMu.Lock()
+		delete(s.pings, id)
+		s.pingMu.Unlock()
+	}()
+	start := time.Now()
+	if err := s.q.put(ctx, s.closing, Header{Op: OpPing, ID: id}, nil, true); err != nil {
+		return 0, s.sendError(err)
+	}
+	select {
+	case <-ch:
+		select {
+		case <-s.closing:
+			return 0, s.disconnected()
+		default:
+		}
+		return time.Since(start), nil
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
+func (s *Session) handlePong(id uint64) {
+	s.pingMu.Lock()
+	if ch, ok := s.pings[id]; ok {
+		close(ch)
+		delete(s.pings, id)
+	}
+	s.pingMu.Unlock()
+}
+
+// waitReady waits for the peer's hello.
+func (s *Session) waitReady(ctx context.Context) error {
+	select {
+	case <-s.ready:
+		return nil
+	default:
+	}
+	select {
+	case <-s.ready:
+		return nil
+	case <-s.closing:
+		return s.disconnected()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// disconnected returns the error for calls on an ended session.
+func (s *Session) disconnected() error {
+	<-s.closing
+	if errors.Is(s.err, ErrDisconnected) {
+		return s.err
+	}
+	return fmt.Errorf("%w: %w", ErrDisconnected, s.err)
+}
+
+// sendError maps a writeQueue error to what a caller sees.
+func (s *Session) sendError(err error) error {
+	if errors.Is(err, ErrDisconnected) || errors.Is(err, errQueueOverflow) {
+		return s.disconnected()
+	}
+	return err
+}
+
+// Stats is a snapshot of a session's counters.
+type Stats struct {
+	BytesIn, BytesOut uint64 // bytes read from and written to the pipe
+	FramesIn          uint64 // frames read
+	Writes            uint64 // batches written (each one Write call)
+	RequestsOut       uint64 // requests sent by this side
+	Served            uint64 // requests served for the peer
+	RemoteErrors      uint64 // requests of ours answered with an error
+	Cancelled         uint64 // requests of ours given up by their caller
+	InFlight          int    // requests of ours awaiting an answer
+	Running           int    // handlers running for the peer
+	QueuedBytes       int    // bytes waiting for the writer
+}
+
+// Stats returns a snapshot of the session's counters.
+func (s *Session) Stats() Stats {
+	st := Stats{
+		BytesIn: s.stats.bytesIn.Load(), BytesOut: s.stats.bytesOut.Load(),
+		FramesIn: s.stats.framesIn.Load(), Writes: s.stats.writes.Load(),
+		RequestsOut: s.stats.requestsOut.Load(), Served: s.stats.served.Load(),
+		RemoteErrors: s.stats.remoteErrs.Load(), Cancelled: s.stats.cancelled.Load(),
+		Running: len(s.hslots), QueuedBytes: s.q.queued(),
+	}
+	s.pendMu.Lock()
+	st.InFlight = len(s.pending)
+	s.pendMu.Unlock()
+	return st
+}

@@ -1,0 +1,105 @@
+package mux
+
+import (
+	"context"
+	"fmt"
+	"sync"
+)
+
+// writeQueue is where every goroutine of a session puts its frames. Frames
+// are encoded straight into buf under mu; the single writer goroutine swaps
+// buf for an empty one and writes the whole batch with one Write call, so
+// many small frames queued while a write was in progress leave together.
+type writeQueue struct {
+	mu      sync.Mutex
+	buf     []byte // frames waiting for the writer
+	closed  bool
+	space   chan struct{} // closed when the writer takes buf; senders over the bound wait on it
+	waiters bool          // someone waits on space
+	wake    chan struct{} // cap 1: buf went from empty to non-empty
+	limit   int           // bound for ordinary senders
+	hard    int           // bound for control frames (a peer that floods us while not reading)
+}
+
+func newWriteQueue(limit int) *writeQueue {
+	return &writeQueue{
+		wake:  make(chan struct{}, 1),
+		space: make(chan struct{}),
+		limit: limit,
+		hard:  4*limit + 1<<20,
+	}
+}
+
+// errQueueOverflow: control frames piled up past the hard bound, which
+// happens only when the peer sends to us and does not read.
+var errQueueOverflow = fmt.Errorf("%w: peer does not read (send queue overflow)", ErrProtocol)
+
+// put appends one frame. Ordinary frames wait while the queue holds limit
+// bytes or more; control frames (control = true) never wait.
+// done is the session's closing channel.
+func (q *writeQueue) put(ctx context.Context, done <-chan struct{}, h Header, payload []byte, control bool) error {
+	for {
+		q.mu.Lock()
+		if q.closed {
+			q.mu.Unlock()
+			return ErrDisconnected
+		}
+		if control || len(q.buf) < q.limit {
+			if control && len(q.buf) > q.hard {
+				q.mu.Unlock()
+				return errQueueOverflow
+			}
+			empty := len(q.buf) == 0
+			q.buf = AppendFrame(q.buf, h, payload)
+			q.mu.Unlock()
+			if empty {
+				select {
+				case q.wake <- struct{}{}:
+				default:
+				}
+			}
+			return nil
+		}
+		space := q.space
+		q.waiters = true
+		q.mu.Unlock()
+		select {
+		case <-space:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-done:
+			return ErrDisconnected
+		}
+	}
+}
+
+// take hands the queued frames to the writer and gives it spare to fill
+// next; it wakes senders waiting for space.
+func (q *writeQueue) take(spare []byte) []byte {
+	q.mu.Lock()
+	out := q.buf
+	q.buf = spare[:0]
+	if q.waiters {
+		close(q.space)
+		q.space = make(chan struct{})
+		q.waiters = false
+	}
+	q.mu.Unlock()
+	return out
+}
+
+// close refuses further frames and returns what is still queued.
+func (q *writeQueue) close() []byte {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.closed = true
+	out := q.buf
+	q.buf = nil
+	return out
+}
+
+func (q *writeQueue) queued() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.buf)
+}
