@@ -9,6 +9,8 @@ import (
 	"testing"
 )
 
+func BenchmarkMux(b *testing.B) { benchPair(b, NewMux) }
+
 func BenchmarkGRPCUnary(b *testing.B) { benchPair(b, NewGRPCUnary) }
 
 func BenchmarkRawWS(b *testing.B) { benchPair(b, NewRawWS) }

@@ -1,0 +1,83 @@
+package bench
+
+import (
+	"context"
+	"net"
+
+	"github.com/gridmesh/gridmesh/handlers"
+	"github.com/gridmesh/gridmesh/mux"
+)
+
+// echoID is the handler the gridmesh pairs serve.
+const echoID handlers.HandlerID = 1
+
+// muxPair is two gridmesh mux sessions over one TCP loopback connection;
+// the server side echoes.
+type muxPair struct {
+	client, server *mux.Session
+}
+
+// NewMux returns a Pair of gridmesh mux sessions over TCP loopback.
+func NewMux() (Pair, error) {
+	a, b, err := tcpConnPair()
+	if err != nil {
+		return nil, err
+	}
+	reg := new(handlers.Registry)
+	if err := reg.RegisterSingle(echoID, func(_ context.Context, p []byte) ([]byte, error) { return p, nil }); err != nil {
+		return nil, err
+	}
+	cfg := mux.Config{MaxMessageSize: MaxPayload}
+	client, err := mux.NewSession(a, nil, cfg)
+	if err != nil {
+		a.Close()
+		b.Close()
+		return nil, err
+	}
+	server, err := mux.NewSession(b, reg, cfg)
+	if err != nil {
+		client.Close()
+		b.Close()
+		return nil, err
+	}
+	return &muxPair{client: client, server: server}, nil
+}
+
+func (p *muxPair) Call(ctx context.Context, payload []byte) ([]byte, error) {
+	return p.client.Request(ctx, echoID, payload)
+}
+
+func (p *muxPair) Close() error {
+	p.client.Close()
+	return p.server.Close()
+}
+
+// tcpConnPair returns both ends of one TCP loopback connection.
+func tcpConnPair() (net.Conn, net.Conn, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, nil, err
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	errc := make(chan error, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			errc <- err
+			return
+		}
+		accepted <- c
+	}()
+	a, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		return nil, nil, err
+	}
+	select {
+	case b := <-accepted:
+		return a, b, nil
+	case err := <-errc:
+		a.Close()
+		return nil, nil, err
+	}
+}

@@ -1,0 +1,112 @@
+package mux_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/gridmesh/gridmesh/handlers"
+	"github.com/gridmesh/gridmesh/mux"
+)
+
+// seedFrames are valid frames of every op, made by the encoder.
+func seedFrames() [][]byte {
+	hs := []mux.Header{
+		{Op: mux.OpRequest, Handler: hEcho, ID: 1, Deadline: 1000},
+		{Op: mux.OpRequest, Flags: mux.FlagMore, Handler: hEcho, ID: 2},
+		{Op: mux.OpRequest, ID: 2, Seq: 1},
+		{Op: mux.OpResponse, ID: 1},
+		{Op: mux.OpResponse, Flags: mux.FlagError, ID: 3},
+		{Op: mux.OpCancel, ID: 4},
+		{Op: mux.OpPing, ID: 5},
+		{Op: mux.OpPong, ID: 5},
+		{Op: mux.OpClose},
+	}
+	var out [][]byte
+	for _, h := range hs {
+		out = append(out, mux.AppendFrame(nil, h, []byte("payload")))
+	}
+	return out
+}
+
+// FuzzParseHeader checks that any 24 bytes either parse into a header that
+// re-encodes to the same bytes, or give an ErrProtocol error; never a panic.
+func FuzzParseHeader(f *testing.F) {
+	for _, fr := range seedFrames() {
+		f.Add(fr[:mux.HeaderSize])
+	}
+	f.Add(make([]byte, mux.HeaderSize))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		h, err := mux.ParseHeader(b)
+		if err != nil {
+			if !errors.Is(err, mux.ErrProtocol) {
+				t.Fatalf("error %v does not match ErrProtocol", err)
+			}
+			return
+		}
+		if h.Length > mux.MaxFramePayload {
+			t.Fatalf("accepted length %d", h.Length)
+		}
+		payload := make([]byte, h.Length)
+		re := mux.AppendFrame(nil, h, payload)
+		if !bytes.Equal(re[:mux.HeaderSize], b[:mux.HeaderSize]) {
+			t.Fatalf("round trip: %x != %x", re[:mux.HeaderSize], b[:mux.HeaderSize])
+		}
+	})
+}
+
+// helloFrame is what a peer sends first.
+func helloFrame() []byte {
+	p := make([]byte, 16)
+	copy(p, "GMUX")
+	p[4] = mux.Version
+	binary.BigEndian.PutUint32(p[8:], 1<<20)
+	binary.BigEndian.PutUint32(p[12:], 64)
+	return mux.AppendFrame(nil, mux.Header{Op: mux.OpHello}, p)
+}
+
+// FuzzSession feeds a session arbitrary bytes after a valid hello, as a
+// hostile peer would. The session must never panic, must end with an error
+// or keep serving, and Close must return with no goroutine left behind.
+func FuzzSession(f *testing.F) {
+	frames := seedFrames()
+	f.Add(bytes.Join(frames, nil))
+	for _, fr := range frames {
+		f.Add(fr)
+	}
+	f.Add(mux.AppendFrame(nil, mux.Header{Op: mux.OpRequest, Handler: hPanic, ID: 9}, nil))
+	f.Add(mux.AppendFrame(nil, mux.Header{Op: mux.OpRequest, Handler: hMissing, ID: 9}, nil))
+	f.Add([]byte{0xff, 0, 0, 0, 0xff, 0xff, 0xff, 0xff})
+	reg := echoRegistry(f)
+	mustRegister(f, reg, hPanic, func(context.Context, []byte) ([]byte, error) { panic("fuzz") })
+	f.Fuzz(func(t *testing.T, data []byte) {
+		a, b := net.Pipe()
+		s, err := mux.NewSession(a, reg, mux.Config{MaxMessageSize: 1 << 20, HelloTimeout: time.Second, CloseTimeout: 100 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		drained := make(chan struct{})
+		go func() { // the peer reads whatever the session says
+			io.Copy(io.Discard, b)
+			close(drained)
+		}()
+		// net.Pipe's Write returns once the session has read every byte
+		// (or it ended and closed its side).
+		b.SetWriteDeadline(time.Now().Add(2 * time.Second))
+		b.Write(helloFrame())
+		b.Write(data)
+		s.Close()
+		b.Close()
+		<-drained
+		if err := s.Err(); !errors.Is(err, mux.ErrDisconnected) && !errors.Is(err, mux.ErrProtocol) {
+			t.Fatalf("session ended with %v", err)
+		}
+	})
+}
+
+var _ = handlers.MaxHandlerID
