@@ -120,7 +120,7 @@ func (s *Session) dispatch(h handlers.HandlerID, id uint64, deadline uint32, arr
 	}
 	rc := &reqCtx{parent: s.cfg.BaseContext, id: id}
 	if deadline > 0 {
-		rc.deadline = arrived.Add(time.Duration(deadline) * time.Millisecond)
+		rc.deadline = arrived.Add(time.Duration(deadline) * time.Millisecond).UnixNano()
 	}
 	s.servMu.Lock()
 	if s.servClosed {
@@ -130,10 +130,52 @@ func (s *Session) dispatch(h handlers.HandlerID, id uint64, deadline uint32, arr
 		return nil
 	}
 	s.serving[id] = rc
-	s.handlers.Add(1)
 	s.servMu.Unlock()
-	go s.serve(rc, e.Single, h, payload, pb)
+	j := job{rc: rc, fn: e.Single, h: h, payload: payload, pb: pb}
+	select {
+	case s.jobs <- j: // an idle worker took it
+	default:
+		s.handlers.Add(1)
+		go s.worker(j)
+	}
 	return nil
+}
+
+// job is a request handed to a worker.
+type job struct {
+	rc      *reqCtx
+	fn      handlers.SingleHandler
+	h       handlers.HandlerID
+	payload []byte
+	pb      *[]byte
+}
+
+// workerIdle is how long a worker waits for another request before it
+// exits. Reusing workers spares a goroutine start and its stack growth per
+// request.
+const workerIdle = 5 * time.Second
+
+// worker runs j, then further jobs handed to it, until it has been idle for
+// workerIdle or the session ended.
+func (s *Session) worker(j job) {
+	defer s.handlers.Done()
+	var idle *time.Timer
+	for {
+		s.serve(j)
+		if idle == nil {
+			idle = time.NewTimer(workerIdle)
+			defer idle.Stop()
+		} else {
+			idle.Reset(workerIdle)
+		}
+		select {
+		case j = <-s.jobs:
+		case <-idle.C:
+			return
+		case <-s.closing:
+			return
+		}
+	}
 }
 
 // answerError sends an error answer from the reader (a control frame).
@@ -143,9 +185,9 @@ func (s *Session) answerError(id uint64, code byte, msg string) error {
 }
 
 // serve runs one handler and sends its answer.
-func (s *Session) serve(rc *reqCtx, fn handlers.SingleHandler, h handlers.HandlerID, payload []byte, pb *[]byte) {
-	defer s.handlers.Done()
-	resp, err, panicked := s.run(rc, fn, h, payload)
+func (s *Session) serve(j job) {
+	rc := j.rc
+	resp, err, panicked := s.run(rc, j.fn, j.h, j.payload)
 	s.servMu.Lock()
 	delete(s.serving, rc.id)
 	s.servMu.Unlock()
@@ -168,7 +210,7 @@ func (s *Session) serve(rc *reqCtx, fn handlers.SingleHandler, h handlers.Handle
 		hdr.Flags, resp = FlagError, appendError(nil, codeTooLarge, msg)
 	}
 	_, _ = s.send(context.Background(), hdr, resp, false) // fails only if the session ended
-	putBuf(pb)
+	putBuf(j.pb)
 }
 
 // run calls the handler, turning a panic into an error.
@@ -238,7 +280,7 @@ func readFull(br *bufio.Reader, p []byte) error {
 type reqCtx struct {
 	parent   context.Context
 	id       uint64
-	deadline time.Time // zero: none
+	deadline int64 // Unix nanoseconds; 0: none
 
 	mu    sync.Mutex
 	done  chan struct{}
@@ -246,8 +288,13 @@ type reqCtx struct {
 	timer *time.Timer
 }
 
-func (c *reqCtx) Deadline() (time.Time, bool) { return c.deadline, !c.deadline.IsZero() }
-func (c *reqCtx) Value(key any) any           { return c.parent.Value(key) }
+func (c *reqCtx) Deadline() (time.Time, bool) {
+	if c.deadline == 0 {
+		return time.Time{}, false
+	}
+	return time.Unix(0, c.deadline), true
+}
+func (c *reqCtx) Value(key any) any { return c.parent.Value(key) }
 
 func (c *reqCtx) Done() <-chan struct{} {
 	c.mu.Lock()
@@ -257,8 +304,8 @@ func (c *reqCtx) Done() <-chan struct{} {
 		switch {
 		case c.err != nil:
 			close(c.done)
-		case !c.deadline.IsZero():
-			c.timer = time.AfterFunc(time.Until(c.deadline), func() { c.cancel(context.DeadlineExceeded) })
+		case c.deadline != 0:
+			c.timer = time.AfterFunc(time.Until(time.Unix(0, c.deadline)), func() { c.cancel(context.DeadlineExceeded) })
 		}
 	}
 	return c.done
@@ -268,7 +315,7 @@ func (c *reqCtx) Err() error {
 	c.mu.Lock()
 	err := c.err
 	c.mu.Unlock()
-	if err == nil && !c.deadline.IsZero() && !time.Now().Before(c.deadline) {
+	if err == nil && c.deadline != 0 && time.Now().UnixNano() >= c.deadline {
 		c.cancel(context.DeadlineExceeded)
 		return c.Err()
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,8 +20,9 @@ import (
 // the other from its Registry.
 //
 // A Session owns three kinds of goroutines, all started by NewSession or by
-// the reader and all waited for by Close: one reader, one writer, and one
-// per running handler (at most Config.MaxConcurrent).
+// the reader and all waited for by Close: one reader, one writer, and the
+// workers that run handlers (at most Config.MaxConcurrent; a worker stays
+// for the next request and leaves after workerIdle without one).
 //
 // All methods may be called concurrently.
 type Session struct {
@@ -46,6 +48,7 @@ type Session struct {
 	partial    map[uint64]*partial // requests whose chunks are still arriving
 	handlers   sync.WaitGroup
 	hslots     chan struct{} // handler slots; a token per running handler
+	jobs       chan job      // hands a request to an idle worker
 
 	pingMu sync.Mutex
 	pings  map[uint64]chan struct{}
@@ -87,6 +90,7 @@ func NewSession(conn io.ReadWriteCloser, reg *handlers.Registry, cfg Config) (*S
 		serving:    make(map[uint64]*reqCtx),
 		partial:    make(map[uint64]*partial),
 		hslots:     make(chan struct{}, cfg.MaxConcurrent),
+		jobs:       make(chan job),
 		pings:      make(map[uint64]chan struct{}),
 		closing:    make(chan struct{}),
 		readerDone: make(chan struct{}),
@@ -171,6 +175,14 @@ func (s *Session) writeLoop() {
 	for {
 		select {
 		case <-s.q.wake:
+			// When other requests are under way, let goroutines that are
+			// ready to send (callers woken by the last batch of answers,
+			// finishing handlers) queue their frames first, so they leave in
+			// this write rather than one write each. A lone request does not
+			// wait for company.
+			if s.busy() {
+				runtime.Gosched()
+			}
 			out := s.q.take(spare)
 			if len(out) == 0 {
 				spare = out
@@ -191,6 +203,18 @@ func (s *Session) writeLoop() {
 			return
 		}
 	}
+}
+
+// busy reports whether more than one request is under way on the session,
+// in either direction.
+func (s *Session) busy() bool {
+	n := len(s.hslots)
+	select {
+	case <-s.ready:
+		n += len(s.slots)
+	default:
+	}
+	return n > 1
 }
 
 // write writes a batch in pieces of at most MaxWriteSize bytes.
