@@ -1,0 +1,75 @@
+// Command gridmesh runs gridmesh nodes and their tools.
+//
+// Usage:
+//
+//	gridmesh demo     [flags]   run a small mesh on loopback and push requests through it
+//	gridmesh bench    [flags]   compare gridmesh with grpc-go and a raw WebSocket floor
+//	gridmesh primesim [flags]   run a Dragonchain Prime simulator
+//
+// Run "gridmesh <command> -h" for a command's flags.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+type command struct {
+	name, summary string
+	run           func(ctx context.Context, args []string, out io.Writer) error
+}
+
+var commands = []command{
+	{"demo", "run a small mesh on loopback and push requests through it", runDemo},
+	{"bench", "compare gridmesh with grpc-go and a raw WebSocket floor", runBench},
+	{"primesim", "run a Dragonchain Prime simulator", runPrimesim},
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(ctx context.Context, args []string, out, errOut io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(errOut)
+		return 2
+	}
+	for _, c := range commands {
+		if c.name == args[0] {
+			err := c.run(ctx, args[1:], out)
+			if errors.Is(err, flag.ErrHelp) {
+				return 2
+			}
+			if err != nil {
+				fmt.Fprintf(errOut, "gridmesh %s: %v\n", c.name, err)
+				return 1
+			}
+			return 0
+		}
+	}
+	fmt.Fprintf(errOut, "gridmesh: unknown command %q\n\n", args[0])
+	usage(errOut)
+	return 2
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "usage: gridmesh <command> [flags]\n\ncommands:")
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
+	}
+}
+
+// newFlags returns a flag set that reports errors instead of exiting.
+func newFlags(name string, out io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("gridmesh "+name, flag.ContinueOnError)
+	fs.SetOutput(out)
+	return fs
+}

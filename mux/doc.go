@@ -1,0 +1,47 @@
+// Package mux multiplexes requests over one ordered, reliable byte pipe.
+//
+// A Session runs over any io.ReadWriteCloser that delivers bytes in order
+// and without loss: a TCP connection, a WebSocket adapted to net.Conn, a
+// net.Pipe. It knows nothing about peers, dialing or authentication; the
+// grid package adds those. Both ends of a session are equal: each may send
+// requests, and each serves the other's requests from its
+// handlers.Registry.
+//
+// The wire format is specified field by field in SPEC.md beside this file.
+//
+// # Requests
+//
+// Session.Request sends a payload to a handler on the peer and waits for
+// its answer. The caller's deadline travels with the request and becomes
+// the handler's context deadline; cancelling the caller's context cancels
+// the handler's context. A handler's error, a panic in it, or an unknown
+// handler ID come back as a *RemoteError. If the pipe breaks, every request
+// in flight fails at once with an error matching ErrDisconnected.
+//
+// # Buffers
+//
+// Request copies payload before it returns: the caller may reuse it at
+// once. The slice Request returns belongs to the caller. A handler's
+// payload is valid only until the handler returns (the session reuses its
+// memory); a handler may return it as its answer.
+//
+// # Goroutines and bounds
+//
+// One writer goroutine owns the pipe's write side: every other goroutine
+// encodes its frames into a shared, bounded buffer and the writer sends
+// what has gathered in one Write, so concurrent requests share syscalls.
+// One reader goroutine owns the read side; it never runs user code and
+// never waits for queue space, so a slow handler or a slow caller cannot
+// stall the session. Handlers run on worker goroutines, at most
+// Config.MaxConcurrent at once. Messages larger than MaxFramePayload travel
+// as chunks that interleave with other traffic. Every limit (message size,
+// requests in flight, running handlers, queued bytes) is enforced before
+// memory is committed; exceeding one is an error, never a hang or an
+// unbounded allocation. A peer that breaks the protocol gets the reason in
+// an OpClose frame and the session ends with an error matching ErrProtocol.
+//
+// # Concurrency
+//
+// All methods of Session may be called concurrently. Close waits for every
+// goroutine the session started, including running handlers.
+package mux
