@@ -10,9 +10,10 @@ import (
 
 // Errors returned by Registry.
 var (
-	ErrInvalidID  = errors.New("handlers: handler id out of range")
-	ErrRegistered = errors.New("handlers: handler already registered")
-	ErrNilHandler = errors.New("handlers: nil handler")
+	ErrInvalidID   = errors.New("handlers: handler id out of range")
+	ErrRegistered  = errors.New("handlers: handler already registered")
+	ErrNilHandler  = errors.New("handlers: nil handler")
+	ErrBadCapacity = errors.New("handlers: bad stream capacity")
 )
 
 // SingleHandler serves one request. ctx carries the caller's deadline and is
@@ -27,10 +28,36 @@ var (
 // A panic is recovered and reported to the caller the same way.
 type SingleHandler func(ctx context.Context, payload []byte) ([]byte, error)
 
-// Entry is what a Registry holds for one HandlerID.
+// StreamHandler serves a two-way stream. Handle receives the caller's
+// initial payload, reads the caller's messages from in (closed when the
+// caller ends its input; nil when InCapacity is 0) and sends messages to
+// the caller on out. Returning ends the stream: nil ends it cleanly, an
+// error reaches the caller as the stream's last Response.
+//
+// ctx carries the caller's deadline and is cancelled when the caller gives
+// up or the connection is lost; a handler must select on ctx.Done() when it
+// sends on out, since out blocks while the caller is not reading. Messages
+// from in belong to the handler; a message sent on out must not be changed
+// afterwards. payload is only valid until Handle returns.
+type StreamHandler struct {
+	Handle func(ctx context.Context, payload []byte, in <-chan []byte, out chan<- []byte) error
+	// InCapacity is how many caller messages may wait for the handler
+	// (credit granted to the caller). 0 means the handler takes no input.
+	InCapacity int
+	// OutCapacity is how many handler messages may wait for the caller to
+	// read them. 0 means 1.
+	OutCapacity int
+}
+
+// MaxStreamCapacity bounds InCapacity and OutCapacity.
+const MaxStreamCapacity = 1 << 16
+
+// Entry is what a Registry holds for one HandlerID: a single handler or a
+// stream handler.
 type Entry struct {
 	ID     HandlerID
 	Single SingleHandler
+	Stream *StreamHandler
 }
 
 // Registry maps HandlerIDs to their handlers. The zero value is empty and
@@ -47,6 +74,22 @@ func (r *Registry) RegisterSingle(id HandlerID, h SingleHandler) error {
 		return fmt.Errorf("%w: %v", ErrNilHandler, id)
 	}
 	return r.register(&Entry{ID: id, Single: h})
+}
+
+// RegisterStream registers h to serve streams for id. Registering an id
+// twice (as a single or stream handler), an id out of range, a nil Handle
+// or a capacity outside 0..MaxStreamCapacity is an error.
+func (r *Registry) RegisterStream(id HandlerID, h StreamHandler) error {
+	if h.Handle == nil {
+		return fmt.Errorf("%w: %v", ErrNilHandler, id)
+	}
+	if h.InCapacity < 0 || h.InCapacity > MaxStreamCapacity || h.OutCapacity < 0 || h.OutCapacity > MaxStreamCapacity {
+		return fmt.Errorf("%w: %v: capacities %d/%d outside 0..%d", ErrBadCapacity, id, h.InCapacity, h.OutCapacity, MaxStreamCapacity)
+	}
+	if h.OutCapacity == 0 {
+		h.OutCapacity = 1
+	}
+	return r.register(&Entry{ID: id, Stream: &h})
 }
 
 func (r *Registry) register(e *Entry) error {

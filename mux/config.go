@@ -23,6 +23,11 @@ type Config struct {
 	// peer; it is announced in the hello so a conforming peer never exceeds
 	// it. Default 4096.
 	MaxConcurrent int
+	// MaxStreams bounds the streams open at once on the session in each
+	// direction: the ones this side opened (also bounded by the peer's
+	// MaxStreams) and the ones it serves. One more is refused with
+	// ErrTooManyStreams. Default 16384.
+	MaxStreams int
 	// MaxQueuedBytes bounds the bytes waiting for the writer. A sender over
 	// the bound waits (respecting its context); small control frames from
 	// the reader never wait. Default 1 MiB.
@@ -54,7 +59,7 @@ func (c Config) withDefaults() (Config, error) {
 		v    int
 	}{
 		{"MaxMessageSize", c.MaxMessageSize}, {"MaxInFlight", c.MaxInFlight},
-		{"MaxConcurrent", c.MaxConcurrent}, {"MaxQueuedBytes", c.MaxQueuedBytes},
+		{"MaxConcurrent", c.MaxConcurrent}, {"MaxQueuedBytes", c.MaxQueuedBytes}, {"MaxStreams", c.MaxStreams},
 		{"HelloTimeout", int(c.HelloTimeout)}, {"CloseTimeout", int(c.CloseTimeout)},
 	}
 	for _, f := range checks {
@@ -69,6 +74,7 @@ func (c Config) withDefaults() (Config, error) {
 	setDefault(&c.MaxInFlight, 16384)
 	setDefault(&c.MaxConcurrent, 4096)
 	setDefault(&c.MaxQueuedBytes, 1<<20)
+	setDefault(&c.MaxStreams, 16384)
 	setDefault(&c.HelloTimeout, 10*time.Second)
 	setDefault(&c.CloseTimeout, 2*time.Second)
 	if c.BaseContext == nil {

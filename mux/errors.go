@@ -24,6 +24,11 @@ var (
 	ErrHandlerPanic = errors.New("mux: remote handler panicked")
 	// ErrProtocol: the peer broke the wire protocol; the session is closed.
 	ErrProtocol = errors.New("mux: protocol violation")
+	// ErrTooManyStreams: the session's stream limit (this side's
+	// Config.MaxStreams or the peer's) is reached; the stream is refused.
+	ErrTooManyStreams = errors.New("mux: too many streams")
+	// ErrStreamEnded: a message was sent on a stream that has ended.
+	ErrStreamEnded = errors.New("mux: stream ended")
 	// ErrInvalidHandler: the HandlerID is outside the valid range.
 	ErrInvalidHandler = errors.New("mux: invalid handler id")
 )
@@ -56,6 +61,8 @@ func (e *RemoteError) Is(target error) bool {
 		return e.code == codeTooLarge
 	case context.DeadlineExceeded:
 		return e.code == codeDeadline
+	case ErrTooManyStreams:
+		return e.code == codeStreams
 	}
 	return false
 }

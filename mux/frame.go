@@ -27,7 +27,7 @@ const MaxWriteSize = 1 << 20
 // Op is a frame's operation.
 type Op uint8
 
-// Frame operations. Values 8 to 15 are reserved for streams.
+// Frame operations. See SPEC.md for each one's payload.
 const (
 	OpHello    Op = 1 // session parameters; the first frame in each direction
 	OpRequest  Op = 2 // a single request (or a chunk of one)
@@ -36,11 +36,23 @@ const (
 	OpPing     Op = 5 // liveness probe; answered by OpPong with the same ID
 	OpPong     Op = 6
 	OpClose    Op = 7 // the sender is closing the session; payload is a reason
+
+	OpStreamOpen      Op = 8  // caller opens a stream (payload chunked like a request)
+	OpStreamAccept    Op = 9  // server accepts (capacities) or refuses (ERROR) a stream
+	OpStreamIn        Op = 10 // a caller message to the handler
+	OpStreamOut       Op = 11 // a handler message to the caller
+	OpStreamCreditIn  Op = 12 // server grants the caller room for more OpStreamIn
+	OpStreamCreditOut Op = 13 // caller grants the server room for more OpStreamOut
+	OpStreamCloseIn   Op = 14 // the caller's input ended
+	OpStreamEnd       Op = 15 // the handler returned (ERROR: with an error); last frame of a stream
 )
 
 var opNames = [...]string{
 	OpHello: "hello", OpRequest: "request", OpResponse: "response",
 	OpCancel: "cancel", OpPing: "ping", OpPong: "pong", OpClose: "close",
+	OpStreamOpen: "stream-open", OpStreamAccept: "stream-accept", OpStreamIn: "stream-in",
+	OpStreamOut: "stream-out", OpStreamCreditIn: "stream-credit-in",
+	OpStreamCreditOut: "stream-credit-out", OpStreamCloseIn: "stream-close-in", OpStreamEnd: "stream-end",
 }
 
 func (o Op) String() string {
@@ -68,6 +80,15 @@ var allowedFlags = [...]uint8{
 	OpPing:     0,
 	OpPong:     0,
 	OpClose:    0,
+
+	OpStreamOpen:      FlagMore,
+	OpStreamAccept:    FlagError,
+	OpStreamIn:        FlagMore,
+	OpStreamOut:       FlagMore,
+	OpStreamCreditIn:  0,
+	OpStreamCreditOut: 0,
+	OpStreamCloseIn:   0,
+	OpStreamEnd:       FlagError,
 }
 
 // Header is a decoded frame header.
@@ -127,10 +148,11 @@ func ParseHeader(p []byte) (Header, error) {
 	if h.Length > MaxFramePayload {
 		return h, fmt.Errorf("%w: %v frame of %d bytes exceeds %d", ErrProtocol, h.Op, h.Length, MaxFramePayload)
 	}
-	if h.Op == OpRequest && h.Seq == 0 && !h.Handler.Valid() {
-		return h, fmt.Errorf("%w: request %d names invalid handler %d", ErrProtocol, h.ID, uint16(h.Handler))
+	opens := h.Op == OpRequest || h.Op == OpStreamOpen
+	if opens && h.Seq == 0 && !h.Handler.Valid() {
+		return h, fmt.Errorf("%w: %v %d names invalid handler %d", ErrProtocol, h.Op, h.ID, uint16(h.Handler))
 	}
-	if h.Op != OpRequest && h.Handler != 0 {
+	if (!opens || h.Seq != 0) && h.Handler != 0 {
 		return h, fmt.Errorf("%w: %v frame names handler %d", ErrProtocol, h.Op, uint16(h.Handler))
 	}
 	return h, nil
@@ -141,9 +163,10 @@ type hello struct {
 	Version        uint8
 	MaxMessageSize uint32 // the largest message the sender accepts
 	MaxConcurrent  uint32 // requests the sender serves at once for its peer
+	MaxStreams     uint32 // streams the sender serves at once for its peer
 }
 
-const helloSize = 16
+const helloSize = 20
 
 var helloMagic = [4]byte{'G', 'M', 'U', 'X'}
 
@@ -151,7 +174,8 @@ func (h hello) append(b []byte) []byte {
 	b = append(b, helloMagic[:]...)
 	b = append(b, h.Version, 0, 0, 0)
 	b = binary.BigEndian.AppendUint32(b, h.MaxMessageSize)
-	return binary.BigEndian.AppendUint32(b, h.MaxConcurrent)
+	b = binary.BigEndian.AppendUint32(b, h.MaxConcurrent)
+	return binary.BigEndian.AppendUint32(b, h.MaxStreams)
 }
 
 func parseHello(p []byte) (hello, error) {
@@ -162,11 +186,12 @@ func parseHello(p []byte) (hello, error) {
 		Version:        p[4],
 		MaxMessageSize: binary.BigEndian.Uint32(p[8:]),
 		MaxConcurrent:  binary.BigEndian.Uint32(p[12:]),
+		MaxStreams:     binary.BigEndian.Uint32(p[16:]),
 	}
 	if h.Version == 0 {
 		return h, fmt.Errorf("%w: hello with version 0", ErrProtocol)
 	}
-	if h.MaxMessageSize == 0 || h.MaxConcurrent == 0 {
+	if h.MaxMessageSize == 0 || h.MaxConcurrent == 0 || h.MaxStreams == 0 {
 		return h, fmt.Errorf("%w: hello with zero limits", ErrProtocol)
 	}
 	return h, nil
@@ -181,6 +206,7 @@ const (
 	codeTooLarge  = 5 // the response exceeds the caller's message size
 	codeCanceled  = 6 // the caller cancelled; the answer is only an acknowledgement
 	codeDeadline  = 7 // the handler returned context.DeadlineExceeded
+	codeStreams   = 8 // the serving side has no free stream slot
 	maxErrorBytes = 4 << 10
 )
 

@@ -62,11 +62,12 @@ func FuzzParseHeader(f *testing.F) {
 
 // helloFrame is what a peer sends first.
 func helloFrame() []byte {
-	p := make([]byte, 16)
+	p := make([]byte, 20)
 	copy(p, "GMUX")
 	p[4] = mux.Version
 	binary.BigEndian.PutUint32(p[8:], 1<<20)
 	binary.BigEndian.PutUint32(p[12:], 64)
+	binary.BigEndian.PutUint32(p[16:], 64)
 	return mux.AppendFrame(nil, mux.Header{Op: mux.OpHello}, p)
 }
 

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"time"
 
 	"github.com/gridmesh/gridmesh/handlers"
 )
@@ -42,13 +41,9 @@ func (s *Session) Request(ctx context.Context, h handlers.HandlerID, payload []b
 	if len(payload) > s.maxSend {
 		return nil, fmt.Errorf("%w: %v request of %d bytes exceeds %d", ErrMessageTooLarge, h, len(payload), s.maxSend)
 	}
-	var deadline uint32
-	if d, ok := ctx.Deadline(); ok {
-		left := time.Until(d)
-		if left <= 0 {
-			return nil, context.DeadlineExceeded
-		}
-		deadline = deadlineMillis((left + time.Millisecond - 1).Milliseconds())
+	deadline, err := wireDeadline(ctx)
+	if err != nil {
+		return nil, err
 	}
 	if err := s.acquireSlot(ctx); err != nil {
 		return nil, err
@@ -68,7 +63,7 @@ func (s *Session) Request(ctx context.Context, h handlers.HandlerID, payload []b
 	s.pendMu.Unlock()
 	s.stats.requestsOut.Add(1)
 
-	sent, err := s.send(ctx, Header{Op: OpRequest, Handler: h, ID: id, Deadline: deadline}, payload, false)
+	sent, err := s.send(ctx, Header{Op: OpRequest, Handler: h, ID: id, Deadline: deadline}, payload)
 	if err != nil {
 		return s.abandon(id, c, sent, sent, s.sendError(err))
 	}
@@ -138,7 +133,7 @@ func (s *Session) abandon(id uint64, c *call, sent, tell bool, err error) ([]byt
 	if !tell {
 		return nil, err
 	}
-	if perr := s.q.put(context.Background(), s.closing, Header{Op: OpCancel, ID: id}, nil, true); perr != nil {
+	if perr := s.q.put(context.Background(), s.closing, Header{Op: OpCancel, ID: id}, nil, control); perr != nil {
 		s.fail(perr)
 	}
 	return nil, err
@@ -146,14 +141,18 @@ func (s *Session) abandon(id uint64, c *call, sent, tell bool, err error) ([]byt
 
 // send writes one message as one or more frames; sent reports whether any
 // frame was queued, so the peer may have seen part of the message.
-func (s *Session) send(ctx context.Context, h Header, payload []byte, control bool) (sent bool, err error) {
+func (s *Session) send(ctx context.Context, h Header, payload []byte) (sent bool, err error) {
+	c := normal
+	if len(payload) > MaxFramePayload {
+		c = bulk
+	}
 	for {
 		n := min(len(payload), MaxFramePayload)
 		fh := h
 		if n < len(payload) {
 			fh.Flags |= FlagMore
 		}
-		if err := s.q.put(ctx, s.closing, fh, payload[:n], control); err != nil {
+		if err := s.q.put(ctx, s.closing, fh, payload[:n], c); err != nil {
 			return sent, err
 		}
 		sent = true

@@ -14,6 +14,7 @@ import (
 
 // partial is a request whose chunks are still arriving.
 type partial struct {
+	stream   bool // OpStreamOpen rather than OpRequest
 	h        handlers.HandlerID
 	deadline uint32
 	arrived  time.Time // first chunk; the deadline counts from here
@@ -32,8 +33,8 @@ func (s *Session) handleRequest(br *bufio.Reader, h Header) error {
 	p := s.partial[h.ID]
 	s.servMu.Unlock()
 	switch {
-	case p == nil:
-		return fmt.Errorf("%w: chunk %d of unknown request %d", ErrProtocol, h.Seq, h.ID)
+	case p == nil || p.stream != (h.Op == OpStreamOpen):
+		return fmt.Errorf("%w: %v chunk %d of unknown request %d", ErrProtocol, h.Op, h.Seq, h.ID)
 	case h.Seq != p.seq:
 		return fmt.Errorf("%w: request %d chunk %d, expected %d", ErrProtocol, h.ID, h.Seq, p.seq)
 	case len(p.buf)+int(h.Length) > s.cfg.MaxMessageSize:
@@ -57,6 +58,12 @@ func (s *Session) handleRequest(br *bufio.Reader, h Header) error {
 	s.servMu.Lock()
 	delete(s.partial, h.ID)
 	s.servMu.Unlock()
+	if p.stream {
+		if p.rejected {
+			return s.refuseStream(h.ID, codeStreams, "too many streams")
+		}
+		return s.openStream(p.h, h.ID, p.deadline, p.arrived, p.buf, nil)
+	}
 	if p.rejected {
 		return s.answerError(h.ID, codeBusy, "no free handler slot")
 	}
@@ -64,24 +71,34 @@ func (s *Session) handleRequest(br *bufio.Reader, h Header) error {
 }
 
 func (s *Session) handleFirstChunk(br *bufio.Reader, h Header) error {
+	stream := h.Op == OpStreamOpen
 	s.servMu.Lock()
 	_, dup := s.serving[h.ID]
 	if _, ok := s.partial[h.ID]; ok {
 		dup = true
 	}
 	s.servMu.Unlock()
+	if stream && !dup {
+		s.strMu.Lock()
+		_, dup = s.sstreams[h.ID]
+		s.strMu.Unlock()
+	}
 	if dup {
 		return fmt.Errorf("%w: request ID %d already in use", ErrProtocol, h.ID)
 	}
 	now := time.Now()
+	slots := s.hslots
+	if stream {
+		slots = s.sslots
+	}
 	slot := false
 	select {
-	case s.hslots <- struct{}{}:
+	case slots <- struct{}{}:
 		slot = true
 	default:
 	}
 	if h.Flags&FlagMore != 0 {
-		p := &partial{h: h.Handler, deadline: h.Deadline, arrived: now, seq: 1, rejected: !slot}
+		p := &partial{stream: stream, h: h.Handler, deadline: h.Deadline, arrived: now, seq: 1, rejected: !slot}
 		if slot {
 			p.buf = make([]byte, h.Length, 2*int(h.Length))
 			if err := readFull(br, p.buf); err != nil {
@@ -99,12 +116,18 @@ func (s *Session) handleFirstChunk(br *bufio.Reader, h Header) error {
 		if err := skip(br, h.Length); err != nil {
 			return err
 		}
+		if stream {
+			return s.refuseStream(h.ID, codeStreams, "too many streams")
+		}
 		return s.answerError(h.ID, codeBusy, "no free handler slot")
 	}
 	pb := getBuf(int(h.Length))
 	if err := readFull(br, *pb); err != nil {
 		putBuf(pb)
 		return err
+	}
+	if stream {
+		return s.openStream(h.Handler, h.ID, h.Deadline, now, *pb, pb)
 	}
 	return s.dispatch(h.Handler, h.ID, h.Deadline, now, *pb, pb)
 }
@@ -181,7 +204,7 @@ func (s *Session) worker(j job) {
 // answerError sends an error answer from the reader (a control frame).
 func (s *Session) answerError(id uint64, code byte, msg string) error {
 	body := appendError(nil, code, msg)
-	return s.q.put(context.Background(), nil, Header{Op: OpResponse, Flags: FlagError, ID: id}, body, true)
+	return s.q.put(context.Background(), nil, Header{Op: OpResponse, Flags: FlagError, ID: id}, body, control)
 }
 
 // serve runs one handler and sends its answer.
@@ -209,7 +232,7 @@ func (s *Session) serve(j job) {
 		msg := fmt.Sprintf("response of %d bytes exceeds %d", len(resp), s.maxSend)
 		hdr.Flags, resp = FlagError, appendError(nil, codeTooLarge, msg)
 	}
-	_, _ = s.send(context.Background(), hdr, resp, false) // fails only if the session ended
+	_, _ = s.send(context.Background(), hdr, resp) // fails only if the session ended
 	putBuf(j.pb)
 }
 
@@ -235,15 +258,27 @@ func (s *Session) handleCancel(id uint64) {
 	s.servMu.Unlock()
 	if rc != nil {
 		rc.cancel(context.Canceled)
+		return
 	}
 	if p != nil {
-		if !p.rejected {
-			<-s.hslots
+		var err error
+		if p.stream {
+			if !p.rejected {
+				<-s.sslots
+			}
+			err = s.refuseStream(id, codeCanceled, "canceled by caller")
+		} else {
+			if !p.rejected {
+				<-s.hslots
+			}
+			err = s.answerError(id, codeCanceled, "canceled by caller")
 		}
-		if err := s.answerError(id, codeCanceled, "canceled by caller"); err != nil {
+		if err != nil {
 			s.fail(err)
 		}
+		return
 	}
+	s.cancelStream(id)
 }
 
 // cancelServing cancels every handler's context once the session ended.
@@ -253,13 +288,15 @@ func (s *Session) cancelServing() {
 	for _, rc := range s.serving {
 		rc.cancel(context.Canceled)
 	}
-	for id, p := range s.partial {
-		if !p.rejected {
-			<-s.hslots
-		}
-		delete(s.partial, id)
+	for id := range s.partial {
+		delete(s.partial, id) // the session is over: slots no longer matter
 	}
 	s.servMu.Unlock()
+	s.strMu.Lock()
+	for _, ss := range s.sstreams {
+		ss.rc.cancel(context.Canceled)
+	}
+	s.strMu.Unlock()
 }
 
 func readFull(br *bufio.Reader, p []byte) error {

@@ -50,6 +50,12 @@ type Session struct {
 	hslots     chan struct{} // handler slots; a token per running handler
 	jobs       chan job      // hands a request to an idle worker
 
+	strMu    sync.Mutex
+	cstreams map[uint64]*cstream // streams this side opened, by ID
+	sstreams map[uint64]*sstream // streams served for the peer, by the peer's ID
+	cslots   chan struct{}       // stream slots for streams we open; made before ready closes
+	sslots   chan struct{}       // stream slots for streams we serve
+
 	pingMu sync.Mutex
 	pings  map[uint64]chan struct{}
 
@@ -92,13 +98,17 @@ func NewSession(conn io.ReadWriteCloser, reg *handlers.Registry, cfg Config) (*S
 		hslots:     make(chan struct{}, cfg.MaxConcurrent),
 		jobs:       make(chan job),
 		pings:      make(map[uint64]chan struct{}),
+		cstreams:   make(map[uint64]*cstream),
+		sstreams:   make(map[uint64]*sstream),
+		sslots:     make(chan struct{}, cfg.MaxStreams),
 		closing:    make(chan struct{}),
 		readerDone: make(chan struct{}),
 		writerDone: make(chan struct{}),
 	}
-	h := hello{Version: Version, MaxMessageSize: uint32(cfg.MaxMessageSize), MaxConcurrent: uint32(cfg.MaxConcurrent)}
+	h := hello{Version: Version, MaxMessageSize: uint32(cfg.MaxMessageSize),
+		MaxConcurrent: uint32(cfg.MaxConcurrent), MaxStreams: uint32(cfg.MaxStreams)}
 	// The queue is empty and open, so this cannot fail.
-	_ = s.q.put(context.Background(), s.closing, Header{Op: OpHello}, h.append(nil), true)
+	_ = s.q.put(context.Background(), s.closing, Header{Op: OpHello}, h.append(nil), control)
 	helloTimer := time.AfterFunc(cfg.HelloTimeout, func() {
 		select {
 		case <-s.ready:
@@ -150,10 +160,12 @@ func (s *Session) fail(err error) {
 		if !errors.Is(err, ErrDisconnected) || err == errClosed {
 			// Tell the peer why, unless the pipe itself is gone.
 			reason := err.Error()
-			_ = s.q.put(context.Background(), nil, Header{Op: OpClose}, []byte(reason), true)
+			_ = s.q.put(context.Background(), nil, Header{Op: OpClose}, []byte(reason), control)
 		}
 		s.killTimer = time.AfterFunc(s.cfg.CloseTimeout, func() { s.conn.Close() })
+		s.strMu.Lock() // NewStream counts its goroutine under strMu
 		close(s.closing)
+		s.strMu.Unlock()
 		s.failPending(err)
 		s.cancelServing()
 		s.pingMu.Lock()
@@ -283,8 +295,21 @@ func (s *Session) handleFrame(br *bufio.Reader, h Header) error {
 	switch h.Op {
 	case OpHello:
 		return s.handleHello(br, h)
-	case OpRequest:
+	case OpRequest, OpStreamOpen:
 		return s.handleRequest(br, h)
+	case OpStreamAccept:
+		return s.handleStreamAccept(br, h)
+	case OpStreamIn:
+		return s.handleStreamIn(br, h)
+	case OpStreamOut:
+		return s.handleStreamOut(br, h)
+	case OpStreamCreditIn, OpStreamCreditOut:
+		return s.handleCredit(br, h)
+	case OpStreamCloseIn:
+		s.handleCloseIn(h.ID)
+		return skip(br, h.Length)
+	case OpStreamEnd:
+		return s.handleStreamEnd(br, h)
 	case OpResponse:
 		return s.handleResponse(br, h)
 	case OpCancel:
@@ -294,7 +319,7 @@ func (s *Session) handleFrame(br *bufio.Reader, h Header) error {
 		if err := skip(br, h.Length); err != nil {
 			return err
 		}
-		return s.q.put(context.Background(), nil, Header{Op: OpPong, ID: h.ID}, nil, true)
+		return s.q.put(context.Background(), nil, Header{Op: OpPong, ID: h.ID}, nil, control)
 	case OpPong:
 		s.handlePong(h.ID)
 		return skip(br, h.Length)
@@ -331,6 +356,7 @@ func (s *Session) handleHello(br *bufio.Reader, h Header) error {
 	s.peer = hl
 	s.maxSend = min(s.cfg.MaxMessageSize, int(min(hl.MaxMessageSize, maxMaxMessageSize)))
 	s.slots = make(chan struct{}, min(s.cfg.MaxInFlight, int(min(hl.MaxConcurrent, 1<<20))))
+	s.cslots = make(chan struct{}, min(s.cfg.MaxStreams, int(min(hl.MaxStreams, 1<<20))))
 	close(s.ready)
 	return nil
 }
@@ -372,7 +398,7 @@ func (s *Session) Ping(ctx context.Context) (time.Duration, error) {
 		s.pingMu.Unlock()
 	}()
 	start := time.Now()
-	if err := s.q.put(ctx, s.closing, Header{Op: OpPing, ID: id}, nil, true); err != nil {
+	if err := s.q.put(ctx, s.closing, Header{Op: OpPing, ID: id}, nil, control); err != nil {
 		return 0, s.sendError(err)
 	}
 	select {
@@ -442,6 +468,8 @@ type Stats struct {
 	Cancelled         uint64 // requests of ours given up by their caller
 	InFlight          int    // requests of ours awaiting an answer
 	Running           int    // handlers running for the peer
+	StreamsOut        int    // streams this side opened that are still open
+	StreamsIn         int    // streams served for the peer
 	QueuedBytes       int    // bytes waiting for the writer
 }
 
@@ -457,5 +485,8 @@ func (s *Session) Stats() Stats {
 	s.pendMu.Lock()
 	st.InFlight = len(s.pending)
 	s.pendMu.Unlock()
+	s.strMu.Lock()
+	st.StreamsOut, st.StreamsIn = len(s.cstreams), len(s.sstreams)
+	s.strMu.Unlock()
 	return st
 }

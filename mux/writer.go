@@ -34,18 +34,34 @@ func newWriteQueue(limit int) *writeQueue {
 // happens only when the peer sends to us and does not read.
 var errQueueOverflow = fmt.Errorf("%w: peer does not read (send queue overflow)", ErrProtocol)
 
-// put appends one frame. Ordinary frames wait while the queue holds limit
-// bytes or more; control frames (control = true) never wait.
-// done is the session's closing channel.
-func (q *writeQueue) put(ctx context.Context, done <-chan struct{}, h Header, payload []byte, control bool) error {
+// Frame classes for put.
+type class uint8
+
+const (
+	normal  class = iota // waits while the queue holds limit bytes or more
+	bulk                 // a chunk of a large message: waits at limit/4
+	control              // never waits (bounded by hard instead)
+)
+
+// put appends one frame. done is the session's closing channel.
+//
+// Chunks of large messages wait while the queue holds a quarter of its
+// bound, small messages only when it is full: a small request always finds
+// room ahead of at most limit/4 bytes of bulk data, so a 16 MiB transfer
+// delays it by a few chunk times, not by the whole queue.
+func (q *writeQueue) put(ctx context.Context, done <-chan struct{}, h Header, payload []byte, c class) error {
+	limit := q.limit
+	if c == bulk {
+		limit = q.limit / 4
+	}
 	for {
 		q.mu.Lock()
 		if q.closed {
 			q.mu.Unlock()
 			return ErrDisconnected
 		}
-		if control || len(q.buf) < q.limit {
-			if control && len(q.buf) > q.hard {
+		if c == control || len(q.buf) < limit {
+			if c == control && len(q.buf) > q.hard {
 				q.mu.Unlock()
 				return errQueueOverflow
 			}

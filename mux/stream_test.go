@@ -1,0 +1,556 @@
+package mux_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gridmesh/gridmesh/handlers"
+	"github.com/gridmesh/gridmesh/mux"
+)
+
+var (
+	hsEcho    = handlers.New(30, "stream-echo")
+	hsPush    = handlers.New(31, "stream-push")
+	hsBlock   = handlers.New(32, "stream-block")
+	hsFail    = handlers.New(33, "stream-fail")
+	hsInspect = handlers.New(34, "stream-inspect")
+	hsBig     = handlers.New(35, "stream-big")
+)
+
+func mustStream(tb testing.TB, reg *handlers.Registry, id handlers.HandlerID, h handlers.StreamHandler) {
+	tb.Helper()
+	if err := reg.RegisterStream(id, h); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// echoStream answers every input message with the same message.
+func echoStream(ctx context.Context, _ []byte, in <-chan []byte, out chan<- []byte) error {
+	for msg := range in {
+		select {
+		case out <- msg:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// waitNoStreams waits until neither side holds stream or request state.
+func waitNoStreams(tb testing.TB, p *pair) {
+	tb.Helper()
+	deadline := time.Now().Add(testTimeout)
+	for {
+		c, s := p.client.Stats(), p.server.Stats()
+		if c.StreamsOut == 0 && c.StreamsIn == 0 && s.StreamsOut == 0 && s.StreamsIn == 0 && c.InFlight == 0 && s.Running == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("stream state left: client %+v server %+v", c, s)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func recv(tb testing.TB, st *mux.Stream) mux.Response {
+	tb.Helper()
+	select {
+	case r, ok := <-st.Responses:
+		if !ok {
+			tb.Fatal("Responses closed")
+		}
+		return r
+	case <-time.After(testTimeout):
+		tb.Fatal("no response")
+	}
+	return mux.Response{}
+}
+
+func waitClosed(tb testing.TB, st *mux.Stream) []mux.Response {
+	tb.Helper()
+	var got []mux.Response
+	for {
+		select {
+		case r, ok := <-st.Responses:
+			if !ok {
+				return got
+			}
+			got = append(got, r)
+		case <-time.After(testTimeout):
+			tb.Fatal("Responses not closed")
+		}
+	}
+}
+
+func TestStreamRoundTrip(t *testing.T) {
+	forEachTransport(t, func(t *testing.T, tr transport) {
+		reg := new(handlers.Registry)
+		mustStream(t, reg, hsEcho, handlers.StreamHandler{Handle: echoStream, InCapacity: 1, OutCapacity: 1})
+		p := newPair(t, tr, reg, mux.Config{}, mux.Config{})
+		ctx := testCtx(t)
+		st, err := p.client.NewStream(ctx, hsEcho, []byte("hello"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 11 {
+			msg := fmt.Appendf(nil, "message %d", i)
+			if err := st.Send(ctx, msg); err != nil {
+				t.Fatal(err)
+			}
+			if r := recv(t, st); r.Err != nil || !bytes.Equal(r.Msg, msg) {
+				t.Fatalf("round %d: %q %v", i, r.Msg, r.Err)
+			}
+		}
+		close(st.Requests)
+		if rest := waitClosed(t, st); len(rest) != 0 {
+			t.Fatalf("after close: %v", rest)
+		}
+		waitNoStreams(t, p)
+	})
+}
+
+func TestStreamNoInputAndHandlerError(t *testing.T) {
+	forEachTransport(t, func(t *testing.T, tr transport) {
+		reg := new(handlers.Registry)
+		mustStream(t, reg, hsPush, handlers.StreamHandler{OutCapacity: 4, Handle: func(ctx context.Context, p []byte, in <-chan []byte, out chan<- []byte) error {
+			if in != nil {
+				return errors.New("in should be nil")
+			}
+			for i := range 5 {
+				select {
+				case out <- fmt.Appendf(nil, "%s %d", p, i):
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
+			return nil
+		}})
+		mustStream(t, reg, hsFail, handlers.StreamHandler{Handle: func(ctx context.Context, _ []byte, _ <-chan []byte, out chan<- []byte) error {
+			out <- []byte("partial")
+			return errors.New("gave up")
+		}})
+		p := newPair(t, tr, reg, mux.Config{}, mux.Config{})
+		ctx := testCtx(t)
+		st, err := p.client.NewStream(ctx, hsPush, []byte("n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Requests != nil {
+			t.Fatal("Requests should be nil for a handler without input")
+		}
+		var got []string
+		if err := st.Results(func(m []byte) error { got = append(got, string(m)); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if strings.Join(got, ",") != "n 0,n 1,n 2,n 3,n 4" {
+			t.Fatalf("got %v", got)
+		}
+
+		st, err = p.client.NewStream(ctx, hsFail, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rs := waitClosed(t, st)
+		var re *mux.RemoteError
+		if len(rs) != 2 || string(rs[0].Msg) != "partial" || !errors.As(rs[1].Err, &re) || re.Msg != "gave up" {
+			t.Fatalf("got %+v", rs)
+		}
+
+		_, err = p.client.NewStream(ctx, hMissing, nil)
+		if !errors.Is(err, mux.ErrUnknownHandler) {
+			t.Fatalf("unknown: %v", err)
+		}
+		waitNoStreams(t, p)
+	})
+}
+
+// blockingHandler records that it started and how its context ended.
+type blockingHandler struct {
+	started chan struct{}
+	ended   chan error
+}
+
+func newBlocking() *blockingHandler {
+	return &blockingHandler{started: make(chan struct{}, 1), ended: make(chan error, 1)}
+}
+
+func (b *blockingHandler) handle(ctx context.Context, _ []byte, _ <-chan []byte, _ chan<- []byte) error {
+	b.started <- struct{}{}
+	<-ctx.Done()
+	b.ended <- ctx.Err()
+	return ctx.Err()
+}
+
+func TestStreamCancel(t *testing.T) {
+	cases := []struct {
+		name  string
+		inCap int
+		fill  int // input messages sent before cancelling
+	}{
+		{"no-input", 0, 0},
+		{"with-input", 4, 2},
+		{"input-full", 4, 4},
+	}
+	forEachTransport(t, func(t *testing.T, tr transport) {
+		for _, c := range cases {
+			t.Run(c.name, func(t *testing.T) {
+				bh := newBlocking()
+				reg := new(handlers.Registry)
+				mustStream(t, reg, hsBlock, handlers.StreamHandler{Handle: bh.handle, InCapacity: c.inCap})
+				p := newPair(t, tr, reg, mux.Config{}, mux.Config{})
+				ctx, cancel := context.WithCancel(context.Background())
+				st, err := p.client.NewStream(ctx, hsBlock, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				waitFor(t, bh.started)
+				for range c.fill {
+					if err := st.Send(testCtx(t), []byte("x")); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if c.fill == c.inCap && c.inCap > 0 {
+					// The input is full: one more send must wait.
+					sctx, scancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+					if err := st.Send(sctx, []byte("x")); !errors.Is(err, context.DeadlineExceeded) {
+						t.Fatalf("send into full input: %v", err)
+					}
+					scancel()
+				}
+				cancel()
+				rs := waitClosed(t, st)
+				if len(rs) != 1 || !errors.Is(rs[0].Err, context.Canceled) {
+					t.Fatalf("last responses %+v", rs)
+				}
+				select {
+				case err := <-bh.ended:
+					if !errors.Is(err, context.Canceled) {
+						t.Fatalf("handler saw %v", err)
+					}
+				case <-time.After(testTimeout):
+					t.Fatal("handler not cancelled")
+				}
+				waitNoStreams(t, p)
+			})
+		}
+	})
+}
+
+func TestStreamDeadline(t *testing.T) {
+	forEachTransport(t, func(t *testing.T, tr transport) {
+		type seen struct {
+			d   time.Time
+			ok  bool
+			err error
+		}
+		got := make(chan seen, 1)
+		reg := new(handlers.Registry)
+		mustStream(t, reg, hsInspect, handlers.StreamHandler{Handle: func(ctx context.Context, _ []byte, _ <-chan []byte, _ chan<- []byte) error {
+			d, ok := ctx.Deadline()
+			<-ctx.Done()
+			got <- seen{d, ok, ctx.Err()}
+			return ctx.Err()
+		}})
+		p := newPair(t, tr, reg, mux.Config{}, mux.Config{})
+		start := time.Now()
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer cancel()
+		st, err := p.client.NewStream(ctx, hsInspect, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rs := waitClosed(t, st)
+		if len(rs) != 1 || !errors.Is(rs[0].Err, context.DeadlineExceeded) {
+			t.Fatalf("caller got %+v", rs)
+		}
+		s := <-got
+		if !s.ok || !errors.Is(s.err, context.DeadlineExceeded) {
+			t.Fatalf("handler: %+v", s)
+		}
+		if off := s.d.Sub(start.Add(50 * time.Millisecond)); off < -time.Millisecond || off > 2*time.Second {
+			t.Fatalf("handler deadline off by %v", off)
+		}
+		waitNoStreams(t, p)
+	})
+}
+
+// TestStreamServerOutCongestion: a handler pushes 100 messages to a caller
+// that is not reading; 100 single requests on the same session still
+// succeed; then all 100 messages arrive in order.
+func TestStreamServerOutCongestion(t *testing.T) {
+	forEachTransport(t, func(t *testing.T, tr transport) {
+		reg := echoRegistry(t)
+		mustStream(t, reg, hsPush, handlers.StreamHandler{OutCapacity: 1, Handle: func(ctx context.Context, _ []byte, _ <-chan []byte, out chan<- []byte) error {
+			for i := range 100 {
+				select {
+				case out <- fmt.Appendf(nil, "%03d", i):
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
+			return nil
+		}})
+		p := newPair(t, tr, reg, mux.Config{}, mux.Config{})
+		ctx := testCtx(t)
+		st, err := p.client.NewStream(ctx, hsPush, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		singleRequests(t, p.client, 100)
+		for i := range 100 {
+			if r := recv(t, st); r.Err != nil || string(r.Msg) != fmt.Sprintf("%03d", i) {
+				t.Fatalf("message %d: %q %v", i, r.Msg, r.Err)
+			}
+		}
+		if rest := waitClosed(t, st); len(rest) != 0 {
+			t.Fatalf("extra: %+v", rest)
+		}
+		waitNoStreams(t, p)
+	})
+}
+
+// TestStreamServerInCongestion: the handler is blocked with 100 queued input
+// messages while 100 single requests succeed.
+func TestStreamServerInCongestion(t *testing.T) {
+	forEachTransport(t, func(t *testing.T, tr transport) {
+		release := make(chan struct{})
+		reg := echoRegistry(t)
+		var received []string
+		mustStream(t, reg, hsBlock, handlers.StreamHandler{InCapacity: 100, Handle: func(ctx context.Context, _ []byte, in <-chan []byte, _ chan<- []byte) error {
+			<-release
+			for m := range in {
+				received = append(received, string(m))
+			}
+			return nil
+		}})
+		p := newPair(t, tr, reg, mux.Config{}, mux.Config{})
+		ctx := testCtx(t)
+		st, err := p.client.NewStream(ctx, hsBlock, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 100 {
+			if err := st.Send(ctx, fmt.Appendf(nil, "%d", i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		singleRequests(t, p.client, 100)
+		close(release)
+		close(st.Requests)
+		if rest := waitClosed(t, st); len(rest) != 0 {
+			t.Fatalf("extra: %+v", rest)
+		}
+		if len(received) != 100 || received[0] != "0" || received[99] != "99" {
+			t.Fatalf("handler received %d messages", len(received))
+		}
+		waitNoStreams(t, p)
+	})
+}
+
+func TestStreamResponseBlockedThenCancel(t *testing.T) {
+	forEachTransport(t, func(t *testing.T, tr transport) {
+		ended := make(chan error, 1)
+		reg := new(handlers.Registry)
+		mustStream(t, reg, hsPush, handlers.StreamHandler{OutCapacity: 2, Handle: func(ctx context.Context, _ []byte, _ <-chan []byte, out chan<- []byte) error {
+			for {
+				select {
+				case out <- []byte("more"):
+				case <-ctx.Done():
+					ended <- ctx.Err()
+					return ctx.Err()
+				}
+			}
+		}})
+		p := newPair(t, tr, reg, mux.Config{}, mux.Config{})
+		st, err := p.client.NewStream(context.Background(), hsPush, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		recv(t, st) // flowing, then blocked on credit
+		time.Sleep(20 * time.Millisecond)
+		st.Cancel()
+		rs := waitClosed(t, st)
+		if last := rs[len(rs)-1]; !errors.Is(last.Err, context.Canceled) {
+			t.Fatalf("last %+v", last)
+		}
+		if err := <-ended; !errors.Is(err, context.Canceled) {
+			t.Fatalf("handler %v", err)
+		}
+		waitNoStreams(t, p)
+	})
+}
+
+func TestStreamsConcurrent(t *testing.T) {
+	forEachTransport(t, func(t *testing.T, tr transport) {
+		reg := new(handlers.Registry)
+		mustStream(t, reg, hsEcho, handlers.StreamHandler{Handle: echoStream, InCapacity: 2, OutCapacity: 2})
+		p := newPair(t, tr, reg, mux.Config{}, mux.Config{})
+		ctx := testCtx(t)
+		var wg sync.WaitGroup
+		for i := range 1000 {
+			wg.Go(func() {
+				st, err := p.client.NewStream(ctx, hsEcho, nil)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				for j := range 3 {
+					msg := fmt.Appendf(nil, "%d/%d", i, j)
+					if err := st.Send(ctx, msg); err != nil {
+						t.Error(err)
+						return
+					}
+					if r := <-st.Responses; r.Err != nil || !bytes.Equal(r.Msg, msg) {
+						t.Errorf("%d/%d: %q %v", i, j, r.Msg, r.Err)
+						return
+					}
+				}
+				close(st.Requests)
+				for r := range st.Responses {
+					t.Errorf("extra %+v", r)
+				}
+			})
+		}
+		wg.Wait()
+		waitNoStreams(t, p)
+	})
+}
+
+func TestStreamLimit(t *testing.T) {
+	bh := newBlocking()
+	bh.started = make(chan struct{}, 10)
+	bh.ended = make(chan error, 10)
+	reg := new(handlers.Registry)
+	mustStream(t, reg, hsBlock, handlers.StreamHandler{Handle: bh.handle})
+	p := newPair(t, transports[0], reg, mux.Config{}, mux.Config{MaxStreams: 2})
+	ctx, cancel := context.WithCancel(testCtx(t))
+	var streams []*mux.Stream
+	for range 2 {
+		st, err := p.client.NewStream(ctx, hsBlock, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		streams = append(streams, st)
+	}
+	if _, err := p.client.NewStream(ctx, hsBlock, nil); !errors.Is(err, mux.ErrTooManyStreams) {
+		t.Fatalf("third stream: %v", err)
+	}
+	cancel()
+	for _, st := range streams {
+		waitClosed(t, st)
+	}
+	waitNoStreams(t, p)
+}
+
+// TestStreamBigMessage sends a 16 MiB message on a stream while single
+// requests keep flowing, and reports the worst single-request latency.
+func TestStreamBigMessage(t *testing.T) {
+	forEachTransport(t, func(t *testing.T, tr transport) {
+		reg := echoRegistry(t)
+		mustStream(t, reg, hsBig, handlers.StreamHandler{Handle: echoStream, InCapacity: 1, OutCapacity: 1})
+		p := newPair(t, tr, reg, mux.Config{}, mux.Config{})
+		ctx := testCtx(t)
+		st, err := p.client.NewStream(ctx, hsBig, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		big := randomBytes(16 << 20)
+		stop := make(chan struct{})
+		var worst time.Duration
+		var n int
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				start := time.Now()
+				if _, err := p.client.Request(ctx, hEcho, []byte("small")); err != nil {
+					t.Error(err)
+					return
+				}
+				worst = max(worst, time.Since(start))
+				n++
+			}
+		}()
+		if err := st.Send(ctx, big); err != nil {
+			t.Fatal(err)
+		}
+		r := recv(t, st)
+		close(stop)
+		<-done
+		if r.Err != nil || !bytes.Equal(r.Msg, big) {
+			t.Fatalf("big echo: %d bytes, %v", len(r.Msg), r.Err)
+		}
+		t.Logf("%d single requests during a 16 MiB stream echo; worst latency %v", n, worst)
+		if n == 0 {
+			t.Fatal("no single request completed while the big message was in flight")
+		}
+		close(st.Requests)
+		waitClosed(t, st)
+		waitNoStreams(t, p)
+	})
+}
+
+func TestStreamDisconnect(t *testing.T) {
+	forEachTransport(t, func(t *testing.T, tr transport) {
+		bh := newBlocking()
+		reg := new(handlers.Registry)
+		mustStream(t, reg, hsBlock, handlers.StreamHandler{Handle: bh.handle, InCapacity: 1})
+		p := newPair(t, tr, reg, mux.Config{}, mux.Config{})
+		st, err := p.client.NewStream(context.Background(), hsBlock, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, bh.started)
+		p.clientConn.Close()
+		rs := waitClosed(t, st)
+		if len(rs) != 1 || !errors.Is(rs[0].Err, mux.ErrDisconnected) {
+			t.Fatalf("got %+v", rs)
+		}
+		if err := <-bh.ended; !errors.Is(err, context.Canceled) {
+			t.Fatalf("handler %v", err)
+		}
+		if err := st.Send(testCtx(t), []byte("late")); !errors.Is(err, mux.ErrStreamEnded) {
+			t.Fatalf("send after end: %v", err)
+		}
+	})
+}
+
+func TestStreamHandlerPanic(t *testing.T) {
+	reg := new(handlers.Registry)
+	mustStream(t, reg, hsFail, handlers.StreamHandler{Handle: func(context.Context, []byte, <-chan []byte, chan<- []byte) error {
+		panic("stream boom")
+	}})
+	p := newPair(t, transports[1], reg, mux.Config{}, mux.Config{})
+	st, err := p.client.NewStream(testCtx(t), hsFail, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs := waitClosed(t, st)
+	if len(rs) != 1 || !errors.Is(rs[0].Err, mux.ErrHandlerPanic) {
+		t.Fatalf("got %+v", rs)
+	}
+	waitNoStreams(t, p)
+}
+
+func singleRequests(tb testing.TB, s *mux.Session, n int) {
+	tb.Helper()
+	ctx := testCtx(tb)
+	for i := range n {
+		msg := fmt.Appendf(nil, "single %d", i)
+		got, err := s.Request(ctx, hEcho, msg)
+		if err != nil || !bytes.Equal(got, msg) {
+			tb.Fatalf("single request %d: %q %v", i, got, err)
+		}
+	}
+}
