@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -40,7 +41,50 @@ type Stream struct {
 	Responses <-chan Response
 	Requests  chan<- []byte
 
-	cs *cstream
+	cs        *cstream
+	closeOnce sync.Once
+	err       error // the stream's final error, for Recv
+}
+
+var _ handlers.RawStream = (*Stream)(nil)
+
+// Recv returns the next message from Responses, io.EOF once the stream
+// ended cleanly, or the error that ended it (again on every later call).
+// Recv must not be called concurrently with itself or with reads of
+// Responses.
+func (st *Stream) Recv() ([]byte, error) {
+	if st.err != nil {
+		return nil, st.err
+	}
+	r, ok := <-st.Responses
+	switch {
+	case !ok:
+		st.err = io.EOF
+	case r.Err != nil:
+		st.err = r.Err
+	default:
+		return r.Msg, nil
+	}
+	return nil, st.err
+}
+
+// CloseSend closes Requests, ending the handler's input. It may be called
+// more than once; it does nothing for a handler without input. Do not also
+// close Requests yourself.
+func (st *Stream) CloseSend() {
+	if st.Requests != nil {
+		st.closeOnce.Do(func() { close(st.Requests) })
+	}
+}
+
+// OpenStream is NewStream returning the handlers.RawStream interface, so
+// that typed stream handlers can open streams on a Session.
+func (s *Session) OpenStream(ctx context.Context, h handlers.HandlerID, payload []byte) (handlers.RawStream, error) {
+	st, err := s.NewStream(ctx, h, payload)
+	if err != nil {
+		return nil, err
+	}
+	return st, nil
 }
 
 // Send sends msg on Requests, waiting for flow-control credit. It returns

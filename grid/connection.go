@@ -1,0 +1,437 @@
+package grid
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/gridmesh/gridmesh/handlers"
+	"github.com/gridmesh/gridmesh/mux"
+)
+
+// State is the state of a Connection.
+//
+//	Connecting ──session up──▶ Connected ──lost, replaced──▶ Connecting
+//	     └──────────── Manager.Close (from any state) ──────────▶ Closed
+type State int32
+
+const (
+	// StateConnecting: no session; the dialing side is dialing or backing
+	// off, the accepting side waits for the peer. The initial state.
+	StateConnecting State = iota
+	// StateConnected: a session is up and the peer has answered its hello.
+	StateConnected
+	// StateClosed: the Manager was closed. Final.
+	StateClosed
+)
+
+func (s State) String() string {
+	switch s {
+	case StateConnecting:
+		return "connecting"
+	case StateConnected:
+		return "connected"
+	case StateClosed:
+		return "closed"
+	}
+	return fmt.Sprintf("State(%d)", int32(s))
+}
+
+// Connection is this node's link to one peer. It holds at most one mux
+// session at a time and replaces it when it is lost: the side chosen by
+// ShouldDial redials with backoff, the other side waits for the next
+// incoming connection. A Connection lives as long as its Manager.
+//
+// All methods may be called concurrently.
+type Connection struct {
+	m       *Manager
+	host    string
+	url     string          // the WebSocket URL dialed, when dials
+	dials   bool            // this node opens the connection
+	accepts bool            // the peer opens the connection
+	baseCtx context.Context // parent of handler contexts: names the peer
+
+	// notifyMu orders state changes and their notifications; it is taken
+	// before mu and held while OnStateChange runs.
+	notifyMu sync.Mutex
+
+	mu          sync.Mutex
+	state       State
+	changed     chan struct{} // closed and replaced on every state change
+	cur         *session      // the session in use, nil when not connected
+	live        []*session    // sessions not yet retired, cur included
+	totals      mux.Stats     // counters of retired sessions
+	connects    uint64
+	lastConnect time.Time
+	lastErr     string
+	lastLogged  string // the last failure logged, to log each reason once
+	peerInst    string // the peer's instance ID, once known
+
+	rtt atomic.Int64 // last ping round trip, in nanoseconds
+}
+
+// session is one mux session with the peer and what the grid knows of it.
+type session struct {
+	s        *mux.Session
+	peerInst string
+	replaced chan struct{} // closed when a newer session took its place
+}
+
+var _ handlers.Requester = (*Connection)(nil)
+
+func newConnection(m *Manager, host string) *Connection {
+	c := &Connection{
+		m:       m,
+		host:    host,
+		url:     dialURL(host, m.opts.RoutePath),
+		dials:   shouldDialSorted(m.opts.Local, host, m.opts.Hosts),
+		changed: make(chan struct{}),
+	}
+	c.accepts = !c.dials
+	c.baseCtx = context.WithValue(m.opts.Mux.BaseContext, peerKey{}, host)
+	return c
+}
+
+// Host returns the peer's name, as given in Options.Hosts.
+func (c *Connection) Host() string { return c.host }
+
+// State returns the connection's current state.
+func (c *Connection) State() State {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.state
+}
+
+// Request sends payload to the peer's handler h and returns its answer.
+// It fails at once with an error matching ErrDisconnected when the
+// connection is not up (call WaitForConnect first to wait for it), and
+// with one matching ErrDisconnected when the connection is lost while the
+// call is in flight. ctx's deadline travels to the handler; see
+// mux.Session.Request for the rest of the contract.
+func (c *Connection) Request(ctx context.Context, h handlers.HandlerID, payload []byte) ([]byte, error) {
+	s, err := c.session()
+	if err != nil {
+		return nil, err
+	}
+	return s.Request(ctx, h, payload)
+}
+
+// NewStream will open a two-way stream to a handler on the peer, over the
+// same session as Request. Streams arrive with mux streams (a later issue);
+// the method goes here, with the same connection checks as Request.
+
+// session returns the session in use, or the error a call gets without one.
+func (c *Connection) session() (*mux.Session, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case c.cur != nil:
+		return c.cur.s, nil
+	case c.state == StateClosed:
+		return nil, errManagerClosed
+	}
+	return nil, fmt.Errorf("%w: %s is not connected", ErrDisconnected, c.host)
+}
+
+// WaitForConnect waits until the connection is up. It returns ctx's error
+// if ctx ends first, and an error matching ErrClosed if the Manager is
+// closed.
+func (c *Connection) WaitForConnect(ctx context.Context) error {
+	for {
+		c.mu.Lock()
+		st, ch := c.state, c.changed
+		c.mu.Unlock()
+		switch st {
+		case StateConnected:
+			return nil
+		case StateClosed:
+			return errManagerClosed
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// stateChange is one transition to report.
+type stateChange struct{ old, new State }
+
+// setLocked moves to state st and returns the change; c.mu must be held.
+func (c *Connection) setLocked(st State, changes []stateChange) []stateChange {
+	if st == c.state {
+		return changes
+	}
+	changes = append(changes, stateChange{c.state, st})
+	c.state = st
+	close(c.changed)
+	c.changed = make(chan struct{})
+	return changes
+}
+
+// report logs and announces changes; c.notifyMu must be held.
+func (c *Connection) report(changes []stateChange, why string) {
+	for _, ch := range changes {
+		log := c.m.opts.Logger
+		switch {
+		case ch.new == StateConnected:
+			log.Info("grid: connected", "peer", c.host, "dialed", c.dials)
+		case ch.old == StateConnected:
+			log.Info("grid: disconnected", "peer", c.host, "reason", why)
+		}
+		if f := c.m.opts.OnStateChange; f != nil {
+			f(c.host, ch.old, ch.new)
+		}
+	}
+}
+
+// install makes h the session in use, replacing (and so closing) an older
+// one. It reports false if the Manager is closed; the caller then closes h.
+func (c *Connection) install(h *session) bool {
+	c.notifyMu.Lock()
+	defer c.notifyMu.Unlock()
+	c.mu.Lock()
+	if c.state == StateClosed {
+		c.mu.Unlock()
+		return false
+	}
+	var changes []stateChange
+	if old := c.cur; old != nil {
+		close(old.replaced)
+		changes = c.setLocked(StateConnecting, changes)
+	}
+	restarted := c.peerInst != "" && c.peerInst != h.peerInst
+	c.peerInst = h.peerInst
+	c.cur = h
+	c.live = append(c.live, h)
+	c.connects++
+	c.lastConnect = time.Now()
+	c.lastErr, c.lastLogged = "", ""
+	changes = c.setLocked(StateConnected, changes)
+	c.mu.Unlock()
+	if restarted {
+		c.m.opts.Logger.Info("grid: peer restarted", "peer", c.host, "instance", h.peerInst)
+	}
+	c.report(changes, "replaced by a newer connection")
+	return true
+}
+
+// uninstall takes h out of use, if it still is, because of why.
+func (c *Connection) uninstall(h *session, why error) {
+	c.notifyMu.Lock()
+	defer c.notifyMu.Unlock()
+	c.mu.Lock()
+	var changes []stateChange
+	if c.cur == h {
+		c.cur = nil
+		c.lastErr = why.Error()
+		if c.state != StateClosed {
+			changes = c.setLocked(StateConnecting, changes)
+		}
+	}
+	c.mu.Unlock()
+	c.report(changes, why.Error())
+}
+
+// retire adds the counters of the closed session h to the totals.
+func (c *Connection) retire(h *session) {
+	st := h.s.Stats()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.totals = addStats(c.totals, st)
+	c.live = slices.DeleteFunc(c.live, func(x *session) bool { return x == h })
+}
+
+// shutdown moves the connection to StateClosed; the Manager closes it.
+func (c *Connection) shutdown() {
+	c.notifyMu.Lock()
+	defer c.notifyMu.Unlock()
+	c.mu.Lock()
+	c.cur = nil
+	changes := c.setLocked(StateClosed, nil)
+	c.mu.Unlock()
+	c.report(changes, ErrClosed.Error())
+}
+
+// serve runs a session over ws until it ends, on the goroutine of the dial
+// loop or of the HTTP handler that accepted the peer.
+func (c *Connection) serve(ws *websocket.Conn, peerInst string) {
+	nc := newWSConn(c.m.ctx, ws)
+	cfg := c.m.opts.Mux
+	cfg.BaseContext = c.baseCtx
+	s, err := mux.NewSession(nc, c.m.reg, cfg)
+	if err != nil { // cannot happen: NewManager checked cfg
+		nc.Close()
+		return
+	}
+	h := &session{s: s, peerInst: peerInst, replaced: make(chan struct{})}
+	select {
+	case <-s.Ready():
+	case <-s.Done():
+	case <-c.m.ctx.Done():
+	}
+	if s.Err() != nil || c.m.ctx.Err() != nil || !c.install(h) {
+		if err := s.Err(); err != nil {
+			c.noteFailure(fmt.Errorf("grid: session with %s ended before it started: %w", c.host, err))
+		}
+		s.Close()
+		return
+	}
+	why := c.keepAlive(h)
+	c.uninstall(h, why)
+	s.Close()
+	c.retire(h)
+}
+
+// keepAlive pings the peer every PingInterval until the session ends, is
+// replaced, misses a pong for PingTimeout, or the Manager closes. It
+// returns why it stopped.
+func (c *Connection) keepAlive(h *session) error {
+	o := &c.m.opts
+	t := time.NewTimer(o.PingInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-h.s.Done():
+			return h.s.Err()
+		case <-h.replaced:
+			return errReplaced
+		case <-c.m.ctx.Done():
+			return ErrClosed
+		case <-t.C:
+		}
+		start := time.Now()
+		ctx, cancel := context.WithTimeout(c.m.ctx, o.PingTimeout)
+		rtt, err := h.s.Ping(ctx)
+		cancel()
+		if err != nil {
+			if errors.Is(err, context.DeadlineExceeded) {
+				return fmt.Errorf("%w: no pong from %s within %v", ErrDisconnected, c.host, o.PingTimeout)
+			}
+			return err
+		}
+		c.rtt.Store(int64(rtt))
+		t.Reset(max(0, o.PingInterval-time.Since(start)))
+	}
+}
+
+// dialLoop keeps the connection up from the dialing side until the Manager
+// closes. The Manager waits for it.
+func (c *Connection) dialLoop() {
+	defer c.m.wg.Done()
+	o := &c.m.opts
+	b := backoff{base: o.BackoffBase, max: o.BackoffMax}
+	for {
+		ws, inst, err := c.dial()
+		switch {
+		case err == nil:
+			start := time.Now()
+			c.serve(ws, inst)
+			if time.Since(start) >= o.HealthyAfter {
+				b.reset()
+			}
+		case c.m.ctx.Err() == nil:
+			c.noteFailure(err)
+		}
+		t := time.NewTimer(b.next())
+		select {
+		case <-c.m.ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// noteFailure records why connecting failed and logs each distinct reason
+// once, not once per retry.
+func (c *Connection) noteFailure(err error) {
+	reason := err.Error()
+	c.mu.Lock()
+	c.lastErr = reason
+	fresh := reason != c.lastLogged
+	c.lastLogged = reason
+	c.mu.Unlock()
+	if fresh {
+		c.m.opts.Logger.Warn("grid: cannot connect", "peer", c.host, "err", err)
+	}
+}
+
+// dial opens a WebSocket to the peer and runs the handshake. It returns
+// the socket and the peer's instance ID.
+func (c *Connection) dial() (*websocket.Conn, string, error) {
+	m := c.m
+	ctx, cancel := context.WithTimeout(m.ctx, m.opts.HandshakeTimeout)
+	defer cancel()
+	h := handshake{
+		from: m.opts.Local, to: c.host, millis: m.opts.Now().UnixMilli(),
+		nonce: newID(), instance: m.instance, hosts: m.hostsHash,
+	}
+	hdr, err := h.header(m.opts.Authenticator)
+	if err != nil {
+		return nil, "", err
+	}
+	ws, resp, err := websocket.Dial(ctx, c.url, &websocket.DialOptions{
+		HTTPClient:      m.client,
+		HTTPHeader:      hdr,
+		CompressionMode: websocket.CompressionDisabled,
+	})
+	if err != nil {
+		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols && resp.Body != nil {
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+			return nil, "", fmt.Errorf("%w by %s (HTTP %d): %s", ErrRejected, c.host, resp.StatusCode, strings.TrimSpace(string(body)))
+		}
+		return nil, "", fmt.Errorf("grid: dial %s: %w", c.host, err)
+	}
+	inst, err := m.verifyAccept(h, resp.Header)
+	if err != nil {
+		ws.CloseNow()
+		return nil, "", err
+	}
+	return ws, inst, nil
+}
+
+// wsConn is a WebSocket seen as a net.Conn. Its Close drops the TCP
+// connection at once, without the WebSocket closing handshake: the mux has
+// already told the peer why it closes, and the handshake would wait up to
+// seconds for a silent peer.
+type wsConn struct {
+	net.Conn
+	ws *websocket.Conn
+}
+
+// wsReadSlack is what a WebSocket message may hold beyond one mux write.
+const wsReadSlack = 64 << 10
+
+func newWSConn(ctx context.Context, ws *websocket.Conn) wsConn {
+	nc := websocket.NetConn(ctx, ws, websocket.MessageBinary)
+	ws.SetReadLimit(mux.MaxWriteSize + wsReadSlack) // NetConn lifted the limit
+	return wsConn{Conn: nc, ws: ws}
+}
+
+func (c wsConn) Close() error {
+	err := c.ws.CloseNow()
+	c.Conn.Close() // releases the NetConn's contexts; the socket is closed
+	return err
+}
+
+// peerKey is the context key of the peer's host name.
+type peerKey struct{}
+
+// PeerFromContext returns the host name of the peer whose request a
+// handler is serving, from the handler's context.
+func PeerFromContext(ctx context.Context) (host string, ok bool) {
+	host, ok = ctx.Value(peerKey{}).(string)
+	return host, ok
+}

@@ -1,0 +1,47 @@
+// Package grid connects every node of a cluster to every other node over
+// one long-lived, two-way WebSocket per pair, and lets both ends call each
+// other's handlers over it (single requests now; streams later).
+//
+// Each node creates a Manager with its own name and the names of all
+// nodes (URLs such as "http://10.0.0.1:9000"; every node must be given the
+// same list), registers its handlers on it, and mounts Manager.Handler at
+// Options.RoutePath on its HTTP server. Manager.Connection(host) returns
+// the Connection to a peer; Connection.Request calls a handler there.
+//
+// # Connections
+//
+// For each pair exactly one side dials, chosen by ShouldDial from the two
+// names and the host list, so both sides agree without talking and every
+// node dials about half of its peers. The handshake rides on the WebSocket
+// upgrade request: the dialer sends both names, a timestamp, a random
+// nonce, its per-process instance ID and a hash of the host list, signed
+// by the Authenticator (by default HMAC-SHA256 with a shared secret, which
+// never crosses the wire). The acceptor checks the names, the dial side,
+// the host list, the clock skew (Options.ClockSkew), the proof and that
+// the nonce is fresh, then answers with its own instance ID and a proof
+// over the dialer's nonce, which the dialer verifies: both ends are
+// authenticated. A refusal is an HTTP 400, 401, 403, 409 or 503 with the
+// reason as plain text; the dialer logs each distinct reason once and
+// keeps retrying, with exponential backoff and jitter, forever.
+//
+// A session from a peer that arrives while an older one is still up
+// replaces it, and a changed instance ID is logged as a restarted peer;
+// so a restart is noticed even when the peer reconnects at once. Every
+// call in flight on a lost or replaced session fails at once with
+// ErrDisconnected, and calls on a connection that is down fail at once
+// with ErrDisconnected; Connection.WaitForConnect waits for it to come up.
+//
+// Both ends ping each other every Options.PingInterval; a ping without a
+// pong within Options.PingTimeout closes the session, so a peer that went
+// silent without closing its socket (a half-open connection) is detected
+// within PingInterval + PingTimeout.
+//
+// # Concurrency
+//
+// All methods of Manager and Connection may be called concurrently. A
+// Manager owns every goroutine it starts (a dial loop per dialed peer, a
+// keep-alive loop per live connection on the dial loop's goroutine or the
+// HTTP handler's that accepted it, and each mux session's goroutines),
+// and Close waits for all of them. State changes are reported to
+// Options.OnStateChange in order, one connection at a time.
+package grid

@@ -1,0 +1,137 @@
+package grid
+
+import (
+	"context"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	toxiproxy "github.com/Shopify/toxiproxy/v2"
+	"github.com/rs/zerolog"
+)
+
+// detector records when each connection of a node went down.
+type detector struct{ down chan time.Time }
+
+func newDetector() *detector { return &detector{down: make(chan time.Time, 64)} }
+
+func (d *detector) onChange(_ string, old, new State) {
+	if old == StateConnected && new == StateConnecting {
+		select {
+		case d.down <- time.Now():
+		default:
+		}
+	}
+}
+
+// wait returns the time of the next disconnection.
+func (d *detector) wait(t testing.TB) time.Time {
+	t.Helper()
+	select {
+	case at := <-d.down:
+		return at
+	case <-time.After(testTimeout):
+		t.Fatal("no disconnection detected")
+		return time.Time{}
+	}
+}
+
+// blackhole is a toxiproxy proxy whose data can be silently dropped in
+// both directions while the TCP connections stay open.
+type blackhole struct {
+	p *toxiproxy.Proxy
+}
+
+func newBlackhole(t testing.TB, upstream string) *blackhole {
+	t.Helper()
+	srv := toxiproxy.NewServer(toxiproxy.NewMetricsContainer(nil), zerolog.Nop())
+	p := toxiproxy.NewProxy(srv, "grid-"+upstream, "127.0.0.1:0", upstream)
+	must(t, p.Start())
+	t.Cleanup(p.Stop)
+	return &blackhole{p: p}
+}
+
+func (b *blackhole) addr() string { return b.p.Listen }
+
+// on drops all data from now on: a timeout toxic with timeout 0 swallows
+// bytes and never closes the connection.
+func (b *blackhole) on(t testing.TB) {
+	t.Helper()
+	for _, dir := range []string{"upstream", "downstream"} {
+		_, err := b.p.Toxics.AddToxicJson(strings.NewReader(
+			`{"name":"hole_` + dir + `","type":"timeout","stream":"` + dir + `","attributes":{"timeout":0}}`))
+		must(t, err)
+	}
+}
+
+func (b *blackhole) off(t testing.TB) {
+	t.Helper()
+	for _, dir := range []string{"upstream", "downstream"} {
+		must(t, b.p.Toxics.RemoveToxic(context.Background(), "hole_"+dir))
+	}
+}
+
+// halfOpenTrial connects two nodes through a blackhole, turns it on and
+// returns how long each side took to declare the connection dead. Then it
+// turns the blackhole off and checks that the pair reconnects.
+func halfOpenTrial(t testing.TB, interval, timeout time.Duration) (dialer, acceptor time.Duration) {
+	lns, names := listen(t, 2)
+	dIdx, aIdx := 0, 1
+	if ShouldDial(names[1], names[0], names) {
+		dIdx, aIdx = 1, 0
+	}
+	hole := newBlackhole(t, lns[aIdx].Addr().String())
+	dets := []*detector{newDetector(), newDetector()}
+	nodes := make([]*node, 2)
+	for i := range nodes {
+		o := baseOptions(names[i], names)
+		o.PingInterval, o.PingTimeout = interval, timeout
+		o.HandshakeTimeout = 2 * time.Second
+		o.OnStateChange = dets[i].onChange
+		if i == dIdx {
+			target := lns[aIdx].Addr().String()
+			o.NetDial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+				if addr == target {
+					addr = hole.addr()
+				}
+				return (&net.Dialer{}).DialContext(ctx, network, addr)
+			}
+		}
+		nodes[i] = startNode(t, lns[i], o)
+	}
+	ctx := testCtx(t)
+	for _, n := range nodes {
+		must(t, n.m.WaitForConnect(ctx))
+	}
+	must(t, nodes[dIdx].call(ctx, names[aIdx], "before"))
+
+	hole.on(t)
+	start := time.Now()
+	dialer = dets[dIdx].wait(t).Sub(start)
+	acceptor = dets[aIdx].wait(t).Sub(start)
+	hole.off(t)
+	for _, n := range nodes {
+		must(t, n.m.WaitForConnect(ctx))
+	}
+	waitFor(t, "requests after the blackhole", func() bool {
+		return nodes[dIdx].call(ctx, names[aIdx], "after") == nil
+	})
+	for _, n := range nodes {
+		n.stop()
+	}
+	return dialer, acceptor
+}
+
+// TestHalfOpenProxy: a peer that goes silent without closing its socket is
+// detected within PingInterval + PingTimeout (plus slack for a busy CI box).
+func TestHalfOpenProxy(t *testing.T) {
+	const interval, timeout, slack = time.Second, time.Second, 2 * time.Second
+	d, a := halfOpenTrial(t, interval, timeout)
+	t.Logf("half-open detected after %v (dialer) and %v (acceptor) at %v + %v", d, a, interval, timeout)
+	for _, got := range []time.Duration{d, a} {
+		if got > interval+timeout+slack {
+			t.Errorf("detection took %v, want at most %v", got, interval+timeout+slack)
+		}
+	}
+}

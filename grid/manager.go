@@ -1,0 +1,245 @@
+package grid
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+
+	"github.com/coder/websocket"
+
+	"github.com/gridmesh/gridmesh/handlers"
+	"github.com/gridmesh/gridmesh/mux"
+)
+
+// Manager keeps one Connection to every other node of the grid and serves
+// the connections that peers open to this node (mount Handler). Every
+// Connection shares the Manager's handler Registry.
+//
+// A Manager owns its goroutines: one dial loop for each peer this node
+// dials, plus, per live connection, the goroutine that pings it (the dial
+// loop itself, or the HTTP handler goroutine that accepted it) and the mux
+// session's own. Close waits for all of them.
+//
+// All methods may be called concurrently.
+type Manager struct {
+	opts      Options // defaulted; Hosts sorted
+	instance  string  // this process's instance ID
+	hostsHash string
+	reg       *handlers.Registry
+	conns     map[string]*Connection // by host; fixed after NewManager
+	peers     []*Connection          // sorted by host
+	client    *http.Client
+	transport *http.Transport
+	replay    *replayCache
+
+	ctx       context.Context // cancelled by shutdown; parent of every socket
+	cancel    context.CancelFunc
+	stopWatch func() bool // stops watching NewManager's ctx
+
+	mu     sync.Mutex // guards closed against wg.Add
+	closed bool
+	wg     sync.WaitGroup // dial loops and HTTP handlers
+
+	rejMu   sync.Mutex
+	rejSeen map[string]bool // "from\x00reason" of logged rejections
+}
+
+// maxRejSeen bounds the rejections remembered for logging once.
+const maxRejSeen = 1024
+
+// NewManager checks opts and starts a Manager: it begins dialing the peers
+// this node dials at once; peers that dial this node are served by
+// Handler. Cancelling ctx closes the Manager as Close does, without waiting.
+func NewManager(ctx context.Context, opts Options) (*Manager, error) {
+	o, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if err := checkMuxConfig(o.Mux); err != nil {
+		return nil, optionError("Mux", "%v", err)
+	}
+	m := &Manager{
+		opts:      o,
+		instance:  newID(),
+		hostsHash: hostsHash(o.Hosts),
+		reg:       new(handlers.Registry),
+		conns:     make(map[string]*Connection, len(o.Hosts)),
+		replay:    newReplayCache(o.ReplayCacheSize),
+		rejSeen:   make(map[string]bool),
+	}
+	m.transport = &http.Transport{
+		DialContext:       o.NetDial,
+		TLSClientConfig:   o.TLSConfig.Clone(),
+		DisableKeepAlives: true, // a refused handshake leaves no idle socket
+		ForceAttemptHTTP2: false,
+	}
+	m.client = &http.Client{Transport: m.transport}
+	m.ctx, m.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	for _, h := range o.Hosts {
+		if h != o.Local {
+			c := newConnection(m, h)
+			m.conns[h] = c
+			m.peers = append(m.peers, c)
+		}
+	}
+	m.stopWatch = context.AfterFunc(ctx, m.shutdown)
+	for _, c := range m.peers {
+		if c.dials {
+			m.wg.Add(1)
+			go c.dialLoop()
+		}
+	}
+	return m, nil
+}
+
+// checkMuxConfig reports whether mux.NewSession accepts cfg, over a pipe
+// that is already closed.
+func checkMuxConfig(cfg mux.Config) error {
+	s, err := mux.NewSession(deadConn{}, nil, cfg)
+	if err != nil {
+		return err
+	}
+	return s.Close()
+}
+
+// deadConn is a pipe that is closed from the start.
+type deadConn struct{}
+
+func (deadConn) Read([]byte) (int, error)  { return 0, io.EOF }
+func (deadConn) Write([]byte) (int, error) { return 0, net.ErrClosed }
+func (deadConn) Close() error              { return nil }
+
+// Local returns this node's name.
+func (m *Manager) Local() string { return m.opts.Local }
+
+// Connection returns the connection to host, or nil if host is not one of
+// the peers (this node itself included).
+func (m *Manager) Connection(host string) *Connection { return m.conns[host] }
+
+// Connections returns the connections to every peer, sorted by host.
+func (m *Manager) Connections() []*Connection { return append([]*Connection(nil), m.peers...) }
+
+// Registry returns the handler registry every connection serves from.
+func (m *Manager) Registry() *handlers.Registry { return m.reg }
+
+// RegisterSingleHandler registers h to serve single requests for id from
+// every peer. Registering an id twice is an error.
+func (m *Manager) RegisterSingleHandler(id handlers.HandlerID, h handlers.SingleHandler) error {
+	return m.reg.RegisterSingle(id, h)
+}
+
+// Handler returns the http.Handler that accepts peers' connections. Mount
+// it at Options.RoutePath (DefaultRoutePath) on the server listening at
+// this node's URL. Do not give that server a ReadTimeout or WriteTimeout:
+// they would apply to the WebSocket after the upgrade. After Close the
+// handler answers 503.
+func (m *Manager) Handler() http.Handler { return http.HandlerFunc(m.serveHTTP) }
+
+func (m *Manager) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	if !m.enter() {
+		http.Error(w, ErrClosed.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	defer m.wg.Done()
+	h, rej := m.verifyDial(r.Header)
+	if rej != nil {
+		m.logRejection(h.from, r.RemoteAddr, rej)
+		http.Error(w, rej.reason, rej.status)
+		return
+	}
+	if err := m.signAccept(w.Header(), h); err != nil {
+		m.opts.Logger.Warn("grid: cannot answer handshake", "peer", h.from, "err", err)
+		http.Error(w, "cannot sign answer", http.StatusInternalServerError)
+		return
+	}
+	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
+	if err != nil {
+		return // Accept has answered the request
+	}
+	m.forgetRejections(h.from)
+	m.conns[h.from].serve(ws, h.instance)
+}
+
+// enter registers a handler goroutine with wg, unless the Manager closed.
+func (m *Manager) enter() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return false
+	}
+	m.wg.Add(1)
+	return true
+}
+
+// logRejection logs a refused handshake once per peer and reason.
+func (m *Manager) logRejection(from, addr string, rej *rejection) {
+	key := from + "\x00" + rej.reason
+	m.rejMu.Lock()
+	seen := m.rejSeen[key]
+	if !seen {
+		if len(m.rejSeen) >= maxRejSeen {
+			clear(m.rejSeen)
+		}
+		m.rejSeen[key] = true
+	}
+	m.rejMu.Unlock()
+	if !seen {
+		m.opts.Logger.Warn("grid: handshake rejected", "from", from, "addr", addr, "status", rej.status, "reason", rej.reason)
+	}
+}
+
+// forgetRejections lets the next rejection of from be logged again.
+func (m *Manager) forgetRejections(from string) {
+	m.rejMu.Lock()
+	defer m.rejMu.Unlock()
+	for k := range m.rejSeen {
+		if len(k) > len(from) && k[:len(from)] == from && k[len(from)] == 0 {
+			delete(m.rejSeen, k)
+		}
+	}
+}
+
+// Close closes the Manager: the handler refuses new peers, every
+// connection is closed (calls in flight fail with ErrDisconnected, later
+// calls with ErrClosed), and Close waits for every goroutine the Manager
+// started. Handlers still running must honour their context. Close is
+// idempotent and returns nil.
+func (m *Manager) Close() error {
+	m.shutdown()
+	m.wg.Wait()
+	m.stopWatch()
+	m.transport.CloseIdleConnections()
+	return nil
+}
+
+// shutdown starts closing the Manager without waiting.
+func (m *Manager) shutdown() {
+	m.mu.Lock()
+	closed := m.closed
+	m.closed = true
+	m.mu.Unlock()
+	if closed {
+		return
+	}
+	m.cancel()
+	for _, c := range m.peers {
+		c.shutdown()
+	}
+}
+
+// WaitForConnect waits until every connection is up, or ctx ends.
+func (m *Manager) WaitForConnect(ctx context.Context) error {
+	for _, c := range m.peers {
+		if err := c.WaitForConnect(ctx); err != nil {
+			return fmt.Errorf("grid: wait for %s: %w", c.host, err)
+		}
+	}
+	return nil
+}
+
+// errReplaced is why a session ends when a newer one takes its place.
+var errReplaced = errors.New("replaced by a newer connection")

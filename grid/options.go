@@ -1,0 +1,240 @@
+package grid
+
+import (
+	"context"
+	"crypto/tls"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/gridmesh/gridmesh/mux"
+)
+
+// DefaultRoutePath is the URL path the grid dials when Options.RoutePath is
+// empty. Mount Manager.Handler there.
+const DefaultRoutePath = "/gridmesh/grid/v1"
+
+// Options configure a Manager. Local and Hosts are required, and so is a
+// way to authenticate (Secret, Authenticator, or Insecure). Every other
+// field has a working zero value, given beside it. NewManager copies the
+// Options and checks them once; later changes to the caller's copy have no
+// effect.
+type Options struct {
+	// Local is this node's name: one of Hosts, spelt exactly the same.
+	Local string
+	// Hosts names every node of the grid, this one included, as URLs:
+	// http:// or ws:// (plain), https:// or wss:// (TLS), with host and
+	// port and optionally a path prefix. Every node must be given the same
+	// list (in any order): the names are compared as strings and decide
+	// which side of a pair dials.
+	Hosts []string
+	// RoutePath is appended to a peer's URL path to form the WebSocket URL
+	// this node dials. Default DefaultRoutePath.
+	RoutePath string
+
+	// Secret is the shared secret of the default authenticator (HMAC-SHA256
+	// over the handshake, see Authenticator). Used when Authenticator is nil.
+	Secret []byte
+	// Authenticator signs and verifies handshakes. Default: HMAC-SHA256 with
+	// Secret.
+	Authenticator Authenticator
+	// Insecure runs the grid without authentication when neither Secret nor
+	// Authenticator is set; handshakes are still checked for host names,
+	// dial side, clock skew and replay. Meant for tests. Default false:
+	// NewManager refuses to run without authentication.
+	Insecure bool
+	// TLSConfig is used to dial https:// and wss:// peers (put client
+	// certificates in it if the peers ask for them). Default: the system
+	// roots, no client certificate. The serving side's TLS is configured on
+	// the http.Server that serves Handler.
+	TLSConfig *tls.Config
+	// NetDial opens the TCP connections this node dials. Default: a
+	// net.Dialer.
+	NetDial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// HandshakeTimeout bounds dialing a peer up to the end of the WebSocket
+	// upgrade. Default 10 s.
+	HandshakeTimeout time.Duration
+	// ClockSkew is how far a handshake's timestamp may be from this node's
+	// clock. It is also how long a nonce is remembered against replay.
+	// Default 1 minute.
+	ClockSkew time.Duration
+	// ReplayCacheSize bounds the nonces remembered against replay. When it
+	// is full of unexpired nonces, new handshakes are refused until some
+	// expire. Default 65536.
+	ReplayCacheSize int
+
+	// BackoffBase and BackoffMax shape the delay between dial attempts:
+	// min(BackoffMax, BackoffBase·2^n) + jitter in [0, BackoffBase), n
+	// counting failures. Defaults 100 ms and 5 s.
+	BackoffBase, BackoffMax time.Duration
+	// HealthyAfter is how long a connection must last for n to start over
+	// from 0. Default 60 s.
+	HealthyAfter time.Duration
+
+	// PingInterval is the time between liveness pings on each connection,
+	// and PingTimeout how long a ping may wait for its pong before the
+	// connection is declared dead and closed. A silent peer is detected
+	// within PingInterval + PingTimeout. Defaults 10 s and 3 s.
+	PingInterval, PingTimeout time.Duration
+
+	// Mux holds the limits of each connection's mux session (message size,
+	// requests in flight, running handlers, queued bytes). Its Logger
+	// defaults to Logger.
+	Mux mux.Config
+	// Logger receives one line per state change, handshake rejections (once
+	// per distinct reason) and restarted peers. Default: discard.
+	Logger *slog.Logger
+	// OnStateChange, if set, is called for every state change of every
+	// connection, in order for each connection. It runs on the grid's
+	// goroutines: it must return quickly and must not call Manager.Close.
+	OnStateChange func(host string, old, new State)
+	// Now is the clock used for handshake timestamps and the replay cache.
+	// Default time.Now. Tests use it to skew a node's clock.
+	Now func() time.Time
+}
+
+// withDefaults returns a copy of o with defaults applied, the hosts sorted,
+// or an error naming the first invalid field.
+func (o Options) withDefaults() (Options, error) {
+	if err := o.checkHosts(); err != nil {
+		return o, err
+	}
+	o.Hosts = slices.Clone(o.Hosts)
+	slices.Sort(o.Hosts)
+	if err := o.checkDurations(); err != nil {
+		return o, err
+	}
+	if o.ReplayCacheSize < 0 {
+		return o, optionError("ReplayCacheSize", "negative (%d)", o.ReplayCacheSize)
+	}
+	if o.Authenticator == nil && len(o.Secret) > 0 {
+		o.Authenticator = HMACAuthenticator(o.Secret)
+	}
+	if o.Authenticator == nil && !o.Insecure {
+		return o, optionError("Secret", "no Secret or Authenticator given (set Insecure to run without authentication)")
+	}
+	if o.RoutePath == "" {
+		o.RoutePath = DefaultRoutePath
+	}
+	if !strings.HasPrefix(o.RoutePath, "/") {
+		return o, optionError("RoutePath", "%q does not start with /", o.RoutePath)
+	}
+	setDefault(&o.HandshakeTimeout, 10*time.Second)
+	setDefault(&o.ClockSkew, time.Minute)
+	setDefault(&o.ReplayCacheSize, 1<<16)
+	setDefault(&o.BackoffBase, 100*time.Millisecond)
+	setDefault(&o.BackoffMax, 5*time.Second)
+	setDefault(&o.HealthyAfter, time.Minute)
+	setDefault(&o.PingInterval, 10*time.Second)
+	setDefault(&o.PingTimeout, 3*time.Second)
+	if o.BackoffMax < o.BackoffBase {
+		return o, optionError("BackoffMax", "%v is below BackoffBase %v", o.BackoffMax, o.BackoffBase)
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if o.Mux.BaseContext == nil {
+		o.Mux.BaseContext = context.Background()
+	}
+	if o.Mux.Logger == nil {
+		o.Mux.Logger = o.Logger
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.NetDial == nil {
+		o.NetDial = (&net.Dialer{}).DialContext
+	}
+	return o, nil
+}
+
+func (o Options) checkHosts() error {
+	if len(o.Hosts) == 0 {
+		return optionError("Hosts", "empty")
+	}
+	seen := make(map[string]bool, len(o.Hosts))
+	for _, h := range o.Hosts {
+		if seen[h] {
+			return optionError("Hosts", "%q listed twice", h)
+		}
+		seen[h] = true
+		if _, err := parseHost(h); err != nil {
+			return optionError("Hosts", "%v", err)
+		}
+	}
+	if o.Local == "" {
+		return optionError("Local", "empty")
+	}
+	if !seen[o.Local] {
+		return optionError("Local", "%q is not one of Hosts", o.Local)
+	}
+	return nil
+}
+
+func (o Options) checkDurations() error {
+	checks := []struct {
+		name string
+		v    time.Duration
+	}{
+		{"HandshakeTimeout", o.HandshakeTimeout}, {"ClockSkew", o.ClockSkew},
+		{"BackoffBase", o.BackoffBase}, {"BackoffMax", o.BackoffMax},
+		{"HealthyAfter", o.HealthyAfter}, {"PingInterval", o.PingInterval},
+		{"PingTimeout", o.PingTimeout},
+	}
+	for _, c := range checks {
+		if c.v < 0 {
+			return optionError(c.name, "negative (%v)", c.v)
+		}
+	}
+	return nil
+}
+
+func setDefault[T int | time.Duration](p *T, v T) {
+	if *p == 0 {
+		*p = v
+	}
+}
+
+// parseHost checks a host URL and returns it.
+func parseHost(h string) (*url.URL, error) {
+	u, err := url.Parse(h)
+	if err != nil {
+		return nil, err
+	}
+	switch u.Scheme {
+	case "http", "https", "ws", "wss":
+	default:
+		return nil, &url.Error{Op: "parse", URL: h, Err: errScheme}
+	}
+	if u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" {
+		return nil, &url.Error{Op: "parse", URL: h, Err: errHostURL}
+	}
+	return u, nil
+}
+
+var (
+	errScheme  = simpleError("scheme must be http, https, ws or wss")
+	errHostURL = simpleError("want scheme://host:port[/path], without user, query or fragment")
+)
+
+type simpleError string
+
+func (e simpleError) Error() string { return string(e) }
+
+// dialURL returns the WebSocket URL that reaches host's grid handler.
+func dialURL(host, routePath string) string {
+	u, _ := parseHost(host) // checked by withDefaults
+	switch u.Scheme {
+	case "http":
+		u.Scheme = "ws"
+	case "https":
+		u.Scheme = "wss"
+	}
+	u.Path = strings.TrimSuffix(u.Path, "/") + routePath
+	u.RawPath = ""
+	return u.String()
+}
