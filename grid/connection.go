@@ -126,9 +126,8 @@ func (c *Connection) Request(ctx context.Context, h handlers.HandlerID, payload 
 	return s.Request(ctx, h, payload)
 }
 
-// NewStream will open a two-way stream to a handler on the peer, over the
-// same session as Request. Streams arrive with mux streams (a later issue);
-// the method goes here, with the same connection checks as Request.
+// NewStream and OpenStream (stream.go) open streams over the same session
+// as Request, with the same connection checks.
 
 // session returns the session in use, or the error a call gets without one.
 func (c *Connection) session() (*mux.Session, error) {

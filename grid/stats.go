@@ -19,7 +19,8 @@ type ConnectionStats struct {
 	LastError    string        // why the last session or attempt failed
 	// Stats holds the mux counters summed over every session so far
 	// (bytes, frames in, writes (one WebSocket message each), requests),
-	// and the gauges InFlight, Running and QueuedBytes of the live ones.
+	// and the gauges InFlight, Running, StreamsOut, StreamsIn and
+	// QueuedBytes of the live ones.
 	mux.Stats
 }
 
@@ -75,6 +76,7 @@ func addStats(a, b mux.Stats) mux.Stats {
 		RequestsOut: a.RequestsOut + b.RequestsOut, Served: a.Served + b.Served,
 		RemoteErrors: a.RemoteErrors + b.RemoteErrors, Cancelled: a.Cancelled + b.Cancelled,
 		InFlight: a.InFlight + b.InFlight, Running: a.Running + b.Running,
+		StreamsOut: a.StreamsOut + b.StreamsOut, StreamsIn: a.StreamsIn + b.StreamsIn,
 		QueuedBytes: a.QueuedBytes + b.QueuedBytes,
 	}
 }
