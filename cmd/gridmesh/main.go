@@ -5,6 +5,7 @@
 //	gridmesh demo     [flags]   run a small mesh on loopback and push requests through it
 //	gridmesh bench    [flags]   compare gridmesh with grpc-go and a raw WebSocket floor
 //	gridmesh primesim [flags]   run a Dragonchain Prime simulator
+//	gridmesh status   [flags]   show the connections of running nodes
 //
 // Run "gridmesh <command> -h" for a command's flags.
 package main
@@ -29,6 +30,7 @@ var commands = []command{
 	{"demo", "run a small mesh on loopback and push requests through it", runDemo},
 	{"bench", "compare gridmesh with grpc-go and a raw WebSocket floor", runBench},
 	{"primesim", "run a Dragonchain Prime simulator", runPrimesim},
+	{"status", "show the connections of running nodes (their stats endpoints)", runStatus},
 }
 
 func main() {

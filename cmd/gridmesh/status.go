@@ -1,0 +1,118 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/gridmesh/gridmesh/grid"
+)
+
+// runStatus fetches the stats of one or more running nodes (served by
+// grid.Manager.StatsHandler) and prints one table per node.
+func runStatus(ctx context.Context, args []string, out io.Writer) error {
+	fs := newFlags("status", out)
+	asJSON := fs.Bool("json", false, "print the raw JSON instead of a table")
+	timeout := fs.Duration("timeout", 5*time.Second, "time allowed for each node to answer")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: gridmesh status [flags] NODE-URL...\n\n"+
+			"NODE-URL is a node's stats URL, or its base URL (then %s is appended).\n\n", grid.DefaultStatsPath)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() == 0 {
+		fs.Usage()
+		return fmt.Errorf("no node URL given")
+	}
+	var failed []string
+	for _, arg := range fs.Args() {
+		u, err := statsURL(arg)
+		if err != nil {
+			return err
+		}
+		body, err := fetchStats(ctx, u, *timeout)
+		if err != nil {
+			fmt.Fprintf(out, "%s: %v\n", u, err)
+			failed = append(failed, u)
+			continue
+		}
+		if *asJSON {
+			out.Write(body)
+			continue
+		}
+		var st grid.ManagerStats
+		if err := json.Unmarshal(body, &st); err != nil {
+			return fmt.Errorf("%s: not grid stats: %w", u, err)
+		}
+		printStats(out, st)
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("%d of %d nodes did not answer", len(failed), fs.NArg())
+	}
+	return nil
+}
+
+// statsURL turns a node URL into the URL of its stats.
+func statsURL(arg string) (string, error) {
+	u, err := url.Parse(arg)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "", fmt.Errorf("bad node URL %q: want http(s)://host:port[/path]", arg)
+	}
+	if u.Path == "" || u.Path == "/" {
+		u.Path = grid.DefaultStatsPath
+	}
+	return u.String(), nil
+}
+
+// maxStatsBody bounds what status reads from a node.
+const maxStatsBody = 8 << 20
+
+func fetchStats(ctx context.Context, u string, timeout time.Duration) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxStatsBody))
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("HTTP %d: %s", resp.StatusCode, strings.TrimSpace(string(body)))
+	}
+	return body, nil
+}
+
+func printStats(out io.Writer, st grid.ManagerStats) {
+	fmt.Fprintf(out, "%s: %d of %d peers connected, %d reconnects, %d requests out, %d served, %d in flight, %d streams\n",
+		st.Local, st.Connected, len(st.Peers), st.Reconnects, st.RequestsOut, st.Served, st.InFlight, st.StreamsOut+st.StreamsIn)
+	tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PEER\tSTATE\tDIALS\tCONNECTS\tRTT\tBYTES IN\tBYTES OUT\tIN FLIGHT\tSTREAMS\tQUEUED\tLAST ERROR")
+	hosts := make([]string, 0, len(st.Peers))
+	for h := range st.Peers {
+		hosts = append(hosts, h)
+	}
+	slices.Sort(hosts)
+	for _, h := range hosts {
+		p := st.Peers[h]
+		fmt.Fprintf(tw, "%s\t%s\t%v\t%d\t%v\t%d\t%d\t%d\t%d\t%d\t%s\n",
+			h, p.State, p.Dials, p.Connects, p.LastRTT.Round(time.Microsecond), p.BytesIn, p.BytesOut,
+			p.InFlight, p.StreamsOut+p.StreamsIn, p.QueuedBytes, p.LastError)
+	}
+	tw.Flush()
+}
