@@ -1,124 +1,305 @@
 package main
 
 import (
-	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
-	"sync"
-	"sync/atomic"
+	"os"
+	"path/filepath"
 	"time"
 
-	"github.com/gridmesh/gridmesh/handlers"
-	"github.com/gridmesh/gridmesh/mux"
+	"github.com/gridmesh/gridmesh/gateway"
+	"github.com/gridmesh/gridmesh/gateway/primesim"
+	"github.com/gridmesh/gridmesh/grid"
 )
 
-var demoUpper = handlers.New(1, "upper")
+const (
+	demoAPIKey   = "demo-key"
+	demoChainID  = "demo-chain"
+	demoContract = "demo-contract"
+)
 
-// runDemo starts two nodes on TCP loopback, each serving an "upper"
-// handler, and has both call each other concurrently. It checks every
-// answer and fails if any is wrong or missing.
+type demoFlags struct {
+	n, workers, capacity int
+	rate                 float64
+	exec, direct, v      bool
+	wait                 time.Duration
+}
+
+// runDemo runs the whole pipeline in this process on loopback: a Prime
+// simulator, a gateway and worker nodes, each grid node a Manager on its
+// own listener, talking over real WebSockets. It pushes -n transactions
+// through and exits 0 only if every one was answered exactly once.
 func runDemo(ctx context.Context, args []string, out io.Writer) error {
 	fs := newFlags("demo", out)
-	n := fs.Int("n", 10000, "requests to send (split between the two directions)")
-	callers := fs.Int("callers", 64, "concurrent callers")
+	var f demoFlags
+	fs.IntVar(&f.n, "n", 10000, "transactions to push through")
+	fs.IntVar(&f.workers, "workers", 3, "worker nodes")
+	fs.IntVar(&f.capacity, "capacity", 64, "transactions each worker runs at once")
+	fs.Float64Var(&f.rate, "rate", 0, "transactions per second to generate (0: as fast as possible)")
+	fs.BoolVar(&f.exec, "exec", false, "workers run the contract as a command per transaction (sh), not a Go function")
+	fs.BoolVar(&f.direct, "direct", false, "also run the same load through a direct client (the Prime client calling the contract in process, no grid) and compare")
+	fs.BoolVar(&f.v, "v", false, "show the gateway's and workers' logs")
+	fs.DurationVar(&f.wait, "wait", 2*time.Minute, "give up if not every transaction is answered by then")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *n <= 0 || *callers <= 0 {
-		return fmt.Errorf("-n and -callers must be positive")
+	if f.n <= 0 || f.workers <= 0 || f.capacity <= 0 {
+		return errors.New("-n, -workers and -capacity must be positive")
 	}
-	a, b, err := loopbackPair()
+	gridRes, err := demoRun(ctx, out, f, false)
 	if err != nil {
 		return err
 	}
-	reg := new(handlers.Registry)
-	if err := reg.RegisterSingle(demoUpper, func(_ context.Context, p []byte) ([]byte, error) {
-		return bytes.ToUpper(p), nil
-	}); err != nil {
-		return err
+	if !f.direct {
+		return nil
 	}
-	nodeA, err := mux.NewSession(a, reg, mux.Config{})
+	fmt.Fprintln(out)
+	directRes, err := demoRun(ctx, out, f, true)
 	if err != nil {
 		return err
 	}
-	defer nodeA.Close()
-	nodeB, err := mux.NewSession(b, reg, mux.Config{})
-	if err != nil {
-		return err
-	}
-	defer nodeB.Close()
-	fmt.Fprintf(out, "two nodes on %v <-> %v, %d requests from %d callers\n", a.LocalAddr(), b.LocalAddr(), *n, *callers)
-
-	var next, done, failed atomic.Int64
-	var firstErr error
-	var errOnce sync.Once
-	start := time.Now()
-	var wg sync.WaitGroup
-	for c := range *callers {
-		node := nodeA
-		if c%2 == 1 {
-			node = nodeB
-		}
-		wg.Go(func() {
-			for {
-				i := next.Add(1)
-				if i > int64(*n) || ctx.Err() != nil {
-					return
-				}
-				msg := fmt.Appendf(nil, "request %d from caller %d", i, c)
-				got, err := node.Request(ctx, demoUpper, msg)
-				if err == nil && !bytes.Equal(got, bytes.ToUpper(msg)) {
-					err = fmt.Errorf("request %d: wrong answer %q", i, got)
-				}
-				if err != nil {
-					failed.Add(1)
-					errOnce.Do(func() { firstErr = err })
-					continue
-				}
-				done.Add(1)
-			}
-		})
-	}
-	stop := progress(out, *n, &done, start)
-	wg.Wait()
-	stop()
-	el := time.Since(start)
-	fmt.Fprintf(out, "\n%d answered, %d failed in %v (%.0f req/s)\n", done.Load(), failed.Load(), el.Round(time.Millisecond), float64(done.Load())/el.Seconds())
-	if firstErr != nil {
-		return firstErr
-	}
-	if done.Load() != int64(*n) {
-		return fmt.Errorf("only %d of %d requests answered: %w", done.Load(), *n, ctx.Err())
-	}
+	fmt.Fprintf(out, "\ngrid (%d workers × %d) %.0f tx/s, direct (%d goroutines) %.0f tx/s: grid/direct = %.2f\n",
+		f.workers, f.capacity, gridRes, f.workers*f.capacity, directRes, gridRes/directRes)
 	return nil
 }
 
-// progress redraws a progress bar every 100 ms until the returned stop
-// function is called.
-func progress(out io.Writer, total int, done *atomic.Int64, start time.Time) (stop func()) {
-	quit := make(chan struct{})
-	finished := make(chan struct{})
-	draw := func() {
-		d := done.Load()
-		const width = 30
-		filled := int(float64(width) * float64(d) / float64(total))
-		bar := bytes.Repeat([]byte("="), filled)
-		bar = append(bar, bytes.Repeat([]byte(" "), width-filled)...)
-		rate := float64(d) / time.Since(start).Seconds()
-		fmt.Fprintf(out, "\r[%s] %d/%d  %.0f/s ", bar, d, total, rate)
+// demoRun runs one pipeline and returns its throughput in tx/s.
+func demoRun(ctx context.Context, out io.Writer, f demoFlags, direct bool) (float64, error) {
+	logger := slog.New(slog.DiscardHandler)
+	if f.v {
+		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	}
+	prime, err := primesim.New(primesim.Config{APIKey: demoAPIKey, Contracts: []string{demoContract}, ChainID: demoChainID})
+	if err != nil {
+		return 0, err
+	}
+	if err := prime.Start("127.0.0.1:0"); err != nil {
+		return 0, err
+	}
+	defer prime.Close()
+
+	contract, mode, err := demoContractFunc(f.exec)
+	if err != nil {
+		return 0, err
+	}
+	var runner gateway.Runner
+	var disp *gateway.Dispatcher
+	if direct {
+		runner = gateway.NewLocal(contract, f.workers*f.capacity)
+		fmt.Fprintf(out, "direct: primesim %v → Prime client → contract (%s) in process, %d at a time\n", prime.Addr(), mode, f.workers*f.capacity)
+	} else {
+		nodes, d, err := demoGrid(f, contract, mode, logger)
+		if err != nil {
+			return 0, err
+		}
+		defer func() {
+			_ = d.Close()
+			for _, n := range nodes {
+				_ = n.Close()
+			}
+		}()
+		disp, runner = d, d
+		fmt.Fprintf(out, "grid: primesim %v → gateway %s → %d workers (%s, capacity %d each) over WebSockets\n",
+			prime.Addr(), nodes[0].Manager.Local(), f.workers, mode, f.capacity)
+	}
+
+	dir, err := os.MkdirTemp("", "gridmesh-demo-")
+	if err != nil {
+		return 0, err
+	}
+	defer os.RemoveAll(dir)
+	journal, err := gateway.OpenJournal(filepath.Join(dir, "journal.db"), gateway.JournalOptions{Logger: logger})
+	if err != nil {
+		return 0, err
+	}
+	defer journal.Close()
+	gw, err := gateway.New(gateway.Options{
+		Prime: gateway.PrimeConfig{
+			ServerAddress: prime.Addr().String(), ChainID: demoChainID,
+			SmartContractID: demoContract, APIKey: demoAPIKey,
+			ReconnectDelay: 100 * time.Millisecond, MaxBackoff: 2 * time.Second,
+		},
+		Runner: runner, Journal: journal, Logger: logger,
+	})
+	if err != nil {
+		return 0, err
+	}
+	if disp != nil {
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := disp.WaitForWorkers(wctx, f.workers)
+		cancel()
+		if err != nil {
+			return 0, err
+		}
+	}
+	runCtx, stopGateway := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopGateway()
+	runErr := make(chan error, 1)
+	go func() { runErr <- gw.Run(runCtx) }()
+
+	start := time.Now()
+	genErr := make(chan error, 1)
+	go func() { genErr <- prime.Generate(ctx, demoContract, f.n, f.rate) }()
+	stopProgress := startProgress(out, f.n, func() int64 { return int64(gw.Stats().Sent) }, start)
+	wctx, cancel := context.WithTimeout(ctx, f.wait)
+	werr := prime.WaitAnswered(wctx, f.n)
+	cancel()
+	elapsed := time.Since(start)
+	stopProgress()
+	if err := <-genErr; err != nil && werr == nil {
+		werr = err
+	}
+	stopGateway()
+	if err := <-runErr; err != nil && werr == nil {
+		werr = err
+	}
+
+	rep := prime.Report()
+	rate := float64(rep.Answered) / elapsed.Seconds()
+	fmt.Fprintf(out, "%d transactions answered in %v: %.0f tx/s end to end\n", rep.Answered, elapsed.Round(time.Millisecond), rate)
+	st := gw.Stats()
+	fmt.Fprintf(out, "gateway: received %d, ran %d, from journal %d, duplicates dropped %d, sent %d, send errors %d, streams %d\n",
+		st.Received, st.Started, st.FromJournal, st.Duplicates, st.Sent, st.SendErrors, st.Streams)
+	if disp != nil {
+		for _, w := range disp.Workers() {
+			fmt.Fprintf(out, "  worker %s: %d transactions\n", w.Host, w.Done)
+		}
+	}
+	fmt.Fprint(out, rep)
+	if werr != nil {
+		return rate, fmt.Errorf("not every transaction was answered: %w", werr)
+	}
+	if !rep.OK() {
+		return rate, errors.New("not every transaction was answered exactly once")
+	}
+	return rate, nil
+}
+
+// demoGrid starts the gateway's node and the worker nodes, each on its own
+// loopback listener, and the dispatcher on the gateway's node. The first
+// node returned is the gateway's.
+func demoGrid(f demoFlags, contract gateway.Contract, mode string, logger *slog.Logger) ([]*gateway.Node, *gateway.Dispatcher, error) {
+	lns := make([]net.Listener, f.workers+1)
+	names := make([]string, len(lns))
+	closeAll := func() {
+		for _, ln := range lns {
+			if ln != nil {
+				ln.Close()
+			}
+		}
+	}
+	for i := range lns {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			closeAll()
+			return nil, nil, err
+		}
+		lns[i], names[i] = ln, "http://"+ln.Addr().String()
+	}
+	secret := make([]byte, 32)
+	copy(secret, fmt.Sprint(time.Now().UnixNano()))
+	var nodes []*gateway.Node
+	fail := func(err error) ([]*gateway.Node, *gateway.Dispatcher, error) {
+		for _, n := range nodes {
+			_ = n.Close()
+		}
+		for _, ln := range lns[len(nodes):] {
+			ln.Close()
+		}
+		return nil, nil, err
+	}
+	for i, ln := range lns {
+		n, err := gateway.StartNode(context.Background(), ln, grid.Options{Local: names[i], Hosts: names, Secret: secret, Logger: logger})
+		if err != nil {
+			return fail(err)
+		}
+		nodes = append(nodes, n)
+		if i == 0 {
+			continue
+		}
+		if _, err := gateway.NewWorker(n.Manager, gateway.WorkerOptions{Contract: contract, Capacity: f.capacity, Mode: mode}); err != nil {
+			return fail(err)
+		}
+	}
+	return nodes, gateway.NewDispatcher(nodes[0].Manager, gateway.DispatcherOptions{Logger: logger}), nil
+}
+
+// demoContractFunc returns the demo's contract: it hashes the transaction
+// and returns its ID, sequence number and digest.
+func demoContractFunc(execMode bool) (gateway.Contract, string, error) {
+	if execMode {
+		c, err := gateway.ExecContract(gateway.ExecConfig{
+			Command:       []string{"sh", "-c", `cat >/dev/null; printf '{"ok":true,"contract":"%s"}' "$SMART_CONTRACT_ID"`},
+			OutputToChain: true,
+		})
+		return c, "exec", err
+	}
+	return func(_ context.Context, txJSON string, env, _ map[string]string) (gateway.Output, error) {
+		var tx struct {
+			Header struct {
+				TxnID string `json:"txn_id"`
+			} `json:"header"`
+			Payload struct {
+				Seq int `json:"seq"`
+			} `json:"payload"`
+		}
+		if err := json.Unmarshal([]byte(txJSON), &tx); err != nil {
+			return gateway.Output{}, fmt.Errorf("bad transaction: %w", err)
+		}
+		sum := sha256.Sum256([]byte(txJSON))
+		res, err := json.Marshal(map[string]any{
+			"txn_id": tx.Header.TxnID, "seq": tx.Payload.Seq,
+			"sha256": hex.EncodeToString(sum[:]), "contract": env["SMART_CONTRACT_ID"],
+		})
+		return gateway.Output{ResultJSON: string(res), OutputToChain: true}, err
+	}, "func", nil
+}
+
+// startProgress shows done()/total with the rate: a line redrawn every
+// 100 ms on a terminal, otherwise a plain line every second. The returned
+// function stops it after a last update.
+func startProgress(out io.Writer, total int, done func() int64, start time.Time) (stop func()) {
+	tty := isTerminal(out)
+	every := time.Second
+	if tty {
+		every = 100 * time.Millisecond
+	}
+	var last int64
+	lastAt := start
+	draw := func(final bool) {
+		d, now := done(), time.Now()
+		rate := float64(d) / now.Sub(start).Seconds()
+		cur := float64(d-last) / now.Sub(lastAt).Seconds()
+		last, lastAt = d, now
+		if tty {
+			const width = 30
+			filled := min(width, int(float64(width)*float64(d)/float64(total)))
+			fmt.Fprintf(out, "\r[%-*s] %d/%d  %.0f tx/s (now %.0f) ", width, string(repeat('=', filled)), d, total, rate, cur)
+			if final {
+				fmt.Fprintln(out)
+			}
+			return
+		}
+		fmt.Fprintf(out, "progress: %d/%d answered, %.0f tx/s (last second %.0f)\n", d, total, rate, cur)
+	}
+	quit, finished := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(finished)
-		t := time.NewTicker(100 * time.Millisecond)
+		t := time.NewTicker(every)
 		defer t.Stop()
 		for {
 			select {
 			case <-t.C:
-				draw()
+				draw(false)
 			case <-quit:
-				draw()
+				draw(true)
 				return
 			}
 		}
@@ -129,30 +310,20 @@ func progress(out io.Writer, total int, done *atomic.Int64, start time.Time) (st
 	}
 }
 
-// loopbackPair returns both ends of one TCP connection on 127.0.0.1.
-func loopbackPair() (net.Conn, net.Conn, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, nil, err
+func repeat(c byte, n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = c
 	}
-	defer ln.Close()
-	type res struct {
-		c   net.Conn
-		err error
+	return b
+}
+
+// isTerminal reports whether w is a character device, such as a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
 	}
-	ch := make(chan res, 1)
-	go func() {
-		c, err := ln.Accept()
-		ch <- res{c, err}
-	}()
-	a, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		return nil, nil, err
-	}
-	r := <-ch
-	if r.err != nil {
-		a.Close()
-		return nil, nil, r.err
-	}
-	return a, r.c, nil
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }

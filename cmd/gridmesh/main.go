@@ -2,7 +2,9 @@
 //
 // Usage:
 //
-//	gridmesh demo     [flags]   run a small mesh on loopback and push requests through it
+//	gridmesh demo     [flags]   run Prime simulator → gateway → workers on loopback, check every answer
+//	gridmesh gateway  -config gateway.yaml   hold Prime's stream and fan transactions out to workers
+//	gridmesh worker   -config worker.yaml    run transactions for the gateway as a command per transaction
 //	gridmesh bench    [flags]   compare gridmesh with grpc-go and a raw WebSocket floor
 //	gridmesh primesim [flags]   run a Dragonchain Prime simulator
 //	gridmesh status   [flags]   show the connections of running nodes
@@ -27,7 +29,9 @@ type command struct {
 }
 
 var commands = []command{
-	{"demo", "run a small mesh on loopback and push requests through it", runDemo},
+	{"demo", "run Prime simulator → gateway → workers on loopback, check every answer", runDemo},
+	{"gateway", "hold Prime's stream and fan transactions out to grid workers", runGateway},
+	{"worker", "run transactions for a gateway, a command per transaction", runWorker},
 	{"bench", "compare gridmesh with grpc-go and a raw WebSocket floor", runBench},
 	{"primesim", "run a Dragonchain Prime simulator", runPrimesim},
 	{"status", "show the connections of running nodes (their stats endpoints)", runStatus},

@@ -23,6 +23,10 @@
 //     stream", and every transaction it left unanswered is delivered again,
 //     oldest first, on the newer stream.
 //
+// Pause and Start simulate a Prime restart: Pause ends every stream with
+// Unavailable and stops serving, keeping the books and backlogs; Start
+// serves again, on the same address or another.
+//
 // On top of that it keeps the books a test needs: how often each transaction
 // was delivered and answered, and how long the first answer took. Report
 // summarises them; Report.OK says whether every transaction was answered

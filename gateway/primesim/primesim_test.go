@@ -492,3 +492,35 @@ func TestKeepalive10sPingsAccepted(t *testing.T) {
 		t.Fatalf("stream was re-established during idle period:\n%v", r)
 	}
 }
+
+// TestPauseAndRestart: a paused server ends its streams, keeps its
+// backlog (including transactions submitted while paused) and, started
+// again on the same address, delivers every unanswered one.
+func TestPauseAndRestart(t *testing.T) {
+	s := newServer(t, primesim.Config{})
+	addr := s.Addr().String()
+	conn := dial(t, s)
+	first := openOK(t, conn, contract)
+	all := submitN(t, s, contract, 4)
+	recvN(t, first, 4)
+	answer(t, first, all[0])
+	waitAnswered(t, s, 1)
+
+	s.Pause()
+	expectStatus(t, first, codes.Unavailable, "restarting")
+	all = append(all, submitN(t, s, contract, 2)...)
+	if err := s.Start(addr); err != nil {
+		t.Fatal(err)
+	}
+	second := openOK(t, dial(t, s), contract)
+	if got := ids(recvN(t, second, 5)); !equal(got, all[1:]) {
+		t.Fatalf("after restart got %v, want %v", got, all[1:])
+	}
+	for _, id := range all[1:] {
+		answer(t, second, id)
+	}
+	waitAnswered(t, s, 6)
+	if r := s.Report(); !r.OK() || r.StreamsAccepted != 2 || r.Redelivered != 3 {
+		t.Fatalf("unexpected report:\n%v", r)
+	}
+}

@@ -89,9 +89,11 @@ type Transaction struct {
 
 // Server is the simulated Prime endpoint. Create it with New.
 type Server struct {
-	cfg  Config
-	log  *slog.Logger
-	grpc *grpc.Server
+	cfg             Config
+	log             *slog.Logger
+	service, method string
+
+	grpc *grpc.Server // replaced by Pause; guarded by mu after New
 
 	closeOnce sync.Once
 	wg        sync.WaitGroup // recv goroutines and Start's Serve goroutine
@@ -200,7 +202,14 @@ func New(cfg Config) (*Server, error) {
 		s.contracts[id] = &contract{id: id, txs: make(map[string]*txState)}
 	}
 
-	s.grpc = grpc.NewServer(
+	s.service, s.method = service, method
+	s.grpc = s.newGRPC()
+	return s, nil
+}
+
+// newGRPC builds the gRPC server that serves the Run stream.
+func (s *Server) newGRPC() *grpc.Server {
+	g := grpc.NewServer(
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
 			MinTime:             KeepaliveMinTime,
 			PermitWithoutStream: true,
@@ -212,18 +221,18 @@ func New(cfg Config) (*Server, error) {
 	)
 	// A hand-built descriptor instead of the generated one, so that the
 	// service and method names come from cfg.MethodPath.
-	s.grpc.RegisterService(&grpc.ServiceDesc{
-		ServiceName: service,
+	g.RegisterService(&grpc.ServiceDesc{
+		ServiceName: s.service,
 		HandlerType: (*any)(nil),
 		Streams: []grpc.StreamDesc{{
-			StreamName:    method,
+			StreamName:    s.method,
 			Handler:       s.handleStream,
 			ServerStreams: true,
 			ClientStreams: true,
 		}},
 		Metadata: "smartcontract.proto",
 	}, s)
-	return s, nil
+	return g
 }
 
 func splitMethodPath(p string) (service, method string, err error) {
@@ -249,8 +258,9 @@ func (s *Server) Serve(lis net.Listener) error {
 		return ErrClosed
 	}
 	s.addr = lis.Addr()
+	g := s.grpc
 	s.mu.Unlock()
-	return s.grpc.Serve(lis)
+	return g.Serve(lis)
 }
 
 // Start listens on the TCP address addr (e.g. "127.0.0.1:0") and serves in
@@ -268,11 +278,12 @@ func (s *Server) Start(addr string) error {
 		return ErrClosed
 	}
 	s.addr = lis.Addr()
+	g := s.grpc
 	s.wg.Add(1)
 	s.mu.Unlock()
 	go func() {
 		defer s.wg.Done()
-		if err := s.grpc.Serve(lis); err != nil {
+		if err := g.Serve(lis); err != nil {
 			s.log.Error("primesim: serve failed", "err", err)
 		}
 	}()
@@ -294,33 +305,66 @@ func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
 		s.mu.Lock()
 		s.closing = true
-		var live []*session
-		for _, c := range s.contracts {
-			if c.session != nil {
-				live = append(live, c.session)
-			}
-		}
+		live := s.liveLocked()
+		g := s.grpc
 		s.mu.Unlock()
 		for _, ss := range live {
 			ss.end(status.Error(codes.Unavailable, "primesim shutting down"))
 		}
-
-		stopped := make(chan struct{})
-		go func() {
-			s.grpc.GracefulStop()
-			close(stopped)
-		}()
-		t := time.NewTimer(gracefulStopTimeout)
-		select {
-		case <-stopped:
-		case <-t.C:
-			s.grpc.Stop()
-			<-stopped
-		}
-		t.Stop()
+		stopGRPC(g)
 		s.wg.Wait()
 	})
 	return nil
+}
+
+// Pause stops serving as a restarting Prime would: every stream ends with
+// status Unavailable, the listener and connections close, and the books
+// and backlogs stay. Transactions submitted while paused wait in the
+// backlog; Start (on the same address or another) serves again, and a
+// client that attaches then gets every unanswered transaction, oldest
+// first. Pause after Close does nothing.
+func (s *Server) Pause() {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return
+	}
+	live := s.liveLocked()
+	old := s.grpc
+	s.grpc = s.newGRPC()
+	s.mu.Unlock()
+	for _, ss := range live {
+		ss.end(status.Error(codes.Unavailable, "primesim restarting"))
+	}
+	stopGRPC(old)
+}
+
+// liveLocked returns the live sessions; s.mu is held.
+func (s *Server) liveLocked() []*session {
+	var live []*session
+	for _, c := range s.contracts {
+		if c.session != nil {
+			live = append(live, c.session)
+		}
+	}
+	return live
+}
+
+// stopGRPC stops g gracefully, forcibly after gracefulStopTimeout.
+func stopGRPC(g *grpc.Server) {
+	stopped := make(chan struct{})
+	go func() {
+		g.GracefulStop()
+		close(stopped)
+	}()
+	t := time.NewTimer(gracefulStopTimeout)
+	defer t.Stop()
+	select {
+	case <-stopped:
+	case <-t.C:
+		g.Stop()
+		<-stopped
+	}
 }
 
 // Stop is an alias for Close.

@@ -1,0 +1,118 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gridmesh/gridmesh/gateway/primesim"
+)
+
+// gatewayTestTimeout bounds every wait in these tests.
+const gatewayTestTimeout = 60 * time.Second
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// TestGatewayAndWorkerCommands runs "gridmesh worker" and "gridmesh
+// gateway" from YAML files against a Prime simulator, then stops both as
+// a signal would.
+func TestGatewayAndWorkerCommands(t *testing.T) {
+	prime, err := primesim.New(primesim.Config{APIKey: "k", Contracts: []string{"sc"}, ChainID: "c"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := prime.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer prime.Close()
+	dir := t.TempDir()
+	gw, wk := "http://"+freeAddr(t), "http://"+freeAddr(t)
+	gridYAML := fmt.Sprintf("grid:\n  hosts: [%s, %s]\n  secret: s\n", gw, wk)
+	gwCfg := filepath.Join(dir, "gateway.yaml")
+	wkCfg := filepath.Join(dir, "worker.yaml")
+	write := func(p, body string) {
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(gwCfg, fmt.Sprintf("server_address: %s\nchain_id: c\nsmart_contract_id: sc\napi_key: k\nreconnect_delay_seconds: 1\njournal_path: %s\n%s  local: %s\n",
+		prime.Addr(), filepath.Join(dir, "j.db"), gridYAML, gw))
+	write(wkCfg, fmt.Sprintf("command: [sh, -c, 'cat >/dev/null; echo \"{\\\"ok\\\":true}\"']\ncapacity: 4\n%s  local: %s\n", gridYAML, wk))
+
+	ctx, cancel := context.WithTimeout(context.Background(), gatewayTestTimeout)
+	defer cancel()
+	stopCtx, stop := context.WithCancel(ctx)
+	type result struct {
+		code int
+		out  string
+	}
+	start := func(args ...string) chan result {
+		ch := make(chan result, 1)
+		go func() {
+			var out, errOut bytes.Buffer
+			code := run(stopCtx, args, &out, &errOut)
+			ch <- result{code, out.String() + errOut.String()}
+		}()
+		return ch
+	}
+	wkDone := start("worker", "--config", wkCfg)
+	gwDone := start("gateway", "--config", gwCfg)
+	if err := prime.Generate(ctx, "sc", 100, 0); err != nil {
+		t.Fatal(err)
+	}
+	werr := prime.WaitAnswered(ctx, 100)
+	stop()
+	for _, ch := range []chan result{gwDone, wkDone} {
+		select {
+		case r := <-ch:
+			if r.code != 0 {
+				t.Errorf("exit %d: %s", r.code, r.out)
+			}
+		case <-ctx.Done():
+			t.Fatal("command did not stop")
+		}
+	}
+	if werr != nil {
+		t.Fatal(werr)
+	}
+	if r := prime.Report(); !r.OK() {
+		t.Fatalf("report:\n%v", r)
+	}
+}
+
+func TestGatewayConfigError(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "gateway.yaml")
+	if err := os.WriteFile(p, []byte("server_address: x:1\nchain_id: c\nsmart_contract_id: sc\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	if code := run(context.Background(), []string{"gateway", "-config", p}, &out, &errOut); code != 1 || !strings.Contains(errOut.String(), "api_key is required") {
+		t.Fatalf("exit %d, stderr %q", code, errOut.String())
+	}
+}
+
+func TestDemo(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), gatewayTestTimeout)
+	defer cancel()
+	var out, errOut bytes.Buffer
+	if code := run(ctx, []string{"demo", "-n", "300", "-direct"}, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, out.String(), errOut.String())
+	}
+	if s := out.String(); !strings.Contains(s, "OK (every transaction answered exactly once)") || !strings.Contains(s, "grid/direct") {
+		t.Fatalf("output:\n%s", s)
+	}
+}

@@ -1,0 +1,288 @@
+package gateway
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"runtime"
+	"time"
+
+	"google.golang.org/grpc"
+	"gopkg.in/yaml.v3"
+
+	"github.com/gridmesh/gridmesh/grid"
+)
+
+// PrimeConfig is the Prime side of the gateway, field for field the
+// configuration of Dragonchain Prime's Go smart-contract client template.
+// Load it from YAML with LoadGatewayConfig, or fill it in directly.
+type PrimeConfig struct {
+	// ServerAddress is Prime's gRPC endpoint, host:port. Required.
+	ServerAddress string `yaml:"server_address"`
+	// ChainID is sent as x-chain-id; Prime refuses a stream without it.
+	// Required.
+	ChainID string `yaml:"chain_id"`
+	// SmartContractID is sent as x-smart-contract-id. Required.
+	SmartContractID string `yaml:"smart_contract_id"`
+	// APIKey is sent as x-api-key. Required.
+	APIKey string `yaml:"api_key"`
+	// UseTLS dials Prime over TLS, trusting TLSCertPath (a PEM file) or,
+	// when that is empty, the system roots.
+	UseTLS      bool   `yaml:"use_tls"`
+	TLSCertPath string `yaml:"tls_cert_path"`
+	// ReconnectDelaySeconds is the base of the reconnect backoff:
+	// min(MaxBackoffSeconds, base·2^n) + jitter in [0, base). Default 3.
+	ReconnectDelaySeconds int `yaml:"reconnect_delay_seconds"`
+	// MaxBackoffSeconds caps the backoff. Default 120.
+	MaxBackoffSeconds int `yaml:"max_backoff_seconds"`
+	// MaxReconnectAttempts gives up after that many failed attempts in a
+	// row; 0 (the default) retries forever.
+	MaxReconnectAttempts int `yaml:"max_reconnect_attempts"`
+	// MethodPath is the full gRPC method path of the Run stream,
+	// "/<package>.SmartContractService/Run". Default
+	// smartcontractpb.DefaultRunMethod.
+	MethodPath string `yaml:"method_path"`
+
+	// ReconnectDelay and MaxBackoff, when set, replace the two *Seconds
+	// fields with finer durations (tests, library users).
+	ReconnectDelay time.Duration `yaml:"-"`
+	MaxBackoff     time.Duration `yaml:"-"`
+	// DialOptions are appended to the gateway's own when it dials Prime.
+	DialOptions []grpc.DialOption `yaml:"-"`
+}
+
+// Validate applies defaults and reports the first missing or invalid field
+// by its YAML name.
+func (c *PrimeConfig) Validate() error {
+	for _, f := range []struct{ name, v string }{
+		{"server_address", c.ServerAddress}, {"chain_id", c.ChainID},
+		{"smart_contract_id", c.SmartContractID}, {"api_key", c.APIKey},
+	} {
+		if f.v == "" {
+			return configError(f.name, "is required")
+		}
+	}
+	if c.ReconnectDelaySeconds < 0 || c.MaxBackoffSeconds < 0 || c.MaxReconnectAttempts < 0 {
+		return configError("reconnect_delay_seconds, max_backoff_seconds, max_reconnect_attempts", "must not be negative")
+	}
+	if c.MethodPath != "" && !validMethodPath(c.MethodPath) {
+		return configError("method_path", "%q is not of the form /<service>/<method>", c.MethodPath)
+	}
+	if c.ReconnectDelaySeconds == 0 {
+		c.ReconnectDelaySeconds = 3
+	}
+	if c.MaxBackoffSeconds == 0 {
+		c.MaxBackoffSeconds = 120
+	}
+	return nil
+}
+
+func validMethodPath(p string) bool {
+	u, err := url.Parse(p)
+	if err != nil || u.Path != p || len(p) < 4 || p[0] != '/' {
+		return false
+	}
+	n := 0
+	for i := 1; i < len(p); i++ {
+		if p[i] == '/' {
+			if i == 1 || i == len(p)-1 {
+				return false
+			}
+			n++
+		}
+	}
+	return n == 1
+}
+
+// GridConfig places a node in the grid.
+type GridConfig struct {
+	// Local is this node's URL, one of Hosts. Required.
+	Local string `yaml:"local"`
+	// Hosts lists every node of the grid (gateway and workers), the same
+	// list on every node. Required.
+	Hosts []string `yaml:"hosts"`
+	// Secret is the grid's shared secret. Required.
+	Secret string `yaml:"secret"`
+	// Listen is the TCP address to serve on. Default: Local's host:port.
+	Listen string `yaml:"listen"`
+}
+
+// Options returns grid options for this node.
+func (g GridConfig) Options() grid.Options {
+	return grid.Options{Local: g.Local, Hosts: g.Hosts, Secret: []byte(g.Secret)}
+}
+
+// ListenAddr returns the address to listen on.
+func (g GridConfig) ListenAddr() (string, error) {
+	if g.Listen != "" {
+		return g.Listen, nil
+	}
+	u, err := url.Parse(g.Local)
+	if err != nil || u.Host == "" {
+		return "", configError("grid.local", "%q is not a URL with host:port", g.Local)
+	}
+	return u.Host, nil
+}
+
+func (g GridConfig) validate() error {
+	switch {
+	case g.Local == "":
+		return configError("grid.local", "is required")
+	case len(g.Hosts) == 0:
+		return configError("grid.hosts", "is required")
+	case g.Secret == "":
+		return configError("grid.secret", "is required")
+	}
+	for _, h := range g.Hosts {
+		if h == g.Local {
+			return nil
+		}
+	}
+	return configError("grid.local", "%q is not one of grid.hosts", g.Local)
+}
+
+// GatewayConfig is the gateway's YAML configuration: the Prime client's
+// fields at the top level, the grid under "grid", and the gateway's own.
+type GatewayConfig struct {
+	PrimeConfig `yaml:",inline"`
+	Grid        GridConfig `yaml:"grid"`
+	// JournalPath is the bbolt file holding results until they reach
+	// Prime. Default "gridmesh-gateway.db".
+	JournalPath string `yaml:"journal_path"`
+	// JournalRetention is how long a sent result stays in the journal to
+	// answer redeliveries. Default 24h.
+	JournalRetention time.Duration `yaml:"journal_retention"`
+	// TransactionTimeout bounds one transaction, re-dispatches included.
+	// Default 60s.
+	TransactionTimeout time.Duration `yaml:"transaction_timeout"`
+	// DrainTimeout bounds the wait for transactions in flight at shutdown.
+	// Default 30s.
+	DrainTimeout time.Duration `yaml:"drain_timeout"`
+}
+
+// WorkerConfig is a worker's YAML configuration.
+type WorkerConfig struct {
+	Grid GridConfig `yaml:"grid"`
+	// Capacity is how many transactions the worker runs at once. Default:
+	// the number of CPUs.
+	Capacity int `yaml:"capacity"`
+	// Command is run once per transaction (argv, no shell): the
+	// transaction JSON on stdin, the result JSON on stdout. Required.
+	Command []string `yaml:"command"`
+	// Dir is the command's working directory. Default: the worker's.
+	Dir string `yaml:"dir"`
+	// Timeout bounds one run of Command on top of the gateway's deadline.
+	// Default 0: the gateway's deadline only.
+	Timeout time.Duration `yaml:"timeout"`
+	// MaxLogBytes bounds the stderr kept as logs. Default 64 KiB.
+	MaxLogBytes int `yaml:"max_log_bytes"`
+	// MaxResultBytes bounds stdout. Default 4 MiB.
+	MaxResultBytes int `yaml:"max_result_bytes"`
+	// OutputToChain is reported with every result. Default true.
+	OutputToChain *bool `yaml:"output_to_chain"`
+}
+
+// LoadGatewayConfig reads a gateway configuration from a YAML file.
+func LoadGatewayConfig(path string) (*GatewayConfig, error) {
+	cfg := new(GatewayConfig)
+	if err := decodeYAML(path, cfg); err != nil {
+		return nil, err
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// Validate applies defaults and reports the first invalid field.
+func (c *GatewayConfig) Validate() error {
+	if err := c.PrimeConfig.Validate(); err != nil {
+		return err
+	}
+	if err := c.Grid.validate(); err != nil {
+		return err
+	}
+	if c.JournalRetention < 0 || c.TransactionTimeout < 0 || c.DrainTimeout < 0 {
+		return configError("journal_retention, transaction_timeout, drain_timeout", "must not be negative")
+	}
+	if c.JournalPath == "" {
+		c.JournalPath = "gridmesh-gateway.db"
+	}
+	setDefault(&c.JournalRetention, 24*time.Hour)
+	setDefault(&c.TransactionTimeout, time.Minute)
+	setDefault(&c.DrainTimeout, 30*time.Second)
+	return nil
+}
+
+// LoadWorkerConfig reads a worker configuration from a YAML file.
+func LoadWorkerConfig(path string) (*WorkerConfig, error) {
+	cfg := new(WorkerConfig)
+	if err := decodeYAML(path, cfg); err != nil {
+		return nil, err
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// Validate applies defaults and reports the first invalid field.
+func (c *WorkerConfig) Validate() error {
+	if err := c.Grid.validate(); err != nil {
+		return err
+	}
+	if len(c.Command) == 0 || c.Command[0] == "" {
+		return configError("command", "is required")
+	}
+	if c.Capacity < 0 || c.Timeout < 0 || c.MaxLogBytes < 0 || c.MaxResultBytes < 0 {
+		return configError("capacity, timeout, max_log_bytes, max_result_bytes", "must not be negative")
+	}
+	setDefault(&c.Capacity, runtime.NumCPU())
+	setDefault(&c.MaxLogBytes, 64<<10)
+	setDefault(&c.MaxResultBytes, 4<<20)
+	if c.OutputToChain == nil {
+		t := true
+		c.OutputToChain = &t
+	}
+	return nil
+}
+
+// Exec returns the ExecConfig the worker's command runs with.
+func (c *WorkerConfig) Exec() ExecConfig {
+	return ExecConfig{
+		Command: c.Command, Dir: c.Dir, Timeout: c.Timeout,
+		MaxLogBytes: c.MaxLogBytes, MaxResultBytes: c.MaxResultBytes,
+		OutputToChain: c.OutputToChain == nil || *c.OutputToChain,
+	}
+}
+
+// decodeYAML decodes one YAML document from path into v, refusing unknown
+// fields.
+func decodeYAML(path string, v any) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("gateway: read config: %w", err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(v); err != nil {
+		if errors.Is(err, io.EOF) {
+			return fmt.Errorf("%w: %s is empty", ErrConfig, path)
+		}
+		return fmt.Errorf("%w: %s: %w", ErrConfig, path, err)
+	}
+	return nil
+}
+
+func configError(field, format string, args ...any) error {
+	return fmt.Errorf("%w: %s %s", ErrConfig, field, fmt.Sprintf(format, args...))
+}
+
+func setDefault[T int | time.Duration](p *T, v T) {
+	if *p == 0 {
+		*p = v
+	}
+}

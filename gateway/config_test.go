@@ -1,0 +1,105 @@
+package gateway_test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gridmesh/gridmesh/gateway"
+)
+
+func writeFile(tb testing.TB, body string) string {
+	tb.Helper()
+	p := filepath.Join(tb.TempDir(), "config.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	return p
+}
+
+const gridYAML = `
+grid:
+  local: http://127.0.0.1:9000
+  hosts: [http://127.0.0.1:9000, http://127.0.0.1:9001]
+  secret: s
+`
+
+const primeYAML = `
+server_address: 127.0.0.1:50051
+chain_id: c
+smart_contract_id: sc
+api_key: k
+`
+
+func TestGatewayConfig(t *testing.T) {
+	cfg, err := gateway.LoadGatewayConfig(writeFile(t, primeYAML+gridYAML+"journal_retention: 2h\nmax_reconnect_attempts: 5\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.APIKey != "k" || cfg.ReconnectDelaySeconds != 3 || cfg.MaxBackoffSeconds != 120 || cfg.MaxReconnectAttempts != 5 ||
+		cfg.JournalRetention != 2*time.Hour || cfg.TransactionTimeout != time.Minute || cfg.Grid.Secret != "s" {
+		t.Fatalf("config %+v", cfg)
+	}
+	if addr, _ := cfg.Grid.ListenAddr(); addr != "127.0.0.1:9000" {
+		t.Fatalf("listen %q", addr)
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	drop := func(s, line string) string { return strings.Replace(s, line+"\n", "", 1) }
+	cases := []struct {
+		name, body, want string
+		worker           bool
+	}{
+		{"no api_key", drop(primeYAML, "api_key: k") + gridYAML, "api_key is required", false},
+		{"no chain_id", drop(primeYAML, "chain_id: c") + gridYAML, "chain_id is required", false},
+		{"no server_address", drop(primeYAML, "server_address: 127.0.0.1:50051") + gridYAML, "server_address is required", false},
+		{"no smart_contract_id", drop(primeYAML, "smart_contract_id: sc") + gridYAML, "smart_contract_id is required", false},
+		{"unknown field", primeYAML + gridYAML + "num_wokers: 3\n", "field num_wokers not found", false},
+		{"bad method path", primeYAML + gridYAML + "method_path: Run\n", "method_path", false},
+		{"no grid", primeYAML, "grid.local is required", false},
+		{"local not in hosts", primeYAML + strings.Replace(gridYAML, "local: http://127.0.0.1:9000", "local: http://x:1", 1), "not one of grid.hosts", false},
+		{"no secret", primeYAML + drop(gridYAML, "  secret: s"), "grid.secret is required", false},
+		{"bad duration", primeYAML + gridYAML + "drain_timeout: soon\n", "soon", false},
+		{"empty", "", "is empty", false},
+		{"worker no command", gridYAML, "command is required", true},
+		{"worker unknown field", gridYAML + "command: [cat]\ncapacty: 3\n", "field capacty not found", true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var err error
+			if tc.worker {
+				_, err = gateway.LoadWorkerConfig(writeFile(t, tc.body))
+			} else {
+				_, err = gateway.LoadGatewayConfig(writeFile(t, tc.body))
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !errors.Is(err, gateway.ErrConfig) {
+				t.Fatalf("err %v, want ErrConfig containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestWorkerConfig(t *testing.T) {
+	cfg, err := gateway.LoadWorkerConfig(writeFile(t, gridYAML+"command: [cat, -]\ncapacity: 3\noutput_to_chain: false\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ec := cfg.Exec()
+	if cfg.Capacity != 3 || ec.OutputToChain || len(ec.Command) != 2 || ec.MaxLogBytes != 64<<10 {
+		t.Fatalf("config %+v exec %+v", cfg, ec)
+	}
+}
+
+// TestExampleConfigs: the documented example files load.
+func TestExampleConfigs(t *testing.T) {
+	if _, err := gateway.LoadGatewayConfig("testdata/gateway.yaml"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := gateway.LoadWorkerConfig("testdata/worker.yaml"); err != nil {
+		t.Fatal(err)
+	}
+}

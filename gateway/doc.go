@@ -1,0 +1,64 @@
+// Package gateway connects Dragonchain Prime's smart-contract stream to
+// worker nodes of a gridmesh grid, losing no transaction and answering
+// each one once.
+//
+//	Prime ──gRPC Run stream──▶ Gateway ──grid (WebSocket)──▶ Workers
+//	      ◀── responses ─────── Gateway ◀── results ─────────
+//
+// # Prime side
+//
+// A Gateway keeps the Prime client's contract, as Prime's Go client
+// template does: one bidirectional Run stream (the full method path is
+// configurable, PrimeConfig.MethodPath), opened with the x-api-key,
+// x-smart-contract-id and x-chain-id metadata; gRPC keepalive pings every
+// 10 s with a 3 s timeout, also without a stream, so a half-open
+// connection is noticed within about 13 s; reconnects after any failure
+// with backoff min(max, base·2^n) plus a jitter in [0, base), n starting
+// over after a stream that stayed up 60 s; one sender goroutine, whose
+// Send error tears the stream down; optional TLS. A stream Prime refuses
+// (a missing chain ID, a wrong API key) is logged with the reason and a
+// hint, then retried. When Run's context ends (SIGINT, SIGTERM in the
+// command), the gateway takes no new transactions, waits up to
+// DrainTimeout for those running and sends their results, half-closes the
+// stream and returns; whatever is left is delivered again by Prime to the
+// next gateway.
+//
+// # Grid side
+//
+// A Dispatcher finds the workers among its grid Manager's peers (each
+// answers HandlerInfo with its capacity) and sends every transaction to
+// the connected worker with the lowest load relative to its capacity.
+// When every worker is full the gateway stops reading from Prime, so gRPC
+// flow control holds the backlog at Prime rather than in memory. A worker
+// lost mid-transaction (grid.ErrDisconnected) has its transactions sent to
+// another worker; a contract may therefore run more than once on workers
+// in that case, but Prime is answered once. Every transaction has a
+// deadline (Options.TxTimeout); past it, Prime is answered with an error.
+//
+// # Exactly once, as far as the gateway can tell
+//
+// Prime delivers at least once. The gateway does not run a transaction_id
+// again while it is running or its result waits to be sent, and writes
+// every result to a Journal (bbolt) before sending it. A transaction
+// delivered again whose result is in the journal is answered from there,
+// across reconnects and gateway restarts. The journal keeps a result until
+// it was sent and then for JournalOptions.Retention.
+//
+// # Workers
+//
+// A Worker serves HandlerInfo and HandlerRun on a grid Manager and runs a
+// Contract: a Go function, or ExecContract's command per transaction (the
+// transaction JSON on stdin, the result JSON on stdout, stderr as logs, in
+// a process group killed as a whole at the deadline). Gateway and workers
+// exchange the msgp types TxRequest, TxResult and WorkerInfo.
+//
+// Local runs the contract in the gateway's process instead, with no grid:
+// the shape of Prime's own client template, used for comparison.
+//
+// # Concurrency
+//
+// Gateway.Run is called once; Stats, and every method of Dispatcher,
+// Worker and Journal, may be called concurrently. Each type owns the
+// goroutines it starts and its Close (Run's return, for a Gateway) waits
+// for them.
+package gateway

@@ -1,0 +1,335 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	pb "github.com/gridmesh/gridmesh/proto"
+)
+
+// Options configure a Gateway.
+type Options struct {
+	// Prime is the Prime client's configuration. Required fields are
+	// checked by New.
+	Prime PrimeConfig
+	// Runner runs the transactions: NewDispatcher for grid workers,
+	// NewLocal for a function in this process. Required.
+	Runner Runner
+	// Journal keeps results until Prime has them. Required.
+	Journal *Journal
+	// TxTimeout bounds one transaction, re-dispatches included; when it
+	// passes, Prime is answered with an error. Default 60 s.
+	TxTimeout time.Duration
+	// DrainTimeout bounds how long Run waits, at shutdown, for the
+	// transactions in flight to finish and their results to be sent.
+	// Default 30 s.
+	DrainTimeout time.Duration
+	// Logger receives the gateway's logs. Default: discard.
+	Logger *slog.Logger
+}
+
+// Gateway holds Prime's smart-contract stream, runs each transaction it
+// delivers through a Runner, and sends the results back, each exactly
+// once as far as the gateway can tell:
+//
+//   - a transaction_id that arrives while it is running, or while its
+//     result waits to be sent, is not run again;
+//   - every result is written to the Journal before it is sent; a
+//     transaction Prime delivers again whose result is in the journal is
+//     answered from the journal;
+//   - a result whose Send failed is left to Prime, which delivers the
+//     transaction again on the next stream, and is answered from the
+//     journal then.
+//
+// Create it with New and call Run once. Stats may be called concurrently
+// with Run.
+type Gateway struct {
+	opts   Options
+	log    *slog.Logger
+	runner Runner
+	j      *Journal
+
+	out chan *TxResult // results waiting for the stream's sender
+
+	mu       sync.Mutex
+	pending  map[string]struct{} // running, or result waiting to be sent
+	sentOn   recentSet           // recently sent: transaction ID → stream number
+	draining bool
+
+	unsent  atomic.Int64 // pending entries: drain waits for 0
+	live    atomic.Bool  // a stream is up
+	streams atomic.Uint64
+
+	hard     context.Context // cancelled when Run gives up on transactions in flight
+	accept   context.Context // cancelled when Run stops taking transactions
+	drained  chan struct{}   // closed when the drain is over: the sender half-closes
+	runOnce  sync.Once
+	txWG     sync.WaitGroup
+	counters counters
+}
+
+type counters struct {
+	received, started, fromJournal, duplicates, ignored atomic.Uint64
+	sent, sendErrors, failed, handedBack                atomic.Uint64
+}
+
+// Stats counts what a Gateway did.
+type Stats struct {
+	Received    uint64 // requests received from Prime
+	Started     uint64 // transactions handed to the Runner
+	FromJournal uint64 // requests answered from the journal
+	Duplicates  uint64 // requests not run: in flight, or just answered on the same stream
+	Ignored     uint64 // requests received while shutting down (Prime redelivers them)
+	Sent        uint64 // responses sent
+	SendErrors  uint64 // failed Sends (each tore its stream down)
+	Failed      uint64 // transactions answered with a gateway error (timeout, no worker)
+	HandedBack  uint64 // transactions given up at shutdown, left to Prime to redeliver
+	Streams     uint64 // streams opened
+	InFlight    int    // transactions running or waiting to be sent
+}
+
+// New checks opts and returns a Gateway.
+func New(opts Options) (*Gateway, error) {
+	if err := opts.Prime.Validate(); err != nil {
+		return nil, err
+	}
+	if opts.Runner == nil {
+		return nil, configError("Options.Runner", "is required")
+	}
+	if opts.Journal == nil {
+		return nil, configError("Options.Journal", "is required")
+	}
+	if opts.TxTimeout < 0 || opts.DrainTimeout < 0 {
+		return nil, configError("Options.TxTimeout, Options.DrainTimeout", "must not be negative")
+	}
+	setDefault(&opts.TxTimeout, time.Minute)
+	setDefault(&opts.DrainTimeout, 30*time.Second)
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Prime.MethodPath == "" {
+		opts.Prime.MethodPath = pb.DefaultRunMethod
+	}
+	return &Gateway{
+		opts:    opts,
+		log:     opts.Logger,
+		runner:  opts.Runner,
+		j:       opts.Journal,
+		out:     make(chan *TxResult, 1024),
+		pending: make(map[string]struct{}),
+		sentOn:  newRecentSet(1 << 16),
+		drained: make(chan struct{}),
+	}, nil
+}
+
+// Stats returns the gateway's counters.
+func (g *Gateway) Stats() Stats {
+	c := &g.counters
+	return Stats{
+		Received: c.received.Load(), Started: c.started.Load(), FromJournal: c.fromJournal.Load(),
+		Duplicates: c.duplicates.Load(), Ignored: c.ignored.Load(), Sent: c.sent.Load(),
+		SendErrors: c.sendErrors.Load(), Failed: c.failed.Load(), HandedBack: c.handedBack.Load(),
+		Streams: g.streams.Load(), InFlight: int(g.unsent.Load()),
+	}
+}
+
+// Run holds the Prime stream, reconnecting with backoff, until ctx ends
+// (then it shuts down gracefully: it stops taking transactions, waits up
+// to DrainTimeout for those in flight and sends their results, half-closes
+// the stream and returns nil) or until max_reconnect_attempts is reached
+// (ErrMaxReconnects). Transactions still running when it returns are
+// cancelled and left to Prime to deliver again. Run may be called once.
+func (g *Gateway) Run(ctx context.Context) error {
+	err := errors.New("gateway: Run called twice")
+	g.runOnce.Do(func() { err = g.run(ctx) })
+	return err
+}
+
+func (g *Gateway) run(ctx context.Context) error {
+	base := context.WithoutCancel(ctx)
+	hard, hardCancel := context.WithCancel(base)
+	defer hardCancel()
+	accept, acceptCancel := context.WithCancel(base)
+	defer acceptCancel()
+	primeCtx, primeCancel := context.WithCancel(base)
+	defer primeCancel()
+	g.hard, g.accept = hard, accept
+
+	loopDone := make(chan error, 1)
+	go func() { loopDone <- g.primeLoop(primeCtx) }()
+	var loopErr error
+	select {
+	case <-ctx.Done():
+		g.log.Info("gateway: shutting down: no new transactions", "in_flight", g.unsent.Load())
+	case loopErr = <-loopDone:
+		loopDone = nil
+	}
+
+	g.mu.Lock()
+	g.draining = true
+	g.mu.Unlock()
+	acceptCancel()
+	g.drain()
+	close(g.drained) // the sender half-closes; Prime ends the stream
+	if loopDone != nil {
+		select {
+		case loopErr = <-loopDone:
+		case <-time.After(closeGrace):
+			primeCancel()
+			loopErr = <-loopDone
+		}
+	}
+	hardCancel()
+	g.txWG.Wait()
+	st := g.Stats()
+	g.log.Info("gateway: stopped", "sent", st.Sent, "handed_back", st.HandedBack, "from_journal", st.FromJournal)
+	return loopErr
+}
+
+// closeGrace bounds the wait for Prime to end the stream after the
+// gateway half-closed it.
+const closeGrace = 3 * time.Second
+
+// drain waits, up to DrainTimeout, until no transaction is running and
+// every result has been sent (or no stream is up to send it on).
+func (g *Gateway) drain() {
+	deadline := time.Now().Add(g.opts.DrainTimeout)
+	for time.Now().Before(deadline) {
+		n := g.unsent.Load()
+		// Without a stream, results cannot go out: wait only for the
+		// transactions still running (those not queued in out).
+		if n == 0 || (!g.live.Load() && int(n) <= len(g.out)) {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	g.log.Warn("gateway: drain timeout: transactions left to Prime to redeliver", "in_flight", g.unsent.Load())
+}
+
+// deliver takes one request from Prime on stream number sess. It returns
+// when the transaction is started, answered from the journal, or dropped;
+// it blocks while the runner has no free capacity.
+func (g *Gateway) deliver(ctx context.Context, req *pb.SmartContractRequest, sess uint64) {
+	g.counters.received.Add(1)
+	id := req.GetTransactionId()
+	g.mu.Lock()
+	switch _, inFlight := g.pending[id]; {
+	case g.draining:
+		g.mu.Unlock()
+		g.counters.ignored.Add(1)
+		return
+	case inFlight, g.sentOn.get(id) == sess:
+		g.mu.Unlock()
+		g.counters.duplicates.Add(1)
+		g.log.Debug("gateway: duplicate transaction not run again", "transaction_id", id)
+		return
+	}
+	g.pending[id] = struct{}{}
+	g.unsent.Add(1)
+	g.mu.Unlock()
+
+	res, found, err := g.j.Get(id)
+	if err != nil {
+		g.log.Error("gateway: journal read failed; running the transaction", "transaction_id", id, "err", err)
+	}
+	if found {
+		g.counters.fromJournal.Add(1)
+		select {
+		case g.out <- res:
+		case <-ctx.Done():
+			g.unpend(id)
+		}
+		return
+	}
+	s, err := g.runner.reserve(ctx)
+	if err != nil { // the stream ended, or shutdown: Prime delivers it again
+		g.unpend(id)
+		return
+	}
+	g.counters.started.Add(1)
+	g.txWG.Add(1)
+	go g.runTx(s, &TxRequest{ID: id, JSON: req.GetTransactionJson(), EnvVars: req.GetEnvVars(), Secrets: req.GetSecrets()})
+}
+
+// runTx runs one transaction, journals its result and queues it for
+// sending.
+func (g *Gateway) runTx(s slot, req *TxRequest) {
+	defer g.txWG.Done()
+	ctx, cancel := context.WithTimeout(g.hard, g.opts.TxTimeout)
+	res, err := g.runner.run(ctx, s, req)
+	cancel()
+	if err != nil {
+		if g.hard.Err() != nil {
+			g.counters.handedBack.Add(1)
+			g.unpend(req.ID)
+			return
+		}
+		msg := err.Error()
+		if errors.Is(err, context.DeadlineExceeded) {
+			msg = fmt.Sprintf("transaction timed out after %v: %v", g.opts.TxTimeout, err)
+		}
+		g.counters.failed.Add(1)
+		g.log.Warn("gateway: transaction failed", "transaction_id", req.ID, "err", msg)
+		res = &TxResult{Error: "gateway: " + msg}
+	}
+	res.ID = req.ID
+	if err := g.j.Put(res); err != nil {
+		g.log.Error("gateway: cannot journal result; Prime will deliver the transaction again", "transaction_id", req.ID, "err", err)
+		g.unpend(req.ID)
+		return
+	}
+	select {
+	case g.out <- res:
+	case <-g.hard.Done():
+		g.counters.handedBack.Add(1) // journaled: answered from there on redelivery
+		g.unpend(req.ID)
+	}
+}
+
+// unpend forgets a transaction that was not answered.
+func (g *Gateway) unpend(id string) {
+	g.mu.Lock()
+	delete(g.pending, id)
+	g.mu.Unlock()
+	g.unsent.Add(-1)
+}
+
+// sentOK records that res went out on stream number sess.
+func (g *Gateway) sentOK(res *TxResult, sess uint64) {
+	g.mu.Lock()
+	delete(g.pending, res.ID)
+	g.sentOn.put(res.ID, sess)
+	g.mu.Unlock()
+	g.unsent.Add(-1)
+	g.counters.sent.Add(1)
+	g.j.MarkSent(res.ID)
+}
+
+// recentSet remembers the last n transaction IDs sent and the stream
+// each went out on, to drop a redelivery that crossed our answer on the
+// same stream.
+type recentSet struct {
+	m    map[string]uint64
+	ring []string
+	next int
+}
+
+func newRecentSet(n int) recentSet {
+	return recentSet{m: make(map[string]uint64, n), ring: make([]string, n)}
+}
+
+func (r *recentSet) get(id string) uint64 { return r.m[id] }
+
+func (r *recentSet) put(id string, sess uint64) {
+	if old := r.ring[r.next]; old != "" && old != id {
+		delete(r.m, old)
+	}
+	r.ring[r.next] = id
+	r.m[id] = sess
+	r.next = (r.next + 1) % len(r.ring)
+}

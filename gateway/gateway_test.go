@@ -1,0 +1,376 @@
+package gateway_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/gridmesh/gridmesh/gateway"
+	"github.com/gridmesh/gridmesh/gateway/primesim"
+)
+
+func TestEndToEnd(t *testing.T) {
+	const n = 500
+	prime := startPrime(t, primesim.Config{})
+	c := startCluster(t, clusterOptions{workers: 3, prime: primeConfig(prime)})
+	if err := prime.Generate(testCtx(t), contract, n, 0); err != nil {
+		t.Fatal(err)
+	}
+	waitAnswered(t, prime, n, c)
+	if got := c.journal.Len(); got != n {
+		t.Fatalf("journal holds %d results, want %d", got, n)
+	}
+	c.stop()
+	checkReport(t, prime, n)
+	st := c.gw.Stats()
+	if st.Sent != n || st.Started != n || st.FromJournal != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+	for _, w := range c.disp.Workers() {
+		if w.Done == 0 {
+			t.Errorf("worker %s ran nothing: %+v", w.Host, c.disp.Workers())
+		}
+	}
+}
+
+// TestPrimeRestart stops Prime mid-run and starts it again on the same
+// address with its backlog: the gateway reconnects and every transaction
+// is answered exactly once, including the ones in flight at the restart
+// and the ones submitted while Prime was down.
+func TestPrimeRestart(t *testing.T) {
+	const n = 300
+	prime := startPrime(t, primesim.Config{})
+	addr := prime.Addr().String()
+	g := newGate(func(string) bool { return true })
+	close(g.release) // nothing is held, but started is fed
+	c := startCluster(t, clusterOptions{workers: 2, prime: primeConfig(prime), contract: g.contract})
+	submit(t, prime, n)
+	waitUntil(t, "some answers", func() bool { return prime.Report().Answered >= n/3 })
+
+	prime.Pause()
+	submit(t, prime, 50) // queued while Prime is down
+	if err := prime.Start(addr); err != nil {
+		t.Fatal(err)
+	}
+	waitAnswered(t, prime, n+50, c)
+	c.stop()
+	r := checkReport(t, prime, n+50)
+	if st := c.gw.Stats(); st.Streams < 2 {
+		t.Fatalf("gateway opened %d streams, want a reconnect; report:\n%v", st.Streams, r)
+	}
+}
+
+// TestDuplicateInFlightNotRunTwice: Prime delivers a transaction again
+// (on a new stream) while it is still running; it runs once and is
+// answered once.
+func TestDuplicateInFlightNotRunTwice(t *testing.T) {
+	prime := startPrime(t, primesim.Config{})
+	addr := prime.Addr().String()
+	g := newGate(func(tx string) bool { return strings.Contains(tx, `"seq":0,`) })
+	c := startCluster(t, clusterOptions{workers: 1, prime: primeConfig(prime), contract: g.contract})
+	ids := submit(t, prime, 1)
+	if got := g.recv(t); got != ids[0] {
+		t.Fatalf("started %s, want %s", got, ids[0])
+	}
+	prime.Pause()
+	if err := prime.Start(addr); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the redelivery", func() bool { return c.gw.Stats().Duplicates >= 1 })
+	close(g.release)
+	waitAnswered(t, prime, 1, c)
+	c.stop()
+	checkReport(t, prime, 1)
+	if runs := g.runsOf(ids[0]); runs != 1 {
+		t.Fatalf("transaction ran %d times", runs)
+	}
+}
+
+// TestWorkerKilled closes a worker's Manager while it runs transactions:
+// they go to the other workers and everything is answered exactly once.
+func TestWorkerKilled(t *testing.T) {
+	const n = 200
+	prime := startPrime(t, primesim.Config{})
+	g := newGate(func(string) bool { return true }) // worker 0 holds all it gets
+	c := startCluster(t, clusterOptions{
+		workers: 3, prime: primeConfig(prime),
+		contractFor: func(i int) gateway.Contract {
+			if i == 0 {
+				return g.contract
+			}
+			return echoContract
+		},
+	})
+	submit(t, prime, n)
+	g.recv(t) // worker 0 is running a transaction
+	_ = c.workers[0].Close()
+	waitAnswered(t, prime, n, c)
+	c.stop()
+	checkReport(t, prime, n)
+	if c.disp.Redispatched() == 0 {
+		t.Fatalf("no transaction was re-dispatched")
+	}
+	if !strings.Contains(c.log.String(), "re-dispatching") {
+		t.Fatalf("re-dispatch not logged")
+	}
+}
+
+// failingStream fails one SendMsg, as a broken transport would.
+type failingStream struct {
+	grpc.ClientStream
+	fail *atomic.Int64
+}
+
+func (s failingStream) SendMsg(m any) error {
+	if s.fail.Add(-1) == 0 {
+		return errors.New("injected send failure")
+	}
+	return s.ClientStream.SendMsg(m)
+}
+
+// TestSendFailure: a Send error tears the stream down; Prime delivers the
+// unanswered transaction again on the next stream and it is answered from
+// the journal, not run again.
+func TestSendFailure(t *testing.T) {
+	const n = 100
+	prime := startPrime(t, primesim.Config{})
+	var fail atomic.Int64
+	fail.Store(40) // the 40th Send fails
+	pc := primeConfig(prime)
+	pc.DialOptions = []grpc.DialOption{grpc.WithStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+		cs, err := streamer(ctx, desc, cc, method, opts...)
+		if err != nil {
+			return nil, err
+		}
+		return failingStream{cs, &fail}, nil
+	})}
+	g := newGate(nil)
+	c := startCluster(t, clusterOptions{workers: 2, prime: pc, contract: g.contract})
+	ids := submit(t, prime, n)
+	waitAnswered(t, prime, n, c)
+	c.stop()
+	checkReport(t, prime, n)
+	st := c.gw.Stats()
+	if st.SendErrors != 1 || st.Streams < 2 || st.FromJournal < 1 {
+		t.Fatalf("want 1 send error, a reconnect and an answer from the journal: %+v", st)
+	}
+	for _, id := range ids {
+		if g.runsOf(id) != 1 {
+			t.Fatalf("%s ran %d times", id, g.runsOf(id))
+		}
+	}
+	if !strings.Contains(c.log.String(), "injected send failure") {
+		t.Fatalf("send failure not logged:\n%s", tail(c.log.String(), 3000))
+	}
+}
+
+// TestMissingChainID: a stream without x-chain-id is refused by Prime; the
+// gateway says so in a clear log line and keeps retrying, and shuts down
+// cleanly.
+func TestMissingChainID(t *testing.T) {
+	prime := startPrime(t, primesim.Config{})
+	pc := primeConfig(prime)
+	pc.DialOptions = []grpc.DialOption{grpc.WithStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+		md, _ := metadata.FromOutgoingContext(ctx)
+		md = md.Copy()
+		md.Delete(gateway.MetadataChainID)
+		return streamer(metadata.NewOutgoingContext(ctx, md), desc, cc, method, opts...)
+	})}
+	c := startCluster(t, clusterOptions{workers: 1, prime: pc})
+	waitUntil(t, "the refusal in the log", func() bool {
+		return strings.Contains(c.log.String(), "missing chain ID") && strings.Contains(c.log.String(), "Prime refused the stream")
+	})
+	c.stop()
+	if r := prime.Report(); r.StreamsRejected == 0 || r.StreamsAccepted != 0 {
+		t.Fatalf("report:\n%v", r)
+	}
+	if !strings.Contains(c.log.String(), "set chain_id") {
+		t.Fatalf("no hint in the log:\n%s", tail(c.log.String(), 2000))
+	}
+}
+
+// TestGracefulShutdown: at shutdown the gateway stops taking transactions,
+// finishes and answers the ones running, and the rest are left to Prime,
+// which delivers them to the next gateway; all are answered exactly once.
+func TestGracefulShutdown(t *testing.T) {
+	const n = 100
+	prime := startPrime(t, primesim.Config{})
+	g := newGate(func(tx string) bool { return true })
+	journal := t.TempDir() + "/journal.db"
+	c := startCluster(t, clusterOptions{workers: 2, capacity: 2, prime: primeConfig(prime), contract: g.contract, journalPath: journal})
+	submit(t, prime, n)
+	for range 4 { // both workers full
+		g.recv(t)
+	}
+	stopped := make(chan struct{})
+	go func() { c.stop(); close(stopped) }()
+	waitUntil(t, "the gateway to stop taking transactions", func() bool {
+		return strings.Contains(c.log.String(), "shutting down")
+	})
+	close(g.release)
+	<-stopped
+	st := c.gw.Stats()
+	if st.HandedBack != 0 || st.Sent != st.Started || st.Sent < 4 {
+		t.Fatalf("in-flight transactions not finished at shutdown: %+v", st)
+	}
+	if got := prime.Report().Answered; uint64(got) != st.Sent {
+		t.Fatalf("Prime has %d answers, gateway sent %d", got, st.Sent)
+	}
+	c2 := startCluster(t, clusterOptions{workers: 2, prime: primeConfig(prime), contract: g.contract, journalPath: journal})
+	waitAnswered(t, prime, n, c2)
+	c2.stop()
+	checkReport(t, prime, n)
+}
+
+// TestBackpressure: with every worker full, the gateway does not take
+// more transactions from Prime than it can start.
+func TestBackpressure(t *testing.T) {
+	prime := startPrime(t, primesim.Config{})
+	g := newGate(func(tx string) bool { return true })
+	c := startCluster(t, clusterOptions{workers: 1, capacity: 1, prime: primeConfig(prime), contract: g.contract})
+	submit(t, prime, 50)
+	g.recv(t)
+	// The receive loop takes the second transaction and waits for
+	// capacity; it cannot take a third while the first is held.
+	waitUntil(t, "the second transaction", func() bool { return c.gw.Stats().Received >= 2 })
+	if st := c.gw.Stats(); st.Received != 2 || st.Started != 1 {
+		t.Fatalf("gateway took more than it can run: %+v", st)
+	}
+	close(g.release)
+	waitAnswered(t, prime, 50, c)
+	c.stop()
+	checkReport(t, prime, 50)
+}
+
+// TestTransactionTimeout: a transaction over its deadline is answered with
+// an error, once.
+func TestTransactionTimeout(t *testing.T) {
+	prime := startPrime(t, primesim.Config{})
+	g := newGate(func(tx string) bool { return strings.Contains(tx, `"seq":1,`) })
+	c := startCluster(t, clusterOptions{workers: 1, prime: primeConfig(prime), contract: g.contract, txTimeout: 200 * time.Millisecond})
+	ids := submit(t, prime, 3)
+	waitAnswered(t, prime, 3, c)
+	c.stop()
+	checkReport(t, prime, 3)
+	resp, _ := prime.Answer(contract, ids[1])
+	// Either the gateway's deadline or the worker's copy of it fires first.
+	if e := resp.GetError(); !strings.Contains(e, "timed out") && !strings.Contains(e, "deadline exceeded") {
+		t.Fatalf("answer %v, want a timeout error", resp)
+	}
+}
+
+// TestMaxReconnectAttempts: with nothing listening, Run gives up after
+// max_reconnect_attempts attempts.
+func TestMaxReconnectAttempts(t *testing.T) {
+	prime := startPrime(t, primesim.Config{})
+	pc := primeConfig(prime)
+	_ = prime.Close() // nothing listens there any more
+	pc.MaxReconnectAttempts = 3
+	j, err := gateway.OpenJournal(t.TempDir()+"/j.db", gateway.JournalOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	var log logBuffer
+	gw, err := gateway.New(gateway.Options{Prime: pc, Runner: gateway.NewLocal(echoContract, 1), Journal: j, Logger: log.logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := gw.Run(testCtx(t)); !errors.Is(err, gateway.ErrMaxReconnects) {
+		t.Fatalf("Run: %v, want ErrMaxReconnects", err)
+	}
+	if got := strings.Count(log.String(), "reconnecting to Prime"); got != 2 {
+		t.Fatalf("%d reconnects logged, want 2:\n%s", got, log.String())
+	}
+}
+
+// TestDirectLocal runs the Prime client with the contract in process (no
+// grid), as the template does.
+func TestDirectLocal(t *testing.T) {
+	const n = 200
+	prime := startPrime(t, primesim.Config{})
+	j, err := gateway.OpenJournal(t.TempDir()+"/j.db", gateway.JournalOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	gw, err := gateway.New(gateway.Options{Prime: primeConfig(prime), Runner: gateway.NewLocal(echoContract, 8), Journal: j})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(testCtx(t))
+	done := make(chan error, 1)
+	go func() { done <- gw.Run(ctx) }()
+	submit(t, prime, n)
+	waitAnswered(t, prime, n, nil)
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(testTimeout):
+		t.Fatal("Run did not return")
+	}
+	checkReport(t, prime, n)
+}
+
+// TestChaos restarts Prime three times and kills a worker while 1,000
+// transactions go through; every one is answered exactly once.
+func TestChaos(t *testing.T) {
+	const n = 1000
+	prime := startPrime(t, primesim.Config{})
+	addr := prime.Addr().String()
+	slow := func(ctx context.Context, txJSON string, env, secrets map[string]string) (gateway.Output, error) {
+		select {
+		case <-time.After(time.Duration(len(txJSON)%3) * time.Millisecond):
+		case <-ctx.Done():
+			return gateway.Output{}, ctx.Err()
+		}
+		return echoContract(ctx, txJSON, env, secrets)
+	}
+	c := startCluster(t, clusterOptions{workers: 3, capacity: 8, prime: primeConfig(prime), contract: slow})
+	genErr := make(chan error, 1)
+	go func() { genErr <- prime.Generate(testCtx(t), contract, n, 4000) }()
+	for i, at := range []int{n / 5, 2 * n / 5, 3 * n / 5, 4 * n / 5} {
+		waitUntil(t, "progress", func() bool { return prime.Report().Answered >= at })
+		if i == 2 {
+			_ = c.workers[1].Close()
+			continue
+		}
+		prime.Pause()
+		if err := prime.Start(addr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := <-genErr; err != nil {
+		t.Fatal(err)
+	}
+	waitAnswered(t, prime, n, c)
+	c.stop()
+	r := checkReport(t, prime, n)
+	t.Logf("redelivered %d, gateway %+v, re-dispatched %d", r.Redelivered, c.gw.Stats(), c.disp.Redispatched())
+}
+
+// TestMethodPath: the gateway opens the stream at the configured method
+// path; a wrong one is logged with a hint.
+func TestMethodPath(t *testing.T) {
+	const path = "/acme.prime.v2.Contracts/Stream"
+	prime := startPrime(t, primesim.Config{MethodPath: path})
+	pc := primeConfig(prime)
+	pc.MethodPath = path
+	c := startCluster(t, clusterOptions{workers: 1, prime: pc})
+	submit(t, prime, 20)
+	waitAnswered(t, prime, 20, c)
+	c.stop()
+	checkReport(t, prime, 20)
+
+	wrong := startCluster(t, clusterOptions{workers: 1, prime: primeConfig(prime)}) // default path
+	waitUntil(t, "the refusal", func() bool { return strings.Contains(wrong.log.String(), "check method_path") })
+}

@@ -1,0 +1,101 @@
+package gateway_test
+
+import (
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/gridmesh/gridmesh/gateway"
+	"github.com/gridmesh/gridmesh/gateway/primesim"
+)
+
+func TestJournalPutGetPrune(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "j.db")
+	j, err := gateway.OpenJournal(path, gateway.JournalOptions{Retention: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	for _, id := range []string{"a", "b"} {
+		if err := j.Put(&gateway.TxResult{ID: id, ResultJSON: `{"id":"` + id + `"}`}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, ok, err := j.Get("a")
+	if err != nil || !ok || res.ResultJSON != `{"id":"a"}` {
+		t.Fatalf("Get = %+v, %v, %v", res, ok, err)
+	}
+	if _, ok, _ := j.Get("zzz"); ok {
+		t.Fatal("found a result never put")
+	}
+	j.MarkSent("a")
+	// Marks are written in the background: prune until a's is.
+	waitUntil(t, "a to be pruned", func() bool {
+		n, err := j.Prune(time.Now().Add(2 * time.Hour))
+		return err == nil && n == 1
+	})
+	if _, ok, _ := j.Get("a"); ok {
+		t.Fatal("sent result older than retention not pruned")
+	}
+	if _, ok, _ := j.Get("b"); !ok {
+		t.Fatal("unsent result pruned")
+	}
+	if n, _ := j.Prune(time.Now()); n != 0 || j.Len() != 1 {
+		t.Fatalf("pruned %d, left %d", n, j.Len())
+	}
+	// The file is locked while open.
+	if _, err := gateway.OpenJournal(path, gateway.JournalOptions{}); err == nil {
+		t.Fatal("second open of a locked journal succeeded")
+	}
+}
+
+// TestJournalAnswersRedelivery: transactions answered by one gateway are
+// delivered again (a Prime that lost the answers, or a restarted gateway
+// that had not sent them); the next gateway, on the same journal, answers
+// them from it without running them, with the same results.
+func TestJournalAnswersRedelivery(t *testing.T) {
+	const n = 50
+	journal := filepath.Join(t.TempDir(), "journal.db")
+	first := startPrime(t, primesim.Config{})
+	g1 := newGate(nil)
+	c1 := startCluster(t, clusterOptions{workers: 2, prime: primeConfig(first), contract: g1.contract, journalPath: journal})
+	ids := submit(t, first, n)
+	waitAnswered(t, first, n, c1)
+	c1.stop()
+
+	second := startPrime(t, primesim.Config{})
+	for i, id := range ids {
+		tx, err := second.NewTransaction(contract, i, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tx.ID = id
+		if _, err := second.Submit(contract, tx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fresh := submit(t, second, 10)
+	g2 := newGate(nil)
+	c2 := startCluster(t, clusterOptions{workers: 2, prime: primeConfig(second), contract: g2.contract, journalPath: journal})
+	waitAnswered(t, second, n+10, c2)
+	c2.stop()
+	checkReport(t, second, n+10)
+	if st := c2.gw.Stats(); st.FromJournal != n || st.Started != 10 {
+		t.Fatalf("want %d from the journal and 10 run: %+v", n, st)
+	}
+	for _, id := range ids {
+		if g2.runsOf(id) != 0 {
+			t.Fatalf("%s ran again", id)
+		}
+		a, _ := first.Answer(contract, id)
+		b, _ := second.Answer(contract, id)
+		if a.GetResultJson() != b.GetResultJson() || a.GetResultJson() == "" {
+			t.Fatalf("journal answer %q, original %q", b.GetResultJson(), a.GetResultJson())
+		}
+	}
+	for _, id := range fresh {
+		if g2.runsOf(id) != 1 {
+			t.Fatalf("new transaction %s ran %d times", id, g2.runsOf(id))
+		}
+	}
+}
