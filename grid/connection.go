@@ -311,16 +311,22 @@ func (c *Connection) keepAlive(h *session) error {
 		case <-t.C:
 		}
 		start := time.Now()
+		before := h.s.Stats()
 		ctx, cancel := context.WithTimeout(c.m.ctx, o.PingTimeout)
 		rtt, err := h.s.Ping(ctx)
 		cancel()
-		if err != nil {
-			if errors.Is(err, context.DeadlineExceeded) {
-				return fmt.Errorf("%w: no pong from %s within %v", ErrDisconnected, c.host, o.PingTimeout)
-			}
+		switch {
+		case err == nil:
+			c.rtt.Store(int64(rtt))
+		case !errors.Is(err, context.DeadlineExceeded):
 			return err
+		case !progressed(before, h.s.Stats()):
+			return fmt.Errorf("%w: no pong from %s within %v", ErrDisconnected, c.host, o.PingTimeout)
+		default:
+			// The pong is late but bulk data kept arriving while we
+			// waited: a pong stuck behind it in a socket buffer, not a
+			// dead peer. A silent peer sends nothing and is caught.
 		}
-		c.rtt.Store(int64(rtt))
 		t.Reset(max(0, o.PingInterval-time.Since(start)))
 	}
 }
@@ -433,4 +439,16 @@ type peerKey struct{}
 func PeerFromContext(ctx context.Context) (host string, ok bool) {
 	host, ok = ctx.Value(peerKey{}).(string)
 	return host, ok
+}
+
+// progressBytes is how much the peer must have sent while a pong was late
+// for the peer to count as alive: far more than its own pings and credit
+// grants, so that a peer that can reach us but not hear us is still caught.
+const progressBytes = 16 << 10
+
+// progressed reports whether the session read bulk data from the peer
+// between two snapshots. Such data proves the peer alive even when its
+// pong is queued behind it in a socket buffer.
+func progressed(before, after mux.Stats) bool {
+	return after.BytesIn-before.BytesIn >= progressBytes
 }

@@ -1,12 +1,13 @@
 // Package grid connects every node of a cluster to every other node over
 // one long-lived, two-way WebSocket per pair, and lets both ends call each
-// other's handlers over it (single requests now; streams later).
+// other's handlers over it: single requests and two-way streams.
 //
 // Each node creates a Manager with its own name and the names of all
 // nodes (URLs such as "http://10.0.0.1:9000"; every node must be given the
 // same list), registers its handlers on it, and mounts Manager.Handler at
 // Options.RoutePath on its HTTP server. Manager.Connection(host) returns
-// the Connection to a peer; Connection.Request calls a handler there.
+// the Connection to a peer; Connection.Request calls a handler there, and
+// Connection.NewStream opens a stream to one.
 //
 // # Connections
 //
@@ -34,7 +35,35 @@
 // Both ends ping each other every Options.PingInterval; a ping without a
 // pong within Options.PingTimeout closes the session, so a peer that went
 // silent without closing its socket (a half-open connection) is detected
-// within PingInterval + PingTimeout.
+// within PingInterval + PingTimeout. A late pong is forgiven when bulk data
+// (at least 16 KiB) kept arriving from the peer while it was awaited: the
+// pong was queued behind that data, and the peer is plainly alive.
+//
+// Sockets are tuned so that the mux's interleaving reaches the wire: the
+// kernel may hold at most Options.UnsentLimit unsent bytes per connection
+// (TCP_NOTSENT_LOWAT), so a small request waits behind at most that much of
+// a large message rather than a whole socket buffer.
+//
+// # Streams
+//
+// Manager.RegisterStreamHandler registers a stream handler with its input
+// and output capacities; Connection.NewStream opens a stream to it on the
+// peer and learns the capacities from the peer's answer. Streams share the
+// connection's session with requests but never hold it up: flow control
+// is per stream (credit, counted in messages), and large messages travel
+// in chunks that interleave with other traffic, so a stream whose reader
+// stalls only stalls itself. Cancelling the caller's context, or its
+// deadline, ends the stream and the handler's context. A stream lives on
+// one session: when the connection is lost or replaced, every open stream
+// ends at once with ErrDisconnected and every handler's context on both
+// sides is cancelled; a new stream must be opened after the reconnect.
+// Streams have no keep-alive of their own: the connection's pings detect
+// a vanished peer (within PingInterval + PingTimeout), and a stream that is
+// idle or blocked stays open as long as the connection does.
+// Options.Mux.MaxStreams bounds the streams open at once on a connection
+// in each direction; ConnectionStats counts them (StreamsOut, StreamsIn).
+// Typed stream handlers (handlers.TypedStream) open streams through
+// Connection.OpenStream.
 //
 // # Concurrency
 //

@@ -156,7 +156,8 @@ func (m *Manager) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "cannot sign answer", http.StatusInternalServerError)
 		return
 	}
-	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
+	tw := tuningWriter{ResponseWriter: w, limit: m.opts.UnsentLimit}
+	ws, err := websocket.Accept(tw, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
 	if err != nil {
 		return // Accept has answered the request
 	}

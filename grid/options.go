@@ -55,6 +55,12 @@ type Options struct {
 	// NetDial opens the TCP connections this node dials. Default: a
 	// net.Dialer.
 	NetDial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// UnsentLimit caps the bytes written to a connection's socket that the
+	// kernel has not sent yet (TCP_NOTSENT_LOWAT, Linux only), on dialed and
+	// accepted connections alike, so that a small request is not queued
+	// behind megabytes of a large message in the socket buffer. Default
+	// DefaultUnsentLimit (128 KiB); negative leaves the kernel's default.
+	UnsentLimit int
 	// HandshakeTimeout bounds dialing a peer up to the end of the WebSocket
 	// upgrade. Default 10 s.
 	HandshakeTimeout time.Duration
@@ -123,6 +129,7 @@ func (o Options) withDefaults() (Options, error) {
 	if !strings.HasPrefix(o.RoutePath, "/") {
 		return o, optionError("RoutePath", "%q does not start with /", o.RoutePath)
 	}
+	setDefault(&o.UnsentLimit, DefaultUnsentLimit)
 	setDefault(&o.HandshakeTimeout, 10*time.Second)
 	setDefault(&o.ClockSkew, time.Minute)
 	setDefault(&o.ReplayCacheSize, 1<<16)
@@ -148,6 +155,14 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.NetDial == nil {
 		o.NetDial = (&net.Dialer{}).DialContext
+	}
+	dial := o.NetDial
+	o.NetDial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dial(ctx, network, addr)
+		if err == nil {
+			tuneConn(c, o.UnsentLimit)
+		}
+		return c, err
 	}
 	return o, nil
 }

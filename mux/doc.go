@@ -18,6 +18,21 @@
 // handler ID come back as a *RemoteError. If the pipe breaks, every request
 // in flight fails at once with an error matching ErrDisconnected.
 //
+// # Streams
+//
+// Session.NewStream opens a two-way stream to a stream handler on the peer
+// and waits for its accept, which carries the capacities the handler was
+// registered with. Stream.Requests (or Send) carries the caller's messages,
+// Stream.Responses the handler's, ending with the handler's error if it
+// returned one. Flow control is credit per stream, counted in messages, in
+// both directions, so a stream whose reader stalls stops only its own
+// sender; large messages travel in chunks that interleave with other
+// traffic. Cancelling the caller's context (or its deadline passing) ends
+// the stream and the handler's context; the session's end ends every
+// stream with an error matching ErrDisconnected. Streams have no
+// keep-alive of their own: an idle or blocked stream lives as long as the
+// session. Config.MaxStreams bounds the open streams in each direction.
+//
 // # Buffers
 //
 // Request copies payload before it returns: the caller may reuse it at

@@ -152,7 +152,7 @@ func (s *Session) NewStream(ctx context.Context, h handlers.HandlerID, payload [
 	select {
 	case s.cslots <- struct{}{}:
 	default:
-		return nil, fmt.Errorf("%w: %v: %d open", ErrTooManyStreams, h, cap(s.cslots))
+		return nil, fmt.Errorf("%w: %v: the session's limit of %d open streams is reached", ErrTooManyStreams, h, cap(s.cslots))
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	cs := &cstream{
@@ -404,6 +404,17 @@ func (s *Session) dropCStream(cs *cstream) {
 		delete(s.cstreams, cs.id)
 		<-s.cslots
 	}
+	s.strMu.Unlock()
+}
+
+// forgetStreams drops every stream's state once the session has ended
+// (after cancelServing cancelled the served ones), so that Stats reports
+// no open streams on a dead session. The streams' goroutines end on their
+// own when they see s.closing; stream slots no longer matter.
+func (s *Session) forgetStreams() {
+	s.strMu.Lock()
+	clear(s.cstreams)
+	clear(s.sstreams)
 	s.strMu.Unlock()
 }
 

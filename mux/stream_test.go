@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -462,8 +464,7 @@ func TestStreamBigMessage(t *testing.T) {
 		}
 		big := randomBytes(16 << 20)
 		stop := make(chan struct{})
-		var worst time.Duration
-		var n int
+		var lat []time.Duration
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
@@ -478,8 +479,7 @@ func TestStreamBigMessage(t *testing.T) {
 					t.Error(err)
 					return
 				}
-				worst = max(worst, time.Since(start))
-				n++
+				lat = append(lat, time.Since(start))
 			}
 		}()
 		if err := st.Send(ctx, big); err != nil {
@@ -491,8 +491,8 @@ func TestStreamBigMessage(t *testing.T) {
 		if r.Err != nil || !bytes.Equal(r.Msg, big) {
 			t.Fatalf("big echo: %d bytes, %v", len(r.Msg), r.Err)
 		}
-		t.Logf("%d single requests during a 16 MiB stream echo; worst latency %v", n, worst)
-		if n == 0 {
+		t.Logf("%d single requests during a 16 MiB stream echo; latency %s", len(lat), latencies(lat))
+		if len(lat) == 0 {
 			t.Fatal("no single request completed while the big message was in flight")
 		}
 		close(st.Requests)
@@ -523,6 +523,7 @@ func TestStreamDisconnect(t *testing.T) {
 		if err := st.Send(testCtx(t), []byte("late")); !errors.Is(err, mux.ErrStreamEnded) {
 			t.Fatalf("send after end: %v", err)
 		}
+		waitNoStreams(t, p) // an ended session reports no streams
 	})
 }
 
@@ -553,4 +554,80 @@ func singleRequests(tb testing.TB, s *mux.Session, n int) {
 			tb.Fatalf("single request %d: %q %v", i, got, err)
 		}
 	}
+}
+
+// TestStreamIdleMemory opens 10,000 idle streams on one session and reports
+// what they cost, heap and goroutine stacks, both sides together (the
+// caller's Stream and goroutine, the serving side's two goroutines and the
+// handler's), then closes them all.
+func TestStreamIdleMemory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("opens 10,000 streams")
+	}
+	const n = 10000
+	reg := echoRegistry(t)
+	mustStream(t, reg, hsBlock, handlers.StreamHandler{InCapacity: 1, OutCapacity: 1, Handle: func(ctx context.Context, _ []byte, in <-chan []byte, _ chan<- []byte) error {
+		for {
+			select {
+			case _, ok := <-in:
+				if !ok {
+					return nil
+				}
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+	}})
+	p := newPair(t, transports[1], reg, mux.Config{}, mux.Config{})
+	ctx, cancel := context.WithCancel(testCtx(t))
+	defer cancel()
+	singleRequests(t, p.client, 1) // the session is up
+	before := memInUse()
+	streams := make([]*mux.Stream, 0, n)
+	for range n {
+		st, err := p.client.NewStream(ctx, hsBlock, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		streams = append(streams, st)
+	}
+	if c, s := p.client.Stats(), p.server.Stats(); c.StreamsOut != n || s.StreamsIn != n {
+		t.Fatalf("open streams: caller %d, server %d", c.StreamsOut, s.StreamsIn)
+	}
+	after := memInUse()
+	heap, stacks := (after.heap-before.heap)/n, (after.stacks-before.stacks)/n
+	t.Logf("%d idle streams: %d bytes/stream (heap %d + stacks %d, caller and server side together; %d goroutines/stream)",
+		n, heap+stacks, heap, stacks, (after.goroutines-before.goroutines)/n)
+	for _, st := range streams[:n/2] {
+		st.CloseSend() // half end cleanly
+	}
+	cancel() // the rest are cancelled
+	for _, st := range streams {
+		for r := range st.Responses {
+			if r.Err != nil && !errors.Is(r.Err, context.Canceled) {
+				t.Fatalf("stream ended with %v", r.Err)
+			}
+		}
+	}
+	waitNoStreams(t, p)
+}
+
+// latencies summarises request latencies: median, 90th percentile, worst.
+func latencies(lat []time.Duration) string {
+	if len(lat) == 0 {
+		return "none"
+	}
+	slices.Sort(lat)
+	return fmt.Sprintf("median %v, p90 %v, worst %v", lat[len(lat)/2], lat[len(lat)*9/10], lat[len(lat)-1])
+}
+
+type memUse struct{ heap, stacks, goroutines int64 }
+
+// memInUse returns the heap in use and goroutine stacks after a GC.
+func memInUse() memUse {
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return memUse{int64(ms.HeapAlloc), int64(ms.StackInuse), int64(runtime.NumGoroutine())}
 }

@@ -1,0 +1,5 @@
+//go:build !linux
+
+package grid
+
+func setUnsentLimit(uintptr, int) {}
