@@ -1,11 +1,17 @@
 package mux
 
-import "sync"
+import (
+	"bufio"
+	"io"
+	"sync"
+	"sync/atomic"
+)
 
 // Request payloads are read into pooled buffers, returned to the pool once
 // the handler returned and its answer was queued. Size classes keep a small
-// request from pinning a large buffer.
-var bufClasses = [...]int{512, 2 << 10, 8 << 10, 32 << 10, MaxFramePayload}
+// request from pinning a large buffer; the classes above MaxFramePayload
+// gather requests that come in chunks.
+var bufClasses = [...]int{512, 2 << 10, 8 << 10, 32 << 10, MaxFramePayload, 256 << 10, 1 << 20, 4 << 20, 16 << 20}
 
 var bufPools [len(bufClasses)]sync.Pool
 
@@ -34,4 +40,138 @@ func putBuf(pb *[]byte) {
 			return
 		}
 	}
+}
+
+// Read buffers. The reader reads the pipe through a small buffer of its own
+// while reads are small, and borrows a large pooled one while they fill the
+// small one, so an idle session holds only the small buffer and a busy one
+// reads many frames per system call.
+const (
+	smallReadBuffer = 4 << 10
+	largeReadBuffer = 64 << 10
+)
+
+var largeReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, largeReadBuffer) }}
+
+// pipeReader is the reader goroutine's view of the pipe: it counts the
+// bytes read and picks the buffer to read through.
+type pipeReader struct {
+	r     io.Reader
+	n     *atomic.Uint64
+	read  int           // bytes read since buffer last looked
+	small *bufio.Reader // owned
+	large *bufio.Reader // borrowed from largeReaders; nil when not in use
+}
+
+func newPipeReader(r io.Reader, n *atomic.Uint64) *pipeReader {
+	p := &pipeReader{r: r, n: n}
+	p.small = bufio.NewReaderSize(p, smallReadBuffer)
+	return p
+}
+
+func (p *pipeReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	p.read += n
+	p.n.Add(uint64(n))
+	return n, err
+}
+
+// buffer returns the reader to read the next frame through; br is the
+// current one. It switches only when br holds no unread byte, so that the
+// switch loses nothing, which is when the reader has caught up with the
+// peer's writes: to the large buffer when the bytes read since the last
+// catch-up would have filled the small one, back to the small one when they
+// were less than half of it.
+func (p *pipeReader) buffer(br *bufio.Reader) *bufio.Reader {
+	if br.Buffered() > 0 {
+		return br
+	}
+	read := p.read
+	p.read = 0
+	switch {
+	case br == p.small && read >= smallReadBuffer:
+		p.large = largeReaders.Get().(*bufio.Reader)
+		p.large.Reset(p)
+		return p.large
+	case br == p.large && read < smallReadBuffer/2:
+		p.release()
+		return p.small
+	}
+	return br
+}
+
+// release returns the large buffer, if borrowed, to the pool.
+func (p *pipeReader) release() {
+	if p.large != nil {
+		p.large.Reset(nil)
+		largeReaders.Put(p.large)
+		p.large = nil
+	}
+}
+
+// readChunk reads the payload of chunk h of a message, appending it to buf
+// (the message so far), and returns the new buffer. A message that comes in
+// chunks gets room for several chunks at first and doubles its room as it
+// grows, up to limit: append alone grows a large slice by a quarter at a
+// time, which would copy a 16 MiB message about twenty times.
+func readChunk(br *bufio.Reader, buf []byte, h Header, limit int) ([]byte, error) {
+	n := int(h.Length)
+	if buf == nil && h.Flags&FlagMore == 0 {
+		buf = make([]byte, n) // the common case: a message in one frame
+	} else {
+		buf = grow(buf, n, limit)
+		buf = buf[:len(buf)+n]
+	}
+	if err := readFull(br, buf[len(buf)-n:]); err != nil {
+		return nil, err
+	}
+	return buf, nil
+}
+
+// firstChunkRoom is the room, in chunks, a message that comes in chunks gets
+// with its first chunk.
+const firstChunkRoom = 4
+
+// grow returns b with room for n more bytes: at least firstChunkRoom chunks
+// for a new buffer, else double the capacity, but not more than limit
+// unless n needs it.
+func grow(b []byte, n, limit int) []byte {
+	need := len(b) + n
+	if need <= cap(b) && b != nil {
+		return b
+	}
+	c := max(2*cap(b), firstChunkRoom*n, need)
+	if c > limit {
+		c = max(limit, need)
+	}
+	nb := make([]byte, len(b), c)
+	copy(nb, b)
+	return nb
+}
+
+// readPooledChunk is readChunk for a message gathered in pooled buffers (a
+// request, whose payload is released once its handler returned): pb holds
+// the message so far (nil before its first chunk), and is returned to its
+// pool when the message moves to a larger one.
+func readPooledChunk(br *bufio.Reader, pb *[]byte, h Header, limit int) (*[]byte, error) {
+	n := int(h.Length)
+	have, room := 0, 0
+	if pb != nil {
+		have, room = len(*pb), cap(*pb)
+	}
+	if pb == nil || have+n > room {
+		want := max(have+n, min(max(firstChunkRoom*n, 2*room), limit))
+		nb := getBuf(want)
+		*nb = (*nb)[:have]
+		if pb != nil {
+			copy(*nb, *pb)
+			putBuf(pb)
+		}
+		pb = nb
+	}
+	*pb = (*pb)[:have+n]
+	if err := readFull(br, (*pb)[have:]); err != nil {
+		return nil, err
+	}
+	return pb, nil
 }

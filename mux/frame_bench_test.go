@@ -15,7 +15,7 @@ import (
 var sinkHeader mux.Header
 
 func BenchmarkHeaderFixed(b *testing.B) {
-	h := mux.Header{Op: mux.OpRequest, Handler: 12, ID: 123456789, Seq: 3, Deadline: 5000}
+	h := mux.Header{Op: mux.OpRequest, Handler: 12, ID: 123456789, Deadline: 5000}
 	buf := make([]byte, 0, 64)
 	b.ReportAllocs()
 	for b.Loop() {
@@ -30,7 +30,7 @@ func BenchmarkHeaderFixed(b *testing.B) {
 }
 
 func BenchmarkHeaderMsgpTuple(b *testing.B) {
-	h := mux.Header{Op: mux.OpRequest, Handler: 12, ID: 123456789, Seq: 3, Deadline: 5000}
+	h := mux.Header{Op: mux.OpRequest, Handler: 12, ID: 123456789, Deadline: 5000}
 	buf := make([]byte, 0, 64)
 	b.ReportAllocs()
 	for b.Loop() {

@@ -2,6 +2,7 @@ package mux
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -17,6 +18,7 @@ type call struct {
 	h         handlers.HandlerID
 	done      chan struct{} // cap 1; signalled once the answer is complete
 	resp      []byte
+	gather    *[]byte // pooled buffer of a response still arriving in chunks
 	err       error
 	seq       uint32 // next chunk expected
 	abandoned bool   // the caller gave up; the reader frees the call
@@ -50,7 +52,6 @@ func (s *Session) Request(ctx context.Context, h handlers.HandlerID, payload []b
 	}
 	c := callPool.Get().(*call)
 	c.h = h
-	id := s.nextID.Add(1)
 	s.pendMu.Lock()
 	select {
 	case <-s.closing:
@@ -59,21 +60,26 @@ func (s *Session) Request(ctx context.Context, h handlers.HandlerID, payload []b
 		return nil, s.disconnected()
 	default:
 	}
+	id := s.nextID.Add(1)
 	s.pending[id] = c
+	s.requestsOut++
 	s.pendMu.Unlock()
-	s.stats.requestsOut.Add(1)
 
 	sent, err := s.send(ctx, Header{Op: OpRequest, Handler: h, ID: id, Deadline: deadline}, payload)
 	if err != nil {
 		return s.abandon(id, c, sent, sent, s.sendError(err))
 	}
-	select {
-	case <-c.done:
-	case <-ctx.Done():
-		// The remote knows the deadline and expires on its own: a cancel
-		// frame is needed only for an explicit cancellation.
-		sent := deadline == 0 || ctx.Err() != context.DeadlineExceeded
-		return s.abandon(id, c, true, sent, ctx.Err())
+	if done := ctx.Done(); done == nil {
+		<-c.done // a context that is never done: no select needed
+	} else {
+		select {
+		case <-c.done:
+		case <-done:
+			// The remote knows the deadline and expires on its own: a
+			// cancel frame is needed only for an explicit cancellation.
+			sent := deadline == 0 || ctx.Err() != context.DeadlineExceeded
+			return s.abandon(id, c, true, sent, ctx.Err())
+		}
 	}
 	resp, err := c.resp, c.err
 	s.recycle(c)
@@ -167,38 +173,62 @@ func (s *Session) send(ctx context.Context, h Header, payload []byte) (sent bool
 }
 
 // handleResponse reads a response frame and completes the waiting call.
-// Call fields are only changed under pendMu, so failPending cannot race it.
+// Call fields are only changed under pendMu, so failPending cannot race it;
+// the payload is read with pendMu released. A response in one frame is read
+// straight into the buffer the caller gets; one in chunks is gathered in a
+// pooled buffer and copied once, at its end, into a buffer of its size.
 func (s *Session) handleResponse(br *bufio.Reader, h Header) error {
-	p, err := readPayload(br, h.Length)
+	var c *call
+	var gather *[]byte // the chunks so far; nil for a first chunk
+	if h.Seq > 0 {
+		s.pendMu.Lock()
+		c = s.pending[h.ID]
+		if err := s.checkChunk(c, h); err != nil {
+			s.pendMu.Unlock()
+			return err
+		}
+		gather = c.gather
+		s.pendMu.Unlock()
+	} else if int(h.Length) > s.cfg.MaxMessageSize {
+		return fmt.Errorf("%w: response %d exceeds %d bytes", ErrProtocol, h.ID, s.cfg.MaxMessageSize)
+	}
+	var resp []byte
+	var err error
+	if h.Seq == 0 && h.Flags&FlagMore == 0 {
+		resp, err = readChunk(br, nil, h, s.cfg.MaxMessageSize)
+	} else {
+		gather, err = readPooledChunk(br, gather, h, s.cfg.MaxMessageSize)
+	}
 	if err != nil {
 		return err
 	}
 	s.pendMu.Lock()
-	c := s.pending[h.ID]
-	if c == nil {
+	if h.Seq == 0 {
+		c = s.pending[h.ID]
+		if err := s.checkChunk(c, h); err != nil {
+			s.pendMu.Unlock()
+			putBuf(gather)
+			return err
+		}
+	} else if s.pending[h.ID] != c {
 		s.pendMu.Unlock()
-		return fmt.Errorf("%w: response for unknown request %d", ErrProtocol, h.ID)
-	}
-	if h.Seq != c.seq {
-		s.pendMu.Unlock()
-		return fmt.Errorf("%w: response %d chunk %d, expected %d", ErrProtocol, h.ID, h.Seq, c.seq)
-	}
-	if len(c.resp)+len(p) > s.cfg.MaxMessageSize {
-		s.pendMu.Unlock()
-		return fmt.Errorf("%w: response %d exceeds %d bytes", ErrProtocol, h.ID, s.cfg.MaxMessageSize)
+		putBuf(gather)
+		return nil // failPending ended the call while we read: the session is over
 	}
 	c.seq++
-	if c.resp == nil {
-		c.resp = p
-	} else {
-		c.resp = append(c.resp, p...)
-	}
+	c.gather = gather
 	if h.Flags&FlagMore != 0 {
 		s.pendMu.Unlock()
 		return nil
 	}
+	if gather != nil {
+		resp = bytes.Clone(*gather)
+		c.gather = nil
+	}
+	c.resp = resp
 	delete(s.pending, h.ID)
 	s.pendMu.Unlock()
+	putBuf(gather)
 	<-s.slots
 	if c.abandoned {
 		s.recycle(c)
@@ -210,6 +240,20 @@ func (s *Session) handleResponse(br *bufio.Reader, h Header) error {
 		s.stats.remoteErrs.Add(1)
 	}
 	c.done <- struct{}{}
+	return nil
+}
+
+// checkChunk checks a response chunk for call c (nil if unknown) against
+// what the call expects. pendMu must be held.
+func (s *Session) checkChunk(c *call, h Header) error {
+	switch {
+	case c == nil:
+		return fmt.Errorf("%w: response for unknown request %d", ErrProtocol, h.ID)
+	case h.Seq != c.seq:
+		return fmt.Errorf("%w: response %d chunk %d, expected %d", ErrProtocol, h.ID, h.Seq, c.seq)
+	case c.gather != nil && len(*c.gather)+int(h.Length) > s.cfg.MaxMessageSize:
+		return fmt.Errorf("%w: response %d exceeds %d bytes", ErrProtocol, h.ID, s.cfg.MaxMessageSize)
+	}
 	return nil
 }
 

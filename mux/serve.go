@@ -18,9 +18,9 @@ type partial struct {
 	h        handlers.HandlerID
 	deadline uint32
 	arrived  time.Time // first chunk; the deadline counts from here
-	buf      []byte
-	seq      uint32 // next chunk expected
-	rejected bool   // no handler slot: discard the chunks, then answer busy
+	pb       *[]byte   // pooled buffer of the chunks so far; nil if rejected
+	seq      uint32    // next chunk expected
+	rejected bool      // no handler slot: discard the chunks, then answer busy
 }
 
 // handleRequest reads a request frame. A complete request is dispatched to
@@ -37,7 +37,7 @@ func (s *Session) handleRequest(br *bufio.Reader, h Header) error {
 		return fmt.Errorf("%w: %v chunk %d of unknown request %d", ErrProtocol, h.Op, h.Seq, h.ID)
 	case h.Seq != p.seq:
 		return fmt.Errorf("%w: request %d chunk %d, expected %d", ErrProtocol, h.ID, h.Seq, p.seq)
-	case len(p.buf)+int(h.Length) > s.cfg.MaxMessageSize:
+	case p.pb != nil && len(*p.pb)+int(h.Length) > s.cfg.MaxMessageSize:
 		return fmt.Errorf("%w: request %d exceeds %d bytes", ErrProtocol, h.ID, s.cfg.MaxMessageSize)
 	}
 	p.seq++
@@ -46,11 +46,11 @@ func (s *Session) handleRequest(br *bufio.Reader, h Header) error {
 			return err
 		}
 	} else {
-		n := len(p.buf)
-		p.buf = append(p.buf, make([]byte, h.Length)...)
-		if err := readFull(br, p.buf[n:]); err != nil {
+		pb, err := readPooledChunk(br, p.pb, h, s.cfg.MaxMessageSize)
+		if err != nil {
 			return err
 		}
+		p.pb = pb
 	}
 	if h.Flags&FlagMore != 0 {
 		return nil
@@ -62,31 +62,28 @@ func (s *Session) handleRequest(br *bufio.Reader, h Header) error {
 		if p.rejected {
 			return s.refuseStream(h.ID, codeStreams, "too many streams")
 		}
-		return s.openStream(p.h, h.ID, p.deadline, p.arrived, p.buf, nil)
+		return s.openStream(p.h, h.ID, p.deadline, p.arrived, *p.pb, p.pb)
 	}
 	if p.rejected {
 		return s.answerError(h.ID, codeBusy, "no free handler slot")
 	}
-	return s.dispatch(p.h, h.ID, p.deadline, p.arrived, p.buf, nil)
+	return s.dispatch(p.h, h.ID, p.deadline, p.arrived, *p.pb, p.pb)
 }
 
 func (s *Session) handleFirstChunk(br *bufio.Reader, h Header) error {
 	stream := h.Op == OpStreamOpen
-	s.servMu.Lock()
-	_, dup := s.serving[h.ID]
-	if _, ok := s.partial[h.ID]; ok {
-		dup = true
+	// dispatch checks a request in one frame for a duplicate ID itself,
+	// under the lock it takes anyway.
+	single := !stream && h.Flags&FlagMore == 0
+	if !single {
+		if err := s.checkNewID(h.ID, stream); err != nil {
+			return err
+		}
 	}
-	s.servMu.Unlock()
-	if stream && !dup {
-		s.strMu.Lock()
-		_, dup = s.sstreams[h.ID]
-		s.strMu.Unlock()
+	var now time.Time // the deadline counts from here; read only if needed
+	if h.Deadline > 0 {
+		now = time.Now()
 	}
-	if dup {
-		return fmt.Errorf("%w: request ID %d already in use", ErrProtocol, h.ID)
-	}
-	now := time.Now()
 	slots := s.hslots
 	if stream {
 		slots = s.sslots
@@ -100,10 +97,11 @@ func (s *Session) handleFirstChunk(br *bufio.Reader, h Header) error {
 	if h.Flags&FlagMore != 0 {
 		p := &partial{stream: stream, h: h.Handler, deadline: h.Deadline, arrived: now, seq: 1, rejected: !slot}
 		if slot {
-			p.buf = make([]byte, h.Length, 2*int(h.Length))
-			if err := readFull(br, p.buf); err != nil {
+			pb, err := readPooledChunk(br, nil, h, s.cfg.MaxMessageSize)
+			if err != nil {
 				return err
 			}
+			p.pb = pb
 		} else if err := skip(br, h.Length); err != nil {
 			return err
 		}
@@ -113,6 +111,11 @@ func (s *Session) handleFirstChunk(br *bufio.Reader, h Header) error {
 		return nil
 	}
 	if !slot {
+		if single {
+			if err := s.checkNewID(h.ID, false); err != nil {
+				return err
+			}
+		}
 		if err := skip(br, h.Length); err != nil {
 			return err
 		}
@@ -132,35 +135,64 @@ func (s *Session) handleFirstChunk(br *bufio.Reader, h Header) error {
 	return s.dispatch(h.Handler, h.ID, h.Deadline, now, *pb, pb)
 }
 
+// checkNewID reports a protocol error if the peer's request or stream ID id
+// is in use.
+func (s *Session) checkNewID(id uint64, stream bool) error {
+	s.servMu.Lock()
+	_, dup := s.serving[id]
+	if _, ok := s.partial[id]; ok {
+		dup = true
+	}
+	s.servMu.Unlock()
+	if stream && !dup {
+		s.strMu.Lock()
+		_, dup = s.sstreams[id]
+		s.strMu.Unlock()
+	}
+	if dup {
+		return fmt.Errorf("%w: request ID %d already in use", ErrProtocol, id)
+	}
+	return nil
+}
+
 // dispatch starts the handler for a complete request; the caller holds a
 // handler slot for it. pb, if not nil, is the pooled buffer behind payload.
 func (s *Session) dispatch(h handlers.HandlerID, id uint64, deadline uint32, arrived time.Time, payload []byte, pb *[]byte) error {
 	e := s.reg.Lookup(h)
-	if e == nil || e.Single == nil {
-		<-s.hslots
-		putBuf(pb)
-		return s.answerError(id, codeUnknown, fmt.Sprintf("unknown handler %v", h))
-	}
-	rc := &reqCtx{parent: s.cfg.BaseContext, id: id}
-	if deadline > 0 {
-		rc.deadline = arrived.Add(time.Duration(deadline) * time.Millisecond).UnixNano()
+	var rc *reqCtx
+	if e != nil && e.Single != nil {
+		rc = &reqCtx{parent: s.cfg.BaseContext, id: id}
+		if deadline > 0 {
+			rc.deadline = arrived.Add(time.Duration(deadline) * time.Millisecond).UnixNano()
+		}
 	}
 	s.servMu.Lock()
-	if s.servClosed {
+	_, dup := s.serving[id]
+	if _, ok := s.partial[id]; ok {
+		dup = true
+	}
+	if s.servClosed || dup || rc == nil {
+		closed := s.servClosed
 		s.servMu.Unlock()
 		<-s.hslots
 		putBuf(pb)
-		return nil
+		switch {
+		case closed:
+			return nil
+		case dup:
+			return fmt.Errorf("%w: request ID %d already in use", ErrProtocol, id)
+		}
+		return s.answerError(id, codeUnknown, fmt.Sprintf("unknown handler %v", h))
 	}
 	s.serving[id] = rc
 	s.servMu.Unlock()
 	j := job{rc: rc, fn: e.Single, h: h, payload: payload, pb: pb}
-	select {
-	case s.jobs <- j: // an idle worker took it
-	default:
-		s.handlers.Add(1)
-		go s.worker(j)
+	if w := s.workers.take(); w != nil {
+		w.jobs <- j // buffered: never blocks
+		return nil
 	}
+	s.handlers.Add(1)
+	go s.worker(j)
 	return nil
 }
 
@@ -182,22 +214,114 @@ const workerIdle = 5 * time.Second
 // workerIdle or the session ended.
 func (s *Session) worker(j job) {
 	defer s.handlers.Done()
-	var idle *time.Timer
+	w := &idleWorker{jobs: make(chan job, 1)}
 	for {
 		s.serve(j)
-		if idle == nil {
-			idle = time.NewTimer(workerIdle)
-			defer idle.Stop()
+		if !s.workers.park(w) {
+			return
+		}
+		var ok bool
+		if j, ok = <-w.jobs; !ok {
+			return
+		}
+	}
+}
+
+// idleWorker is a worker waiting for its next job on jobs. Whoever takes it
+// off the pool's stack either sends it one job or closes jobs to make it
+// exit.
+type idleWorker struct {
+	jobs  chan job // capacity 1
+	epoch uint64   // the pool's epoch when it parked
+}
+
+// workerPool keeps a session's idle workers on a stack, most recently
+// parked on top, so that a busy session reuses few workers and the ones at
+// the bottom stay idle and can be retired. A worker waits on its own
+// channel, not in a select shared with every other worker, so handing it a
+// job costs one uncontended channel send. There are no per-request timers:
+// one timer per session retires, every workerIdle, the workers that were
+// idle through a whole period.
+type workerPool struct {
+	mu     sync.Mutex
+	idle   []*idleWorker
+	epoch  uint64      // counts reaper runs
+	reaper *time.Timer // nil until the first worker parks
+	armed  bool        // reaper will run
+	closed bool
+}
+
+// take pops the most recently parked worker, or returns nil.
+func (p *workerPool) take() *idleWorker {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := len(p.idle)
+	if n == 0 {
+		return nil
+	}
+	w := p.idle[n-1]
+	p.idle[n-1] = nil
+	p.idle = p.idle[:n-1]
+	return w
+}
+
+// park puts w on the stack; it reports false if the session ended and the
+// worker must exit instead.
+func (p *workerPool) park(w *idleWorker) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return false
+	}
+	w.epoch = p.epoch
+	p.idle = append(p.idle, w)
+	if !p.armed {
+		p.armed = true
+		if p.reaper == nil {
+			p.reaper = time.AfterFunc(workerIdle, p.reap)
 		} else {
-			idle.Reset(workerIdle)
+			p.reaper.Reset(workerIdle)
 		}
-		select {
-		case j = <-s.jobs:
-		case <-idle.C:
-			return
-		case <-s.closing:
-			return
-		}
+	}
+	return true
+}
+
+// reap retires the workers that have been idle since before the previous
+// run (between one and two periods), and runs again while any is idle.
+func (p *workerPool) reap() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return
+	}
+	p.epoch++
+	n := 0 // the oldest are at the bottom
+	for n < len(p.idle) && p.idle[n].epoch+1 < p.epoch {
+		close(p.idle[n].jobs)
+		p.idle[n] = nil
+		n++
+	}
+	p.idle = append(p.idle[:0], p.idle[n:]...)
+	clear(p.idle[len(p.idle):cap(p.idle)])
+	if len(p.idle) > 0 {
+		p.reaper.Reset(workerIdle)
+	} else {
+		p.armed = false
+	}
+}
+
+// close makes every idle worker exit, and workers that finish later too.
+func (p *workerPool) close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.closed = true
+	for i, w := range p.idle {
+		close(w.jobs)
+		p.idle[i] = nil
+	}
+	p.idle = nil
+	if p.reaper != nil {
+		p.reaper.Stop()
 	}
 }
 
@@ -283,6 +407,7 @@ func (s *Session) handleCancel(id uint64) {
 
 // cancelServing cancels every handler's context once the session ended.
 func (s *Session) cancelServing() {
+	s.workers.close()
 	s.servMu.Lock()
 	s.servClosed = true
 	for _, rc := range s.serving {
@@ -313,16 +438,43 @@ func readFull(br *bufio.Reader, p []byte) error {
 // reqCtx is a handler's context: the caller's deadline, cancelled by the
 // caller's OpCancel or the session's end, and values from BaseContext. Its
 // Done channel and deadline timer are made only if the handler asks for
-// Done, so a handler that never waits costs one small allocation.
+// Done, so a handler that never waits costs one small allocation (64 bytes:
+// the reason it ended is kept as a code rather than an error value).
 type reqCtx struct {
 	parent   context.Context
 	id       uint64
 	deadline int64 // Unix nanoseconds; 0: none
 
 	mu    sync.Mutex
+	ended ctxEnd
 	done  chan struct{}
-	err   error
 	timer *time.Timer
+}
+
+// ctxEnd is why a reqCtx ended.
+type ctxEnd uint8
+
+const (
+	ctxLive     ctxEnd = iota
+	ctxCanceled        // context.Canceled
+	ctxDeadline        // context.DeadlineExceeded
+)
+
+func (e ctxEnd) err() error {
+	switch e {
+	case ctxCanceled:
+		return context.Canceled
+	case ctxDeadline:
+		return context.DeadlineExceeded
+	}
+	return nil
+}
+
+func endOf(err error) ctxEnd {
+	if err == context.DeadlineExceeded {
+		return ctxDeadline
+	}
+	return ctxCanceled
 }
 
 func (c *reqCtx) Deadline() (time.Time, bool) {
@@ -339,7 +491,7 @@ func (c *reqCtx) Done() <-chan struct{} {
 	if c.done == nil {
 		c.done = make(chan struct{})
 		switch {
-		case c.err != nil:
+		case c.ended != ctxLive:
 			close(c.done)
 		case c.deadline != 0:
 			c.timer = time.AfterFunc(time.Until(time.Unix(0, c.deadline)), func() { c.cancel(context.DeadlineExceeded) })
@@ -350,23 +502,28 @@ func (c *reqCtx) Done() <-chan struct{} {
 
 func (c *reqCtx) Err() error {
 	c.mu.Lock()
-	err := c.err
+	ended := c.ended
 	c.mu.Unlock()
-	if err == nil && c.deadline != 0 && time.Now().UnixNano() >= c.deadline {
+	if ended == ctxLive && c.deadline != 0 && time.Now().UnixNano() >= c.deadline {
 		c.cancel(context.DeadlineExceeded)
 		return c.Err()
 	}
-	return err
+	return ended.err()
 }
 
 func (c *reqCtx) String() string { return fmt.Sprintf("mux.request(%d)", c.id) }
 
-// cancel records err unless an error is already recorded.
+// cancel records err (context.Canceled or context.DeadlineExceeded) unless
+// the context already ended.
 func (c *reqCtx) cancel(err error) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.err == nil {
-		c.err = err
+	c.cancelLocked(endOf(err))
+	c.mu.Unlock()
+}
+
+func (c *reqCtx) cancelLocked(e ctxEnd) {
+	if c.ended == ctxLive {
+		c.ended = e
 		if c.done != nil {
 			close(c.done)
 		}
@@ -380,8 +537,8 @@ func (c *reqCtx) cancel(err error) {
 // for a request's context) and reports whether the caller had cancelled it.
 func (c *reqCtx) finish() (cancelled bool) {
 	c.mu.Lock()
-	cancelled = c.err == context.Canceled
+	cancelled = c.ended == ctxCanceled
+	c.cancelLocked(ctxCanceled)
 	c.mu.Unlock()
-	c.cancel(context.Canceled)
 	return cancelled
 }

@@ -22,7 +22,8 @@ import (
 // A Session owns three kinds of goroutines, all started by NewSession or by
 // the reader and all waited for by Close: one reader, one writer, and the
 // workers that run handlers (at most Config.MaxConcurrent; a worker stays
-// for the next request and leaves after workerIdle without one).
+// for the next request and leaves after one to two workerIdle periods
+// without one).
 //
 // All methods may be called concurrently.
 type Session struct {
@@ -37,10 +38,12 @@ type Session struct {
 	maxSend  int           // min(own, peer's) message size; valid after ready
 	slots    chan struct{} // outgoing request slots; made before ready closes
 
-	nextID atomic.Uint64
-
-	pendMu  sync.Mutex
-	pending map[uint64]*call // requests sent by this side, by ID
+	// What a request takes under pendMu sits together, so that a caller
+	// moves one cache line between the cores, not three.
+	pendMu      sync.Mutex
+	nextID      atomic.Uint64
+	pending     map[uint64]*call // requests sent by this side, by ID
+	requestsOut uint64           // requests sent by this side; guarded by pendMu
 
 	servMu     sync.Mutex
 	servClosed bool                // set once the session ended: start no more handlers
@@ -48,7 +51,7 @@ type Session struct {
 	partial    map[uint64]*partial // requests whose chunks are still arriving
 	handlers   sync.WaitGroup
 	hslots     chan struct{} // handler slots; a token per running handler
-	jobs       chan job      // hands a request to an idle worker
+	workers    workerPool    // idle workers, waiting for a request
 
 	strMu    sync.Mutex
 	cstreams map[uint64]*cstream // streams this side opened, by ID
@@ -69,13 +72,23 @@ type Session struct {
 	stats counters
 }
 
-// counters are updated with atomics by the reader and writer.
+// counters are updated with atomics. They are grouped by the goroutines
+// that update them, a cache line apart, so that the reader, the writer,
+// callers and handlers do not slow each other down by sharing a line.
 type counters struct {
-	bytesIn, bytesOut     atomic.Uint64
-	framesIn, writes      atomic.Uint64
-	requestsOut, served   atomic.Uint64
-	remoteErrs, cancelled atomic.Uint64
+	_                 cacheLinePad
+	bytesIn, framesIn atomic.Uint64 // reader
+	remoteErrs        atomic.Uint64 // reader
+	_                 cacheLinePad
+	bytesOut, writes  atomic.Uint64 // writer
+	_                 cacheLinePad
+	cancelled         atomic.Uint64 // callers
+	_                 cacheLinePad
+	served            atomic.Uint64 // handlers
+	_                 cacheLinePad
 }
+
+type cacheLinePad [64]byte
 
 // NewSession starts a session over conn, serving requests from reg (which
 // may be nil: every request is then answered with ErrUnknownHandler). The
@@ -96,7 +109,6 @@ func NewSession(conn io.ReadWriteCloser, reg *handlers.Registry, cfg Config) (*S
 		serving:    make(map[uint64]*reqCtx),
 		partial:    make(map[uint64]*partial),
 		hslots:     make(chan struct{}, cfg.MaxConcurrent),
-		jobs:       make(chan job),
 		pings:      make(map[uint64]chan struct{}),
 		cstreams:   make(map[uint64]*cstream),
 		sstreams:   make(map[uint64]*sstream),
@@ -168,6 +180,7 @@ func (s *Session) fail(err error) {
 		s.strMu.Unlock()
 		s.failPending(err)
 		s.cancelServing()
+		s.forgetStreams()
 		s.pingMu.Lock()
 		for id, ch := range s.pings {
 			close(ch)
@@ -193,7 +206,7 @@ func (s *Session) writeLoop() {
 			// this write rather than one write each. A lone request does not
 			// wait for company.
 			if s.busy() {
-				runtime.Gosched()
+				s.awaitCompany()
 			}
 			out := s.q.take(spare)
 			if len(out) == 0 {
@@ -217,13 +230,31 @@ func (s *Session) writeLoop() {
 	}
 }
 
-// busy reports whether more than one request is under way on the session,
-// in either direction.
+// awaitCompany yields to the goroutines that are ready to run while that makes
+// the queue grow, a few times at most, so that frames queued by them leave
+// in one write.
+func (s *Session) awaitCompany() {
+	n := s.q.queued()
+	for range maxGatherYields {
+		runtime.Gosched()
+		m := s.q.queued()
+		if m == n {
+			return
+		}
+		n = m
+	}
+}
+
+// maxGatherYields bounds the yields of awaitCompany.
+const maxGatherYields = 4
+
+// busy reports whether more than one request or stream is under way on the
+// session, in either direction.
 func (s *Session) busy() bool {
-	n := len(s.hslots)
+	n := len(s.hslots) + len(s.sslots)
 	select {
 	case <-s.ready:
-		n += len(s.slots)
+		n += len(s.slots) + len(s.cslots)
 	default:
 	}
 	return n > 1
@@ -243,27 +274,18 @@ func (s *Session) write(out []byte) error {
 	return nil
 }
 
-// countingReader counts the bytes read from the pipe.
-type countingReader struct {
-	r io.Reader
-	n *atomic.Uint64
-}
-
-func (c countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n.Add(uint64(n))
-	return n, err
-}
-
 // readLoop owns the read side of conn. It never blocks on user code or on a
 // full queue: handlers run on their own goroutines, answers are delivered
 // to buffered channels, and the frames it sends are control frames.
 func (s *Session) readLoop(helloTimer *time.Timer) {
 	defer close(s.readerDone)
 	defer helloTimer.Stop()
-	br := bufio.NewReaderSize(countingReader{s.conn, &s.stats.bytesIn}, 64<<10)
+	pr := newPipeReader(s.conn, &s.stats.bytesIn)
+	defer pr.release()
+	br := pr.small
 	var hdr [HeaderSize]byte
 	for {
+		br = pr.buffer(br)
 		if _, err := io.ReadFull(br, hdr[:]); err != nil {
 			s.fail(readError(err))
 			return
@@ -478,12 +500,12 @@ func (s *Session) Stats() Stats {
 	st := Stats{
 		BytesIn: s.stats.bytesIn.Load(), BytesOut: s.stats.bytesOut.Load(),
 		FramesIn: s.stats.framesIn.Load(), Writes: s.stats.writes.Load(),
-		RequestsOut: s.stats.requestsOut.Load(), Served: s.stats.served.Load(),
+		Served:       s.stats.served.Load(),
 		RemoteErrors: s.stats.remoteErrs.Load(), Cancelled: s.stats.cancelled.Load(),
 		Running: len(s.hslots), QueuedBytes: s.q.queued(),
 	}
 	s.pendMu.Lock()
-	st.InFlight = len(s.pending)
+	st.InFlight, st.RequestsOut = len(s.pending), s.requestsOut
 	s.pendMu.Unlock()
 	s.strMu.Lock()
 	st.StreamsOut, st.StreamsIn = len(s.cstreams), len(s.sstreams)

@@ -5,7 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"strconv"
+	"regexp"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -13,61 +13,236 @@ import (
 	"github.com/gridmesh/gridmesh/internal/bench"
 )
 
-// system is one implementation under comparison.
-type system struct {
+// The systems under comparison; gridmesh is compared with the other two.
+const (
+	sysGridmesh = "gridmesh"
+	sysGRPC     = "grpc"
+	sysRaw      = "rawws"
+)
+
+var systems = []string{sysGridmesh, sysGRPC, sysRaw}
+
+// benchConfig holds the settings of one `gridmesh bench` run.
+type benchConfig struct {
+	dur         time.Duration
+	idleConns   int
+	idleStreams int
+}
+
+// A workload is measured once per system that implements it.
+type workload struct {
 	name string
-	open func() (bench.Pair, error)
+	// memory workloads report bytes per item in Mem instead of a rate.
+	memUnit string
+	run     map[string]func(ctx context.Context, c benchConfig) (bench.Result, float64, error)
 }
 
-var systems = []system{
-	{"gridmesh", bench.NewMux},
-	{"grpc", bench.NewGRPCUnary},
-	{"rawws", bench.NewRawWS},
+// pairLoad measures a closed-loop request workload on a fresh pair.
+func pairLoad(newPair func() (bench.Pair, error), size, callers int) func(context.Context, benchConfig) (bench.Result, float64, error) {
+	return func(ctx context.Context, c benchConfig) (bench.Result, float64, error) {
+		p, err := newPair()
+		if err != nil {
+			return bench.Result{}, 0, err
+		}
+		defer p.Close()
+		r, err := measure(ctx, p, bench.Load{PayloadSize: size, Callers: callers, Duration: c.dur})
+		return r, 0, err
+	}
 }
 
-// benchRow is one line of the table.
+// streamLoad measures whole streams of msgs echoes on a fresh streamer.
+func streamLoad(newStreamer func() (bench.Streamer, error), size, msgs, streams int) func(context.Context, benchConfig) (bench.Result, float64, error) {
+	return func(ctx context.Context, c benchConfig) (bench.Result, float64, error) {
+		s, err := newStreamer()
+		if err != nil {
+			return bench.Result{}, 0, err
+		}
+		defer s.Close()
+		r, err := measure(ctx, bench.StreamCaller(s, msgs), bench.Load{PayloadSize: size, Callers: streams, Duration: c.dur})
+		return r, 0, err
+	}
+}
+
+func longStream(newStreamer func() (bench.Streamer, error), size int) func(context.Context, benchConfig) (bench.Result, float64, error) {
+	return func(ctx context.Context, c benchConfig) (bench.Result, float64, error) {
+		s, err := newStreamer()
+		if err != nil {
+			return bench.Result{}, 0, err
+		}
+		defer s.Close()
+		if _, err := bench.RunLongStream(ctx, s, size, warmup(c.dur)); err != nil {
+			return bench.Result{}, 0, err
+		}
+		r, err := bench.RunLongStream(ctx, s, size, c.dur)
+		return r, 0, err
+	}
+}
+
+func idleConn(newPair func() (bench.Pair, error)) func(context.Context, benchConfig) (bench.Result, float64, error) {
+	return func(ctx context.Context, c benchConfig) (bench.Result, float64, error) {
+		m, err := bench.IdleConnBytes(ctx, newPair, c.idleConns)
+		return bench.Result{}, m, err
+	}
+}
+
+func idleStreams(newStreamer func() (bench.Streamer, error)) func(context.Context, benchConfig) (bench.Result, float64, error) {
+	return func(ctx context.Context, c benchConfig) (bench.Result, float64, error) {
+		s, err := newStreamer()
+		if err != nil {
+			return bench.Result{}, 0, err
+		}
+		defer s.Close()
+		m, err := bench.IdleStreamBytes(ctx, s, c.idleStreams)
+		return bench.Result{}, m * float64(c.idleStreams), err
+	}
+}
+
+func sizeName(n int) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%dMiB", n>>20)
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return fmt.Sprintf("%dKiB", n>>10)
+	}
+	return fmt.Sprintf("%dB", n)
+}
+
+// workloads lists every workload in the order the table shows them.
+func workloads() []workload {
+	var ws []workload
+	for _, size := range []int{64, 512, 4 << 10, 1 << 20} {
+		for _, callers := range []int{1, 2, 16, 64, 256} {
+			ws = append(ws, workload{
+				name: fmt.Sprintf("req/%s/c%d", sizeName(size), callers),
+				run: map[string]func(context.Context, benchConfig) (bench.Result, float64, error){
+					sysGridmesh: pairLoad(bench.NewMux, size, callers),
+					sysGRPC:     pairLoad(bench.NewGRPCUnary, size, callers),
+					sysRaw:      pairLoad(bench.NewRawWS, size, callers),
+				},
+			})
+		}
+	}
+	for _, callers := range []int{16, 64} {
+		ws = append(ws, workload{
+			name: fmt.Sprintf("bidi/512B/c%d", callers),
+			run: map[string]func(context.Context, benchConfig) (bench.Result, float64, error){
+				sysGridmesh: pairLoad(bench.NewMuxBidi, 512, callers),
+				sysGRPC:     pairLoad(bench.NewGRPCBidi, 512, callers),
+				sysRaw:      pairLoad(bench.NewRawWSBidi, 512, callers),
+			},
+		})
+	}
+	for _, streams := range []int{2, 8, 64} {
+		ws = append(ws, workload{
+			name: fmt.Sprintf("stream10x512B/s%d", streams),
+			run: map[string]func(context.Context, benchConfig) (bench.Result, float64, error){
+				sysGridmesh: streamLoad(bench.NewMuxStream, 512, 10, streams),
+				sysGRPC:     streamLoad(bench.NewGRPCStream, 512, 10, streams),
+			},
+		})
+	}
+	ws = append(ws,
+		workload{
+			name: "longstream/512B",
+			run: map[string]func(context.Context, benchConfig) (bench.Result, float64, error){
+				sysGridmesh: longStream(bench.NewMuxStream, 512),
+				sysGRPC:     longStream(bench.NewGRPCStream, 512),
+			},
+		},
+		workload{
+			name: "idle/conn", memUnit: "per conn",
+			run: map[string]func(context.Context, benchConfig) (bench.Result, float64, error){
+				sysGridmesh: idleConn(bench.NewMux),
+				sysGRPC:     idleConn(bench.NewGRPCUnary),
+				sysRaw:      idleConn(bench.NewRawWS),
+			},
+		},
+		workload{
+			name: "idle/streams", memUnit: "total",
+			run: map[string]func(context.Context, benchConfig) (bench.Result, float64, error){
+				sysGridmesh: idleStreams(bench.NewMuxStream),
+				sysGRPC:     idleStreams(bench.NewGRPCStream),
+			},
+		},
+	)
+	return ws
+}
+
+// benchRow is one measurement: a workload on one system. Ratios are set on
+// gridmesh rows: gridmesh's figure divided by the other system's.
 type benchRow struct {
-	Workload string        `json:"workload"`
-	System   string        `json:"system"`
-	Size     int           `json:"size"`
-	Callers  int           `json:"callers"`
-	OpsPerS  float64       `json:"ops_per_sec"`
-	P50      time.Duration `json:"p50_ns"`
-	P99      time.Duration `json:"p99_ns"`
+	Workload    string            `json:"workload"`
+	System      string            `json:"system"`
+	OpsPerSec   float64           `json:"ops_per_sec,omitempty"`
+	P50         time.Duration     `json:"p50_ns,omitempty"`
+	P99         time.Duration     `json:"p99_ns,omitempty"`
+	AllocsPerOp float64           `json:"allocs_per_op,omitempty"`
+	BytesPerOp  float64           `json:"bytes_per_op,omitempty"`
+	Mem         float64           `json:"mem_bytes,omitempty"`
+	MemUnit     string            `json:"mem_unit,omitempty"`
+	Vs          map[string]ratios `json:"vs,omitempty"`
+}
+
+// ratios are gridmesh's figures divided by another system's; 0 when either
+// figure is missing.
+type ratios struct {
+	OpsPerSec   float64 `json:"ops_per_sec,omitempty"`
+	P50         float64 `json:"p50,omitempty"`
+	P99         float64 `json:"p99,omitempty"`
+	AllocsPerOp float64 `json:"allocs_per_op,omitempty"`
+	BytesPerOp  float64 `json:"bytes_per_op,omitempty"`
+	Mem         float64 `json:"mem,omitempty"`
+}
+
+func ratio(a, b float64) float64 {
+	if a == 0 || b == 0 {
+		return 0
+	}
+	return a / b
+}
+
+func compare(g, o benchRow) ratios {
+	return ratios{
+		OpsPerSec:   ratio(g.OpsPerSec, o.OpsPerSec),
+		P50:         ratio(float64(g.P50), float64(o.P50)),
+		P99:         ratio(float64(g.P99), float64(o.P99)),
+		AllocsPerOp: ratio(g.AllocsPerOp, o.AllocsPerOp),
+		BytesPerOp:  ratio(g.BytesPerOp, o.BytesPerOp),
+		Mem:         ratio(g.Mem, o.Mem),
+	}
 }
 
 func runBench(ctx context.Context, args []string, out io.Writer) error {
 	fs := newFlags("bench", out)
-	dur := fs.Duration("duration", 2*time.Second, "how long each measurement runs")
-	sizes := fs.String("sizes", "64,512,4096", "payload sizes in bytes, comma-separated")
-	callers := fs.String("callers", "1,16,64,256", "concurrent callers, comma-separated")
-	only := fs.String("only", "", "run only these systems (gridmesh,grpc,rawws)")
-	asJSON := fs.Bool("json", false, "print JSON rows instead of a table")
+	dur := fs.Duration("duration", time.Second, "how long each measurement runs (plus a warm-up of a fifth of it)")
+	only := fs.String("only", "", "run only the workloads whose name matches this regular expression; names: req/{64B,512B,4KiB,1MiB}/c{1,2,16,64,256}, bidi/512B/c{16,64}, stream10x512B/s{2,8,64}, longstream/512B, idle/conn, idle/streams")
+	asJSON := fs.Bool("json", false, "print one JSON object per measurement instead of a table")
+	conns := fs.Int("idle-conns", 100, "connections opened for the idle/conn workload")
+	streams := fs.Int("idle-streams", 10000, "streams opened for the idle/streams workload")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	szs, err := parseInts(*sizes)
-	if err != nil {
-		return fmt.Errorf("-sizes: %w", err)
+	if *dur <= 0 || *conns < 1 || *streams < 1 {
+		return fmt.Errorf("-duration, -idle-conns and -idle-streams must be positive")
 	}
-	cls, err := parseInts(*callers)
+	re, err := regexp.Compile(*only)
 	if err != nil {
-		return fmt.Errorf("-callers: %w", err)
+		return fmt.Errorf("-only: %w", err)
 	}
+	cfg := benchConfig{dur: *dur, idleConns: *conns, idleStreams: *streams}
 	var rows []benchRow
-	for _, sz := range szs {
-		for _, c := range cls {
-			for _, sys := range systems {
-				if *only != "" && !strings.Contains(","+*only+",", ","+sys.name+",") {
-					continue
-				}
-				res, err := measure(ctx, sys, bench.Load{PayloadSize: sz, Callers: c, Duration: *dur})
-				if err != nil {
-					return fmt.Errorf("%s size=%d callers=%d: %w", sys.name, sz, c, err)
-				}
-				rows = append(rows, benchRow{"request", sys.name, sz, c, res.OpsPerSec, res.P50, res.P99})
-			}
+	for _, w := range workloads() {
+		if !re.MatchString(w.name) {
+			continue
 		}
+		group, err := runWorkload(ctx, w, cfg)
+		if err != nil {
+			return err
+		}
+		rows = append(rows, group...)
+	}
+	if len(rows) == 0 {
+		return fmt.Errorf("-only %q matches no workload", *only)
 	}
 	if *asJSON {
 		enc := json.NewEncoder(out)
@@ -82,55 +257,108 @@ func runBench(ctx context.Context, args []string, out io.Writer) error {
 	return nil
 }
 
-func measure(ctx context.Context, sys system, l bench.Load) (bench.Result, error) {
-	p, err := sys.open()
-	if err != nil {
-		return bench.Result{}, err
+// runWorkload measures w on every system that has it, in turn, and sets
+// gridmesh's ratios.
+func runWorkload(ctx context.Context, w workload, cfg benchConfig) ([]benchRow, error) {
+	var group []benchRow
+	for _, sys := range systems {
+		run, ok := w.run[sys]
+		if !ok {
+			continue
+		}
+		res, mem, err := run(ctx, cfg)
+		if err != nil {
+			return nil, fmt.Errorf("%s on %s: %w", w.name, sys, err)
+		}
+		group = append(group, benchRow{
+			Workload: w.name, System: sys, OpsPerSec: res.OpsPerSec, P50: res.P50, P99: res.P99,
+			AllocsPerOp: res.AllocsPerOp, BytesPerOp: res.BytesPerOp, Mem: mem, MemUnit: w.memUnit,
+		})
 	}
-	defer p.Close()
-	warm := l
-	warm.Duration = 200 * time.Millisecond
-	if _, err := bench.Run(ctx, p, warm); err != nil {
-		return bench.Result{}, err
+	if len(group) > 0 && group[0].System == sysGridmesh {
+		for _, o := range group[1:] {
+			if group[0].Vs == nil {
+				group[0].Vs = map[string]ratios{}
+			}
+			group[0].Vs[o.System] = compare(group[0], o)
+		}
 	}
-	return bench.Run(ctx, p, l)
+	return group, nil
 }
 
-func printTable(out io.Writer, rows []benchRow) {
-	// Ratios compare gridmesh with the others at the same size and callers.
-	type key struct{ size, callers int }
-	by := map[key]map[string]benchRow{}
-	for _, r := range rows {
-		k := key{r.Size, r.Callers}
-		if by[k] == nil {
-			by[k] = map[string]benchRow{}
-		}
-		by[k][r.System] = r
+func warmup(d time.Duration) time.Duration { return max(d/5, 10*time.Millisecond) }
+
+// measure warms c up, then runs l on it.
+func measure(ctx context.Context, c bench.Caller, l bench.Load) (bench.Result, error) {
+	warm := l
+	warm.Duration = warmup(l.Duration)
+	if _, err := bench.Run(ctx, c, warm); err != nil {
+		return bench.Result{}, err
 	}
+	return bench.Run(ctx, c, l)
+}
+
+// printTable prints one table: a row per system and, under gridmesh's row,
+// a row per other system with gridmesh's figures divided by that system's.
+func printTable(out io.Writer, rows []benchRow) {
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "size\tcallers\tsystem\tops/s\tp50\tp99\tvs grpc\tvs rawws\t")
+	fmt.Fprintln(tw, "workload\tsystem\tops/s\tp50\tp99\tallocs/op\tB/op\tmemory\t")
 	for _, r := range rows {
-		vs := func(other string) string {
-			o, ok := by[key{r.Size, r.Callers}][other]
-			if r.System != "gridmesh" || !ok || o.OpsPerS == 0 {
-				return "-"
-			}
-			return fmt.Sprintf("%.2fx", by[key{r.Size, r.Callers}]["gridmesh"].OpsPerS/o.OpsPerS)
+		name := r.Workload
+		if r.System != sysGridmesh {
+			name = ""
 		}
-		fmt.Fprintf(tw, "%d\t%d\t%s\t%.0f\t%v\t%v\t%s\t%s\t\n", r.Size, r.Callers, r.System, r.OpsPerS,
-			r.P50.Round(100*time.Nanosecond), r.P99.Round(100*time.Nanosecond), vs("grpc"), vs("rawws"))
+		mem := "-"
+		if r.MemUnit != "" {
+			mem = fmt.Sprintf("%s %s", fmtBytes(r.Mem), r.MemUnit)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", name, r.System, fmtNum(r.OpsPerSec, "%.0f"),
+			fmtDur(r.P50), fmtDur(r.P99), fmtNum(r.AllocsPerOp, "%.1f"), fmtNum(r.BytesPerOp, "%.0f"), mem)
+		for _, sys := range systems {
+			v, ok := r.Vs[sys]
+			if !ok {
+				continue
+			}
+			fmt.Fprintf(tw, "\t÷%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", sys, fmtRatio(v.OpsPerSec), fmtRatio(v.P50),
+				fmtRatio(v.P99), fmtRatio(v.AllocsPerOp), fmtRatio(v.BytesPerOp), fmtRatio(v.Mem))
+		}
 	}
 	tw.Flush()
+	fmt.Fprintln(out, "\n÷grpc, ÷rawws: gridmesh's figure divided by that system's (ops/s: higher is better; the rest: lower is better).")
+	fmt.Fprintln(out, "allocs/op and B/op count both ends; req: one round trip; stream10x512B: one whole stream incl. setup;")
+	fmt.Fprintln(out, "longstream: one echoed message; idle/conn: heap+stacks per idle used connection, both ends; idle/streams: heap+stacks of all idle streams.")
 }
 
-func parseInts(s string) ([]int, error) {
-	var out []int
-	for _, f := range strings.Split(s, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || n <= 0 {
-			return nil, fmt.Errorf("%q is not a positive number", f)
-		}
-		out = append(out, n)
+func fmtNum(v float64, f string) string {
+	if v == 0 {
+		return "-"
 	}
-	return out, nil
+	return fmt.Sprintf(f, v)
+}
+
+func fmtRatio(v float64) string {
+	if v == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2fx", v)
+}
+
+func fmtDur(d time.Duration) string {
+	switch {
+	case d == 0:
+		return "-"
+	case d < 10*time.Millisecond:
+		return d.Round(100 * time.Nanosecond).String()
+	}
+	return d.Round(10 * time.Microsecond).String()
+}
+
+func fmtBytes(b float64) string {
+	switch {
+	case b >= 10<<20:
+		return fmt.Sprintf("%.1f MiB", b/(1<<20))
+	case b >= 10<<10:
+		return fmt.Sprintf("%.1f KiB", b/(1<<10))
+	}
+	return strings.TrimSpace(fmt.Sprintf("%.0f B", b))
 }

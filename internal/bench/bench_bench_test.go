@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 )
 
 func BenchmarkMux(b *testing.B) { benchPair(b, NewMux) }
@@ -16,34 +18,15 @@ func BenchmarkGRPCUnary(b *testing.B) { benchPair(b, NewGRPCUnary) }
 func BenchmarkRawWS(b *testing.B) { benchPair(b, NewRawWS) }
 
 // benchPair runs closed-loop round trips from a fixed number of caller
-// goroutines. b.N is the total number of calls; allocs/op is per call.
+// goroutines on one connection, one sub-benchmark per payload size and
+// number of callers. b.N is the total number of calls; allocs/op is per
+// call (both ends: client and server run in this process). Connections and
+// pools are warmed by one call outside the measurement.
 func benchPair(b *testing.B, newPair func() (Pair, error)) {
-	for _, size := range []int{64, 512, 4096} {
-		for _, callers := range []int{1, 16, 64, 256} {
+	for _, size := range []int{64, 512, 4096, 1 << 20} {
+		for _, callers := range []int{1, 2, 16, 64, 256} {
 			b.Run(fmt.Sprintf("size=%d/callers=%d", size, callers), func(b *testing.B) {
-				p, err := newPair()
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer p.Close()
-				payload := payloadOf(size, 1)
-				ctx := context.Background()
-				// Warm up connections and pools outside the measurement.
-				if _, err := p.Call(ctx, payload); err != nil {
-					b.Fatal(err)
-				}
-				b.ReportAllocs()
-				b.SetBytes(int64(size))
-				b.ResetTimer()
-				runCallers(b, callers, b.N, func() error {
-					resp, err := p.Call(ctx, payload)
-					if err == nil && len(resp) != size {
-						err = fmt.Errorf("response of %d bytes", len(resp))
-					}
-					return err
-				})
-				b.StopTimer()
-				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
+				benchCaller(b, newPair, size, callers)
 			})
 		}
 	}
@@ -83,54 +66,193 @@ func runCallers(b *testing.B, callers, n int, op func() error) {
 	}
 }
 
-// BenchmarkGRPCStream10x512 measures whole streams: open, 10 echoes of 512 B,
-// CloseSend and the final io.EOF. b.N is the number of streams.
-func BenchmarkGRPCStream10x512(b *testing.B) {
+func BenchmarkMuxBidi(b *testing.B) { benchBidi(b, NewMuxBidi) }
+
+func BenchmarkGRPCBidi(b *testing.B) { benchBidi(b, NewGRPCBidi) }
+
+func BenchmarkRawWSBidi(b *testing.B) { benchBidi(b, NewRawWSBidi) }
+
+// benchBidi runs 512-byte round trips between two nodes that call each
+// other at once, each call in a random direction.
+func benchBidi(b *testing.B, newPair func() (Pair, error)) {
+	for _, callers := range []int{16, 64} {
+		b.Run(fmt.Sprintf("size=512/callers=%d", callers), func(b *testing.B) {
+			benchCaller(b, newPair, 512, callers)
+		})
+	}
+}
+
+// benchCaller runs b.N calls of size bytes from callers goroutines on a
+// fresh pair.
+func benchCaller(b *testing.B, newPair func() (Pair, error), size, callers int) {
+	p, err := newPair()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.Close()
+	payload := payloadOf(size, 1)
+	ctx := context.Background()
+	if _, err := p.Call(ctx, payload); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.SetBytes(int64(size))
+	b.ResetTimer()
+	cpu0 := cpuTime()
+	runCallers(b, callers, b.N, func() error {
+		resp, err := p.Call(ctx, payload)
+		if err == nil && len(resp) != size {
+			err = fmt.Errorf("response of %d bytes", len(resp))
+		}
+		return err
+	})
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
+	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
+}
+
+// cpuTime returns the CPU time (user and system) this process has used. On
+// a shared, noisy machine CPU time per op varies less than wall time.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkMuxStream10x512 and BenchmarkGRPCStream10x512 measure whole
+// streams: open, 10 echoes of 512 B, CloseSend and the final io.EOF. b.N is
+// the number of streams; ns/op and allocs/op are per stream.
+func BenchmarkMuxStream10x512(b *testing.B) { benchStream10x512(b, NewMuxStream) }
+
+func BenchmarkGRPCStream10x512(b *testing.B) { benchStream10x512(b, NewGRPCStream) }
+
+func benchStream10x512(b *testing.B, newStreamer func() (Streamer, error)) {
 	for _, streams := range []int{2, 8, 64} {
 		b.Run(fmt.Sprintf("streams=%d", streams), func(b *testing.B) {
-			s, err := NewGRPCStream()
+			s, err := newStreamer()
 			if err != nil {
 				b.Fatal(err)
 			}
 			defer s.Close()
 			payload := payloadOf(512, 1)
 			ctx := context.Background()
-			stream := func() error {
-				ctx, cancel := context.WithCancel(ctx)
-				defer cancel()
-				st, err := s.OpenStream(ctx)
-				if err != nil {
-					return err
-				}
-				for range 10 {
-					if err := st.Send(payload); err != nil {
-						return err
-					}
-					got, err := st.Recv()
-					if err != nil {
-						return err
-					}
-					if !bytes.Equal(got, payload) {
-						return fmt.Errorf("echo differs")
-					}
-				}
-				if err := st.CloseSend(); err != nil {
-					return err
-				}
-				if _, err := st.Recv(); err != io.EOF {
-					return fmt.Errorf("Recv after CloseSend: %v", err)
-				}
-				return nil
-			}
-			if err := stream(); err != nil {
+			c := StreamCaller(s, 10)
+			if _, err := c.Call(ctx, payload); err != nil {
 				b.Fatal(err)
 			}
 			b.ReportAllocs()
 			b.ResetTimer()
-			runCallers(b, streams, b.N, stream)
+			runCallers(b, streams, b.N, func() error {
+				got, err := c.Call(ctx, payload)
+				if err == nil && !bytes.Equal(got, payload) {
+					err = fmt.Errorf("stream answer differs")
+				}
+				return err
+			})
 			b.StopTimer()
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "streams/s")
 			b.ReportMetric(float64(10*b.N)/b.Elapsed().Seconds(), "msgs/s")
 		})
 	}
+}
+
+// BenchmarkMuxLongStream and BenchmarkGRPCLongStream send b.N messages of
+// 512 B on one stream while another goroutine receives the echoes; ns/op
+// and allocs/op are per message.
+func BenchmarkMuxLongStream(b *testing.B) { benchLongStream(b, NewMuxStream) }
+
+func BenchmarkGRPCLongStream(b *testing.B) { benchLongStream(b, NewGRPCStream) }
+
+func benchLongStream(b *testing.B, newStreamer func() (Streamer, error)) {
+	s, err := newStreamer()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	st, err := s.OpenStream(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	payload := payloadOf(512, 1)
+	b.ReportAllocs()
+	b.SetBytes(512)
+	b.ResetTimer()
+	sent := make(chan error, 1)
+	go func() {
+		for range b.N {
+			if err := st.Send(payload); err != nil {
+				sent <- err
+				return
+			}
+		}
+		sent <- st.CloseSend()
+	}()
+	for i := 0; ; i++ {
+		got, err := st.Recv()
+		if err == io.EOF && i == b.N {
+			break
+		}
+		if err != nil {
+			cancel()
+			b.Fatalf("Recv %d: %v (sender: %v)", i, err, <-sent)
+		}
+		if len(got) != len(payload) {
+			b.Fatalf("echo of %d bytes", len(got))
+		}
+	}
+	b.StopTimer()
+	if err := <-sent; err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+}
+
+// BenchmarkIdleConn* report the memory one idle, used connection holds,
+// both ends counted, over 100 connections (B/conn; ns/op is meaningless).
+func BenchmarkIdleConnMux(b *testing.B) { benchIdleConn(b, NewMux) }
+
+func BenchmarkIdleConnGRPC(b *testing.B) { benchIdleConn(b, NewGRPCUnary) }
+
+func BenchmarkIdleConnRawWS(b *testing.B) { benchIdleConn(b, NewRawWS) }
+
+func benchIdleConn(b *testing.B, newPair func() (Pair, error)) {
+	b.ReportAllocs()
+	var per float64
+	for b.Loop() {
+		var err error
+		per, err = IdleConnBytes(context.Background(), newPair, 100)
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(per, "B/conn")
+}
+
+// BenchmarkIdleStreams* report the memory of 10,000 open idle streams on one
+// connection, both ends counted (B/stream and MiB/10k; ns/op is
+// meaningless).
+func BenchmarkIdleStreamsMux(b *testing.B) { benchIdleStreams(b, NewMuxStream) }
+
+func BenchmarkIdleStreamsGRPC(b *testing.B) { benchIdleStreams(b, NewGRPCStream) }
+
+func benchIdleStreams(b *testing.B, newStreamer func() (Streamer, error)) {
+	b.ReportAllocs()
+	var per float64
+	for b.Loop() {
+		s, err := newStreamer()
+		if err != nil {
+			b.Fatal(err)
+		}
+		per, err = IdleStreamBytes(context.Background(), s, 10000)
+		s.Close()
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(per, "B/stream")
+	b.ReportMetric(per*10000/(1<<20), "MiB/10k")
 }

@@ -23,8 +23,20 @@ var pairs = []struct {
 	name string
 	new  func() (Pair, error)
 }{
+	{"Mux", NewMux},
 	{"GRPCUnary", NewGRPCUnary},
 	{"RawWS", NewRawWS},
+	{"MuxBidi", NewMuxBidi},
+	{"GRPCBidi", NewGRPCBidi},
+	{"RawWSBidi", NewRawWSBidi},
+}
+
+var streamers = []struct {
+	name string
+	new  func() (Streamer, error)
+}{
+	{"Mux", NewMuxStream},
+	{"GRPC", NewGRPCStream},
 }
 
 func payloadOf(n, seed int) []byte {
@@ -179,59 +191,105 @@ func TestRawWSCancel(t *testing.T) {
 	}
 }
 
-func TestGRPCStream(t *testing.T) {
-	s, err := NewGRPCStream()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
-	defer cancel()
+func TestStream(t *testing.T) {
+	for _, sc := range streamers {
+		t.Run(sc.name, func(t *testing.T) {
+			s, err := sc.new()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+			defer cancel()
 
-	st, err := s.OpenStream(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range 10 {
-		want := payloadOf(17*i, i)
-		if err := st.Send(want); err != nil {
-			t.Fatalf("Send %d: %v", i, err)
-		}
-		got, err := st.Recv()
-		if err != nil {
-			t.Fatalf("Recv %d: %v", i, err)
-		}
-		if !bytes.Equal(got, want) {
-			t.Fatalf("echo %d differs", i)
-		}
-	}
-	if err := st.CloseSend(); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := st.Recv(); err != io.EOF {
-		t.Fatalf("Recv after CloseSend = %v, want io.EOF", err)
+			st, err := s.OpenStream(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range 10 {
+				want := payloadOf(17*i, i)
+				if err := st.Send(want); err != nil {
+					t.Fatalf("Send %d: %v", i, err)
+				}
+				got, err := st.Recv()
+				if err != nil {
+					t.Fatalf("Recv %d: %v", i, err)
+				}
+				if !bytes.Equal(got, want) {
+					t.Fatalf("echo %d differs", i)
+				}
+			}
+			if err := st.CloseSend(); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := st.Recv(); err != io.EOF {
+				t.Fatalf("Recv after CloseSend = %v, want io.EOF", err)
+			}
+			r, err := Run(ctx, StreamCaller(s, 10), Load{PayloadSize: 512, Callers: 8, Ops: 200})
+			if err != nil || r.Ops != 200 {
+				t.Fatalf("streams run: %v, %v", r, err)
+			}
+			r, err = RunLongStream(ctx, s, 512, 50*time.Millisecond)
+			if err != nil || r.Ops == 0 || r.OpsPerSec <= 0 {
+				t.Fatalf("long stream: %v, %v", r, err)
+			}
+		})
 	}
 }
 
-func TestGRPCStreamClose(t *testing.T) {
-	s, err := NewGRPCStream()
-	if err != nil {
-		t.Fatal(err)
+func TestStreamClose(t *testing.T) {
+	for _, sc := range streamers {
+		t.Run(sc.name, func(t *testing.T) {
+			s, err := sc.new()
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+			defer cancel()
+			st, err := s.OpenStream(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := st.Recv(); err == nil {
+				t.Fatal("Recv on a closed Streamer succeeded")
+			}
+			if _, err := s.OpenStream(ctx); err == nil {
+				t.Fatal("OpenStream after Close succeeded")
+			}
+		})
 	}
+}
+
+// TestIdleMemory checks that the memory measurements run and give
+// plausible figures.
+func TestIdleMemory(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
-	st, err := s.OpenStream(ctx)
-	if err != nil {
-		t.Fatal(err)
+	for _, pc := range pairs[:3] {
+		per, err := IdleConnBytes(ctx, pc.new, 4)
+		if err != nil {
+			t.Fatalf("%s: %v", pc.name, err)
+		}
+		if per <= 0 || per > 10<<20 {
+			t.Errorf("%s: %.0f bytes per idle connection", pc.name, per)
+		}
 	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := st.Recv(); err == nil {
-		t.Fatal("Recv on a closed Streamer succeeded")
-	}
-	if _, err := s.OpenStream(ctx); err == nil {
-		t.Fatal("OpenStream after Close succeeded")
+	for _, sc := range streamers {
+		s, err := sc.new()
+		if err != nil {
+			t.Fatal(err)
+		}
+		per, err := IdleStreamBytes(ctx, s, 20)
+		s.Close()
+		if err != nil {
+			t.Fatalf("%s: %v", sc.name, err)
+		}
+		if per <= 0 || per > 10<<20 {
+			t.Errorf("%s: %.0f bytes per idle stream", sc.name, per)
+		}
 	}
 }
 

@@ -17,27 +17,15 @@ type muxPair struct {
 	client, server *mux.Session
 }
 
-// NewMux returns a Pair of gridmesh mux sessions over TCP loopback.
+// NewMux returns a Pair of gridmesh mux sessions over TCP loopback; the
+// server side serves the echo handler.
 func NewMux() (Pair, error) {
-	a, b, err := tcpConnPair()
+	reg, err := echoRegistry()
 	if err != nil {
 		return nil, err
 	}
-	reg := new(handlers.Registry)
-	if err := reg.RegisterSingle(echoID, func(_ context.Context, p []byte) ([]byte, error) { return p, nil }); err != nil {
-		return nil, err
-	}
-	cfg := mux.Config{MaxMessageSize: MaxPayload}
-	client, err := mux.NewSession(a, nil, cfg)
+	client, server, err := newMuxSessions(nil, reg)
 	if err != nil {
-		a.Close()
-		b.Close()
-		return nil, err
-	}
-	server, err := mux.NewSession(b, reg, cfg)
-	if err != nil {
-		client.Close()
-		b.Close()
 		return nil, err
 	}
 	return &muxPair{client: client, server: server}, nil

@@ -36,11 +36,29 @@ type Result struct {
 	Duration  time.Duration // wall time of the run
 	OpsPerSec float64
 	P50, P99  time.Duration // latency percentiles of the sampled calls
+
+	// AllocsPerOp and BytesPerOp are the heap allocations of the whole
+	// process during the run, per op: both ends of the connection when
+	// client and server run in this process, as in every baseline here.
+	AllocsPerOp, BytesPerOp float64
+}
+
+func (r *Result) setRate() {
+	if r.Duration > 0 {
+		r.OpsPerSec = float64(r.Ops) / r.Duration.Seconds()
+	}
+}
+
+func (r *Result) setAllocs(before, after memStats) {
+	if r.Ops > 0 {
+		r.AllocsPerOp = float64(after.mallocs-before.mallocs) / float64(r.Ops)
+		r.BytesPerOp = float64(after.totalAlloc-before.totalAlloc) / float64(r.Ops)
+	}
 }
 
 func (r Result) String() string {
-	return fmt.Sprintf("%d ops in %v: %.0f ops/s, p50 %v, p99 %v",
-		r.Ops, r.Duration.Round(time.Millisecond), r.OpsPerSec, r.P50, r.P99)
+	return fmt.Sprintf("%d ops in %v: %.0f ops/s, p50 %v, p99 %v, %.1f allocs/op, %.0f B/op",
+		r.Ops, r.Duration.Round(time.Millisecond), r.OpsPerSec, r.P50, r.P99, r.AllocsPerOp, r.BytesPerOp)
 }
 
 // Run runs the closed-loop workload l against c. Apart from what c itself
@@ -80,6 +98,7 @@ func Run(ctx context.Context, c Caller, l Load) (Result, error) {
 		wg        sync.WaitGroup
 		lat       = make([][]time.Duration, l.Callers)
 	)
+	m0 := readMem()
 	start := time.Now()
 	deadline := start.Add(l.Duration)
 	for i := range l.Callers {
@@ -124,13 +143,13 @@ func Run(ctx context.Context, c Caller, l Load) (Result, error) {
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	m1 := readMem()
 
 	all := slices.Concat(lat...)
 	slices.Sort(all)
 	r := Result{Ops: ops.Load(), Duration: elapsed}
-	if elapsed > 0 {
-		r.OpsPerSec = float64(r.Ops) / elapsed.Seconds()
-	}
+	r.setRate()
+	r.setAllocs(m0, m1)
 	r.P50 = percentile(all, 50)
 	r.P99 = percentile(all, 99)
 	return r, firstErr

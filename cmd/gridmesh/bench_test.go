@@ -1,0 +1,80 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+)
+
+// benchShort is the short setting tests run `gridmesh bench` with.
+var benchShort = []string{"--duration=20ms", "--idle-conns=3", "--idle-streams=20"}
+
+// TestBenchTable runs every workload of `gridmesh bench` briefly and checks
+// that the table has a row per workload and system and the ratio rows.
+func TestBenchTable(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs every workload")
+	}
+	var out bytes.Buffer
+	only := "req/512B/c(1|64)$|req/1MiB/c2$|bidi/512B/c16|stream10x512B/s8|longstream|idle"
+	if err := runBench(context.Background(), append(benchShort, "--only="+only), &out); err != nil {
+		t.Fatal(err)
+	}
+	table := out.String()
+	for _, want := range []string{
+		"req/512B/c1", "req/512B/c64", "req/1MiB/c2", "bidi/512B/c16", "stream10x512B/s8",
+		"longstream/512B", "idle/conn", "idle/streams", "÷grpc", "÷rawws", "allocs/op",
+	} {
+		if !strings.Contains(table, want) {
+			t.Errorf("table lacks %q:\n%s", want, table)
+		}
+	}
+	if strings.Contains(table, "req/64B") {
+		t.Errorf("--only did not filter:\n%s", table)
+	}
+	t.Log("\n" + table)
+}
+
+// TestBenchJSON checks the --json output: one object per measurement, with
+// gridmesh's ratios.
+func TestBenchJSON(t *testing.T) {
+	var out bytes.Buffer
+	if err := runBench(context.Background(), append(benchShort, "--json", "--only=^req/64B/c2$"), &out); err != nil {
+		t.Fatal(err)
+	}
+	var rows []benchRow
+	sc := bufio.NewScanner(&out)
+	for sc.Scan() {
+		var r benchRow
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			t.Fatalf("%v: %s", err, sc.Text())
+		}
+		rows = append(rows, r)
+	}
+	if len(rows) != 3 {
+		t.Fatalf("%d rows, want 3 (gridmesh, grpc, rawws): %+v", len(rows), rows)
+	}
+	g := rows[0]
+	if g.System != sysGridmesh || g.OpsPerSec <= 0 || g.P50 <= 0 || g.P50 > time.Minute {
+		t.Errorf("gridmesh row: %+v", g)
+	}
+	if g.Vs[sysGRPC].OpsPerSec <= 0 || g.Vs[sysRaw].OpsPerSec <= 0 {
+		t.Errorf("gridmesh ratios: %+v", g.Vs)
+	}
+}
+
+func TestBenchFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"--only=(("},
+		{"--only=nothing-matches-this"},
+		{"--duration=0s"},
+	} {
+		if err := runBench(context.Background(), args, new(bytes.Buffer)); err == nil {
+			t.Errorf("bench %v succeeded", args)
+		}
+	}
+}

@@ -1,0 +1,167 @@
+package bench
+
+import (
+	"context"
+	"math/rand/v2"
+	"sync"
+
+	"github.com/gridmesh/gridmesh/handlers"
+	"github.com/gridmesh/gridmesh/mux"
+)
+
+// echoStreamID is the stream handler the gridmesh streamers serve.
+const echoStreamID handlers.HandlerID = 2
+
+// streamCapacity is the echo stream handler's input and output capacity in
+// messages (its flow-control window).
+const streamCapacity = 32
+
+// echoStream is the gridmesh stream handler: every input message is sent
+// back.
+func echoStream(ctx context.Context, _ []byte, in <-chan []byte, out chan<- []byte) error {
+	for msg := range in {
+		select {
+		case out <- msg:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// echoRegistry returns the registry with the echo single handler and the
+// echo stream handler. It is shared, as a node shares one registry among
+// all its connections.
+var echoRegistry = sync.OnceValues(func() (*handlers.Registry, error) {
+	reg := new(handlers.Registry)
+	if err := reg.RegisterSingle(echoID, func(_ context.Context, p []byte) ([]byte, error) { return p, nil }); err != nil {
+		return nil, err
+	}
+	err := reg.RegisterStream(echoStreamID, handlers.StreamHandler{
+		Handle: echoStream, InCapacity: streamCapacity, OutCapacity: streamCapacity,
+	})
+	return reg, err
+})
+
+// newMuxSessions connects two mux sessions over TCP loopback; each serves
+// the registry given for it.
+func newMuxSessions(regA, regB *handlers.Registry) (a, b *mux.Session, err error) {
+	ca, cb, err := tcpConnPair()
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg := mux.Config{MaxMessageSize: MaxPayload}
+	a, err = mux.NewSession(ca, regA, cfg)
+	if err != nil {
+		ca.Close()
+		cb.Close()
+		return nil, nil, err
+	}
+	b, err = mux.NewSession(cb, regB, cfg)
+	if err != nil {
+		a.Close()
+		cb.Close()
+		return nil, nil, err
+	}
+	return a, b, nil
+}
+
+// NewMuxStream returns a Streamer of gridmesh mux streams: two sessions over
+// TCP loopback, the server side serving an echo stream handler with a
+// window of 32 messages each way.
+func NewMuxStream() (Streamer, error) {
+	reg, err := echoRegistry()
+	if err != nil {
+		return nil, err
+	}
+	client, server, err := newMuxSessions(nil, reg)
+	if err != nil {
+		return nil, err
+	}
+	return &muxPair{client: client, server: server}, nil
+}
+
+func (p *muxPair) OpenStream(ctx context.Context) (EchoStream, error) {
+	st, err := p.client.NewStream(ctx, echoStreamID, nil)
+	if err != nil {
+		return nil, err
+	}
+	return &muxStream{ctx: ctx, st: st}, nil
+}
+
+// muxStream adapts a *mux.Stream to EchoStream.
+type muxStream struct {
+	ctx context.Context
+	st  *mux.Stream
+}
+
+func (m *muxStream) Send(msg []byte) error { return m.st.Send(m.ctx, msg) }
+func (m *muxStream) Recv() ([]byte, error) { return m.st.Recv() }
+func (m *muxStream) CloseSend() error      { m.st.CloseSend(); return nil }
+
+// NewMuxBidi returns a Pair of two gridmesh mux sessions over one TCP
+// loopback connection that both serve the echo handler; each Call picks a
+// direction at random, so both sides call each other at once.
+func NewMuxBidi() (Pair, error) {
+	reg, err := echoRegistry()
+	if err != nil {
+		return nil, err
+	}
+	a, b, err := newMuxSessions(reg, reg)
+	if err != nil {
+		return nil, err
+	}
+	return &muxBidi{muxPair{client: a, server: b}}, nil
+}
+
+type muxBidi struct{ muxPair }
+
+func (p *muxBidi) Call(ctx context.Context, payload []byte) ([]byte, error) {
+	if rand.IntN(2) == 0 {
+		return p.client.Request(ctx, echoID, payload)
+	}
+	return p.server.Request(ctx, echoID, payload)
+}
+
+// bidiPair joins two one-way pairs, one per direction, into a Pair whose
+// calls pick a direction at random: the way systems without two-way calls
+// on one connection (grpc-go, the raw WebSocket floor) connect two nodes
+// that call each other.
+type bidiPair struct{ ab, ba Pair }
+
+func (p *bidiPair) Call(ctx context.Context, payload []byte) ([]byte, error) {
+	if rand.IntN(2) == 0 {
+		return p.ab.Call(ctx, payload)
+	}
+	return p.ba.Call(ctx, payload)
+}
+
+func (p *bidiPair) Close() error {
+	err := p.ab.Close()
+	if err2 := p.ba.Close(); err == nil {
+		err = err2
+	}
+	return err
+}
+
+func newBidi(newPair func() (Pair, error)) (Pair, error) {
+	ab, err := newPair()
+	if err != nil {
+		return nil, err
+	}
+	ba, err := newPair()
+	if err != nil {
+		ab.Close()
+		return nil, err
+	}
+	return &bidiPair{ab, ba}, nil
+}
+
+// NewGRPCBidi returns two grpc-go unary pairs, one per direction (each node
+// a server and a client of the other, two TCP connections); each Call picks
+// a direction at random.
+func NewGRPCBidi() (Pair, error) { return newBidi(NewGRPCUnary) }
+
+// NewRawWSBidi returns two raw WebSocket pairs, one per direction; each Call
+// picks a direction at random.
+func NewRawWSBidi() (Pair, error) { return newBidi(NewRawWS) }
