@@ -167,23 +167,66 @@ type GatewayConfig struct {
 type WorkerConfig struct {
 	Grid GridConfig `yaml:"grid"`
 	// Capacity is how many transactions the worker runs at once. Default:
+	// process.processes × process.in_flight when in_flight is set, else
 	// the number of CPUs.
 	Capacity int `yaml:"capacity"`
-	// Command is run once per transaction (argv, no shell): the
-	// transaction JSON on stdin, the result JSON on stdout. Required.
+	// Mode is how Command runs: "exec" (the default) once per transaction,
+	// the transaction JSON on stdin, the result JSON on stdout; "process"
+	// as long-lived processes, supervised and restarted when they end,
+	// that take transactions over the line protocol of PROCESS.md
+	// (configured under Process).
+	Mode string `yaml:"mode"`
+	// Command is the contract's program and arguments (argv, no shell).
+	// Required.
 	Command []string `yaml:"command"`
 	// Dir is the command's working directory. Default: the worker's.
 	Dir string `yaml:"dir"`
-	// Timeout bounds one run of Command on top of the gateway's deadline.
-	// Default 0: the gateway's deadline only.
+	// Timeout bounds one transaction on top of the gateway's deadline
+	// (mode exec: one run of Command, killed past it; mode process: the
+	// wait for the answer, the process keeps running). Default 0: the
+	// gateway's deadline only.
 	Timeout time.Duration `yaml:"timeout"`
-	// MaxLogBytes bounds the stderr kept as logs. Default 64 KiB.
+	// MaxLogBytes bounds the logs kept per transaction (mode exec: its
+	// stderr; mode process: the answer's logs). Default 64 KiB.
 	MaxLogBytes int `yaml:"max_log_bytes"`
-	// MaxResultBytes bounds stdout. Default 4 MiB.
+	// MaxResultBytes bounds stdout (mode exec only). Default 4 MiB.
 	MaxResultBytes int `yaml:"max_result_bytes"`
-	// OutputToChain is reported with every result. Default true.
+	// OutputToChain is reported with every result (mode exec only; in mode
+	// process each answer says). Default true.
 	OutputToChain *bool `yaml:"output_to_chain"`
+	// Process configures mode process.
+	Process *WorkerProcessConfig `yaml:"process"`
 }
+
+// WorkerProcessConfig is the "process" section of a worker's YAML
+// configuration; see ProcessConfig for each field's meaning.
+type WorkerProcessConfig struct {
+	// Processes is how many processes run side by side. Default 1.
+	Processes int `yaml:"processes"`
+	// InFlight is how many transactions one process is sent at once.
+	// Default: capacity spread over the processes.
+	InFlight int `yaml:"in_flight"`
+	// MaxLineBytes bounds one answer line. Default 16 MiB.
+	MaxLineBytes int `yaml:"max_line_bytes"`
+	// RestartDelay is the base of the restart backoff. Default 100ms.
+	RestartDelay time.Duration `yaml:"restart_delay"`
+	// MaxRestartDelay caps the restart backoff. Default 30s.
+	MaxRestartDelay time.Duration `yaml:"max_restart_delay"`
+	// HealthyAfter is how long a process must run for the backoff to
+	// start over. Default 30s.
+	HealthyAfter time.Duration `yaml:"healthy_after"`
+	// StopGrace is how long a process has to exit after its stdin is
+	// closed at shutdown before its process group is killed. Default 5s.
+	StopGrace time.Duration `yaml:"stop_grace"`
+	// Env is added to the processes' environment ("NAME=value").
+	Env []string `yaml:"env"`
+}
+
+// Worker modes (WorkerConfig.Mode).
+const (
+	ModeExec    = "exec"
+	ModeProcess = "process"
+)
 
 // LoadGatewayConfig reads a gateway configuration from a YAML file.
 func LoadGatewayConfig(path string) (*GatewayConfig, error) {
@@ -240,6 +283,18 @@ func (c *WorkerConfig) Validate() error {
 	if c.Capacity < 0 || c.Timeout < 0 || c.MaxLogBytes < 0 || c.MaxResultBytes < 0 {
 		return configError("capacity, timeout, max_log_bytes, max_result_bytes", "must not be negative")
 	}
+	switch c.Mode {
+	case "", ModeExec:
+		c.Mode = ModeExec
+		if c.Process != nil {
+			return configError("process", "applies to mode %q only", ModeProcess)
+		}
+	case ModeProcess:
+		setDefault(&c.MaxLogBytes, 64<<10)
+		return c.validateProcess()
+	default:
+		return configError("mode", "%q is neither %q nor %q", c.Mode, ModeExec, ModeProcess)
+	}
 	setDefault(&c.Capacity, runtime.NumCPU())
 	setDefault(&c.MaxLogBytes, 64<<10)
 	setDefault(&c.MaxResultBytes, 4<<20)
@@ -248,6 +303,50 @@ func (c *WorkerConfig) Validate() error {
 		c.OutputToChain = &t
 	}
 	return nil
+}
+
+// validateProcess checks and defaults mode process's fields.
+func (c *WorkerConfig) validateProcess() error {
+	if c.MaxResultBytes != 0 {
+		return configError("max_result_bytes", "applies to mode %q only; use process.max_line_bytes", ModeExec)
+	}
+	if c.OutputToChain != nil {
+		return configError("output_to_chain", "applies to mode %q only; in mode %q each answer says", ModeExec, ModeProcess)
+	}
+	if c.Process == nil {
+		c.Process = new(WorkerProcessConfig)
+	}
+	p := c.Process
+	if p.Processes < 0 || p.InFlight < 0 || p.MaxLineBytes < 0 || p.RestartDelay < 0 ||
+		p.MaxRestartDelay < 0 || p.HealthyAfter < 0 || p.StopGrace < 0 {
+		return configError("process", "fields must not be negative")
+	}
+	setDefault(&p.Processes, 1)
+	if c.Capacity == 0 && p.InFlight > 0 {
+		c.Capacity = p.Processes * p.InFlight
+	}
+	setDefault(&c.Capacity, runtime.NumCPU())
+	setDefault(&p.InFlight, (c.Capacity+p.Processes-1)/p.Processes)
+	if c.Capacity > p.Processes*p.InFlight {
+		return configError("capacity", "%d is more than process.processes × process.in_flight = %d", c.Capacity, p.Processes*p.InFlight)
+	}
+	return nil
+}
+
+// ProcessConfig returns the ProcessConfig the worker's processes run
+// with, in mode process.
+func (c *WorkerConfig) ProcessConfig() ProcessConfig {
+	p := c.Process
+	if p == nil {
+		p = new(WorkerProcessConfig)
+	}
+	return ProcessConfig{
+		Command: c.Command, Dir: c.Dir, Env: p.Env,
+		Processes: p.Processes, InFlight: p.InFlight, Timeout: c.Timeout,
+		MaxLineBytes: p.MaxLineBytes, MaxLogBytes: c.MaxLogBytes,
+		RestartDelay: p.RestartDelay, MaxRestartDelay: p.MaxRestartDelay,
+		HealthyAfter: p.HealthyAfter, StopGrace: p.StopGrace,
+	}
 }
 
 // Exec returns the ExecConfig the worker's command runs with.

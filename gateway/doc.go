@@ -47,10 +47,21 @@
 // # Workers
 //
 // A Worker serves HandlerInfo and HandlerRun on a grid Manager and runs a
-// Contract: a Go function, or ExecContract's command per transaction (the
+// Contract: a Go function; ExecContract's command per transaction (the
 // transaction JSON on stdin, the result JSON on stdout, stderr as logs, in
-// a process group killed as a whole at the deadline). Gateway and workers
-// exchange the msgp types TxRequest, TxResult and WorkerInfo.
+// a process group killed as a whole at the deadline); or a ProcessPool's
+// long-lived processes (StartProcesses), supervised and restarted with
+// backoff when they end, each sent up to ProcessConfig.InFlight
+// transactions at once as JSON lines on its stdin and answering, in any
+// order, on its stdout:
+//
+//	→ {"id":17,"transaction_json":"{…}","env_vars":{…},"secrets":{…}}
+//	← {"id":17,"result_json":"{…}","output_to_chain":true,"logs":"…","error":""}
+//
+// PROCESS.md specifies that line protocol and what a crash, a malformed
+// or oversized line, a timeout or shutdown does; ServeProcess implements
+// the contract's side for Go. Gateway and workers exchange the msgp types
+// TxRequest, TxResult and WorkerInfo.
 //
 // Local runs the contract in the gateway's process instead, with no grid:
 // the shape of Prime's own client template, used for comparison.
@@ -58,7 +69,7 @@
 // # Concurrency
 //
 // Gateway.Run is called once; Stats, and every method of Dispatcher,
-// Worker and Journal, may be called concurrently. Each type owns the
+// Worker, Journal and ProcessPool, may be called concurrently. Each type owns the
 // goroutines it starts and its Close (Run's return, for a Gateway) waits
 // for them.
 package gateway

@@ -27,7 +27,7 @@ type TxResult struct {
 type WorkerInfo struct {
 	Capacity int    `msg:"cap"`
 	Running  int    `msg:"run"`
-	Mode     string `msg:"mode"` // "func" or "exec", for logs
+	Mode     string `msg:"mode"` // "func", "exec" or "process", for logs
 }
 
 // journalEntry is a result as the journal stores it.

@@ -22,13 +22,14 @@ var (
 // WorkerOptions configure a Worker.
 type WorkerOptions struct {
 	// Contract runs each transaction. Required. ExecContract makes one that
-	// runs a command per transaction.
+	// runs a command per transaction; a ProcessPool's Contract method sends
+	// it to a long-lived process.
 	Contract Contract
 	// Capacity is how many transactions run at once; the worker advertises
 	// it to the gateway, which never sends more. Default 1.
 	Capacity int
-	// Mode names the kind of contract for logs ("func", "exec"). Default
-	// "func".
+	// Mode names the kind of contract for logs ("func", "exec",
+	// "process"). Default "func".
 	Mode string
 }
 

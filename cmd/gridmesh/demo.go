@@ -26,10 +26,11 @@ const (
 )
 
 type demoFlags struct {
-	n, workers, capacity int
-	rate                 float64
-	exec, direct, v      bool
-	wait                 time.Duration
+	n, workers, capacity     int
+	rate                     float64
+	exec, process, direct, v bool
+	processes                int
+	wait                     time.Duration
 }
 
 // runDemo runs the whole pipeline in this process on loopback: a Prime
@@ -44,14 +45,19 @@ func runDemo(ctx context.Context, args []string, out io.Writer) error {
 	fs.IntVar(&f.capacity, "capacity", 64, "transactions each worker runs at once")
 	fs.Float64Var(&f.rate, "rate", 0, "transactions per second to generate (0: as fast as possible)")
 	fs.BoolVar(&f.exec, "exec", false, "workers run the contract as a command per transaction (sh), not a Go function")
+	fs.BoolVar(&f.process, "process", false, "workers run the contract as long-lived supervised processes (this binary's hidden contract-demo command) over the line protocol, not a Go function")
+	fs.IntVar(&f.processes, "processes", 1, "with -process: contract processes per worker (the worker's capacity is spread over them)")
 	fs.BoolVar(&f.direct, "direct", false, "also run the same load through a direct client (the Prime client calling the contract in process, no grid) and compare")
 	fs.BoolVar(&f.v, "v", false, "show the gateway's and workers' logs")
 	fs.DurationVar(&f.wait, "wait", 2*time.Minute, "give up if not every transaction is answered by then")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if f.n <= 0 || f.workers <= 0 || f.capacity <= 0 {
-		return errors.New("-n, -workers and -capacity must be positive")
+	if f.n <= 0 || f.workers <= 0 || f.capacity <= 0 || f.processes <= 0 {
+		return errors.New("-n, -workers, -capacity and -processes must be positive")
+	}
+	if f.exec && f.process {
+		return errors.New("-exec and -process exclude each other")
 	}
 	gridRes, err := demoRun(ctx, out, f, false)
 	if err != nil {
@@ -85,17 +91,27 @@ func demoRun(ctx context.Context, out io.Writer, f demoFlags, direct bool) (floa
 	}
 	defer prime.Close()
 
-	contract, mode, err := demoContractFunc(f.exec)
+	// The direct run has one contract for all; the grid one per worker.
+	runners, procs, capacity := f.workers, f.processes, f.capacity
+	if direct {
+		runners, procs, capacity = 1, f.workers*f.processes, f.workers*f.capacity
+	}
+	contracts, mode, pools, err := demoContracts(f, runners, procs, capacity, logger)
+	defer func() {
+		for _, p := range pools {
+			_ = p.Close()
+		}
+	}()
 	if err != nil {
 		return 0, err
 	}
 	var runner gateway.Runner
 	var disp *gateway.Dispatcher
 	if direct {
-		runner = gateway.NewLocal(contract, f.workers*f.capacity)
-		fmt.Fprintf(out, "direct: primesim %v → Prime client → contract (%s) in process, %d at a time\n", prime.Addr(), mode, f.workers*f.capacity)
+		runner = gateway.NewLocal(contracts[0], capacity)
+		fmt.Fprintf(out, "direct: primesim %v → Prime client → contract (%s) in process, %d at a time\n", prime.Addr(), mode, capacity)
 	} else {
-		nodes, d, err := demoGrid(f, contract, mode, logger)
+		nodes, d, err := demoGrid(f, contracts, mode, logger)
 		if err != nil {
 			return 0, err
 		}
@@ -172,6 +188,10 @@ func demoRun(ctx context.Context, out io.Writer, f demoFlags, direct bool) (floa
 			fmt.Fprintf(out, "  worker %s: %d transactions\n", w.Host, w.Done)
 		}
 	}
+	for i, p := range pools {
+		st := p.Stats()
+		fmt.Fprintf(out, "  contract processes %d: %d running, %d started, %d ended, %d protocol errors\n", i, st.Running, st.Starts, st.Ended, st.ProtocolErrs)
+	}
 	fmt.Fprint(out, rep)
 	if werr != nil {
 		return rate, fmt.Errorf("not every transaction was answered: %w", werr)
@@ -185,7 +205,7 @@ func demoRun(ctx context.Context, out io.Writer, f demoFlags, direct bool) (floa
 // demoGrid starts the gateway's node and the worker nodes, each on its own
 // loopback listener, and the dispatcher on the gateway's node. The first
 // node returned is the gateway's.
-func demoGrid(f demoFlags, contract gateway.Contract, mode string, logger *slog.Logger) ([]*gateway.Node, *gateway.Dispatcher, error) {
+func demoGrid(f demoFlags, contracts []gateway.Contract, mode string, logger *slog.Logger) ([]*gateway.Node, *gateway.Dispatcher, error) {
 	lns := make([]net.Listener, f.workers+1)
 	names := make([]string, len(lns))
 	closeAll := func() {
@@ -224,42 +244,89 @@ func demoGrid(f demoFlags, contract gateway.Contract, mode string, logger *slog.
 		if i == 0 {
 			continue
 		}
-		if _, err := gateway.NewWorker(n.Manager, gateway.WorkerOptions{Contract: contract, Capacity: f.capacity, Mode: mode}); err != nil {
+		if _, err := gateway.NewWorker(n.Manager, gateway.WorkerOptions{Contract: contracts[i-1], Capacity: f.capacity, Mode: mode}); err != nil {
 			return fail(err)
 		}
 	}
 	return nodes, gateway.NewDispatcher(nodes[0].Manager, gateway.DispatcherOptions{Logger: logger}), nil
 }
 
-// demoContractFunc returns the demo's contract: it hashes the transaction
-// and returns its ID, sequence number and digest.
-func demoContractFunc(execMode bool) (gateway.Contract, string, error) {
-	if execMode {
+// demoContracts returns the demo's contract for each of n runners (grid
+// workers, or the direct client), each running capacity transactions at
+// once: demoContractFunc itself, a command per transaction (-exec), or
+// procs processes of the contract-demo command per runner (-process),
+// returned so that the caller closes them.
+func demoContracts(f demoFlags, n, procs, capacity int, logger *slog.Logger) ([]gateway.Contract, string, []*gateway.ProcessPool, error) {
+	contracts := make([]gateway.Contract, n)
+	switch {
+	case f.exec:
 		c, err := gateway.ExecContract(gateway.ExecConfig{
 			Command:       []string{"sh", "-c", `cat >/dev/null; printf '{"ok":true,"contract":"%s"}' "$SMART_CONTRACT_ID"`},
 			OutputToChain: true,
 		})
-		return c, "exec", err
+		for i := range contracts {
+			contracts[i] = c
+		}
+		return contracts, gateway.ModeExec, nil, err
+	case f.process:
+		command, env, err := demoProcessCommand()
+		if err != nil {
+			return nil, "", nil, err
+		}
+		var pools []*gateway.ProcessPool
+		for i := range contracts {
+			p, err := gateway.StartProcesses(gateway.ProcessConfig{
+				Command: command, Env: env, Processes: procs, InFlight: (capacity + procs - 1) / procs,
+				RestartDelay: 50 * time.Millisecond, StopGrace: 2 * time.Second, Logger: logger,
+			})
+			if err != nil {
+				return nil, "", pools, err
+			}
+			pools, contracts[i] = append(pools, p), p.Contract
+		}
+		return contracts, gateway.ModeProcess, pools, nil
 	}
-	return func(_ context.Context, txJSON string, env, _ map[string]string) (gateway.Output, error) {
-		var tx struct {
-			Header struct {
-				TxnID string `json:"txn_id"`
-			} `json:"header"`
-			Payload struct {
-				Seq int `json:"seq"`
-			} `json:"payload"`
-		}
-		if err := json.Unmarshal([]byte(txJSON), &tx); err != nil {
-			return gateway.Output{}, fmt.Errorf("bad transaction: %w", err)
-		}
-		sum := sha256.Sum256([]byte(txJSON))
-		res, err := json.Marshal(map[string]any{
-			"txn_id": tx.Header.TxnID, "seq": tx.Payload.Seq,
-			"sha256": hex.EncodeToString(sum[:]), "contract": env["SMART_CONTRACT_ID"],
-		})
-		return gateway.Output{ResultJSON: string(res), OutputToChain: true}, err
-	}, "func", nil
+	for i := range contracts {
+		contracts[i] = demoContractFunc
+	}
+	return contracts, "func", nil, nil
+}
+
+// demoProcessCommand is the command line and extra environment of the
+// demo's contract processes: this very binary, running its hidden
+// contract-demo command. Re-running the binary needs nothing installed
+// besides it (no toolchain, no interpreter, no file written), and its
+// contract is demoContractFunc, the same Go code as the -process-less
+// demo, served by gateway.ServeProcess. Tests replace it, since their
+// binary is the test binary.
+var demoProcessCommand = func() (command, env []string, err error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, nil, fmt.Errorf("find this program for -process: %w", err)
+	}
+	return []string{exe, "contract-demo"}, nil, nil
+}
+
+// demoContractFunc is the demo's contract: it hashes the transaction and
+// returns its ID, sequence number and digest.
+func demoContractFunc(_ context.Context, txJSON string, env, _ map[string]string) (gateway.Output, error) {
+	var tx struct {
+		Header struct {
+			TxnID string `json:"txn_id"`
+		} `json:"header"`
+		Payload struct {
+			Seq int `json:"seq"`
+		} `json:"payload"`
+	}
+	if err := json.Unmarshal([]byte(txJSON), &tx); err != nil {
+		return gateway.Output{}, fmt.Errorf("bad transaction: %w", err)
+	}
+	sum := sha256.Sum256([]byte(txJSON))
+	res, err := json.Marshal(map[string]any{
+		"txn_id": tx.Header.TxnID, "seq": tx.Payload.Seq,
+		"sha256": hex.EncodeToString(sum[:]), "contract": env["SMART_CONTRACT_ID"],
+	})
+	return gateway.Output{ResultJSON: string(res), OutputToChain: true}, err
 }
 
 // startProgress shows done()/total with the rate: a line redrawn every

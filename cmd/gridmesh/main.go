@@ -4,7 +4,7 @@
 //
 //	gridmesh demo     [flags]   run Prime simulator → gateway → workers on loopback, check every answer
 //	gridmesh gateway  -config gateway.yaml   hold Prime's stream and fan transactions out to workers
-//	gridmesh worker   -config worker.yaml    run transactions for the gateway as a command per transaction
+//	gridmesh worker   -config worker.yaml    run transactions for the gateway: a command per transaction, or long-lived processes
 //	gridmesh bench    [flags]   compare gridmesh with grpc-go and a raw WebSocket floor
 //	gridmesh primesim [flags]   run a Dragonchain Prime simulator
 //	gridmesh status   [flags]   show the connections of running nodes
@@ -31,7 +31,7 @@ type command struct {
 var commands = []command{
 	{"demo", "run Prime simulator → gateway → workers on loopback, check every answer", runDemo},
 	{"gateway", "hold Prime's stream and fan transactions out to grid workers", runGateway},
-	{"worker", "run transactions for a gateway, a command per transaction", runWorker},
+	{"worker", "run transactions for a gateway: a command per transaction, or long-lived processes", runWorker},
 	{"bench", "compare gridmesh with grpc-go and a raw WebSocket floor", runBench},
 	{"primesim", "run a Dragonchain Prime simulator", runPrimesim},
 	{"status", "show the connections of running nodes (their stats endpoints)", runStatus},
@@ -48,7 +48,7 @@ func run(ctx context.Context, args []string, out, errOut io.Writer) int {
 		usage(errOut)
 		return 2
 	}
-	for _, c := range commands {
+	for _, c := range append(commands[:len(commands):len(commands)], hiddenCommands...) {
 		if c.name == args[0] {
 			err := c.run(ctx, args[1:], out)
 			if errors.Is(err, flag.ErrHelp) {

@@ -3,12 +3,14 @@ package main
 import (
 	"context"
 	"io"
+	"log/slog"
 
 	"github.com/gridmesh/gridmesh/gateway"
 )
 
 // runWorker runs a worker node from a YAML configuration until SIGINT or
-// SIGTERM. Each transaction runs the configured command.
+// SIGTERM. Each transaction runs the configured command (mode exec) or
+// goes to one of its long-lived supervised processes (mode process).
 func runWorker(ctx context.Context, args []string, out io.Writer) error {
 	fs := newFlags("worker", out)
 	path := fs.String("config", "worker.yaml", "configuration file (YAML)")
@@ -20,11 +22,14 @@ func runWorker(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	contract, err := gateway.ExecContract(cfg.Exec())
+	logger := newLogger(*verbose)
+	contract, closeContract, err := workerContract(cfg, logger)
 	if err != nil {
 		return err
 	}
-	logger := newLogger(*verbose)
+	// Deferred first, so it runs after the node's Close: the gateway
+	// re-dispatches the calls the node drops, then the processes stop.
+	defer closeContract()
 	addr, err := cfg.Grid.ListenAddr()
 	if err != nil {
 		return err
@@ -36,13 +41,29 @@ func runWorker(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	defer node.Close()
-	if _, err := gateway.NewWorker(node.Manager, gateway.WorkerOptions{Contract: contract, Capacity: cfg.Capacity, Mode: "exec"}); err != nil {
+	if _, err := gateway.NewWorker(node.Manager, gateway.WorkerOptions{Contract: contract, Capacity: cfg.Capacity, Mode: cfg.Mode}); err != nil {
 		return err
 	}
-	logger.Info("worker: ready", "grid", cfg.Grid.Local, "listen", addr, "capacity", cfg.Capacity, "command", cfg.Command)
+	logger.Info("worker: ready", "grid", cfg.Grid.Local, "listen", addr, "capacity", cfg.Capacity, "mode", cfg.Mode, "command", cfg.Command)
 	<-ctx.Done()
 	// Closing the node fails the calls in flight with ErrDisconnected;
 	// the gateway sends those transactions to another worker.
 	logger.Info("worker: stopping")
 	return nil
+}
+
+// workerContract returns the contract of cfg's mode and a function that
+// stops it.
+func workerContract(cfg *gateway.WorkerConfig, logger *slog.Logger) (gateway.Contract, func(), error) {
+	if cfg.Mode != gateway.ModeProcess {
+		c, err := gateway.ExecContract(cfg.Exec())
+		return c, func() {}, err
+	}
+	pc := cfg.ProcessConfig()
+	pc.Logger = logger
+	pool, err := gateway.StartProcesses(pc)
+	if err != nil {
+		return nil, nil, err
+	}
+	return pool.Contract, func() { _ = pool.Close() }, nil
 }

@@ -1,0 +1,64 @@
+package gateway_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/gridmesh/gridmesh/gateway"
+)
+
+// ExampleServeProcess is a Go contract's side of the process line
+// protocol: in a real contract program r is os.Stdin, and the program
+// exits when ServeProcess returns.
+func ExampleServeProcess() {
+	contract := func(_ context.Context, txJSON string, env, _ map[string]string) (gateway.Output, error) {
+		return gateway.Output{ResultJSON: `{"seen":` + txJSON + `}`, OutputToChain: true, Logs: "stage " + env["STAGE"]}, nil
+	}
+	stdin := strings.NewReader(`{"id":1,"transaction_json":"{\"a\":1}","env_vars":{"STAGE":"test"}}` + "\n")
+	if err := gateway.ServeProcess(context.Background(), stdin, os.Stdout, contract); err != nil {
+		panic(err)
+	}
+	// Output:
+	// {"id":1,"result_json":"{\"seen\":{\"a\":1}}","output_to_chain":true,"logs":"stage test"}
+}
+
+// ExampleStartProcesses runs a contract as two long-lived processes, each
+// sent up to four transactions at once, for a worker.
+func ExampleStartProcesses() {
+	pool, err := gateway.StartProcesses(gateway.ProcessConfig{
+		Command:   []string{"/opt/contract/contract"}, // speaks PROCESS.md's line protocol
+		Processes: 2,
+		InFlight:  4,
+	})
+	if err != nil {
+		return // the program could not be started
+	}
+	defer pool.Close() // after the worker's node: stdin closed, then the process groups killed
+	_ = gateway.WorkerOptions{Contract: pool.Contract, Capacity: pool.Capacity(), Mode: gateway.ModeProcess}
+}
+
+// FuzzServeProcess feeds arbitrary bytes to a contract's side of the line
+// protocol: it answers or fails, never panics, and writes only whole
+// answer lines.
+func FuzzServeProcess(f *testing.F) {
+	f.Add([]byte(`{"id":1,"transaction_json":"{}","env_vars":{"A":"b"},"secrets":{"s":"t"}}` + "\n"))
+	f.Add([]byte(`{"id":1,"transaction_json":"{}"}` + "\n\n" + `{"id":2,"transaction_json":"[1,2]"}`))
+	f.Add([]byte("not json\n"))
+	f.Add([]byte(`{"id":"x"}`))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		var out bytes.Buffer
+		echo := func(_ context.Context, txJSON string, _, _ map[string]string) (gateway.Output, error) {
+			return gateway.Output{ResultJSON: txJSON}, nil
+		}
+		_ = gateway.ServeProcess(context.Background(), bytes.NewReader(in), &out, echo)
+		for _, line := range strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n") {
+			if line != "" && !json.Valid([]byte(line)) {
+				t.Fatalf("answer line %q is not JSON", line)
+			}
+		}
+	})
+}
