@@ -7,11 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -711,10 +709,6 @@ func livenessTrial(t *testing.T, dirs []string) {
 		dIdx, aIdx = 1, 0
 	}
 	hole := newBlackhole(t, lns[aIdx].Addr().String())
-	// After the blackhole the dialer reconnects around the proxy rather
-	// than through it with the toxics removed: toxiproxy v2.5.0 leaks a
-	// goroutine when a timeout toxic is removed from a live connection.
-	var direct atomic.Bool
 	nodes := make([]*node, 2)
 	lives := make([]*liveHandlers, 2)
 	for i := range nodes {
@@ -722,13 +716,7 @@ func livenessTrial(t *testing.T, dirs []string) {
 		o.PingInterval, o.PingTimeout = interval, timeout
 		o.HandshakeTimeout = 2 * time.Second
 		if i == dIdx {
-			target := lns[aIdx].Addr().String()
-			o.NetDial = func(ctx context.Context, network, addr string) (net.Conn, error) {
-				if addr == target && !direct.Load() {
-					addr = hole.addr()
-				}
-				return (&net.Dialer{}).DialContext(ctx, network, addr)
-			}
+			o.NetDial = hole.dial
 		}
 		nodes[i] = startNode(t, lns[i], o)
 		lives[i] = &liveHandlers{ended: make(chan error, 4)}
@@ -810,7 +798,7 @@ func livenessTrial(t *testing.T, dirs []string) {
 	}
 	noStreamState(t, d, a)
 
-	direct.Store(true)
+	hole.direct.Store(true)
 	for _, n := range nodes {
 		must(t, n.m.WaitForConnect(ctx))
 	}
