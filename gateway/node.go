@@ -21,7 +21,8 @@ type Node struct {
 
 // StartNode starts a grid Manager with opts and serves it on ln at
 // opts.RoutePath (grid.DefaultRoutePath by default), and its stats at
-// grid.DefaultStatsPath. opts.Local must be the URL ln is reachable at.
+// grid.DefaultStatsPath (JSON) and grid.DefaultMetricsPath (Prometheus
+// text). opts.Local must be the URL ln is reachable at.
 func StartNode(ctx context.Context, ln net.Listener, opts grid.Options) (*Node, error) {
 	m, err := grid.NewManager(ctx, opts)
 	if err != nil {
@@ -34,7 +35,8 @@ func StartNode(ctx context.Context, ln net.Listener, opts grid.Options) (*Node, 
 	}
 	mux := http.NewServeMux()
 	mux.Handle(route, m.Handler())
-	mux.Handle(grid.DefaultStatsPath, m.StatsHandler()) // for gridmesh status
+	mux.Handle(grid.DefaultStatsPath, m.StatsHandler())     // for gridmesh status
+	mux.Handle(grid.DefaultMetricsPath, m.MetricsHandler()) // for Prometheus
 	n := &Node{
 		Manager: m,
 		srv:     &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second},
