@@ -155,6 +155,9 @@ type GatewayConfig struct {
 	// JournalRetention is how long a sent result stays in the journal to
 	// answer redeliveries. Default 24h.
 	JournalRetention time.Duration `yaml:"journal_retention"`
+	// JournalMaxAge is how long a result stays in the journal at most,
+	// sent or not (JournalOptions.MaxAge). Default 7 days.
+	JournalMaxAge time.Duration `yaml:"journal_max_age"`
 	// TransactionTimeout bounds one transaction, re-dispatches included.
 	// Default 60s.
 	TransactionTimeout time.Duration `yaml:"transaction_timeout"`
@@ -218,6 +221,10 @@ type WorkerProcessConfig struct {
 	// StopGrace is how long a process has to exit after its stdin is
 	// closed at shutdown before its process group is killed. Default 5s.
 	StopGrace time.Duration `yaml:"stop_grace"`
+	// WedgedAfter is how many transactions in a row may pass their
+	// deadline on one process without an answer before it is killed and
+	// restarted. Default 3; negative: never.
+	WedgedAfter int `yaml:"wedged_after"`
 	// Env is added to the processes' environment ("NAME=value").
 	Env []string `yaml:"env"`
 }
@@ -248,8 +255,8 @@ func (c *GatewayConfig) Validate() error {
 	if err := c.Grid.validate(); err != nil {
 		return err
 	}
-	if c.JournalRetention < 0 || c.TransactionTimeout < 0 || c.DrainTimeout < 0 {
-		return configError("journal_retention, transaction_timeout, drain_timeout", "must not be negative")
+	if c.JournalRetention < 0 || c.JournalMaxAge < 0 || c.TransactionTimeout < 0 || c.DrainTimeout < 0 {
+		return configError("journal_retention, journal_max_age, transaction_timeout, drain_timeout", "must not be negative")
 	}
 	if c.JournalPath == "" {
 		c.JournalPath = "gridmesh-gateway.db"
@@ -345,7 +352,7 @@ func (c *WorkerConfig) ProcessConfig() ProcessConfig {
 		Processes: p.Processes, InFlight: p.InFlight, Timeout: c.Timeout,
 		MaxLineBytes: p.MaxLineBytes, MaxLogBytes: c.MaxLogBytes,
 		RestartDelay: p.RestartDelay, MaxRestartDelay: p.MaxRestartDelay,
-		HealthyAfter: p.HealthyAfter, StopGrace: p.StopGrace,
+		HealthyAfter: p.HealthyAfter, StopGrace: p.StopGrace, WedgedAfter: p.WedgedAfter,
 	}
 }
 

@@ -64,11 +64,11 @@ type workerState struct {
 
 // WorkerStats describes one worker as the dispatcher sees it.
 type WorkerStats struct {
-	Host     string
-	Up       bool
-	Capacity int
-	Running  int
-	Done     uint64 // transactions it answered
+	Host     string `json:"host"`
+	Up       bool   `json:"up"`
+	Capacity int    `json:"capacity"`
+	Running  int    `json:"running"`
+	Done     uint64 `json:"done"` // transactions it answered
 }
 
 // NewDispatcher starts watching m's connections for workers.

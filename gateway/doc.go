@@ -42,7 +42,17 @@
 // every result to a Journal (bbolt) before sending it. A transaction
 // delivered again whose result is in the journal is answered from there,
 // across reconnects and gateway restarts. The journal keeps a result until
-// it was sent and then for JournalOptions.Retention.
+// it was sent and then for JournalOptions.Retention; one whose sending was
+// never recorded (a crash right after it was sent) for JournalOptions.MaxAge.
+// A result the journal cannot write is sent all the same.
+//
+// What a kill -9 of the gateway leaves behind, case by case (the crash
+// test in cmd/gridmesh makes each happen): a transaction running on a
+// worker is delivered again by Prime and run again; a result journaled but
+// not sent, or sent but lost on the way (gRPC had it, Prime did not), is
+// delivered again and answered from the journal; a result Prime received
+// is not delivered again. Prime does not acknowledge responses, so there
+// is no window between "received" and "acknowledged" to lose one in.
 //
 // # Workers
 //
@@ -51,7 +61,8 @@
 // transaction JSON on stdin, the result JSON on stdout, stderr as logs, in
 // a process group killed as a whole at the deadline); or a ProcessPool's
 // long-lived processes (StartProcesses), supervised and restarted with
-// backoff when they end, each sent up to ProcessConfig.InFlight
+// backoff when they end or stop answering (ProcessConfig.WedgedAfter
+// deadlines in a row missed), each sent up to ProcessConfig.InFlight
 // transactions at once as JSON lines on its stdin and answering, in any
 // order, on its stdout:
 //
@@ -66,10 +77,17 @@
 // Local runs the contract in the gateway's process instead, with no grid:
 // the shape of Prime's own client template, used for comparison.
 //
+// # Metrics
+//
+// Metrics serves a node's counters (the gateway's, the dispatcher's per
+// worker, a worker's and its process pool's) in the Prometheus text format
+// at MetricsPath and as JSON (NodeStats) at StatsPath, beside the grid's
+// per-peer metrics; Node.Handle mounts them.
+//
 // # Concurrency
 //
 // Gateway.Run is called once; Stats, and every method of Dispatcher,
-// Worker, Journal and ProcessPool, may be called concurrently. Each type owns the
+// Worker, Journal, ProcessPool and Metrics, may be called concurrently. Each type owns the
 // goroutines it starts and its Close (Run's return, for a Gateway) waits
 // for them.
 package gateway

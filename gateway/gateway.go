@@ -44,7 +44,11 @@ type Options struct {
 //     answered from the journal;
 //   - a result whose Send failed is left to Prime, which delivers the
 //     transaction again on the next stream, and is answered from the
-//     journal then.
+//     journal then;
+//   - a result the journal fails to write is sent all the same (Prime
+//     redelivers only on a new stream, so holding it back would leave the
+//     transaction unanswered meanwhile); a redelivery of it would run it
+//     again, and it would still be answered once.
 //
 // Create it with New and call Run once. Stats may be called concurrently
 // with Run.
@@ -75,22 +79,26 @@ type Gateway struct {
 
 type counters struct {
 	received, started, fromJournal, duplicates, ignored atomic.Uint64
-	sent, sendErrors, failed, handedBack                atomic.Uint64
+	journaled, journalErrors, sent, sendErrors, failed  atomic.Uint64
+	handedBack                                          atomic.Uint64
 }
 
 // Stats counts what a Gateway did.
 type Stats struct {
-	Received    uint64 // requests received from Prime
-	Started     uint64 // transactions handed to the Runner
-	FromJournal uint64 // requests answered from the journal
-	Duplicates  uint64 // requests not run: in flight, or just answered on the same stream
-	Ignored     uint64 // requests received while shutting down (Prime redelivers them)
-	Sent        uint64 // responses sent
-	SendErrors  uint64 // failed Sends (each tore its stream down)
-	Failed      uint64 // transactions answered with a gateway error (timeout, no worker)
-	HandedBack  uint64 // transactions given up at shutdown, left to Prime to redeliver
-	Streams     uint64 // streams opened
-	InFlight    int    // transactions running or waiting to be sent
+	Received      uint64 `json:"received"`       // requests received from Prime
+	Started       uint64 `json:"started"`        // transactions handed to the Runner
+	FromJournal   uint64 `json:"from_journal"`   // requests answered from the journal
+	Duplicates    uint64 `json:"duplicates"`     // requests not run: in flight, or just answered on the same stream
+	Ignored       uint64 `json:"ignored"`        // requests received while shutting down (Prime redelivers them)
+	Journaled     uint64 `json:"journaled"`      // results written to the journal
+	JournalErrors uint64 `json:"journal_errors"` // results the journal failed to write (sent all the same)
+	Sent          uint64 `json:"sent"`           // responses sent
+	SendErrors    uint64 `json:"send_errors"`    // failed Sends (each tore its stream down)
+	Failed        uint64 `json:"failed"`         // transactions answered with a gateway error (timeout, no worker)
+	HandedBack    uint64 `json:"handed_back"`    // transactions given up at shutdown, left to Prime to redeliver
+	Streams       uint64 `json:"streams"`        // streams opened
+	Connected     bool   `json:"connected"`      // a stream to Prime is up
+	InFlight      int    `json:"in_flight"`      // transactions running or waiting to be sent
 }
 
 // New checks opts and returns a Gateway.
@@ -132,9 +140,10 @@ func (g *Gateway) Stats() Stats {
 	c := &g.counters
 	return Stats{
 		Received: c.received.Load(), Started: c.started.Load(), FromJournal: c.fromJournal.Load(),
-		Duplicates: c.duplicates.Load(), Ignored: c.ignored.Load(), Sent: c.sent.Load(),
+		Duplicates: c.duplicates.Load(), Ignored: c.ignored.Load(), Journaled: c.journaled.Load(),
+		JournalErrors: c.journalErrors.Load(), Sent: c.sent.Load(),
 		SendErrors: c.sendErrors.Load(), Failed: c.failed.Load(), HandedBack: c.handedBack.Load(),
-		Streams: g.streams.Load(), InFlight: int(g.unsent.Load()),
+		Streams: g.streams.Load(), Connected: g.live.Load(), InFlight: int(g.unsent.Load()),
 	}
 }
 
@@ -279,9 +288,14 @@ func (g *Gateway) runTx(s slot, req *TxRequest) {
 	}
 	res.ID = req.ID
 	if err := g.j.Put(res); err != nil {
-		g.log.Error("gateway: cannot journal result; Prime will deliver the transaction again", "transaction_id", req.ID, "err", err)
-		g.unpend(req.ID)
-		return
+		// Prime delivers a transaction again only on a new stream, so a
+		// result held back would leave it unanswered for as long as this
+		// stream lasts. Send it: Prime still gets one answer; only a
+		// redelivery (a crash before it arrives) would run it again.
+		g.counters.journalErrors.Add(1)
+		g.log.Error("gateway: cannot journal result; sending it anyway (a redelivery would run it again)", "transaction_id", req.ID, "err", err)
+	} else {
+		g.counters.journaled.Add(1)
 	}
 	select {
 	case g.out <- res:

@@ -374,3 +374,28 @@ func TestMethodPath(t *testing.T) {
 	wrong := startCluster(t, clusterOptions{workers: 1, prime: primeConfig(prime)}) // default path
 	waitUntil(t, "the refusal", func() bool { return strings.Contains(wrong.log.String(), "check method_path") })
 }
+
+// TestJournalWriteFailure: when the journal cannot write a result (here:
+// it was closed under the gateway, as a failed disk would refuse writes),
+// the result is sent all the same. Prime delivers a transaction again
+// only on a new stream, so a result held back would leave it unanswered
+// for as long as the stream stays up.
+func TestJournalWriteFailure(t *testing.T) {
+	const n = 20
+	prime := startPrime(t, primesim.Config{})
+	c := startCluster(t, clusterOptions{workers: 1, prime: primeConfig(prime)})
+	waitUntil(t, "the stream", func() bool { return c.gw.Stats().Connected })
+	if err := c.journal.Close(); err != nil {
+		t.Fatal(err)
+	}
+	submit(t, prime, n)
+	waitAnswered(t, prime, n, c)
+	c.stop()
+	checkReport(t, prime, n)
+	if st := c.gw.Stats(); st.JournalErrors != n || st.Journaled != 0 || st.Sent != n || st.Streams != 1 {
+		t.Fatalf("want %d journal errors and %d sent on one stream: %+v", n, n, st)
+	}
+	if !strings.Contains(c.log.String(), "cannot journal result") {
+		t.Fatalf("journal failure not logged:\n%s", tail(c.log.String(), 2000))
+	}
+}

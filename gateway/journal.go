@@ -19,6 +19,14 @@ type JournalOptions struct {
 	// answer a redelivery without running the transaction again. Results
 	// not yet sent are kept until they are. Default 24h.
 	Retention time.Duration
+	// MaxAge is how long a result stays at most, sent or not. It bounds
+	// the results whose sending was never recorded: marks are written in
+	// the background, so a crash loses the last ones, and Prime, which
+	// has those results, never delivers them again to mark them. Should
+	// Prime deliver a transaction after its result was pruned, it runs
+	// again and is still answered once. Default 7 days; at least
+	// Retention.
+	MaxAge time.Duration
 	// PruneInterval is how often sent results older than Retention are
 	// deleted. Default: Retention/10, at most one minute.
 	PruneInterval time.Duration
@@ -51,7 +59,12 @@ func OpenJournal(path string, opts JournalOptions) (*Journal, error) {
 	if opts.Retention < 0 || opts.PruneInterval < 0 {
 		return nil, configError("journal retention and prune interval", "must not be negative")
 	}
+	if opts.MaxAge < 0 {
+		return nil, configError("journal max age", "must not be negative")
+	}
 	setDefault(&opts.Retention, 24*time.Hour)
+	setDefault(&opts.MaxAge, 7*24*time.Hour)
+	opts.MaxAge = max(opts.MaxAge, opts.Retention)
 	setDefault(&opts.PruneInterval, min(opts.Retention/10, time.Minute))
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -135,16 +148,18 @@ func (j *Journal) Len() int {
 	return n
 }
 
-// Prune deletes the results sent to Prime before now minus Retention and
-// returns how many it deleted. It runs by itself every PruneInterval.
+// Prune deletes the results sent to Prime before now minus Retention, and
+// those recorded before now minus MaxAge, and returns how many it
+// deleted. It runs by itself every PruneInterval.
 func (j *Journal) Prune(now time.Time) (int, error) {
 	cutoff := now.Add(-j.opts.Retention).UnixNano()
+	oldest := now.Add(-j.opts.MaxAge).UnixNano()
 	n := 0
 	err := j.db.Update(func(tx *bolt.Tx) error {
 		c := tx.Bucket(journalBucket).Cursor()
 		for k, v := c.First(); k != nil; k, v = c.Next() {
 			var e journalEntry
-			if _, err := e.UnmarshalMsg(v); err != nil || (e.Sent && e.Done < cutoff) {
+			if _, err := e.UnmarshalMsg(v); err != nil || (e.Sent && e.Done < cutoff) || e.Done < oldest {
 				if err := c.Delete(); err != nil {
 					return err
 				}

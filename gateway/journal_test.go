@@ -99,3 +99,37 @@ func TestJournalAnswersRedelivery(t *testing.T) {
 		}
 	}
 }
+
+// TestJournalPrunesUnmarkedAfterMaxAge: a result whose "sent" mark was
+// lost (a kill -9 right after the send; Prime has the answer and never
+// delivers the transaction again) is kept past Retention, in case Prime
+// does, but not forever: MaxAge bounds it.
+func TestJournalPrunesUnmarkedAfterMaxAge(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "j.db")
+	opts := gateway.JournalOptions{Retention: time.Hour, MaxAge: 48 * time.Hour}
+	j, err := gateway.OpenJournal(path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Put(&gateway.TxResult{ID: "unmarked", ResultJSON: `{}`}); err != nil {
+		t.Fatal(err)
+	}
+	// No MarkSent, as after a crash; the next gateway opens the file.
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if j, err = gateway.OpenJournal(path, opts); err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	now := time.Now()
+	if n, err := j.Prune(now.Add(2 * time.Hour)); err != nil || n != 0 {
+		t.Fatalf("past Retention: pruned %d (%v), want the unsent result kept", n, err)
+	}
+	if n, err := j.Prune(now.Add(49 * time.Hour)); err != nil || n != 1 || j.Len() != 0 {
+		t.Fatalf("past MaxAge: pruned %d (%v), %d left", n, err, j.Len())
+	}
+	if _, err := gateway.OpenJournal(filepath.Join(t.TempDir(), "x.db"), gateway.JournalOptions{MaxAge: -1}); err == nil {
+		t.Fatal("negative MaxAge accepted")
+	}
+}

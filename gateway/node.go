@@ -15,6 +15,7 @@ import (
 // the grid, gateway or worker.
 type Node struct {
 	Manager *grid.Manager
+	mux     *http.ServeMux
 	srv     *http.Server
 	served  chan struct{}
 }
@@ -39,6 +40,7 @@ func StartNode(ctx context.Context, ln net.Listener, opts grid.Options) (*Node, 
 	mux.Handle(grid.DefaultMetricsPath, m.MetricsHandler()) // for Prometheus
 	n := &Node{
 		Manager: m,
+		mux:     mux,
 		srv:     &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second},
 		served:  make(chan struct{}),
 	}
@@ -48,6 +50,11 @@ func StartNode(ctx context.Context, ln net.Listener, opts grid.Options) (*Node, 
 	}()
 	return n, nil
 }
+
+// Handle serves h at path on the node's HTTP server, beside the grid
+// (e.g. a Metrics's handlers at MetricsPath and StatsPath). It may be
+// called while the node serves.
+func (n *Node) Handle(path string, h http.Handler) { n.mux.Handle(path, h) }
 
 // ListenNode listens on addr and starts a node there; see StartNode.
 func ListenNode(ctx context.Context, addr string, opts grid.Options) (*Node, error) {

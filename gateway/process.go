@@ -21,6 +21,11 @@ var (
 	// ProcessConfig.MaxLineBytes) or closed its stdout and kept running;
 	// it is killed and restarted.
 	ErrProcessProtocol = errors.New("gateway: contract process broke the line protocol")
+	// ErrProcessWedged: the contract process is alive but stopped
+	// answering: ProcessConfig.WedgedAfter transactions in a row on it
+	// got no answer before their deadline. It is killed and restarted;
+	// the transactions still in flight on it fail with this error.
+	ErrProcessWedged = errors.New("gateway: contract process stopped answering")
 	// ErrProcessDown: no contract process was running (it is being
 	// restarted) or none had room before the transaction's deadline.
 	ErrProcessDown = errors.New("gateway: no contract process available")
@@ -53,6 +58,13 @@ type ProcessConfig struct {
 	// Past it the caller gets an error and the process keeps running; its
 	// late answer is dropped. 0: the context only.
 	Timeout time.Duration
+	// WedgedAfter is how many transactions in a row may pass their
+	// deadline on one process without an answer before the process is
+	// taken for wedged (alive, but stuck: a deadlock, a stopped read
+	// loop), killed and restarted. Any answer, even a late one, starts
+	// the count over; a transaction cancelled by its caller (not past its
+	// deadline) does not count. Default 3; negative: never.
+	WedgedAfter int
 	// MaxLineBytes bounds one answer line; a longer one is a protocol
 	// error. Default DefaultMaxLineBytes.
 	MaxLineBytes int
@@ -89,6 +101,7 @@ func (c *ProcessConfig) defaults() error {
 	c.Env = append([]string(nil), c.Env...)
 	setDefault(&c.Processes, 1)
 	setDefault(&c.InFlight, 1)
+	setDefault(&c.WedgedAfter, 3)
 	setDefault(&c.MaxLineBytes, DefaultMaxLineBytes)
 	setDefault(&c.MaxLogBytes, 64<<10)
 	setDefault(&c.RestartDelay, 100*time.Millisecond)
@@ -125,7 +138,7 @@ type ProcessPool struct {
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 
-	starts, ended, protocolErrs, late atomic.Uint64
+	starts, ended, protocolErrs, wedged, late atomic.Uint64
 }
 
 // procSlot is one supervised place for a process; its fields are guarded
@@ -139,12 +152,14 @@ type procSlot struct {
 
 // ProcessStats counts a ProcessPool's events.
 type ProcessStats struct {
-	Running      int    // processes up now
-	InFlight     int    // transactions sent and not yet answered
-	Starts       uint64 // processes started, the first ones included
-	Ended        uint64 // processes that ended other than by Close, or failed to start again
-	ProtocolErrs uint64 // processes killed for breaking the protocol
-	LateAnswers  uint64 // answers dropped: their caller had given up
+	Processes    int    `json:"processes"`     // process slots (ProcessConfig.Processes)
+	Running      int    `json:"running"`       // processes up now
+	InFlight     int    `json:"in_flight"`     // transactions sent and not yet answered
+	Starts       uint64 `json:"starts"`        // processes started, the first ones included
+	Ended        uint64 `json:"ended"`         // processes that ended other than by Close, or failed to start again
+	ProtocolErrs uint64 `json:"protocol_errs"` // processes killed for breaking the protocol
+	Wedged       uint64 `json:"wedged"`        // processes killed for answering nothing for WedgedAfter deadlines in a row
+	LateAnswers  uint64 `json:"late_answers"`  // answers dropped: their caller had given up
 }
 
 // StartProcesses starts cfg.Processes processes and supervises them. It
@@ -182,7 +197,8 @@ func (p *ProcessPool) Capacity() int { return p.cfg.Processes * p.cfg.InFlight }
 
 // Stats returns the pool's counters.
 func (p *ProcessPool) Stats() ProcessStats {
-	st := ProcessStats{Starts: p.starts.Load(), Ended: p.ended.Load(), ProtocolErrs: p.protocolErrs.Load(), LateAnswers: p.late.Load()}
+	st := ProcessStats{Processes: p.cfg.Processes, Starts: p.starts.Load(), Ended: p.ended.Load(), ProtocolErrs: p.protocolErrs.Load(),
+		Wedged: p.wedged.Load(), LateAnswers: p.late.Load()}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, s := range p.slots {

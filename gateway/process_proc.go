@@ -47,7 +47,9 @@ type process struct {
 	mu      sync.Mutex
 	pending map[uint64]chan answer
 	nextID  uint64
-	broken  string // the first protocol violation
+	broken  string // the first protocol violation, or why it was taken for wedged
+	kind    error  // ErrProcessProtocol or ErrProcessWedged, with broken
+	missed  int    // transactions in a row past their deadline without an answer
 	dead    error  // set when the process ended; calls fail with it
 }
 
@@ -61,7 +63,7 @@ type answer struct {
 // processError says why a process ended; every transaction in flight on
 // it fails with it.
 type processError struct {
-	kind   error // ErrProcessExited, ErrProcessProtocol or ErrProcessClosed
+	kind   error // ErrProcessExited, ErrProcessProtocol, ErrProcessWedged or ErrProcessClosed
 	pid    int
 	reason string
 	stderr string
@@ -151,16 +153,33 @@ func (pr *process) call(ctx context.Context, req *processRequest) (Output, error
 	case a := <-ch:
 		return pr.output(a)
 	case <-ctx.Done():
-		pr.forget(req.ID)
-		return Output{}, pr.timeout(ctx)
+		return Output{}, pr.giveUp(ctx, req.ID)
 	}
 	select {
 	case a := <-ch:
 		return pr.output(a)
 	case <-ctx.Done():
-		pr.forget(req.ID)
-		return Output{}, pr.timeout(ctx)
+		return Output{}, pr.giveUp(ctx, req.ID)
 	}
+}
+
+// giveUp forgets a call whose context ended and returns its error. A
+// call past its deadline counts towards WedgedAfter.
+func (pr *process) giveUp(ctx context.Context, id uint64) error {
+	err := pr.timeout(ctx)
+	pr.mu.Lock()
+	_, waiting := pr.pending[id] // else its answer (or the process's end) just came
+	delete(pr.pending, id)
+	wedged := false
+	if limit := pr.pool.cfg.WedgedAfter; waiting && limit > 0 && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		pr.missed++
+		wedged = pr.missed == limit
+	}
+	pr.mu.Unlock()
+	if wedged {
+		pr.stopFor(ErrProcessWedged, fmt.Sprintf("answered none of the last %d transactions before their deadline", pr.pool.cfg.WedgedAfter))
+	}
+	return err
 }
 
 func (pr *process) timeout(ctx context.Context) error {
@@ -200,6 +219,9 @@ func (pr *process) deliver(a processAnswer) error {
 	ch, ok := pr.pending[a.ID]
 	delete(pr.pending, a.ID)
 	sent := pr.nextID
+	if a.ID > 0 && a.ID <= sent {
+		pr.missed = 0 // it answers, if late: not wedged
+	}
 	pr.mu.Unlock()
 	switch {
 	case ok:
@@ -214,14 +236,21 @@ func (pr *process) deliver(a processAnswer) error {
 
 // breakProtocol records the first protocol violation and kills the
 // process.
-func (pr *process) breakProtocol(reason string) {
+func (pr *process) breakProtocol(reason string) { pr.stopFor(ErrProcessProtocol, reason) }
+
+// stopFor records why the process is killed (ErrProcessProtocol or
+// ErrProcessWedged), unless a reason was recorded already, and kills it.
+func (pr *process) stopFor(kind error, reason string) {
 	pr.mu.Lock()
 	first := pr.broken == ""
 	if first {
-		pr.broken = reason
+		pr.broken, pr.kind = reason, kind
 	}
 	pr.mu.Unlock()
-	if first {
+	if first && kind == ErrProcessWedged {
+		pr.pool.wedged.Add(1)
+		pr.pool.log.Warn("gateway: contract process stopped answering; killing it", "pid", pr.pid, "reason", reason)
+	} else if first {
 		pr.pool.protocolErrs.Add(1)
 	}
 	pr.kill()
@@ -406,12 +435,12 @@ func (pr *process) stop() {
 
 func (pr *process) endError(werr error, byClose bool) error {
 	pr.mu.Lock()
-	broken := pr.broken
+	broken, kind := pr.broken, pr.kind
 	pr.mu.Unlock()
 	e := &processError{kind: ErrProcessExited, pid: pr.pid, stderr: pr.stderrTail()}
 	switch {
 	case broken != "":
-		e.kind, e.reason = ErrProcessProtocol, broken+"; killed"
+		e.kind, e.reason = kind, broken+"; killed"
 	case byClose:
 		e.kind, e.reason = ErrProcessClosed, "stopped"
 	case werr != nil:

@@ -1,6 +1,7 @@
 package gateway_test
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -44,6 +45,18 @@ func TestProcessChild(t *testing.T) {
 	case "exit":
 		fmt.Fprintln(os.Stderr, "dying at once")
 		os.Exit(3)
+	case "stop-reading":
+		// Answers its first two transactions, then stops reading stdin
+		// and answering, alive: a wedged contract.
+		sc := bufio.NewScanner(os.Stdin)
+		for i := 0; i < 2 && sc.Scan(); i++ {
+			var req struct {
+				ID uint64 `json:"id"`
+			}
+			_ = json.Unmarshal(sc.Bytes(), &req)
+			fmt.Printf(`{"id":%d,"result_json":"{\"pid\":%d}"}`+"\n", req.ID, os.Getpid())
+		}
+		time.Sleep(time.Hour)
 	case "ignore-eof":
 		sleep := exec.Command("sleep", "60") // a grandchild in the same process group
 		if err := sleep.Start(); err != nil {
@@ -642,4 +655,73 @@ func BenchmarkProcessRoundTrip(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestProcessWedged: a process that stays alive but stops reading its
+// stdin, and so answering, is killed once WedgedAfter transactions in a
+// row passed their deadline on it, and a new process takes over.
+func TestProcessWedged(t *testing.T) {
+	var log logBuffer
+	p := startPool(t, "stop-reading", gateway.ProcessConfig{
+		Timeout: 200 * time.Millisecond, WedgedAfter: 3, RestartDelay: 10 * time.Millisecond,
+		StopGrace: 100 * time.Millisecond, Logger: log.logger(),
+	})
+	first := runTx(t, p, `{}`).Pid
+	runTx(t, p, `{}`) // its last answer
+	for i := range 3 {
+		if _, err := p.Contract(testCtx(t), `{}`, nil, nil); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("transaction %d on the wedged process: %v", i, err)
+		}
+		if st := p.Stats(); i < 2 && (st.Wedged != 0 || st.Starts != 1) {
+			t.Fatalf("restarted after %d missed deadlines: %+v", i+1, st)
+		}
+	}
+	waitUntil(t, "a new process", func() bool { st := p.Stats(); return st.Starts == 2 && st.Running == 1 })
+	if st := p.Stats(); st.Wedged != 1 || st.ProtocolErrs != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+	if pid := runTx(t, p, `{}`).Pid; pid == first {
+		t.Fatal("answered by the wedged process")
+	}
+	if alive(first) {
+		t.Fatalf("wedged process %d still alive", first)
+	}
+	if !strings.Contains(log.String(), "stopped answering; killing it") || !strings.Contains(log.String(), gateway.ErrProcessWedged.Error()) {
+		t.Fatalf("log:\n%s", log.String())
+	}
+}
+
+// TestProcessWedgedCount: only transactions past their deadline count
+// towards WedgedAfter, and any answer starts the count over; a caller
+// that cancels neither counts nor resets it.
+func TestProcessWedgedCount(t *testing.T) {
+	p := startPool(t, "serve", gateway.ProcessConfig{
+		InFlight: 8, Timeout: 150 * time.Millisecond, WedgedAfter: 2, RestartDelay: 10 * time.Millisecond,
+		StopGrace: 100 * time.Millisecond,
+	})
+	missed := func() {
+		t.Helper()
+		if _, err := p.Contract(testCtx(t), `{"hold":true}`, nil, nil); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("held transaction: %v", err)
+		}
+	}
+	cancelled := func() {
+		t.Helper()
+		ctx, cancel := context.WithCancel(testCtx(t))
+		cancel()
+		if _, err := p.Contract(ctx, `{"hold":true}`, nil, nil); !errors.Is(err, context.Canceled) {
+			t.Fatalf("cancelled transaction: %v", err)
+		}
+	}
+	missed()
+	runTx(t, p, `{"seq":1}`) // an answer: the count starts over
+	missed()
+	cancelled()
+	cancelled()
+	if st := p.Stats(); st.Wedged != 0 || st.Starts != 1 {
+		t.Fatalf("restarted: %+v", st)
+	}
+	missed() // two in a row, the cancelled ones aside
+	waitUntil(t, "the restart", func() bool { st := p.Stats(); return st.Wedged == 1 && st.Starts == 2 && st.Running == 1 })
+	runTx(t, p, `{"seq":2}`)
 }

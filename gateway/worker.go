@@ -68,6 +68,9 @@ func NewWorker(m *grid.Manager, opts WorkerOptions) (*Worker, error) {
 	return w, nil
 }
 
+// Capacity returns how many transactions the worker runs at once.
+func (w *Worker) Capacity() int { return w.opts.Capacity }
+
 // Running returns the number of transactions running now.
 func (w *Worker) Running() int { return int(w.running.Load()) }
 

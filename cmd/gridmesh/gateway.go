@@ -38,7 +38,7 @@ func runGateway(ctx context.Context, args []string, out io.Writer) error {
 	defer node.Close()
 	disp := gateway.NewDispatcher(node.Manager, gateway.DispatcherOptions{Logger: logger})
 	defer disp.Close()
-	journal, err := gateway.OpenJournal(cfg.JournalPath, gateway.JournalOptions{Retention: cfg.JournalRetention, Logger: logger})
+	journal, err := gateway.OpenJournal(cfg.JournalPath, gateway.JournalOptions{Retention: cfg.JournalRetention, MaxAge: cfg.JournalMaxAge, Logger: logger})
 	if err != nil {
 		return err
 	}
@@ -50,6 +50,9 @@ func runGateway(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+	metrics := &gateway.Metrics{Gateway: gw, Dispatcher: disp}
+	node.Handle(gateway.MetricsPath, metrics.Handler())
+	node.Handle(gateway.StatsPath, metrics.StatsHandler())
 	logger.Info("gateway: starting", "grid", cfg.Grid.Local, "listen", addr, "prime", cfg.ServerAddress, "journal", cfg.JournalPath)
 	return gw.Run(ctx)
 }

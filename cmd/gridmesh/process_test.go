@@ -55,7 +55,8 @@ func (s *syncBuffer) String() string {
 func startChild(t *testing.T, ctx context.Context, args ...string) *child {
 	t.Helper()
 	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestMainProcess$")
-	cmd.Env = append(os.Environ(), "GRIDMESH_TEST_ARGS="+strings.Join(args, " "))
+	// A race-enabled binary sleeps 1 s at exit unless told not to.
+	cmd.Env = append(os.Environ(), "GRIDMESH_TEST_ARGS="+strings.Join(args, " "), "GORACE=atexit_sleep_ms=0")
 	c := &child{cmd: cmd, stderr: new(syncBuffer), done: make(chan error, 1)}
 	cmd.Stdout, cmd.Stderr = c.stderr, c.stderr
 	if err := cmd.Start(); err != nil {

@@ -23,7 +23,7 @@ func runWorker(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	logger := newLogger(*verbose)
-	contract, closeContract, err := workerContract(cfg, logger)
+	contract, pool, closeContract, err := workerContract(cfg, logger)
 	if err != nil {
 		return err
 	}
@@ -41,9 +41,13 @@ func runWorker(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	defer node.Close()
-	if _, err := gateway.NewWorker(node.Manager, gateway.WorkerOptions{Contract: contract, Capacity: cfg.Capacity, Mode: cfg.Mode}); err != nil {
+	w, err := gateway.NewWorker(node.Manager, gateway.WorkerOptions{Contract: contract, Capacity: cfg.Capacity, Mode: cfg.Mode})
+	if err != nil {
 		return err
 	}
+	metrics := &gateway.Metrics{Worker: w, Processes: pool}
+	node.Handle(gateway.MetricsPath, metrics.Handler())
+	node.Handle(gateway.StatsPath, metrics.StatsHandler())
 	logger.Info("worker: ready", "grid", cfg.Grid.Local, "listen", addr, "capacity", cfg.Capacity, "mode", cfg.Mode, "command", cfg.Command)
 	<-ctx.Done()
 	// Closing the node fails the calls in flight with ErrDisconnected;
@@ -52,18 +56,18 @@ func runWorker(ctx context.Context, args []string, out io.Writer) error {
 	return nil
 }
 
-// workerContract returns the contract of cfg's mode and a function that
-// stops it.
-func workerContract(cfg *gateway.WorkerConfig, logger *slog.Logger) (gateway.Contract, func(), error) {
+// workerContract returns the contract of cfg's mode, its process pool
+// (mode process; else nil) and a function that stops it.
+func workerContract(cfg *gateway.WorkerConfig, logger *slog.Logger) (gateway.Contract, *gateway.ProcessPool, func(), error) {
 	if cfg.Mode != gateway.ModeProcess {
 		c, err := gateway.ExecContract(cfg.Exec())
-		return c, func() {}, err
+		return c, nil, func() {}, err
 	}
 	pc := cfg.ProcessConfig()
 	pc.Logger = logger
 	pool, err := gateway.StartProcesses(pc)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return pool.Contract, func() { _ = pool.Close() }, nil
+	return pool.Contract, pool, func() { _ = pool.Close() }, nil
 }
