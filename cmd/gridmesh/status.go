@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/gridmesh/gridmesh/gateway"
 	"github.com/gridmesh/gridmesh/grid"
 )
 
@@ -39,6 +40,7 @@ func runStatus(ctx context.Context, args []string, out io.Writer) error {
 		if err != nil {
 			return err
 		}
+		gw := sibling(u, gateway.StatsPath)
 		body, err := fetchStats(ctx, u, *timeout)
 		if err != nil {
 			fmt.Fprintf(out, "%s: %v\n", u, err)
@@ -54,6 +56,14 @@ func runStatus(ctx context.Context, args []string, out io.Writer) error {
 			return fmt.Errorf("%s: not grid stats: %w", u, err)
 		}
 		printStats(out, st)
+		// A gateway or worker node also serves its own counters; a plain
+		// grid node answers 404 there, and is shown without them.
+		if body, err := fetchStats(ctx, gw, *timeout); err == nil {
+			var ns gateway.NodeStats
+			if json.Unmarshal(body, &ns) == nil {
+				printNodeStats(out, ns)
+			}
+		}
 	}
 	if len(failed) > 0 {
 		return fmt.Errorf("%d of %d nodes did not answer", len(failed), fs.NArg())
@@ -71,6 +81,13 @@ func statsURL(arg string) (string, error) {
 		u.Path = grid.DefaultStatsPath
 	}
 	return u.String(), nil
+}
+
+// sibling returns the URL u with its path replaced by path.
+func sibling(u, path string) string {
+	p, _ := url.Parse(u) // built by statsURL
+	p.Path = path
+	return p.String()
 }
 
 // maxStatsBody bounds what status reads from a node.
@@ -115,4 +132,23 @@ func printStats(out io.Writer, st grid.ManagerStats) {
 			p.InFlight, p.StreamsOut+p.StreamsIn, p.QueuedBytes, p.LastError)
 	}
 	tw.Flush()
+}
+
+func printNodeStats(out io.Writer, ns gateway.NodeStats) {
+	if g := ns.Gateway; g != nil {
+		fmt.Fprintf(out, "gateway: prime connected %v, received %d, ran %d, from journal %d, duplicates %d, sent %d, send errors %d, failed %d, in flight %d, streams %d\n",
+			g.Connected, g.Received, g.Started, g.FromJournal, g.Duplicates, g.Sent, g.SendErrors, g.Failed, g.InFlight, g.Streams)
+	}
+	if d := ns.Dispatch; d != nil {
+		for _, w := range d.Workers {
+			fmt.Fprintf(out, "  worker %s: up %v, running %d of %d, done %d\n", w.Host, w.Up, w.Running, w.Capacity, w.Done)
+		}
+	}
+	if w := ns.Worker; w != nil {
+		fmt.Fprintf(out, "worker: running %d of %d, done %d\n", w.Running, w.Capacity, w.Done)
+	}
+	if p := ns.Processes; p != nil {
+		fmt.Fprintf(out, "contract processes: %d of %d up, %d in flight, %d starts, %d ended, %d wedged, %d protocol errors\n",
+			p.Running, p.Processes, p.InFlight, p.Starts, p.Ended, p.Wedged, p.ProtocolErrs)
+	}
 }

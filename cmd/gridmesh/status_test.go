@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gridmesh/gridmesh/gateway"
 	"github.com/gridmesh/gridmesh/grid"
 )
 
@@ -35,6 +37,14 @@ func TestStatus(t *testing.T) {
 		mux := http.NewServeMux()
 		mux.Handle(grid.DefaultRoutePath, m.Handler())
 		mux.Handle(grid.DefaultStatsPath, m.StatsHandler())
+		if i == 0 { // node 0 also plays a worker with contract processes
+			mux.HandleFunc(gateway.StatsPath, func(w http.ResponseWriter, _ *http.Request) {
+				json.NewEncoder(w).Encode(gateway.NodeStats{
+					Worker:    &gateway.WorkerStatus{Capacity: 8, Running: 3, Done: 42},
+					Processes: &gateway.ProcessStats{Processes: 2, Running: 2, Starts: 3, Ended: 1},
+				})
+			})
+		}
 		srv := httptest.NewUnstartedServer(mux)
 		srv.Listener.Close()
 		srv.Listener = ln
@@ -61,6 +71,12 @@ func TestStatus(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "connected") || !strings.Contains(out.String(), "PEER") {
 		t.Errorf("no table in:\n%s", out.String())
+	}
+	if n := strings.Count(out.String(), "worker: running 3 of 8, done 42"); n != 1 {
+		t.Errorf("worker counters shown %d times, want once (node 0 only):\n%s", n, out.String())
+	}
+	if !strings.Contains(out.String(), "contract processes: 2 of 2 up") {
+		t.Errorf("no process pool line in:\n%s", out.String())
 	}
 
 	out.Reset()
