@@ -37,15 +37,18 @@ func (c *Connection) NewStream(ctx context.Context, h handlers.HandlerID, payloa
 	return s.NewStream(ctx, h, payload)
 }
 
-// OpenStream is NewStream returning the handlers.RawStream interface, so
-// that typed stream handlers (handlers.TypedStream.Open) can open streams
-// on a Connection.
+// OpenStream opens a stream as NewStream does, but without the Requests
+// channel (see mux.Session.OpenStream): the caller sends with Send and ends
+// its input with CloseSend, and the stream costs no goroutine on this
+// side. It returns the handlers.RawStream interface, so that typed stream
+// handlers (handlers.TypedStream.Open) can open streams on a Connection;
+// the value is a *mux.Stream.
 func (c *Connection) OpenStream(ctx context.Context, h handlers.HandlerID, payload []byte) (handlers.RawStream, error) {
-	st, err := c.NewStream(ctx, h, payload)
+	s, err := c.session()
 	if err != nil {
 		return nil, err
 	}
-	return st, nil
+	return s.OpenStream(ctx, h, payload)
 }
 
 // RegisterStreamHandler registers h to serve streams for id from every

@@ -28,6 +28,16 @@ type Config struct {
 	// MaxStreams) and the ones it serves. One more is refused with
 	// ErrTooManyStreams. Default 16384.
 	MaxStreams int
+	// MaxStreamBytes bounds the bytes this side may have to buffer for
+	// the consumers of its open streams, summed over the session: a stream
+	// commits its receiving capacity (messages) × MaxMessageSize, the most
+	// its peer may send it without waiting, for as long as it is open. A
+	// stream that would take the sum over the bound is refused with an
+	// error matching ErrTooManyStreams: by the peer's accept when this side
+	// serves it, locally (after the accept, which carries the capacity)
+	// when this side opened it. Default 0: no bound beyond MaxStreams
+	// streams of at most 65536 messages each way.
+	MaxStreamBytes int64
 	// MaxQueuedBytes bounds the bytes waiting for the writer. A sender over
 	// the bound waits (respecting its context); small control frames from
 	// the reader never wait. Default 1 MiB.
@@ -61,6 +71,7 @@ func (c Config) withDefaults() (Config, error) {
 		{"MaxMessageSize", c.MaxMessageSize}, {"MaxInFlight", c.MaxInFlight},
 		{"MaxConcurrent", c.MaxConcurrent}, {"MaxQueuedBytes", c.MaxQueuedBytes}, {"MaxStreams", c.MaxStreams},
 		{"HelloTimeout", int(c.HelloTimeout)}, {"CloseTimeout", int(c.CloseTimeout)},
+		{"MaxStreamBytes", int(c.MaxStreamBytes)},
 	}
 	for _, f := range checks {
 		if f.v < 0 {

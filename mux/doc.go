@@ -24,14 +24,27 @@
 // and waits for its accept, which carries the capacities the handler was
 // registered with. Stream.Requests (or Send) carries the caller's messages,
 // Stream.Responses the handler's, ending with the handler's error if it
-// returned one. Flow control is credit per stream, counted in messages, in
-// both directions, so a stream whose reader stalls stops only its own
-// sender; large messages travel in chunks that interleave with other
-// traffic. Cancelling the caller's context (or its deadline passing) ends
-// the stream and the handler's context; the session's end ends every
-// stream with an error matching ErrDisconnected. Streams have no
-// keep-alive of their own: an idle or blocked stream lives as long as the
-// session. Config.MaxStreams bounds the open streams in each direction.
+// returned one. Session.OpenStream opens the same stream without the
+// Requests channel (Send and CloseSend instead). Flow control is credit
+// per stream, counted in messages, in both directions, and granted back in
+// batches, so a stream whose reader stalls stops only its own sender;
+// large messages travel in chunks that interleave with other traffic.
+// Cancelling the caller's context (or its deadline passing) ends the
+// stream and the handler's context; the session's end ends every stream
+// with an error matching ErrDisconnected. Streams have no keep-alive of
+// their own: an idle or blocked stream lives as long as the session.
+// Config.MaxStreams bounds the open streams in each direction, and
+// Config.MaxStreamBytes, if set, the bytes their receiving sides may have
+// to buffer (capacity × MaxMessageSize per stream).
+//
+// What a stream costs: the reader delivers messages straight into the
+// consumer's channel (Responses, the handler's in) and Send puts them on
+// the writer's queue, so the caller's side of a stream opened with
+// OpenStream has no goroutine (NewStream's Requests channel needs one to
+// forward it). The serving side has the handler's goroutine and one more,
+// which takes the handler's messages from its out channel. A goroutine
+// also runs, on either side, while a consumer lags more than a few
+// messages behind. An idle stream costs about 6 KiB, both sides together.
 //
 // # Buffers
 //
@@ -46,8 +59,9 @@
 // encodes its frames into a shared, bounded buffer and the writer sends
 // what has gathered in one Write, so concurrent requests share syscalls.
 // One reader goroutine owns the read side; it never runs user code and
-// never waits for queue space, so a slow handler or a slow caller cannot
-// stall the session. Handlers run on worker goroutines, at most
+// never waits for queue space (flow control guarantees a stream's queue
+// room; a peer that sends beyond its credit breaks the protocol), so a
+// slow handler or a slow caller cannot stall the session. Handlers run on worker goroutines, at most
 // Config.MaxConcurrent at once. Messages larger than MaxFramePayload travel
 // as chunks that interleave with other traffic. Every limit (message size,
 // requests in flight, running handlers, queued bytes) is enforced before

@@ -31,6 +31,23 @@ func seedFrames() [][]byte {
 	for _, h := range hs {
 		out = append(out, mux.AppendFrame(nil, h, []byte("payload")))
 	}
+	// A stream to the echo stream handler: open, two messages (one in
+	// chunks), credit for its output, end of input; and a cancelled one.
+	credit := []byte{0, 0, 0, 1}
+	out = append(out,
+		mux.AppendFrame(nil, mux.Header{Op: mux.OpStreamOpen, Handler: hsEcho, ID: 20, Deadline: 1000}, nil),
+		mux.AppendFrame(nil, mux.Header{Op: mux.OpStreamIn, ID: 20}, []byte("in")),
+		mux.AppendFrame(nil, mux.Header{Op: mux.OpStreamIn, Flags: mux.FlagMore, ID: 20}, []byte("chu")),
+		mux.AppendFrame(nil, mux.Header{Op: mux.OpStreamIn, ID: 20, Seq: 1}, []byte("nk")),
+		mux.AppendFrame(nil, mux.Header{Op: mux.OpStreamCreditOut, ID: 20}, credit),
+		mux.AppendFrame(nil, mux.Header{Op: mux.OpStreamCloseIn, ID: 20}, nil),
+		mux.AppendFrame(nil, mux.Header{Op: mux.OpStreamOpen, Handler: hsEcho, ID: 21}, []byte("p")),
+		mux.AppendFrame(nil, mux.Header{Op: mux.OpStreamIn, ID: 21}, []byte("x")),
+		mux.AppendFrame(nil, mux.Header{Op: mux.OpCancel, ID: 21}, nil),
+		mux.AppendFrame(nil, mux.Header{Op: mux.OpStreamCloseIn, ID: 21}, nil),
+		mux.AppendFrame(nil, mux.Header{Op: mux.OpStreamAccept, ID: 22}, make([]byte, 8)),
+		mux.AppendFrame(nil, mux.Header{Op: mux.OpStreamCreditIn, ID: 22}, credit),
+	)
 	return out
 }
 
@@ -77,6 +94,7 @@ func helloFrame() []byte {
 func FuzzSession(f *testing.F) {
 	frames := seedFrames()
 	f.Add(bytes.Join(frames, nil))
+	f.Add(bytes.Join(frames[len(frames)-12:], nil)) // the streams alone
 	for _, fr := range frames {
 		f.Add(fr)
 	}
@@ -85,6 +103,7 @@ func FuzzSession(f *testing.F) {
 	f.Add([]byte{0xff, 0, 0, 0, 0xff, 0xff, 0xff, 0xff})
 	reg := echoRegistry(f)
 	mustRegister(f, reg, hPanic, func(context.Context, []byte) ([]byte, error) { panic("fuzz") })
+	mustStream(f, reg, hsEcho, handlers.StreamHandler{Handle: echoStream, InCapacity: 2, OutCapacity: 2})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		a, b := net.Pipe()
 		s, err := mux.NewSession(a, reg, mux.Config{MaxMessageSize: 1 << 20, HelloTimeout: time.Second, CloseTimeout: 100 * time.Millisecond})

@@ -62,7 +62,7 @@ func (s *Session) handleRequest(br *bufio.Reader, h Header) error {
 		if p.rejected {
 			return s.refuseStream(h.ID, codeStreams, "too many streams")
 		}
-		return s.openStream(p.h, h.ID, p.deadline, p.arrived, *p.pb, p.pb)
+		return s.serveStream(p.h, h.ID, p.deadline, p.arrived, *p.pb, p.pb)
 	}
 	if p.rejected {
 		return s.answerError(h.ID, codeBusy, "no free handler slot")
@@ -124,13 +124,17 @@ func (s *Session) handleFirstChunk(br *bufio.Reader, h Header) error {
 		}
 		return s.answerError(h.ID, codeBusy, "no free handler slot")
 	}
+	if stream && h.Length == 0 {
+		// No pooled buffer: a stream may live long, and most open empty.
+		return s.serveStream(h.Handler, h.ID, h.Deadline, now, nil, nil)
+	}
 	pb := getBuf(int(h.Length))
 	if err := readFull(br, *pb); err != nil {
 		putBuf(pb)
 		return err
 	}
 	if stream {
-		return s.openStream(h.Handler, h.ID, h.Deadline, now, *pb, pb)
+		return s.serveStream(h.Handler, h.ID, h.Deadline, now, *pb, pb)
 	}
 	return s.dispatch(h.Handler, h.ID, h.Deadline, now, *pb, pb)
 }
@@ -420,6 +424,10 @@ func (s *Session) cancelServing() {
 	s.strMu.Lock()
 	for _, ss := range s.sstreams {
 		ss.rc.cancel(context.Canceled)
+		ss.mu.Lock()
+		ss.sessionOver = true
+		ss.mu.Unlock()
+		ss.wake()
 	}
 	s.strMu.Unlock()
 }

@@ -19,11 +19,13 @@ import (
 // net.Pipe). Either side may call Request; each side serves the requests of
 // the other from its Registry.
 //
-// A Session owns three kinds of goroutines, all started by NewSession or by
-// the reader and all waited for by Close: one reader, one writer, and the
+// A Session owns these goroutines, all started by NewSession, the reader
+// or NewStream and all waited for by Close: one reader, one writer, the
 // workers that run handlers (at most Config.MaxConcurrent; a worker stays
 // for the next request and leaves after one to two workerIdle periods
-// without one).
+// without one), and for streams: a served stream's handler and its pump,
+// the forwarder of a NewStream stream's Requests, and a goroutine per
+// stream while its consumer lags (see cstream.forward, sstream).
 //
 // All methods may be called concurrently.
 type Session struct {
@@ -58,6 +60,9 @@ type Session struct {
 	sstreams map[uint64]*sstream // streams served for the peer, by the peer's ID
 	cslots   chan struct{}       // stream slots for streams we open; made before ready closes
 	sslots   chan struct{}       // stream slots for streams we serve
+	// Bytes of stream buffering committed (Config.MaxStreamBytes): each
+	// open stream's capacity × the largest message it may receive.
+	committed int64
 
 	pingMu sync.Mutex
 	pings  map[uint64]chan struct{}
@@ -180,7 +185,7 @@ func (s *Session) fail(err error) {
 		s.strMu.Unlock()
 		s.failPending(err)
 		s.cancelServing()
-		s.forgetStreams()
+		s.endStreams(s.disconnected())
 		s.pingMu.Lock()
 		for id, ch := range s.pings {
 			close(ch)
@@ -326,7 +331,12 @@ func (s *Session) handleFrame(br *bufio.Reader, h Header) error {
 	case OpStreamOut:
 		return s.handleStreamOut(br, h)
 	case OpStreamCreditIn, OpStreamCreditOut:
-		return s.handleCredit(br, h)
+		var small [4]byte
+		p, err := readSmall(br, h.Length, small[:])
+		if err != nil {
+			return err
+		}
+		return s.handleCredit(h, p)
 	case OpStreamCloseIn:
 		s.handleCloseIn(h.ID)
 		return skip(br, h.Length)

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"runtime/debug"
 	"sync"
 	"time"
 
@@ -22,7 +21,7 @@ type Response struct {
 }
 
 // Stream is a two-way stream to a handler on the peer, opened by
-// NewStream.
+// NewStream or OpenStream.
 //
 // Responses delivers the handler's messages in order. It is closed when the
 // stream ends: after the handler returned (its error, if any, is the last
@@ -31,17 +30,19 @@ type Response struct {
 // ErrDisconnected). Responses must be read until it is closed.
 //
 // Requests carries the caller's messages to the handler; close it to end the
-// handler's input. It is nil when the handler takes no input. A send on
+// handler's input. It is nil when the handler takes no input, and on a
+// stream opened with OpenStream (use Send and CloseSend there). A send on
 // Requests blocks while the handler's input is full (flow control); Send
 // does the same but gives up when ctx ends or the stream ends, and is the
 // safer way to send. A message's memory belongs to the stream once sent.
 //
-// Requests and Responses may be used from different goroutines.
+// Requests and Responses may be used from different goroutines. Send may be
+// called concurrently; CloseSend must not be called concurrently with Send.
 type Stream struct {
 	Responses <-chan Response
 	Requests  chan<- []byte
 
-	cs        *cstream
+	cstream
 	closeOnce sync.Once
 	err       error // the stream's final error, for Recv
 }
@@ -63,42 +64,72 @@ func (st *Stream) Recv() ([]byte, error) {
 	case r.Err != nil:
 		st.err = r.Err
 	default:
+		st.taken()
 		return r.Msg, nil
 	}
 	return nil, st.err
 }
 
-// CloseSend closes Requests, ending the handler's input. It may be called
-// more than once; it does nothing for a handler without input. Do not also
+// taken grants credit for messages the caller took, once half the window
+// was taken: Recv sees what a plain read of Responses does not, so the
+// handler's credit comes back before it runs out.
+func (cs *cstream) taken() {
+	cs.mu.Lock()
+	if !cs.final {
+		if g := cs.out.grantable(len(cs.resp)); g > 0 {
+			cs.s.grant(OpStreamCreditOut, cs.id, g)
+		}
+	}
+	cs.mu.Unlock()
+}
+
+// CloseSend ends the handler's input: it closes Requests, or on a stream
+// opened with OpenStream tells the handler directly. It may be called more
+// than once; it does nothing for a handler without input. Do not also
 // close Requests yourself.
 func (st *Stream) CloseSend() {
 	if st.Requests != nil {
 		st.closeOnce.Do(func() { close(st.Requests) })
+		return
 	}
+	st.closeSend()
 }
 
-// OpenStream is NewStream returning the handlers.RawStream interface, so
-// that typed stream handlers can open streams on a Session.
+// OpenStream opens a stream as NewStream does, but without the Requests
+// channel: the caller sends with Send and ends its input with CloseSend.
+// Such a stream costs no goroutine on the calling side. It returns the
+// handlers.RawStream interface, so that typed stream handlers can open
+// streams on a Session; the value is a *Stream.
 func (s *Session) OpenStream(ctx context.Context, h handlers.HandlerID, payload []byte) (handlers.RawStream, error) {
-	st, err := s.NewStream(ctx, h, payload)
+	st, err := s.openStream(ctx, h, payload, false)
 	if err != nil {
 		return nil, err
 	}
 	return st, nil
 }
 
-// Send sends msg on Requests, waiting for flow-control credit. It returns
-// ctx's error if ctx ends first, and ErrStreamEnded if the stream ended.
+// Send sends msg, waiting for flow-control credit. It returns ctx's error
+// if ctx ends first, and ErrStreamEnded if the stream ended. On a stream
+// with a Requests channel, Send goes through it, so that messages sent both
+// ways from one goroutine keep their order.
 func (st *Stream) Send(ctx context.Context, msg []byte) error {
+	if st.inCap == 0 {
+		return fmt.Errorf("%w: %v takes no input", ErrStreamEnded, st.h)
+	}
 	if st.Requests == nil {
-		return fmt.Errorf("%w: %v takes no input", ErrStreamEnded, st.cs.h)
+		return st.send(ctx, msg)
+	}
+	select {
+	case <-st.done:
+		return ErrStreamEnded
+	default:
 	}
 	select {
 	case st.Requests <- msg:
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
-	case <-st.cs.done:
+	case <-st.done:
 		return ErrStreamEnded
 	}
 }
@@ -125,17 +156,35 @@ func (st *Stream) Results(fn func(msg []byte) error) error {
 }
 
 // Cancel cancels the stream as cancelling its context would.
-func (st *Stream) Cancel() { st.cs.cancel() }
+func (st *Stream) Cancel() { st.abort(context.Canceled) }
 
-// Done is closed once the stream has ended and Responses is closed.
-func (st *Stream) Done() <-chan struct{} { return st.cs.done }
+// Done is closed once the stream has ended; Responses is closed right
+// after.
+func (st *Stream) Done() <-chan struct{} {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.done == nil {
+		st.done = make(chan struct{})
+		if st.delivered {
+			close(st.done)
+		}
+	}
+	return st.done
+}
 
 // NewStream opens a stream to the peer's stream handler h, sending payload
 // as the handler's initial payload. It waits for the peer to accept, so
 // the handler's capacities are known (and an unknown handler is an error
 // here). ctx governs the whole stream: its deadline travels to the handler,
 // and cancelling it cancels the stream.
+//
+// A stream with input has a Requests channel and one goroutine that
+// forwards what is sent on it; OpenStream opens a stream without either.
 func (s *Session) NewStream(ctx context.Context, h handlers.HandlerID, payload []byte) (*Stream, error) {
+	return s.openStream(ctx, h, payload, true)
+}
+
+func (s *Session) openStream(ctx context.Context, h handlers.HandlerID, payload []byte, withChan bool) (*Stream, error) {
 	if !h.Valid() {
 		return nil, fmt.Errorf("%w: %d", ErrInvalidHandler, uint16(h))
 	}
@@ -154,32 +203,25 @@ func (s *Session) NewStream(ctx context.Context, h handlers.HandlerID, payload [
 	default:
 		return nil, fmt.Errorf("%w: %v: the session's limit of %d open streams is reached", ErrTooManyStreams, h, cap(s.cslots))
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	cs := &cstream{
-		s: s, h: h, id: s.nextID.Add(1), cancel: cancel,
-		accepted: make(chan struct{}),
-		notify:   make(chan struct{}, 1),
-		done:     make(chan struct{}),
-	}
+	st := &Stream{}
+	cs := &st.cstream
+	cs.s, cs.h, cs.id = s, h, s.nextID.Add(1)
+	cs.sig = make(chan struct{}, 1)
 	s.strMu.Lock()
 	select {
 	case <-s.closing:
 		s.strMu.Unlock()
 		<-s.cslots
-		cancel()
 		return nil, s.disconnected()
 	default:
 	}
 	s.cstreams[cs.id] = cs
-	// Counted now, under strMu, so that the Add cannot race Close's Wait
-	// (fail closes s.closing under strMu too).
-	s.handlers.Add(1)
 	s.strMu.Unlock()
 
 	sent, err := s.send(ctx, Header{Op: OpStreamOpen, Handler: h, ID: cs.id, Deadline: deadline}, payload)
 	if err == nil {
 		select {
-		case <-cs.accepted:
+		case <-cs.sig:
 		case <-ctx.Done():
 			err = ctx.Err()
 		case <-s.closing:
@@ -187,24 +229,101 @@ func (s *Session) NewStream(ctx context.Context, h handlers.HandlerID, payload [
 		}
 	}
 	if err != nil {
-		cancel()
-		s.handlers.Done()
 		s.abandonStream(cs, sent)
 		return nil, s.sendError(err)
 	}
 	if cs.openErr != nil {
-		cancel()
-		s.handlers.Done()
 		return nil, cs.openErr
 	}
-	cs.resp = make(chan Response)
-	st := &Stream{Responses: cs.resp, cs: cs}
-	if cs.inCap > 0 {
-		cs.reqs = make(chan []byte)
-		st.Requests = cs.reqs
+	if !s.commitC(cs, int64(cs.out.window)*int64(s.cfg.MaxMessageSize)) {
+		cs.mu.Lock()
+		cs.abandoned, cs.final = true, true // nobody reads resp: drop until the end
+		cs.mu.Unlock()
+		s.control(Header{Op: OpCancel, ID: cs.id})
+		return nil, fmt.Errorf("%w: %v: stream buffer budget of %d bytes exhausted (Config.MaxStreamBytes)", ErrTooManyStreams, h, s.cfg.MaxStreamBytes)
 	}
-	go cs.run(ctx)
+	st.Responses = cs.resp
+	if withChan && cs.inCap > 0 {
+		if !s.track() {
+			cs.abort(s.disconnected())
+			return st, nil
+		}
+		reqs := make(chan []byte)
+		st.Requests = reqs
+		cs.mu.Lock()
+		if cs.done == nil {
+			cs.done = make(chan struct{})
+			if cs.delivered {
+				close(cs.done)
+			}
+		}
+		cs.mu.Unlock()
+		go cs.forwardRequests(ctx, reqs)
+	}
+	cs.mu.Lock()
+	cs.opened = true
+	cs.releaseTokenLocked()
+	cs.mu.Unlock()
+	if ctx.Done() != nil {
+		stop := context.AfterFunc(ctx, func() { cs.abort(ctx.Err()) })
+		cs.mu.Lock()
+		if cs.final {
+			cs.mu.Unlock()
+			stop()
+		} else {
+			cs.stop = stop
+			cs.mu.Unlock()
+		}
+	}
 	return st, nil
+}
+
+// commit reserves n bytes of stream buffering under Config.MaxStreamBytes.
+func (s *Session) commit(n int64) bool {
+	s.strMu.Lock()
+	defer s.strMu.Unlock()
+	if s.cfg.MaxStreamBytes > 0 && s.committed+n > s.cfg.MaxStreamBytes {
+		return false
+	}
+	s.committed += n
+	return true
+}
+
+// commitC is commit for a stream we opened, recorded in cs.commit (under
+// strMu, like the release in dropCStream); a stream that already ended
+// commits nothing.
+func (s *Session) commitC(cs *cstream, n int64) bool {
+	s.strMu.Lock()
+	defer s.strMu.Unlock()
+	if s.cstreams[cs.id] != cs {
+		return true
+	}
+	if s.cfg.MaxStreamBytes > 0 && s.committed+n > s.cfg.MaxStreamBytes {
+		return false
+	}
+	s.committed += n
+	cs.commit = n
+	return true
+}
+
+func (s *Session) uncommit(n int64) {
+	s.strMu.Lock()
+	s.committed -= n
+	s.strMu.Unlock()
+}
+
+// track counts a new goroutine of the session unless the session ended
+// (fail closes s.closing under strMu, so the Add cannot race Close's Wait).
+func (s *Session) track() bool {
+	s.strMu.Lock()
+	defer s.strMu.Unlock()
+	select {
+	case <-s.closing:
+		return false
+	default:
+	}
+	s.handlers.Add(1)
+	return true
 }
 
 // wireDeadline converts ctx's deadline to the header field.
@@ -247,154 +366,407 @@ func (s *Session) abandonStream(cs *cstream, sent bool) {
 	s.control(Header{Op: OpCancel, ID: cs.id})
 }
 
-// cstream is the caller's side of a stream.
-type cstream struct {
-	s        *Session
-	h        handlers.HandlerID
-	id       uint64
-	cancel   context.CancelFunc
-	accepted chan struct{} // closed when the accept (or refusal) arrived
-	notify   chan struct{} // cap 1: the reader changed something below
-	done     chan struct{} // closed when run returns
-	resp     chan Response
-	reqs     chan []byte
+// Buffering of stream messages. The reader hands a complete message
+// straight to the consumer's channel (Responses, or the handler's input)
+// when the channel has room, and otherwise to an overflow queue that a
+// goroutine moves into the channel as the consumer takes messages. The
+// channel holds at most min(capacity-1, directSlots) messages, so that
+// when the sender's credit is used up, either some message has been taken
+// (and the reader grants credit for it) or one waits in the overflow
+// queue, whose goroutine sees the next one taken: credit always flows
+// back, although nothing watches the consumer's channel.
+const directSlots = 4
 
-	// Set by the reader before accepted is closed.
-	inCap, outCap int
-	openErr       error
+func directCap(capacity int) int { return min(capacity-1, directSlots) }
+
+// msgQueue is a FIFO of messages: a slice used as a queue whose storage is
+// reused once it empties, so a steady stream allocates nothing.
+type msgQueue[T any] struct {
+	buf  []T
+	head int
+}
+
+func (q *msgQueue[T]) len() int { return len(q.buf) - q.head }
+
+func (q *msgQueue[T]) push(v T) { q.buf = append(q.buf, v) }
+
+func (q *msgQueue[T]) pop() T {
+	var zero T
+	v := q.buf[q.head]
+	q.buf[q.head] = zero
+	q.head++
+	if q.head == len(q.buf) {
+		q.buf, q.head = q.buf[:0], 0
+	}
+	return v
+}
+
+func (q *msgQueue[T]) clear() {
+	clear(q.buf)
+	q.buf, q.head = nil, 0
+}
+
+// credit is one direction's flow-control account, kept by the receiver:
+// the sender may have window messages that were not granted back.
+type credit struct {
+	window   int    // the capacity
+	received uint64 // messages received
+	granted  uint64 // messages granted back
+	pushed   uint64 // messages put into the consumer's channel
+}
+
+// grantable returns how much credit to grant now, given the consumer's
+// channel length: what was taken and not granted, once that is half the
+// window, or at once if the sender has no credit left.
+func (c *credit) grantable(inChan int) int {
+	if uint64(inChan) > c.pushed {
+		return 0
+	}
+	taken := c.pushed - uint64(inChan)
+	g := int(taken - c.granted)
+	if g <= 0 {
+		return 0
+	}
+	if g >= max(1, c.window/2) || c.received-c.granted >= uint64(c.window) {
+		c.granted += uint64(g)
+		return g
+	}
+	return 0
+}
+
+// full reports whether a message arriving now exceeds the sender's credit.
+func (c *credit) full() bool { return c.received-c.granted >= uint64(c.window) }
+
+// cstream is the caller's side of a stream. It has no goroutine of its
+// own: the reader delivers the handler's messages into resp, Send puts the
+// caller's straight on the writer's queue, and a goroutine runs only while
+// messages overflow resp (and, for NewStream, to forward Requests).
+type cstream struct {
+	s   *Session
+	h   handlers.HandlerID
+	id  uint64
+	sig chan struct{} // cap 1: the accept arrived; then the send token
+
+	// Set by the reader before it signals the accept.
+	inCap   int
+	resp    chan Response
+	openErr error
 
 	mu        sync.Mutex
-	abandoned bool     // NewStream gave up before the accept
-	queue     [][]byte // handler messages waiting for the caller (≤ outCap)
-	partial   []byte   // a message whose chunks are still arriving
-	chunk     uint32   // next chunk expected
-	credit    int      // messages we may still send
-	ended     bool     // OpStreamEnd arrived
-	endErr    error
+	opened    bool // NewStream returned the stream
+	abandoned bool // the caller gave up: drop what arrives until the end
+	out       credit
+	over      msgQueue[Response] // messages waiting for room in resp
+	fwd       bool               // a goroutine is moving over into resp
+	partial   []byte             // a message whose chunks are still arriving
+	chunk     uint32             // next chunk expected
+	inCredit  int                // messages we may still send
+	parked    bool               // the send token waits for credit
+	inClosed  bool               // our input ended
+	ended     bool               // OpStreamEnd (or a refusal) arrived
+	final     bool               // the last Response is decided
+	finalErr  error              // it (nil: Responses just closes)
+	pending   bool               // the final is still to be delivered by the forwarder
+	delivered bool               // Responses is closed
+	done      chan struct{}      // closed with Responses; made on demand
+	stop      func() bool        // stops the AfterFunc watching ctx
+	commit    int64              // of Session.committed; guarded by Session.strMu
 }
 
-// run is the stream's one goroutine on the caller's side: it forwards
-// Requests to the peer within credit, hands queued messages to Responses,
-// and grants credit back as they are taken.
-func (cs *cstream) run(ctx context.Context) {
-	s := cs.s
-	defer s.handlers.Done()
-	defer close(cs.done)
-	defer cs.cancel()
-	reqs := cs.reqs
-	grant := 0
-	for {
-		cs.mu.Lock()
-		var next []byte
-		have := len(cs.queue) > 0
-		if have {
-			next = cs.queue[0]
-		}
-		ended, endErr, credit := cs.ended, cs.endErr, cs.credit
-		cs.mu.Unlock()
-		if ended && !have {
-			cs.finish(endErr)
-			return
-		}
-		var out chan<- Response
-		if have {
-			out = cs.resp
-		}
-		var in <-chan []byte
-		if credit > 0 && !ended {
-			in = reqs
-		}
+// send sends one message on the stream within credit.
+func (cs *cstream) send(ctx context.Context, msg []byte) error {
+	if err := cs.checkSize(msg); err != nil {
+		return err
+	}
+	select {
+	case <-cs.sig:
+	default:
 		select {
-		case out <- Response{Msg: next}:
-			cs.mu.Lock()
-			cs.queue[0] = nil
-			cs.queue = cs.queue[1:]
-			empty := len(cs.queue) == 0
-			cs.mu.Unlock()
-			if grant++; empty || grant >= max(1, cs.outCap/2) {
-				s.grant(OpStreamCreditOut, cs.id, grant)
-				grant = 0
-			}
-		case msg, ok := <-in:
-			if !ok {
-				reqs = nil
-				s.control(Header{Op: OpStreamCloseIn, ID: cs.id})
-				continue
-			}
-			if err := cs.sendIn(ctx, msg); err != nil {
-				cs.abort(ctx, err)
-				return
-			}
-		case <-cs.notify:
+		case <-cs.sig:
 		case <-ctx.Done():
-			cs.abort(ctx, ctx.Err())
-			return
-		case <-s.closing:
-			cs.deliverLast(s.disconnected())
-			return
+			return ctx.Err()
 		}
 	}
+	return cs.sendHeld(ctx, msg)
 }
 
-func (cs *cstream) sendIn(ctx context.Context, msg []byte) error {
+func (cs *cstream) checkSize(msg []byte) error {
 	if len(msg) > cs.s.maxSend {
 		return fmt.Errorf("%w: %v stream message of %d bytes exceeds %d", ErrMessageTooLarge, cs.h, len(msg), cs.s.maxSend)
 	}
-	cs.mu.Lock()
-	cs.credit--
-	cs.mu.Unlock()
-	_, err := cs.s.send(ctx, Header{Op: OpStreamIn, ID: cs.id}, msg)
-	return err
+	return nil
 }
 
-// abort ends the stream early with err: the peer is told to cancel, err is
-// the last Response, and the state stays (without this goroutine) until
-// the peer's OpStreamEnd, so slot accounting stays exact.
-func (cs *cstream) abort(ctx context.Context, err error) {
+// sendHeld sends msg holding the send token (which it releases): the
+// token is there only while there is credit, so that one sender at a time
+// puts its message (all its chunks) on the queue.
+func (cs *cstream) sendHeld(ctx context.Context, msg []byte) error {
 	s := cs.s
-	if errors.Is(err, ErrDisconnected) {
-		cs.deliverLast(s.disconnected())
+	cs.mu.Lock()
+	if cs.final || cs.inClosed {
+		cs.releaseTokenLocked()
+		cs.mu.Unlock()
+		return ErrStreamEnded
+	}
+	cs.inCredit--
+	cs.mu.Unlock()
+	sent, err := s.send(ctx, Header{Op: OpStreamIn, ID: cs.id}, msg)
+	cs.mu.Lock()
+	if !sent {
+		cs.inCredit++
+	}
+	cs.releaseTokenLocked()
+	cs.mu.Unlock()
+	if err != nil {
+		if sent {
+			cs.abort(s.sendError(err)) // half a message went out
+		}
+		return s.sendError(err)
+	}
+	return nil
+}
+
+// releaseTokenLocked puts the send token back if a send may proceed (or
+// must learn that the stream ended), else parks it until credit arrives.
+func (cs *cstream) releaseTokenLocked() {
+	if !cs.opened || cs.inCap == 0 {
 		return
 	}
+	if cs.inCredit > 0 || cs.final || cs.inClosed {
+		cs.parked = false
+		select {
+		case cs.sig <- struct{}{}:
+		default:
+		}
+		return
+	}
+	cs.parked = true
+}
+
+// closeSend ends the caller's input.
+func (cs *cstream) closeSend() {
 	cs.mu.Lock()
-	ended := cs.ended
-	cs.abandoned = true
-	cs.queue = nil
+	if cs.inCap == 0 || cs.inClosed || cs.final {
+		cs.mu.Unlock()
+		return
+	}
+	cs.inClosed = true
+	cs.releaseTokenLocked()
 	cs.mu.Unlock()
-	// From here the reader drops the state when the peer's end arrives.
-	if ended {
+	cs.s.control(Header{Op: OpStreamCloseIn, ID: cs.id})
+}
+
+// forwardRequests moves the messages sent on Requests to the peer, for a
+// stream opened by NewStream. It takes a message from Requests only while
+// it holds the send token, that is while there is credit, so that a send
+// on Requests blocks while the handler's input is full.
+func (cs *cstream) forwardRequests(ctx context.Context, reqs <-chan []byte) {
+	defer cs.s.handlers.Done()
+	for {
+		select {
+		case <-cs.sig:
+		case <-cs.done:
+			return
+		}
+		select {
+		case msg, ok := <-reqs:
+			if !ok {
+				cs.mu.Lock()
+				cs.releaseTokenLocked()
+				cs.mu.Unlock()
+				cs.closeSend()
+				return
+			}
+			if err := cs.checkSize(msg); err != nil {
+				cs.mu.Lock()
+				cs.releaseTokenLocked()
+				cs.mu.Unlock()
+				cs.abort(err) // the only way to tell a sender on Requests
+				return
+			}
+			if err := cs.sendHeld(ctx, msg); err != nil {
+				return
+			}
+		case <-cs.done:
+			return
+		}
+	}
+}
+
+// abort ends the stream early with err: the peer is told to cancel (unless
+// err is a deadline, which the peer sees too, or the session is gone), the
+// messages not yet taken are dropped, and err is the last Response. The
+// state stays until the peer's OpStreamEnd, so slot accounting stays exact.
+func (cs *cstream) abort(err error) {
+	s := cs.s
+	cs.mu.Lock()
+	if cs.final {
+		cs.mu.Unlock()
+		return
+	}
+	cs.abandoned = true
+	ended := cs.ended
+	cs.finishLocked(err, true, false)
+	cs.mu.Unlock()
+	switch {
+	case ended:
 		s.dropCStream(cs)
-	} else if ctx.Err() != context.DeadlineExceeded {
+	case errors.Is(err, ErrDisconnected):
+	case err != context.DeadlineExceeded:
 		s.control(Header{Op: OpCancel, ID: cs.id})
 	}
-	cs.deliverLast(err)
 }
 
-// finish ends a stream the handler ended.
-func (cs *cstream) finish(err error) {
-	cs.s.dropCStream(cs)
-	cs.deliverLast(err)
-}
-
-// deliverLast sends err (if any) as the last Response and closes
-// Responses. Once the session is over it waits at most CloseTimeout for the
-// caller to take the error, so that Close cannot hang on a caller that
-// stopped reading.
-func (cs *cstream) deliverLast(err error) {
-	defer close(cs.resp)
-	if err == nil {
+// finishLocked decides the stream's last Response: err, or just the close
+// of Responses if err is nil. With drop, messages not yet taken are
+// dropped. The final goes into resp at once if it fits, else the
+// forwarder (running, or started now) delivers it after the messages.
+//
+// force is set when called from fail (endStreams), which may start
+// goroutines although the session is closing; otherwise, if the session is
+// closing, the final stays pending and endStreams starts its forwarder.
+func (cs *cstream) finishLocked(err error, drop, force bool) {
+	cs.final, cs.finalErr = true, err
+	if cs.stop != nil {
+		cs.stop()
+		cs.stop = nil
+	}
+	cs.releaseTokenLocked()
+	if cs.resp == nil {
+		return // not accepted: NewStream returns the error
+	}
+	if drop {
+		cs.over.clear()
+		for len(cs.resp) > 0 {
+			select {
+			case <-cs.resp:
+			default:
+			}
+		}
+	}
+	if cs.fwd {
+		cs.pending = true
 		return
 	}
-	select {
-	case cs.resp <- Response{Err: err}:
+	if cs.over.len() == 0 {
+		if err == nil {
+			cs.closeRespLocked()
+			return
+		}
+		select {
+		case cs.resp <- Response{Err: err}: // room, or a receiver waiting
+			cs.closeRespLocked()
+			return
+		default:
+		}
+	}
+	cs.pending = true
+	cs.startForwarderLocked(force)
+}
+
+func (cs *cstream) closeRespLocked() {
+	cs.delivered = true
+	if cs.done != nil {
+		close(cs.done)
+	}
+	close(cs.resp)
+}
+
+// deliverLocked hands a message to the caller: into resp if it has room
+// and nothing waits before it, else to the overflow queue. Reader only.
+func (cs *cstream) deliverLocked(msg []byte) {
+	if !cs.fwd {
+		select {
+		case cs.resp <- Response{Msg: msg}: // room, or a receiver waiting
+			cs.out.pushed++
+			return
+		default:
+		}
+	}
+	cs.over.push(Response{Msg: msg})
+	if !cs.fwd {
+		cs.startForwarderLocked(false)
+	}
+}
+
+// startForwarderLocked starts the goroutine that empties the overflow
+// queue. Unless force, it starts none once the session is closing: then
+// endStreams, which runs after, starts it with force.
+func (cs *cstream) startForwarderLocked(force bool) {
+	if force {
+		cs.s.handlers.Add(1)
+	} else if !cs.s.track() {
 		return
+	}
+	cs.fwd = true
+	go cs.forward()
+}
+
+// forward moves overflowed messages, then a pending final, into resp as
+// the caller takes them, granting credit as it goes; it exits when the
+// overflow queue is empty.
+func (cs *cstream) forward() {
+	s := cs.s
+	defer s.handlers.Done()
+	for {
+		cs.mu.Lock()
+		if cs.over.len() == 0 {
+			cs.fwd = false
+			if !cs.pending {
+				cs.mu.Unlock()
+				return
+			}
+			cs.pending = false
+			err := cs.finalErr
+			cs.mu.Unlock()
+			if err != nil {
+				cs.push(Response{Err: err})
+			}
+			cs.mu.Lock()
+			cs.closeRespLocked()
+			cs.mu.Unlock()
+			return
+		}
+		r := cs.over.pop()
+		cs.mu.Unlock()
+		if !cs.push(r) {
+			cs.mu.Lock()
+			cs.over.clear()
+			cs.fwd = false
+			if !cs.delivered {
+				cs.final, cs.pending = true, false
+				cs.closeRespLocked()
+			}
+			cs.mu.Unlock()
+			return
+		}
+		cs.mu.Lock()
+		cs.out.pushed++
+		if !cs.final {
+			if g := cs.out.grantable(len(cs.resp)); g > 0 {
+				s.grant(OpStreamCreditOut, cs.id, g)
+			}
+		}
+		cs.mu.Unlock()
+	}
+}
+
+// push sends r on resp. Once the session is over it waits at most
+// CloseTimeout for the caller to take it, so that Close cannot hang on a
+// caller that stopped reading; it reports false if it gave up.
+func (cs *cstream) push(r Response) bool {
+	select {
+	case cs.resp <- r:
+		return true
 	case <-cs.s.closing:
 	}
 	t := time.NewTimer(cs.s.cfg.CloseTimeout)
 	defer t.Stop()
 	select {
-	case cs.resp <- Response{Err: err}:
+	case cs.resp <- r:
+		return true
 	case <-t.C:
+		return false
 	}
 }
 
@@ -402,26 +774,37 @@ func (s *Session) dropCStream(cs *cstream) {
 	s.strMu.Lock()
 	if s.cstreams[cs.id] == cs {
 		delete(s.cstreams, cs.id)
+		s.committed -= cs.commit
 		<-s.cslots
 	}
 	s.strMu.Unlock()
 }
 
-// forgetStreams drops every stream's state once the session has ended
-// (after cancelServing cancelled the served ones), so that Stats reports
-// no open streams on a dead session. The streams' goroutines end on their
-// own when they see s.closing; stream slots no longer matter.
-func (s *Session) forgetStreams() {
+// endStreams ends every stream once the session has ended: the caller's
+// streams get err as their last Response, and the state of both sides'
+// streams is dropped (after cancelServing cancelled the served ones), so
+// that Stats reports no open streams on a dead session. Stream slots no
+// longer matter.
+func (s *Session) endStreams(err error) {
 	s.strMu.Lock()
+	css := make([]*cstream, 0, len(s.cstreams))
+	for _, cs := range s.cstreams {
+		css = append(css, cs)
+	}
 	clear(s.cstreams)
 	clear(s.sstreams)
+	s.committed = 0
 	s.strMu.Unlock()
-}
-
-func (cs *cstream) wake() {
-	select {
-	case cs.notify <- struct{}{}:
-	default:
+	for _, cs := range css {
+		cs.mu.Lock()
+		switch {
+		case !cs.final:
+			cs.abandoned = true
+			cs.finishLocked(err, true, true)
+		case cs.pending && !cs.fwd:
+			cs.startForwarderLocked(true)
+		}
+		cs.mu.Unlock()
 	}
 }
 
@@ -455,7 +838,8 @@ func (s *Session) lookupC(id uint64) *cstream {
 }
 
 func (s *Session) handleStreamAccept(br *bufio.Reader, h Header) error {
-	p, err := readPayload(br, h.Length)
+	var small [8]byte
+	p, err := readSmall(br, h.Length, small[:])
 	if err != nil {
 		return err
 	}
@@ -463,15 +847,16 @@ func (s *Session) handleStreamAccept(br *bufio.Reader, h Header) error {
 	if cs == nil {
 		return fmt.Errorf("%w: accept for unknown stream %d", ErrProtocol, h.ID)
 	}
-	select {
-	case <-cs.accepted:
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if cs.resp != nil || cs.openErr != nil {
 		return fmt.Errorf("%w: second accept for stream %d", ErrProtocol, h.ID)
-	default:
 	}
 	if h.Flags&FlagError != 0 {
 		cs.openErr = remoteError(cs.h, p)
+		cs.ended = true
 		s.dropCStream(cs)
-		close(cs.accepted)
+		cs.sig <- struct{}{}
 		return nil
 	}
 	if len(p) != 8 {
@@ -481,14 +866,31 @@ func (s *Session) handleStreamAccept(br *bufio.Reader, h Header) error {
 	if in > handlers.MaxStreamCapacity || out == 0 || out > handlers.MaxStreamCapacity {
 		return fmt.Errorf("%w: stream %d capacities %d/%d", ErrProtocol, h.ID, in, out)
 	}
-	cs.inCap, cs.outCap = int(in), int(out)
-	cs.mu.Lock()
-	cs.credit = cs.inCap
-	abandoned := cs.abandoned
-	cs.mu.Unlock()
-	close(cs.accepted)
-	_ = abandoned // NewStream gave up and sent a cancel; the end will follow
+	cs.inCap, cs.inCredit = int(in), int(in)
+	cs.out.window = int(out)
+	cs.resp = make(chan Response, directCap(cs.out.window))
+	cs.sig <- struct{}{}
+	if cs.final {
+		// The session ended while the accept was on its way.
+		cs.finishLocked(cs.finalErr, true, false)
+	}
 	return nil
+}
+
+// readSmall reads a payload of at most len(buf) bytes into buf (through
+// Peek, so that buf, passed to no io.Reader, can stay on the caller's
+// stack), and a larger one into a new slice.
+func readSmall(br *bufio.Reader, n uint32, buf []byte) ([]byte, error) {
+	if int(n) > len(buf) || int(n) > br.Size() {
+		return readPayload(br, n)
+	}
+	b, err := br.Peek(int(n))
+	if err != nil {
+		return nil, readError(err)
+	}
+	p := buf[:copy(buf, b)]
+	_, _ = br.Discard(int(n))
+	return p, nil
 }
 
 func (s *Session) handleStreamOut(br *bufio.Reader, h Header) error {
@@ -502,15 +904,21 @@ func (s *Session) handleStreamOut(br *bufio.Reader, h Header) error {
 	}
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
+	if cs.resp == nil {
+		return fmt.Errorf("%w: message for stream %d before its accept", ErrProtocol, h.ID)
+	}
 	msg, complete, err := s.gather(&cs.partial, &cs.chunk, h, p)
-	if err != nil || !complete || cs.abandoned {
+	if err != nil || !complete || cs.abandoned || cs.final {
 		return err
 	}
-	if len(cs.queue) >= cs.outCap {
+	if cs.out.full() {
 		return fmt.Errorf("%w: stream %d sent beyond its credit", ErrProtocol, h.ID)
 	}
-	cs.queue = append(cs.queue, msg)
-	cs.wake()
+	cs.out.received++
+	cs.deliverLocked(msg)
+	if g := cs.out.grantable(len(cs.resp)); g > 0 {
+		s.grant(OpStreamCreditOut, cs.id, g)
+	}
 	return nil
 }
 
@@ -537,7 +945,8 @@ func (s *Session) gather(partial *[]byte, chunk *uint32, h Header, p []byte) (ms
 }
 
 func (s *Session) handleStreamEnd(br *bufio.Reader, h Header) error {
-	p, err := readPayload(br, h.Length)
+	var small [64]byte
+	p, err := readSmall(br, h.Length, small[:])
 	if err != nil {
 		return err
 	}
@@ -545,29 +954,31 @@ func (s *Session) handleStreamEnd(br *bufio.Reader, h Header) error {
 	if cs == nil {
 		return fmt.Errorf("%w: end of unknown stream %d", ErrProtocol, h.ID)
 	}
-	cs.mu.Lock()
-	cs.ended = true
+	var endErr error
 	if h.Flags&FlagError != 0 {
-		cs.endErr = remoteError(cs.h, p)
-		if cs.endErr.(*RemoteError).code == codeCanceled {
-			cs.endErr = context.Canceled
+		re := remoteError(cs.h, p)
+		endErr = re
+		if re.code == codeCanceled {
+			endErr = context.Canceled
 		}
 	}
-	abandoned := cs.abandoned
-	cs.mu.Unlock()
-	if abandoned {
-		s.dropCStream(cs) // its goroutine is gone (or never ran)
-		return nil
+	cs.mu.Lock()
+	if cs.resp == nil {
+		cs.mu.Unlock()
+		return fmt.Errorf("%w: end of stream %d before its accept", ErrProtocol, h.ID)
 	}
-	cs.wake()
+	cs.ended = true
+	// Dropped first, so that a caller who sees Responses closed sees the
+	// slot free too.
+	s.dropCStream(cs)
+	if !cs.final {
+		cs.finishLocked(endErr, false, false)
+	}
+	cs.mu.Unlock()
 	return nil
 }
 
-func (s *Session) handleCredit(br *bufio.Reader, h Header) error {
-	p, err := readPayload(br, h.Length)
-	if err != nil {
-		return err
-	}
+func (s *Session) handleCredit(h Header, p []byte) error {
 	if len(p) != 4 {
 		return fmt.Errorf("%w: %v of %d bytes", ErrProtocol, h.Op, len(p))
 	}
@@ -578,13 +989,14 @@ func (s *Session) handleCredit(br *bufio.Reader, h Header) error {
 			return fmt.Errorf("%w: credit for unknown stream %d", ErrProtocol, h.ID)
 		}
 		cs.mu.Lock()
-		cs.credit += n
-		bad := cs.credit > cs.inCap
-		cs.mu.Unlock()
-		if bad {
+		defer cs.mu.Unlock()
+		cs.inCredit += n
+		if cs.inCredit > cs.inCap || n < 0 {
 			return fmt.Errorf("%w: stream %d credit beyond capacity %d", ErrProtocol, h.ID, cs.inCap)
 		}
-		cs.wake()
+		if cs.parked {
+			cs.releaseTokenLocked()
+		}
 		return nil
 	}
 	ss := s.lookupS(h.ID)
@@ -593,275 +1005,11 @@ func (s *Session) handleCredit(br *bufio.Reader, h Header) error {
 	}
 	ss.mu.Lock()
 	ss.credit += n
-	bad := ss.credit > ss.outCap
+	bad := ss.credit > ss.outCap || n < 0
 	ss.mu.Unlock()
 	if bad {
 		return fmt.Errorf("%w: stream %d credit beyond capacity %d", ErrProtocol, h.ID, ss.outCap)
 	}
 	ss.wake()
 	return nil
-}
-
-// --- serving side ---
-
-// sstream is the serving side of a stream.
-type sstream struct {
-	id     uint64
-	rc     *reqCtx
-	in     chan []byte // to the handler; nil if it takes no input
-	out    chan []byte // from the handler
-	notify chan struct{}
-	hdone  chan struct{} // closed when the handler returned
-	herr   error
-	inCap  int
-	outCap int
-
-	mu        sync.Mutex
-	queue     [][]byte // caller messages waiting for the handler (≤ inCap)
-	partial   []byte
-	chunk     uint32
-	inClosed  bool // the caller ended its input
-	credit    int  // messages we may still send to the caller
-	cancelled bool
-}
-
-func (ss *sstream) wake() {
-	select {
-	case ss.notify <- struct{}{}:
-	default:
-	}
-}
-
-func (s *Session) lookupS(id uint64) *sstream {
-	s.strMu.Lock()
-	defer s.strMu.Unlock()
-	return s.sstreams[id]
-}
-
-// openStream starts a stream handler; the caller holds a stream slot.
-func (s *Session) openStream(h handlers.HandlerID, id uint64, deadline uint32, arrived time.Time, payload []byte, pb *[]byte) error {
-	e := s.reg.Lookup(h)
-	if e == nil || e.Stream == nil {
-		<-s.sslots
-		putBuf(pb)
-		return s.refuseStream(id, codeUnknown, fmt.Sprintf("unknown stream handler %v", h))
-	}
-	sh := e.Stream
-	ss := &sstream{
-		id: id, rc: &reqCtx{parent: s.cfg.BaseContext, id: id},
-		out: make(chan []byte), notify: make(chan struct{}, 1), hdone: make(chan struct{}),
-		inCap: sh.InCapacity, outCap: sh.OutCapacity, credit: sh.OutCapacity,
-	}
-	if deadline > 0 {
-		ss.rc.deadline = arrived.Add(time.Duration(deadline) * time.Millisecond).UnixNano()
-	}
-	if sh.InCapacity > 0 {
-		ss.in = make(chan []byte)
-	}
-	s.strMu.Lock()
-	s.servMu.Lock()
-	closed := s.servClosed
-	s.servMu.Unlock()
-	if closed {
-		s.strMu.Unlock()
-		putBuf(pb)
-		return nil
-	}
-	s.sstreams[id] = ss
-	s.strMu.Unlock()
-	var acc [8]byte
-	binary.BigEndian.PutUint32(acc[:], uint32(sh.InCapacity))
-	binary.BigEndian.PutUint32(acc[4:], uint32(sh.OutCapacity))
-	if err := s.q.put(context.Background(), nil, Header{Op: OpStreamAccept, ID: id}, acc[:], control); err != nil {
-		return err
-	}
-	s.handlers.Add(2)
-	go s.runStreamHandler(ss, sh, h, payload, pb)
-	go s.pumpStream(ss)
-	return nil
-}
-
-func (s *Session) runStreamHandler(ss *sstream, sh *handlers.StreamHandler, h handlers.HandlerID, payload []byte, pb *[]byte) {
-	defer s.handlers.Done()
-	defer close(ss.hdone)
-	defer putBuf(pb)
-	defer func() {
-		if v := recover(); v != nil {
-			s.cfg.Logger.Error("mux: stream handler panicked", "handler", h.String(), "panic", v, "stack", string(debug.Stack()))
-			ss.herr = &panicError{fmt.Sprintf("handler %v panicked: %v", h, v)}
-		}
-	}()
-	ss.herr = sh.Handle(ss.rc, payload, ss.in, ss.out)
-}
-
-type panicError struct{ msg string }
-
-func (e *panicError) Error() string { return e.msg }
-
-// pumpStream is the stream's goroutine on the serving side: it hands the
-// caller's messages to the handler and grants credit as they are taken,
-// sends the handler's messages within credit, and ends the stream when the
-// handler returns.
-func (s *Session) pumpStream(ss *sstream) {
-	defer s.handlers.Done()
-	grant := 0
-	inOpen := ss.in != nil
-	for {
-		ss.mu.Lock()
-		var next []byte
-		have := len(ss.queue) > 0
-		if have {
-			next = ss.queue[0]
-		}
-		inClosed, credit, cancelled := ss.inClosed, ss.credit, ss.cancelled
-		ss.mu.Unlock()
-		if !have && inClosed && inOpen {
-			close(ss.in)
-			inOpen = false
-		}
-		var in chan<- []byte
-		if have {
-			in = ss.in
-		}
-		var out <-chan []byte
-		if credit > 0 || cancelled {
-			out = ss.out // after a cancel, drain without sending
-		}
-		select {
-		case in <- next:
-			ss.mu.Lock()
-			ss.queue[0] = nil
-			ss.queue = ss.queue[1:]
-			empty := len(ss.queue) == 0
-			ss.mu.Unlock()
-			if grant++; empty || grant >= max(1, ss.inCap/2) {
-				s.grant(OpStreamCreditIn, ss.id, grant)
-				grant = 0
-			}
-		case msg := <-out:
-			if cancelled {
-				continue
-			}
-			if len(msg) > s.maxSend {
-				tooLarge := &RemoteError{code: codeTooLarge, Msg: fmt.Sprintf("stream message of %d bytes exceeds %d", len(msg), s.maxSend)}
-				ss.rc.cancel(context.Canceled)
-				ss.waitHandler(inOpen)
-				s.endStream(ss, tooLarge)
-				return
-			}
-			ss.mu.Lock()
-			ss.credit--
-			ss.mu.Unlock()
-			if _, err := s.send(context.Background(), Header{Op: OpStreamOut, ID: ss.id}, msg); err != nil {
-				ss.waitHandler(inOpen) // the session ended: the handler's context is cancelled
-				return
-			}
-		case <-ss.notify:
-		case <-ss.hdone:
-			s.endStream(ss, ss.herr)
-			return
-		case <-s.closing:
-			ss.waitHandler(inOpen)
-			return
-		}
-	}
-}
-
-// waitHandler waits for a handler whose context is cancelled to return,
-// ending its input and draining its output so that a handler that ranges
-// over in or sends on out without watching ctx still gets out.
-func (ss *sstream) waitHandler(inOpen bool) {
-	if inOpen {
-		close(ss.in)
-	}
-	for {
-		select {
-		case <-ss.out:
-		case <-ss.hdone:
-			return
-		}
-	}
-}
-
-// endStream sends the final OpStreamEnd and frees the stream.
-func (s *Session) endStream(ss *sstream, herr error) {
-	cancelled := ss.rc.finish()
-	ss.mu.Lock()
-	cancelled = cancelled || ss.cancelled
-	ss.mu.Unlock()
-	s.strMu.Lock()
-	delete(s.sstreams, ss.id)
-	s.strMu.Unlock()
-	<-s.sslots
-	hdr := Header{Op: OpStreamEnd, ID: ss.id}
-	var body []byte
-	var re *RemoteError
-	var pe *panicError
-	switch {
-	case cancelled:
-		hdr.Flags, body = FlagError, appendError(nil, codeCanceled, "canceled by caller")
-	case errors.As(herr, &pe):
-		hdr.Flags, body = FlagError, appendError(nil, codePanic, pe.msg)
-	case errors.As(herr, &re) && re.code == codeTooLarge:
-		hdr.Flags, body = FlagError, appendError(nil, codeTooLarge, re.Msg)
-	case errors.Is(herr, context.DeadlineExceeded):
-		hdr.Flags, body = FlagError, appendError(nil, codeDeadline, herr.Error())
-	case herr != nil:
-		hdr.Flags, body = FlagError, appendError(nil, codeHandler, herr.Error())
-	}
-	if err := s.q.put(context.Background(), s.closing, hdr, body, control); err != nil && !errors.Is(err, ErrDisconnected) {
-		s.fail(err)
-	}
-}
-
-func (s *Session) handleStreamIn(br *bufio.Reader, h Header) error {
-	p, err := readPayload(br, h.Length)
-	if err != nil {
-		return err
-	}
-	ss := s.lookupS(h.ID)
-	if ss == nil {
-		return nil // the stream ended as the message crossed
-	}
-	if ss.in == nil {
-		return fmt.Errorf("%w: input for stream %d, which takes none", ErrProtocol, h.ID)
-	}
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	msg, complete, err := s.gather(&ss.partial, &ss.chunk, h, p)
-	if err != nil || !complete || ss.cancelled {
-		return err
-	}
-	if ss.inClosed {
-		return fmt.Errorf("%w: input for stream %d after its end", ErrProtocol, h.ID)
-	}
-	if len(ss.queue) >= ss.inCap {
-		return fmt.Errorf("%w: stream %d input beyond its credit", ErrProtocol, h.ID)
-	}
-	ss.queue = append(ss.queue, msg)
-	ss.wake()
-	return nil
-}
-
-func (s *Session) handleCloseIn(id uint64) {
-	if ss := s.lookupS(id); ss != nil {
-		ss.mu.Lock()
-		ss.inClosed = true
-		ss.mu.Unlock()
-		ss.wake()
-	}
-}
-
-// cancelStream cancels a served stream at the caller's request.
-func (s *Session) cancelStream(id uint64) {
-	ss := s.lookupS(id)
-	if ss == nil {
-		return
-	}
-	ss.mu.Lock()
-	ss.cancelled = true
-	ss.queue = nil
-	ss.mu.Unlock()
-	ss.rc.cancel(context.Canceled)
-	ss.wake()
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"runtime"
 	"slices"
 	"strings"
@@ -557,15 +558,26 @@ func singleRequests(tb testing.TB, s *mux.Session, n int) {
 }
 
 // TestStreamIdleMemory opens 10,000 idle streams on one session and reports
-// what they cost, heap and goroutine stacks, both sides together (the
-// caller's Stream and goroutine, the serving side's two goroutines and the
-// handler's), then closes them all.
+// what they cost, heap and goroutine stacks, both sides together, then
+// closes them all. "chan" streams come from NewStream (the caller's
+// Requests channel needs a goroutine to forward it); "send" streams from
+// OpenStream, each used for one echo first, as gridmesh bench does (the
+// caller's side has no goroutine). On the serving side each stream has the
+// handler's goroutine and one more that takes the handler's messages from
+// its out channel.
 func TestStreamIdleMemory(t *testing.T) {
 	if testing.Short() {
 		t.Skip("opens 10,000 streams")
 	}
+	for _, api := range []string{"chan", "send"} {
+		t.Run(api, func(t *testing.T) { testStreamIdleMemory(t, api == "send") })
+	}
+}
+
+func testStreamIdleMemory(t *testing.T, useSend bool) {
 	const n = 10000
 	reg := echoRegistry(t)
+	mustStream(t, reg, hsEcho, handlers.StreamHandler{Handle: echoStream, InCapacity: 32, OutCapacity: 32})
 	mustStream(t, reg, hsBlock, handlers.StreamHandler{InCapacity: 1, OutCapacity: 1, Handle: func(ctx context.Context, _ []byte, in <-chan []byte, _ chan<- []byte) error {
 		for {
 			select {
@@ -582,22 +594,41 @@ func TestStreamIdleMemory(t *testing.T) {
 	ctx, cancel := context.WithCancel(testCtx(t))
 	defer cancel()
 	singleRequests(t, p.client, 1) // the session is up
-	before := memInUse()
-	streams := make([]*mux.Stream, 0, n)
-	for range n {
-		st, err := p.client.NewStream(ctx, hsBlock, nil)
+	open := func() *mux.Stream {
+		if !useSend {
+			st, err := p.client.NewStream(ctx, hsBlock, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return st
+		}
+		raw, err := p.client.OpenStream(ctx, hsEcho, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		streams = append(streams, st)
+		st := raw.(*mux.Stream)
+		msg := make([]byte, 512)
+		if err := st.Send(ctx, msg); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := st.Recv(); err != nil || len(got) != len(msg) {
+			t.Fatalf("echo: %d bytes, %v", len(got), err)
+		}
+		return st
 	}
-	if c, s := p.client.Stats(), p.server.Stats(); c.StreamsOut != n || s.StreamsIn != n {
+	open().Cancel() // warm up
+	before := memInUse()
+	streams := make([]*mux.Stream, 0, n)
+	for range n {
+		streams = append(streams, open())
+	}
+	if c, s := p.client.Stats(), p.server.Stats(); c.StreamsOut < n || s.StreamsIn < n {
 		t.Fatalf("open streams: caller %d, server %d", c.StreamsOut, s.StreamsIn)
 	}
 	after := memInUse()
 	heap, stacks := (after.heap-before.heap)/n, (after.stacks-before.stacks)/n
-	t.Logf("%d idle streams: %d bytes/stream (heap %d + stacks %d, caller and server side together; %d goroutines/stream)",
-		n, heap+stacks, heap, stacks, (after.goroutines-before.goroutines)/n)
+	t.Logf("%d idle streams: %d bytes/stream, %.1f MiB in all (heap %d + stacks %d, caller and server side together; %d goroutines/stream)",
+		n, heap+stacks, float64((heap+stacks)*n)/(1<<20), heap, stacks, (after.goroutines-before.goroutines)/n)
 	for _, st := range streams[:n/2] {
 		st.CloseSend() // half end cleanly
 	}
@@ -630,4 +661,223 @@ func memInUse() memUse {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	return memUse{int64(ms.HeapAlloc), int64(ms.StackInuse), int64(runtime.NumGoroutine())}
+}
+
+// TestStreamCreditBatched: a stream of 10 echoes within a window of 32
+// sends no credit frames: 12 frames each way (open or accept, 10
+// messages, close-in or end).
+func TestStreamCreditBatched(t *testing.T) {
+	forEachTransport(t, func(t *testing.T, tr transport) {
+		reg := echoRegistry(t)
+		mustStream(t, reg, hsEcho, handlers.StreamHandler{Handle: echoStream, InCapacity: 32, OutCapacity: 32})
+		p := newPair(t, tr, reg, mux.Config{}, mux.Config{})
+		ctx := testCtx(t)
+		singleRequests(t, p.client, 1)
+		// A reader counts a frame once it has handled it: wait for the
+		// hello and the request (or response) to be counted.
+		for p.client.Stats().FramesIn < 2 || p.server.Stats().FramesIn < 2 {
+			time.Sleep(time.Millisecond)
+		}
+		c0, s0 := p.client.Stats(), p.server.Stats()
+		raw, err := p.client.OpenStream(ctx, hsEcho, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 10 {
+			msg := fmt.Appendf(nil, "m%d", i)
+			if err := raw.Send(ctx, msg); err != nil {
+				t.Fatal(err)
+			}
+			if got, err := raw.Recv(); err != nil || !bytes.Equal(got, msg) {
+				t.Fatalf("echo %d: %q %v", i, got, err)
+			}
+		}
+		raw.CloseSend()
+		if _, err := raw.Recv(); err != io.EOF {
+			t.Fatalf("after CloseSend: %v", err)
+		}
+		waitNoStreams(t, p)
+		c1, s1 := p.client.Stats(), p.server.Stats()
+		if in, out := c1.FramesIn-c0.FramesIn, s1.FramesIn-s0.FramesIn; in != 12 || out != 12 {
+			t.Fatalf("frames: %d to the caller, %d to the server; want 12 each", in, out)
+		}
+		if err := raw.Send(ctx, []byte("late")); !errors.Is(err, mux.ErrStreamEnded) {
+			t.Fatalf("Send after the end: %v", err)
+		}
+	})
+}
+
+// TestStreamWindows pushes 300 messages each way through windows of 3
+// messages to consumers that read the channels directly and pause now and
+// then, so that messages overflow the direct channel slots: every message
+// arrives, in order, and credit keeps flowing back.
+func TestStreamWindows(t *testing.T) {
+	const n = 300
+	slow := func(i int) {
+		if i%50 == 0 {
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	forEachTransport(t, func(t *testing.T, tr transport) {
+		for _, api := range []string{"chan", "send"} {
+			t.Run(api, func(t *testing.T) {
+				got := make(chan error, 1)
+				reg := new(handlers.Registry)
+				mustStream(t, reg, hsPush, handlers.StreamHandler{InCapacity: 3, OutCapacity: 3, Handle: func(ctx context.Context, _ []byte, in <-chan []byte, out chan<- []byte) error {
+					go func() {
+						i := 0
+						for m := range in {
+							if string(m) != fmt.Sprint(i) {
+								got <- fmt.Errorf("input %d: %q", i, m)
+								return
+							}
+							slow(i)
+							i++
+						}
+						if i != n {
+							got <- fmt.Errorf("%d inputs", i)
+						}
+						got <- nil
+					}()
+					for i := range n {
+						select {
+						case out <- []byte(fmt.Sprint(i)):
+						case <-ctx.Done():
+							return ctx.Err()
+						}
+					}
+					return <-got
+				}})
+				p := newPair(t, tr, reg, mux.Config{}, mux.Config{})
+				ctx := testCtx(t)
+				var st *mux.Stream
+				if api == "chan" {
+					var err error
+					if st, err = p.client.NewStream(ctx, hsPush, nil); err != nil {
+						t.Fatal(err)
+					}
+				} else {
+					raw, err := p.client.OpenStream(ctx, hsPush, nil)
+					if err != nil {
+						t.Fatal(err)
+					}
+					st = raw.(*mux.Stream)
+				}
+				sent := make(chan error, 1)
+				go func() {
+					for i := range n {
+						if err := st.Send(ctx, []byte(fmt.Sprint(i))); err != nil {
+							sent <- err
+							return
+						}
+					}
+					st.CloseSend()
+					sent <- nil
+				}()
+				i := 0
+				for r := range st.Responses {
+					if r.Err != nil || string(r.Msg) != fmt.Sprint(i) {
+						t.Fatalf("response %d: %q %v", i, r.Msg, r.Err)
+					}
+					slow(i)
+					i++
+				}
+				if i != n {
+					t.Fatalf("%d responses", i)
+				}
+				if err := <-sent; err != nil {
+					t.Fatal(err)
+				}
+				waitNoStreams(t, p)
+			})
+		}
+	})
+}
+
+// TestStreamCancelEndsInput: a handler that ranges over its input without
+// watching its context still returns when the caller cancels.
+func TestStreamCancelEndsInput(t *testing.T) {
+	ended := make(chan struct{})
+	reg := new(handlers.Registry)
+	mustStream(t, reg, hsEcho, handlers.StreamHandler{InCapacity: 2, Handle: func(_ context.Context, _ []byte, in <-chan []byte, _ chan<- []byte) error {
+		for range in {
+		}
+		close(ended)
+		return nil
+	}})
+	p := newPair(t, transports[1], reg, mux.Config{}, mux.Config{})
+	raw, err := p.client.OpenStream(testCtx(t), hsEcho, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := raw.Send(testCtx(t), []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	raw.Cancel()
+	if _, err := raw.Recv(); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Recv after Cancel: %v", err)
+	}
+	waitFor(t, ended)
+	waitNoStreams(t, p)
+}
+
+// TestStreamBufferBudget: Config.MaxStreamBytes refuses a stream whose
+// buffers (capacity × MaxMessageSize) would exceed it, on the serving side
+// (in the accept) and on the calling side (after the accept).
+func TestStreamBufferBudget(t *testing.T) {
+	const maxMsg = 1 << 10
+	bh := newBlocking()
+	bh.started = make(chan struct{}, 100)
+	bh.ended = make(chan error, 100)
+	reg := new(handlers.Registry)
+	mustStream(t, reg, hsBlock, handlers.StreamHandler{Handle: bh.handle, InCapacity: 4, OutCapacity: 2})
+	forEachTransport(t, func(t *testing.T, tr transport) {
+		// The server may buffer the input of two streams (2 × 4 × 1 KiB),
+		// the client the output of three (3 × 2 × 1 KiB).
+		p := newPair(t, tr, reg, mux.Config{MaxMessageSize: maxMsg, MaxStreamBytes: 3 * 2 * maxMsg},
+			mux.Config{MaxMessageSize: maxMsg, MaxStreamBytes: 2 * 4 * maxMsg})
+		ctx, cancel := context.WithCancel(testCtx(t))
+		defer cancel()
+		var open []*mux.Stream
+		for range 2 {
+			st, err := p.client.NewStream(ctx, hsBlock, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			open = append(open, st)
+		}
+		_, err := p.client.NewStream(ctx, hsBlock, nil)
+		var re *mux.RemoteError
+		if !errors.Is(err, mux.ErrTooManyStreams) || !errors.As(err, &re) {
+			t.Fatalf("third stream, over the server's budget: %v", err)
+		}
+		// The other way round: the server opens streams to the client.
+		p2 := newPair(t, tr, reg, mux.Config{MaxMessageSize: maxMsg, MaxStreamBytes: 3 * 2 * maxMsg}, mux.Config{MaxMessageSize: maxMsg})
+		for range 3 {
+			st, err := p2.client.NewStream(ctx, hsBlock, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			open = append(open, st)
+		}
+		if _, err := p2.client.NewStream(ctx, hsBlock, nil); !errors.Is(err, mux.ErrTooManyStreams) || errors.As(err, &re) {
+			t.Fatalf("fourth stream, over the caller's budget: %v", err)
+		}
+		open[0].Cancel()
+		waitClosed(t, open[0])
+		for p.server.Stats().StreamsIn > 1 { // freed when its handler returned
+			time.Sleep(time.Millisecond)
+		}
+		st, err := p.client.NewStream(ctx, hsBlock, nil)
+		if err != nil {
+			t.Fatalf("after one ended: %v", err)
+		}
+		open = append(open, st)
+		cancel()
+		for _, st := range open {
+			waitClosed(t, st)
+		}
+		waitNoStreams(t, p)
+		waitNoStreams(t, p2)
+	})
 }

@@ -89,6 +89,37 @@ func (q *writeQueue) put(ctx context.Context, done <-chan struct{}, h Header, pa
 	}
 }
 
+// putSmall is put for a frame of the normal class whose payload fits one
+// frame, in a stack frame small enough that a stream's pump goroutine
+// sending a message stays within its first 2 KiB stack (a stack that grew
+// once stays grown while its goroutine idles: 2 KiB per idle stream). It
+// falls back to put when it would have to wait or grow the buffer.
+func (q *writeQueue) putSmall(done <-chan struct{}, h *Header, payload []byte) error {
+	q.mu.Lock()
+	n := len(q.buf)
+	if q.closed || n >= q.limit || cap(q.buf)-n < HeaderSize+len(payload) {
+		q.mu.Unlock()
+		return q.putSlow(done, h, payload)
+	}
+	q.buf = q.buf[:n+HeaderSize+len(payload)]
+	h.Length = uint32(len(payload))
+	h.put((*[HeaderSize]byte)(q.buf[n:]))
+	copy(q.buf[n+HeaderSize:], payload)
+	q.mu.Unlock()
+	if n == 0 {
+		select {
+		case q.wake <- struct{}{}:
+		default:
+		}
+	}
+	return nil
+}
+
+//go:noinline
+func (q *writeQueue) putSlow(done <-chan struct{}, h *Header, payload []byte) error {
+	return q.put(context.Background(), done, *h, payload, normal)
+}
+
 // take hands the queued frames to the writer and gives it spare to fill
 // next; it wakes senders waiting for space.
 func (q *writeQueue) take(spare []byte) []byte {

@@ -144,6 +144,7 @@ func benchStream10x512(b *testing.B, newStreamer func() (Streamer, error)) {
 			}
 			b.ReportAllocs()
 			b.ResetTimer()
+			cpu0 := cpuTime()
 			runCallers(b, streams, b.N, func() error {
 				got, err := c.Call(ctx, payload)
 				if err == nil && !bytes.Equal(got, payload) {
@@ -154,6 +155,7 @@ func benchStream10x512(b *testing.B, newStreamer func() (Streamer, error)) {
 			b.StopTimer()
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "streams/s")
 			b.ReportMetric(float64(10*b.N)/b.Elapsed().Seconds(), "msgs/s")
+			b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
 		})
 	}
 }

@@ -81,18 +81,21 @@ func NewMuxStream() (Streamer, error) {
 	return &muxPair{client: client, server: server}, nil
 }
 
+// OpenStream opens a stream with Session.OpenStream, the Send/Recv API
+// (the one typed streams use), which needs no goroutine on the calling
+// side; NewStream's Requests channel costs one.
 func (p *muxPair) OpenStream(ctx context.Context) (EchoStream, error) {
-	st, err := p.client.NewStream(ctx, echoStreamID, nil)
+	st, err := p.client.OpenStream(ctx, echoStreamID, nil)
 	if err != nil {
 		return nil, err
 	}
 	return &muxStream{ctx: ctx, st: st}, nil
 }
 
-// muxStream adapts a *mux.Stream to EchoStream.
+// muxStream adapts a handlers.RawStream (a *mux.Stream) to EchoStream.
 type muxStream struct {
 	ctx context.Context
-	st  *mux.Stream
+	st  handlers.RawStream
 }
 
 func (m *muxStream) Send(msg []byte) error { return m.st.Send(m.ctx, msg) }

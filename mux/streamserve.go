@@ -1,0 +1,375 @@
+package mux
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/gridmesh/gridmesh/handlers"
+)
+
+// sstream is the serving side of a stream. Besides the handler's own
+// goroutine it has one, pump, which takes the handler's messages from out
+// (a channel handed to user code needs a receiver), moves input that
+// overflowed in, and ends the stream. The reader delivers input straight
+// into in while it has room.
+type sstream struct {
+	rc     reqCtx
+	id     uint64
+	in     chan []byte // to the handler; nil if it takes no input
+	out    chan []byte // from the handler
+	notify chan struct{}
+	outCap int
+	commit int64 // of Session.committed
+
+	mu        sync.Mutex
+	inCr      credit           // the caller's input
+	over      msgQueue[[]byte] // input waiting for room in in
+	partial   []byte
+	chunk     uint32
+	inClosed  bool // the caller ended its input
+	inShut    bool // in is closed (only pump closes it)
+	credit    int  // messages we may still send to the caller
+	cancelled bool
+	hdone     bool // the handler returned
+	herr      error
+	// The session ended (set by cancelServing, which wakes the pump: the
+	// pump does not select on s.closing, a channel every stream would
+	// share).
+	sessionOver bool
+}
+
+func (ss *sstream) wake() {
+	select {
+	case ss.notify <- struct{}{}:
+	default:
+	}
+}
+
+func (s *Session) lookupS(id uint64) *sstream {
+	s.strMu.Lock()
+	defer s.strMu.Unlock()
+	return s.sstreams[id]
+}
+
+// serveStream starts a stream handler; the caller holds a stream slot.
+func (s *Session) serveStream(h handlers.HandlerID, id uint64, deadline uint32, arrived time.Time, payload []byte, pb *[]byte) error {
+	e := s.reg.Lookup(h)
+	if e == nil || e.Stream == nil {
+		<-s.sslots
+		putBuf(pb)
+		return s.refuseStream(id, codeUnknown, fmt.Sprintf("unknown stream handler %v", h))
+	}
+	sh := e.Stream
+	commit := int64(sh.InCapacity) * int64(s.cfg.MaxMessageSize)
+	if !s.commit(commit) {
+		<-s.sslots
+		putBuf(pb)
+		return s.refuseStream(id, codeStreams, fmt.Sprintf("stream buffer budget of %d bytes exhausted", s.cfg.MaxStreamBytes))
+	}
+	ss := &sstream{commit: commit,
+		rc: reqCtx{parent: s.cfg.BaseContext, id: id}, id: id,
+		out: make(chan []byte), notify: make(chan struct{}, 1),
+		outCap: sh.OutCapacity, credit: sh.OutCapacity,
+	}
+	ss.inCr.window = sh.InCapacity
+	if deadline > 0 {
+		ss.rc.deadline = arrived.Add(time.Duration(deadline) * time.Millisecond).UnixNano()
+	}
+	if sh.InCapacity > 0 {
+		ss.in = make(chan []byte, directCap(sh.InCapacity))
+	}
+	s.strMu.Lock()
+	s.servMu.Lock()
+	closed := s.servClosed
+	s.servMu.Unlock()
+	if closed {
+		s.strMu.Unlock()
+		s.uncommit(commit)
+		putBuf(pb)
+		return nil
+	}
+	s.sstreams[id] = ss
+	// Counted under strMu, before fail can close s.closing.
+	s.handlers.Add(2)
+	s.strMu.Unlock()
+	var acc [8]byte
+	binary.BigEndian.PutUint32(acc[:], uint32(sh.InCapacity))
+	binary.BigEndian.PutUint32(acc[4:], uint32(sh.OutCapacity))
+	if err := s.q.put(context.Background(), nil, Header{Op: OpStreamAccept, ID: id}, acc[:], control); err != nil {
+		s.handlers.Add(-2)
+		return err
+	}
+	go s.runStreamHandler(ss, sh, h, payload, pb)
+	go s.pumpStream(ss)
+	return nil
+}
+
+func (s *Session) runStreamHandler(ss *sstream, sh *handlers.StreamHandler, h handlers.HandlerID, payload []byte, pb *[]byte) {
+	defer s.handlers.Done()
+	var herr error
+	defer func() {
+		if v := recover(); v != nil {
+			s.cfg.Logger.Error("mux: stream handler panicked", "handler", h.String(), "panic", v, "stack", string(debug.Stack()))
+			herr = &panicError{fmt.Sprintf("handler %v panicked: %v", h, v)}
+		}
+		putBuf(pb)
+		ss.mu.Lock()
+		ss.hdone, ss.herr = true, herr
+		ss.mu.Unlock()
+		ss.wake()
+	}()
+	herr = sh.Handle(&ss.rc, payload, ss.in, ss.out)
+}
+
+type panicError struct{ msg string }
+
+func (e *panicError) Error() string { return e.msg }
+
+// pumpStream is the stream's goroutine on the serving side: it moves the
+// caller's messages that overflowed in, granting credit as the handler
+// takes them, sends the handler's messages within credit, and ends the
+// stream when the handler returns.
+func (s *Session) pumpStream(ss *sstream) {
+	defer s.handlers.Done()
+	for {
+		ss.mu.Lock()
+		var next []byte
+		have := ss.over.len() > 0
+		if have {
+			next = ss.over.buf[ss.over.head]
+		} else if (ss.inClosed || ss.cancelled) && !ss.inShut && ss.in != nil {
+			// The caller ended its input, or cancelled: a handler that
+			// ranges over in without watching ctx gets out too.
+			ss.inShut = true
+			close(ss.in)
+		}
+		credit, cancelled, hdone, over := ss.credit, ss.cancelled, ss.hdone, ss.sessionOver
+		ss.mu.Unlock()
+		if hdone && !over {
+			s.endStream(ss)
+			return
+		}
+		if over {
+			ss.waitHandler()
+			return
+		}
+		var in chan<- []byte
+		if have {
+			in = ss.in
+		}
+		var out <-chan []byte
+		if credit > 0 || cancelled {
+			out = ss.out // after a cancel, drain without sending
+		}
+		select {
+		case in <- next:
+			ss.mu.Lock()
+			if ss.over.len() > 0 { // else a cancel dropped the queue meanwhile
+				ss.over.pop()
+			}
+			ss.inCr.pushed++
+			s.grantInLocked(ss)
+			ss.mu.Unlock()
+		case msg := <-out:
+			if cancelled {
+				continue
+			}
+			if !s.sendOut(ss, msg) {
+				return
+			}
+		case <-ss.notify:
+		}
+	}
+}
+
+// sendOut sends one of the handler's messages, taking one credit; it
+// reports false if the stream is over (the session ended, or the message
+// was too large and the stream was ended for it).
+func (s *Session) sendOut(ss *sstream, msg []byte) bool {
+	if len(msg) > s.maxSend {
+		s.outTooLarge(ss, len(msg))
+		return false
+	}
+	ss.mu.Lock()
+	ss.credit--
+	if ss.in != nil {
+		s.grantInLocked(ss) // the handler may have taken input meanwhile
+	}
+	ss.mu.Unlock()
+	var err error
+	if len(msg) <= MaxFramePayload {
+		h := Header{Op: OpStreamOut, ID: ss.id}
+		err = s.q.putSmall(s.closing, &h, msg)
+	} else {
+		_, err = s.send(context.Background(), Header{Op: OpStreamOut, ID: ss.id}, msg)
+	}
+	if err != nil {
+		ss.waitHandler() // the session ended: the handler's context is cancelled
+		return false
+	}
+	return true
+}
+
+// outTooLarge ends a stream whose handler sent a message larger than the
+// caller accepts.
+//
+//go:noinline
+func (s *Session) outTooLarge(ss *sstream, n int) {
+	tooLarge := &RemoteError{code: codeTooLarge, Msg: fmt.Sprintf("stream message of %d bytes exceeds %d", n, s.maxSend)}
+	ss.rc.cancel(context.Canceled)
+	ss.waitHandler()
+	ss.mu.Lock()
+	ss.herr = tooLarge
+	ss.mu.Unlock()
+	s.endStream(ss)
+}
+
+// grantInLocked grants the caller the input credit the handler freed.
+func (s *Session) grantInLocked(ss *sstream) {
+	if ss.cancelled || ss.inClosed {
+		return
+	}
+	if g := ss.inCr.grantable(len(ss.in)); g > 0 {
+		s.grant(OpStreamCreditIn, ss.id, g)
+	}
+}
+
+// waitHandler waits for a handler whose context is cancelled to return,
+// ending its input and draining its output so that a handler that ranges
+// over in or sends on out without watching ctx still gets out.
+func (ss *sstream) waitHandler() {
+	ss.mu.Lock()
+	ss.over.clear()
+	if ss.in != nil && !ss.inShut {
+		ss.inShut = true
+		close(ss.in)
+	}
+	ss.mu.Unlock()
+	for {
+		ss.mu.Lock()
+		hdone := ss.hdone
+		ss.mu.Unlock()
+		if hdone {
+			return
+		}
+		select {
+		case <-ss.out:
+		case <-ss.notify:
+		}
+	}
+}
+
+// endStream sends the final OpStreamEnd and frees the stream.
+func (s *Session) endStream(ss *sstream) {
+	cancelled := ss.rc.finish()
+	ss.mu.Lock()
+	cancelled = cancelled || ss.cancelled
+	herr := ss.herr
+	ss.over.clear()
+	ss.mu.Unlock()
+	s.strMu.Lock()
+	if s.sstreams[ss.id] == ss {
+		delete(s.sstreams, ss.id)
+		s.committed -= ss.commit
+	}
+	s.strMu.Unlock()
+	<-s.sslots
+	hdr := Header{Op: OpStreamEnd, ID: ss.id}
+	var body []byte
+	var re *RemoteError
+	var pe *panicError
+	switch {
+	case cancelled:
+		hdr.Flags, body = FlagError, appendError(nil, codeCanceled, "canceled by caller")
+	case herr == nil:
+	case errors.As(herr, &pe):
+		hdr.Flags, body = FlagError, appendError(nil, codePanic, pe.msg)
+	case errors.As(herr, &re) && re.code == codeTooLarge:
+		hdr.Flags, body = FlagError, appendError(nil, codeTooLarge, re.Msg)
+	case errors.Is(herr, context.DeadlineExceeded):
+		hdr.Flags, body = FlagError, appendError(nil, codeDeadline, herr.Error())
+	case herr != nil:
+		hdr.Flags, body = FlagError, appendError(nil, codeHandler, herr.Error())
+	}
+	if err := s.q.put(context.Background(), s.closing, hdr, body, control); err != nil && !errors.Is(err, ErrDisconnected) {
+		s.fail(err)
+	}
+}
+
+func (s *Session) handleStreamIn(br *bufio.Reader, h Header) error {
+	p, err := readPayload(br, h.Length)
+	if err != nil {
+		return err
+	}
+	ss := s.lookupS(h.ID)
+	if ss == nil {
+		return nil // the stream ended as the message crossed
+	}
+	if ss.in == nil {
+		return fmt.Errorf("%w: input for stream %d, which takes none", ErrProtocol, h.ID)
+	}
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	msg, complete, err := s.gather(&ss.partial, &ss.chunk, h, p)
+	if err != nil || !complete || ss.cancelled || ss.inShut && !ss.inClosed {
+		return err
+	}
+	if ss.inClosed {
+		return fmt.Errorf("%w: input for stream %d after its end", ErrProtocol, h.ID)
+	}
+	if ss.inCr.full() {
+		return fmt.Errorf("%w: stream %d input beyond its credit", ErrProtocol, h.ID)
+	}
+	ss.inCr.received++
+	if ss.over.len() == 0 {
+		// pump sends on in only while over is not empty.
+		select {
+		case ss.in <- msg: // room, or the handler waiting
+			ss.inCr.pushed++
+			s.grantInLocked(ss)
+			return nil
+		default:
+		}
+	}
+	ss.over.push(msg)
+	ss.wake()
+	s.grantInLocked(ss)
+	return nil
+}
+
+func (s *Session) handleCloseIn(id uint64) {
+	ss := s.lookupS(id)
+	if ss == nil {
+		return
+	}
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	ss.inClosed = true
+	if ss.over.len() > 0 || ss.in == nil || ss.inShut || ss.cancelled {
+		ss.wake() // pump closes in once it has moved the rest
+		return
+	}
+	// Nothing waits: close in now (pump sends on in only from over).
+	ss.inShut = true
+	close(ss.in)
+}
+
+// cancelStream cancels a served stream at the caller's request.
+func (s *Session) cancelStream(id uint64) {
+	ss := s.lookupS(id)
+	if ss == nil {
+		return
+	}
+	ss.mu.Lock()
+	ss.cancelled = true
+	ss.over.clear()
+	ss.mu.Unlock()
+	ss.rc.cancel(context.Canceled)
+	ss.wake()
+}
