@@ -205,11 +205,12 @@ func (s *Session) writeLoop() {
 	for {
 		select {
 		case <-s.q.wake:
-			// When other requests are under way, let goroutines that are
-			// ready to send (callers woken by the last batch of answers,
-			// finishing handlers) queue their frames first, so they leave in
-			// this write rather than one write each. A lone request does not
-			// wait for company.
+			// When other requests or a stream are under way, let
+			// goroutines that are ready to send (callers woken by the last
+			// batch of answers, finishing handlers, a stream's sender)
+			// queue their frames first, so they leave in this write rather
+			// than one write each. A lone request does not wait for
+			// company.
 			if s.busy() {
 				s.awaitCompany()
 			}
@@ -253,13 +254,24 @@ func (s *Session) awaitCompany() {
 // maxGatherYields bounds the yields of awaitCompany.
 const maxGatherYields = 4
 
-// busy reports whether more than one request or stream is under way on the
-// session, in either direction.
+// busy reports whether more than one request, or any stream, is under way
+// on the session, in either direction. One stream is enough: its messages
+// come in runs (its sender may send a window of them without waiting), so
+// the writer has company worth waiting for even when the stream is alone.
+// Counting a lone stream as idle left one long stream of 512 B messages in
+// writes of a few messages each, and the write syscalls were most of its
+// cost.
 func (s *Session) busy() bool {
-	n := len(s.hslots) + len(s.sslots)
+	if len(s.sslots) > 0 {
+		return true
+	}
+	n := len(s.hslots)
 	select {
 	case <-s.ready:
-		n += len(s.slots) + len(s.cslots)
+		if len(s.cslots) > 0 {
+			return true
+		}
+		n += len(s.slots)
 	default:
 	}
 	return n > 1

@@ -697,8 +697,22 @@ func TestStreamCreditBatched(t *testing.T) {
 			t.Fatalf("after CloseSend: %v", err)
 		}
 		waitNoStreams(t, p)
+		// The reader counts a frame after handling it, so the stream's
+		// last frame (the end, on the caller's side) may be counted just
+		// after its effect is seen: wait for the count, then check that no
+		// more came.
+		var in, out uint64
+		for deadline := time.Now().Add(testTimeout); ; time.Sleep(time.Millisecond) {
+			c1, s1 := p.client.Stats(), p.server.Stats()
+			in, out = c1.FramesIn-c0.FramesIn, s1.FramesIn-s0.FramesIn
+			if in >= 12 && out >= 12 || time.Now().After(deadline) {
+				break
+			}
+		}
+		time.Sleep(10 * time.Millisecond) // a stray frame would be counted by now
 		c1, s1 := p.client.Stats(), p.server.Stats()
-		if in, out := c1.FramesIn-c0.FramesIn, s1.FramesIn-s0.FramesIn; in != 12 || out != 12 {
+		in, out = c1.FramesIn-c0.FramesIn, s1.FramesIn-s0.FramesIn
+		if in != 12 || out != 12 {
 			t.Fatalf("frames: %d to the caller, %d to the server; want 12 each", in, out)
 		}
 		if err := raw.Send(ctx, []byte("late")); !errors.Is(err, mux.ErrStreamEnded) {

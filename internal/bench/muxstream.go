@@ -13,8 +13,13 @@ import (
 const echoStreamID handlers.HandlerID = 2
 
 // streamCapacity is the echo stream handler's input and output capacity in
-// messages (its flow-control window).
-const streamCapacity = 32
+// messages (its flow-control window). 128 messages of 512 B are 64 KiB,
+// grpc-go's initial stream window, so that the long-stream comparison with
+// grpc-go pipelines as many bytes on both sides (grpc-go may grow its window
+// further by BDP estimation; ours stays fixed). The window costs no memory
+// while it is unused: the channels hold at most a few messages and the rest
+// waits in queues that grow only as messages arrive.
+const streamCapacity = 128
 
 // echoStream is the gridmesh stream handler: every input message is sent
 // back.
@@ -68,7 +73,7 @@ func newMuxSessions(regA, regB *handlers.Registry) (a, b *mux.Session, err error
 
 // NewMuxStream returns a Streamer of gridmesh mux streams: two sessions over
 // TCP loopback, the server side serving an echo stream handler with a
-// window of 32 messages each way.
+// window of streamCapacity messages each way.
 func NewMuxStream() (Streamer, error) {
 	reg, err := echoRegistry()
 	if err != nil {
