@@ -58,7 +58,6 @@ type Connection struct {
 	host    string
 	url     string          // the WebSocket URL dialed, when dials
 	dials   bool            // this node opens the connection
-	accepts bool            // the peer opens the connection
 	baseCtx context.Context // parent of handler contexts: names the peer
 
 	// notifyMu orders state changes and their notifications; it is taken
@@ -97,7 +96,6 @@ func newConnection(m *Manager, host string) *Connection {
 		dials:   shouldDialSorted(m.opts.Local, host, m.opts.Hosts),
 		changed: make(chan struct{}),
 	}
-	c.accepts = !c.dials
 	c.baseCtx = context.WithValue(m.opts.Mux.BaseContext, peerKey{}, host)
 	return c
 }

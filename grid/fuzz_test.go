@@ -57,7 +57,7 @@ func FuzzHandshake(f *testing.F) {
 		}
 		// Accepted: it must be a real handshake from a peer that dials us.
 		c := m.conns[h.from]
-		if c == nil || !c.accepts || h.to != local || h.hosts != m.hostsHash {
+		if c == nil || c.dials || h.to != local || h.hosts != m.hostsHash {
 			t.Fatalf("accepted a handshake that names the wrong nodes: %+v", h)
 		}
 		want, _ := auth.Sign(h.from, h.dialMessage())

@@ -214,7 +214,7 @@ func (m *Manager) verifyDial(hdr http.Header) (handshake, *rejection) {
 	if h.hosts != m.hostsHash {
 		return h, reject(http.StatusConflict, "host lists differ: %q and %q were given different Hosts", h.from, o.Local)
 	}
-	if !m.conns[h.from].accepts {
+	if m.conns[h.from].dials {
 		return h, reject(http.StatusConflict, "wrong dial side: %q dials %q, not the other way round", o.Local, h.from)
 	}
 	expiry := time.UnixMilli(h.millis).Add(o.ClockSkew)
