@@ -321,9 +321,9 @@ func (c *Connection) keepAlive(h *session) error {
 		case !progressed(before, h.s.Stats()):
 			return fmt.Errorf("%w: no pong from %s within %v", ErrDisconnected, c.host, o.PingTimeout)
 		default:
-			// The pong is late but bulk data kept arriving while we
+			// The pong is late but bulk data kept moving while we
 			// waited: a pong stuck behind it in a socket buffer, not a
-			// dead peer. A silent peer sends nothing and is caught.
+			// dead peer. A silent peer moves nothing and is caught.
 		}
 		t.Reset(max(0, o.PingInterval-time.Since(start)))
 	}
@@ -439,14 +439,16 @@ func PeerFromContext(ctx context.Context) (host string, ok bool) {
 	return host, ok
 }
 
-// progressBytes is how much the peer must have sent while a pong was late
-// for the peer to count as alive: far more than its own pings and credit
+// progressBytes is how much bulk data must have moved while a pong was
+// late for the peer to count as alive: far more than pings and credit
 // grants, so that a peer that can reach us but not hear us is still caught.
 const progressBytes = 16 << 10
 
-// progressed reports whether the session read bulk data from the peer
-// between two snapshots. Such data proves the peer alive even when its
-// pong is queued behind it in a socket buffer.
+// progressed reports whether bulk data moved between two snapshots, in
+// either direction. Data arriving proves the peer alive; data leaving
+// does too, since the socket only drains as the peer's kernel acknowledges
+// it (Options.UnsentLimit keeps little room for unsent bytes). Either way
+// the pong was queued behind that data, in our socket or in the peer's.
 func progressed(before, after mux.Stats) bool {
-	return after.BytesIn-before.BytesIn >= progressBytes
+	return after.BytesIn-before.BytesIn >= progressBytes || after.BytesOut-before.BytesOut >= progressBytes
 }

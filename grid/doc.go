@@ -36,8 +36,8 @@
 // pong within Options.PingTimeout closes the session, so a peer that went
 // silent without closing its socket (a half-open connection) is detected
 // within PingInterval + PingTimeout. A late pong is forgiven when bulk data
-// (at least 16 KiB) kept arriving from the peer while it was awaited: the
-// pong was queued behind that data, and the peer is plainly alive.
+// (at least 16 KiB) kept moving to or from the peer while it was awaited:
+// the pong was queued behind that data, and the peer is plainly alive.
 //
 // Sockets are tuned so that the mux's interleaving reaches the wire: the
 // kernel may hold at most Options.UnsentLimit unsent bytes per connection
