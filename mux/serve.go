@@ -143,10 +143,7 @@ func (s *Session) handleFirstChunk(br *bufio.Reader, h Header) error {
 // is in use.
 func (s *Session) checkNewID(id uint64, stream bool) error {
 	s.servMu.Lock()
-	_, dup := s.serving[id]
-	if _, ok := s.partial[id]; ok {
-		dup = true
-	}
+	dup := s.inUseLocked(id)
 	s.servMu.Unlock()
 	if stream && !dup {
 		s.strMu.Lock()
@@ -154,9 +151,21 @@ func (s *Session) checkNewID(id uint64, stream bool) error {
 		s.strMu.Unlock()
 	}
 	if dup {
-		return fmt.Errorf("%w: request ID %d already in use", ErrProtocol, id)
+		return errIDInUse(id)
 	}
 	return nil
+}
+
+// inUseLocked reports whether the peer's request ID id is being served or
+// gathered. servMu must be held.
+func (s *Session) inUseLocked(id uint64) bool {
+	_, serving := s.serving[id]
+	_, partial := s.partial[id]
+	return serving || partial
+}
+
+func errIDInUse(id uint64) error {
+	return fmt.Errorf("%w: request ID %d already in use", ErrProtocol, id)
 }
 
 // dispatch starts the handler for a complete request; the caller holds a
@@ -171,10 +180,7 @@ func (s *Session) dispatch(h handlers.HandlerID, id uint64, deadline uint32, arr
 		}
 	}
 	s.servMu.Lock()
-	_, dup := s.serving[id]
-	if _, ok := s.partial[id]; ok {
-		dup = true
-	}
+	dup := s.inUseLocked(id)
 	if s.servClosed || dup || rc == nil {
 		closed := s.servClosed
 		s.servMu.Unlock()
@@ -184,7 +190,7 @@ func (s *Session) dispatch(h handlers.HandlerID, id uint64, deadline uint32, arr
 		case closed:
 			return nil
 		case dup:
-			return fmt.Errorf("%w: request ID %d already in use", ErrProtocol, id)
+			return errIDInUse(id)
 		}
 		return s.answerError(id, codeUnknown, fmt.Sprintf("unknown handler %v", h))
 	}

@@ -163,13 +163,19 @@ func (st *Stream) Cancel() { st.abort(context.Canceled) }
 func (st *Stream) Done() <-chan struct{} {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if st.done == nil {
-		st.done = make(chan struct{})
-		if st.delivered {
-			close(st.done)
+	return st.doneLocked()
+}
+
+// doneLocked returns cs.done, making it (closed if Responses already is)
+// on first use.
+func (cs *cstream) doneLocked() chan struct{} {
+	if cs.done == nil {
+		cs.done = make(chan struct{})
+		if cs.delivered {
+			close(cs.done)
 		}
 	}
-	return st.done
+	return cs.done
 }
 
 // NewStream opens a stream to the peer's stream handler h, sending payload
@@ -251,12 +257,7 @@ func (s *Session) openStream(ctx context.Context, h handlers.HandlerID, payload 
 		reqs := make(chan []byte)
 		st.Requests = reqs
 		cs.mu.Lock()
-		if cs.done == nil {
-			cs.done = make(chan struct{})
-			if cs.delivered {
-				close(cs.done)
-			}
-		}
+		cs.doneLocked()
 		cs.mu.Unlock()
 		go cs.forwardRequests(ctx, reqs)
 	}
@@ -282,6 +283,10 @@ func (s *Session) openStream(ctx context.Context, h handlers.HandlerID, payload 
 func (s *Session) commit(n int64) bool {
 	s.strMu.Lock()
 	defer s.strMu.Unlock()
+	return s.commitLocked(n)
+}
+
+func (s *Session) commitLocked(n int64) bool {
 	if s.cfg.MaxStreamBytes > 0 && s.committed+n > s.cfg.MaxStreamBytes {
 		return false
 	}
@@ -298,10 +303,9 @@ func (s *Session) commitC(cs *cstream, n int64) bool {
 	if s.cstreams[cs.id] != cs {
 		return true
 	}
-	if s.cfg.MaxStreamBytes > 0 && s.committed+n > s.cfg.MaxStreamBytes {
+	if !s.commitLocked(n) {
 		return false
 	}
-	s.committed += n
 	cs.commit = n
 	return true
 }

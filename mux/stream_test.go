@@ -750,6 +750,7 @@ func TestStreamWindows(t *testing.T) {
 						}
 						if i != n {
 							got <- fmt.Errorf("%d inputs", i)
+							return
 						}
 						got <- nil
 					}()

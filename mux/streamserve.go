@@ -294,7 +294,7 @@ func (s *Session) endStream(ss *sstream) {
 		hdr.Flags, body = FlagError, appendError(nil, codeTooLarge, re.Msg)
 	case errors.Is(herr, context.DeadlineExceeded):
 		hdr.Flags, body = FlagError, appendError(nil, codeDeadline, herr.Error())
-	case herr != nil:
+	default:
 		hdr.Flags, body = FlagError, appendError(nil, codeHandler, herr.Error())
 	}
 	if err := s.q.put(context.Background(), s.closing, hdr, body, control); err != nil && !errors.Is(err, ErrDisconnected) {
