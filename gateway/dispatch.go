@@ -36,7 +36,6 @@ type DispatcherOptions struct {
 //
 // All methods may be called concurrently. Close stops the probing.
 type Dispatcher struct {
-	m    *grid.Manager
 	opts DispatcherOptions
 
 	mu      sync.Mutex
@@ -44,9 +43,8 @@ type Dispatcher struct {
 	changed chan struct{} // closed and replaced when capacity may have freed
 
 	redispatched atomic.Uint64
-	ctx          context.Context // cancelled by Close; parent of the probes
+	ctx          context.Context // cancelled by Close: stops the watch loop; parent of the probes
 	cancel       context.CancelFunc
-	stop         chan struct{}
 	wg           sync.WaitGroup // the watch loop and probes
 	closeOnce    sync.Once
 }
@@ -78,7 +76,7 @@ func NewDispatcher(m *grid.Manager, opts DispatcherOptions) *Dispatcher {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	d := &Dispatcher{m: m, opts: opts, changed: make(chan struct{}), stop: make(chan struct{})}
+	d := &Dispatcher{opts: opts, changed: make(chan struct{})}
 	d.ctx, d.cancel = context.WithCancel(context.Background())
 	for _, c := range m.Connections() {
 		d.workers = append(d.workers, &workerState{conn: c})
@@ -91,7 +89,6 @@ func NewDispatcher(m *grid.Manager, opts DispatcherOptions) *Dispatcher {
 // Close stops watching the connections and waits for the probes.
 func (d *Dispatcher) Close() error {
 	d.closeOnce.Do(func() {
-		close(d.stop)
 		d.cancel()
 		d.wg.Wait()
 	})
@@ -154,7 +151,7 @@ func (d *Dispatcher) watch() {
 		d.scan()
 		select {
 		case <-t.C:
-		case <-d.stop:
+		case <-d.ctx.Done():
 			return
 		}
 	}

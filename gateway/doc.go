@@ -42,8 +42,9 @@
 // every result to a Journal (bbolt) before sending it. A transaction
 // delivered again whose result is in the journal is answered from there,
 // across reconnects and gateway restarts. The journal keeps a result until
-// it was sent and then for JournalOptions.Retention; one whose sending was
-// never recorded (a crash right after it was sent) for JournalOptions.MaxAge.
+// it was sent and is JournalOptions.Retention old (counted from when it was
+// written); one whose sending was never recorded (a crash right after it
+// was sent) for JournalOptions.MaxAge.
 // A result the journal cannot write is sent all the same.
 //
 // What a kill -9 of the gateway leaves behind, case by case (the crash

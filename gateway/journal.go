@@ -15,9 +15,10 @@ var journalBucket = []byte("results")
 
 // JournalOptions configure a Journal. The zero value works.
 type JournalOptions struct {
-	// Retention is how long a result stays after it was sent to Prime, to
-	// answer a redelivery without running the transaction again. Results
-	// not yet sent are kept until they are. Default 24h.
+	// Retention is how long a result that was sent to Prime stays,
+	// counted from when it was written (Put), to answer a redelivery
+	// without running the transaction again. Results not yet sent are
+	// kept until they are, up to MaxAge. Default 24h.
 	Retention time.Duration
 	// MaxAge is how long a result stays at most, sent or not. It bounds
 	// the results whose sending was never recorded: marks are written in
@@ -35,7 +36,7 @@ type JournalOptions struct {
 }
 
 // Journal keeps every transaction result in a bbolt file from the moment
-// it is known until it has reached Prime, and for Retention after that, so
+// it is known until it has reached Prime and is Retention old, so
 // that neither a lost stream nor a gateway restart loses a result or runs
 // a transaction twice.
 //

@@ -84,7 +84,7 @@ type ProcessConfig struct {
 	// StopGrace is how long Close waits for a process to exit after its
 	// stdin was closed before it kills the process group. Default 5 s.
 	StopGrace time.Duration
-	// Logger receives starts, ends (once per reason until a healthy run)
+	// Logger receives starts, ends (a repeated reason at debug level)
 	// and the processes' stderr lines. Default: discard.
 	Logger *slog.Logger
 }
@@ -307,8 +307,9 @@ func (p *ProcessPool) setCurrent(s *procSlot, pr *process, ended error) {
 
 // supervise runs slot s's processes one after another until Close,
 // starting with pr, already running: it waits for each to end and starts
-// the next after the backoff. An end is logged at warning level once per
-// reason until a process stays up HealthyAfter; repeats are logged at
+// the next after the backoff. An end is logged at warning level when its
+// reason differs from the last one logged so (forgotten once a process
+// stays up HealthyAfter); an end for the same reason again is logged at
 // debug level.
 func (p *ProcessPool) supervise(s *procSlot, pr *process) {
 	defer p.wg.Done()

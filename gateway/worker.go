@@ -39,10 +39,9 @@ type WorkerOptions struct {
 //
 // All methods may be called concurrently.
 type Worker struct {
-	opts    WorkerOptions
-	sem     chan struct{}
-	running atomic.Int64
-	done    atomic.Uint64
+	opts WorkerOptions
+	sem  chan struct{}
+	done atomic.Uint64
 }
 
 // NewWorker registers a worker's handlers on m.
@@ -72,7 +71,7 @@ func NewWorker(m *grid.Manager, opts WorkerOptions) (*Worker, error) {
 func (w *Worker) Capacity() int { return w.opts.Capacity }
 
 // Running returns the number of transactions running now.
-func (w *Worker) Running() int { return int(w.running.Load()) }
+func (w *Worker) Running() int { return len(w.sem) }
 
 // Done returns the number of transactions this worker has finished.
 func (w *Worker) Done() uint64 { return w.done.Load() }
@@ -87,9 +86,7 @@ func (w *Worker) run(ctx context.Context, req *TxRequest) (*TxResult, error) {
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	w.running.Add(1)
 	defer func() {
-		w.running.Add(-1)
 		w.done.Add(1)
 		<-w.sem
 	}()
