@@ -252,7 +252,11 @@ func TestTypedStreamCancel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	<-started
+	select {
+	case <-started:
+	case <-time.After(testTimeout):
+		t.Fatal("handler did not start")
+	}
 	c.Cancel()
 	if _, err := c.Recv(); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Recv after Cancel: %v", err)

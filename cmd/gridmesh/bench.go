@@ -34,11 +34,15 @@ type workload struct {
 	name string
 	// memory workloads report bytes per item in Mem instead of a rate.
 	memUnit string
-	run     map[string]func(ctx context.Context, c benchConfig) (bench.Result, float64, error)
+	run     map[string]measurement
 }
 
+// measurement measures a workload on one system: its rate and latency, or
+// for memory workloads its bytes.
+type measurement func(ctx context.Context, c benchConfig) (bench.Result, float64, error)
+
 // pairLoad measures a closed-loop request workload on a fresh pair.
-func pairLoad(newPair func() (bench.Pair, error), size, callers int) func(context.Context, benchConfig) (bench.Result, float64, error) {
+func pairLoad(newPair func() (bench.Pair, error), size, callers int) measurement {
 	return func(ctx context.Context, c benchConfig) (bench.Result, float64, error) {
 		p, err := newPair()
 		if err != nil {
@@ -51,7 +55,7 @@ func pairLoad(newPair func() (bench.Pair, error), size, callers int) func(contex
 }
 
 // streamLoad measures whole streams of msgs echoes on a fresh streamer.
-func streamLoad(newStreamer func() (bench.Streamer, error), size, msgs, streams int) func(context.Context, benchConfig) (bench.Result, float64, error) {
+func streamLoad(newStreamer func() (bench.Streamer, error), size, msgs, streams int) measurement {
 	return func(ctx context.Context, c benchConfig) (bench.Result, float64, error) {
 		s, err := newStreamer()
 		if err != nil {
@@ -63,7 +67,7 @@ func streamLoad(newStreamer func() (bench.Streamer, error), size, msgs, streams 
 	}
 }
 
-func longStream(newStreamer func() (bench.Streamer, error), size int) func(context.Context, benchConfig) (bench.Result, float64, error) {
+func longStream(newStreamer func() (bench.Streamer, error), size int) measurement {
 	return func(ctx context.Context, c benchConfig) (bench.Result, float64, error) {
 		s, err := newStreamer()
 		if err != nil {
@@ -78,14 +82,14 @@ func longStream(newStreamer func() (bench.Streamer, error), size int) func(conte
 	}
 }
 
-func idleConn(newPair func() (bench.Pair, error)) func(context.Context, benchConfig) (bench.Result, float64, error) {
+func idleConn(newPair func() (bench.Pair, error)) measurement {
 	return func(ctx context.Context, c benchConfig) (bench.Result, float64, error) {
 		m, err := bench.IdleConnBytes(ctx, newPair, c.idleConns)
 		return bench.Result{}, m, err
 	}
 }
 
-func idleStreams(newStreamer func() (bench.Streamer, error)) func(context.Context, benchConfig) (bench.Result, float64, error) {
+func idleStreams(newStreamer func() (bench.Streamer, error)) measurement {
 	return func(ctx context.Context, c benchConfig) (bench.Result, float64, error) {
 		s, err := newStreamer()
 		if err != nil {
@@ -114,7 +118,7 @@ func workloads() []workload {
 		for _, callers := range []int{1, 2, 16, 64, 256} {
 			ws = append(ws, workload{
 				name: fmt.Sprintf("req/%s/c%d", sizeName(size), callers),
-				run: map[string]func(context.Context, benchConfig) (bench.Result, float64, error){
+				run: map[string]measurement{
 					sysGridmesh: pairLoad(bench.NewMux, size, callers),
 					sysGRPC:     pairLoad(bench.NewGRPCUnary, size, callers),
 					sysRaw:      pairLoad(bench.NewRawWS, size, callers),
@@ -125,7 +129,7 @@ func workloads() []workload {
 	for _, callers := range []int{16, 64} {
 		ws = append(ws, workload{
 			name: fmt.Sprintf("bidi/512B/c%d", callers),
-			run: map[string]func(context.Context, benchConfig) (bench.Result, float64, error){
+			run: map[string]measurement{
 				sysGridmesh: pairLoad(bench.NewMuxBidi, 512, callers),
 				sysGRPC:     pairLoad(bench.NewGRPCBidi, 512, callers),
 				sysRaw:      pairLoad(bench.NewRawWSBidi, 512, callers),
@@ -135,7 +139,7 @@ func workloads() []workload {
 	for _, streams := range []int{2, 8, 64} {
 		ws = append(ws, workload{
 			name: fmt.Sprintf("stream10x512B/s%d", streams),
-			run: map[string]func(context.Context, benchConfig) (bench.Result, float64, error){
+			run: map[string]measurement{
 				sysGridmesh: streamLoad(bench.NewMuxStream, 512, 10, streams),
 				sysGRPC:     streamLoad(bench.NewGRPCStream, 512, 10, streams),
 			},
@@ -144,14 +148,14 @@ func workloads() []workload {
 	ws = append(ws,
 		workload{
 			name: "longstream/512B",
-			run: map[string]func(context.Context, benchConfig) (bench.Result, float64, error){
+			run: map[string]measurement{
 				sysGridmesh: longStream(bench.NewMuxStream, 512),
 				sysGRPC:     longStream(bench.NewGRPCStream, 512),
 			},
 		},
 		workload{
 			name: "idle/conn", memUnit: "per conn",
-			run: map[string]func(context.Context, benchConfig) (bench.Result, float64, error){
+			run: map[string]measurement{
 				sysGridmesh: idleConn(bench.NewMux),
 				sysGRPC:     idleConn(bench.NewGRPCUnary),
 				sysRaw:      idleConn(bench.NewRawWS),
@@ -159,7 +163,7 @@ func workloads() []workload {
 		},
 		workload{
 			name: "idle/streams", memUnit: "total",
-			run: map[string]func(context.Context, benchConfig) (bench.Result, float64, error){
+			run: map[string]measurement{
 				sysGridmesh: idleStreams(bench.NewMuxStream),
 				sysGRPC:     idleStreams(bench.NewGRPCStream),
 			},

@@ -8,8 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/gridmesh/gridmesh/gateway/primesim"
 )
 
 // contractDemoCommand runs the hidden contract-demo command in this test
@@ -53,13 +51,7 @@ func TestDemoProcess(t *testing.T) {
 // (its contract: this binary's contract-demo command) and "gridmesh
 // gateway" against a Prime simulator.
 func TestWorkerCommandProcessMode(t *testing.T) {
-	prime, err := primesim.New(primesim.Config{APIKey: "k", Contracts: []string{"sc"}, ChainID: "c"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := prime.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
+	prime := startPrime(t)
 	defer prime.Close()
 	dir := t.TempDir()
 	gw, wk := "http://"+freeAddr(t), "http://"+freeAddr(t)
@@ -77,42 +69,7 @@ func TestWorkerCommandProcessMode(t *testing.T) {
 	wkCfg := write("worker.yaml", fmt.Sprintf("mode: process\ncommand: [%q, %q]\nprocess:\n  processes: 2\n  in_flight: 4\n  stop_grace: 2s\n  env: [%q, %q]\n%s  local: %s\n",
 		command[0], command[1], env[0], env[1], gridYAML, wk))
 
-	ctx, cancel := context.WithTimeout(context.Background(), gatewayTestTimeout)
-	defer cancel()
-	stopCtx, stop := context.WithCancel(ctx)
-	type result struct {
-		code int
-		out  string
-	}
-	start := func(args ...string) chan result {
-		ch := make(chan result, 1)
-		go func() {
-			var out, errOut bytes.Buffer
-			code := run(stopCtx, args, &out, &errOut)
-			ch <- result{code, out.String() + errOut.String()}
-		}()
-		return ch
-	}
-	wkDone := start("worker", "-config", wkCfg)
-	gwDone := start("gateway", "-config", gwCfg)
-	if err := prime.Generate(ctx, "sc", 100, 0); err != nil {
-		t.Fatal(err)
-	}
-	werr := prime.WaitAnswered(ctx, 100)
-	stop()
-	for _, ch := range []chan result{gwDone, wkDone} {
-		select {
-		case r := <-ch:
-			if r.code != 0 {
-				t.Errorf("exit %d: %s", r.code, r.out)
-			}
-		case <-ctx.Done():
-			t.Fatal("command did not stop")
-		}
-	}
-	if werr != nil {
-		t.Fatal(werr)
-	}
+	runGatewayAndWorker(t, prime, "-config", gwCfg, wkCfg)
 	r := prime.Report()
 	if !r.OK() || r.ErrorResponses != 0 {
 		t.Fatalf("report:\n%v", r)

@@ -227,13 +227,7 @@ func TestProcessesKill9Gateway(t *testing.T) {
 	)
 	ctx, cancel := context.WithTimeout(context.Background(), gatewayTestTimeout)
 	defer cancel()
-	prime, err := primesim.New(primesim.Config{APIKey: "k", Contracts: []string{"sc"}, ChainID: "c"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := prime.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
+	prime := startPrime(t)
 	defer prime.Close()
 	primeAddr := prime.Addr().String()
 	proxy := startProxy(t, primeAddr)

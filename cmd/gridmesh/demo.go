@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/gridmesh/gridmesh/gateway"
@@ -348,7 +349,7 @@ func startProgress(out io.Writer, total int, done func() int64, start time.Time)
 		if tty {
 			const width = 30
 			filled := min(width, int(float64(width)*float64(d)/float64(total)))
-			fmt.Fprintf(out, "\r[%-*s] %d/%d  %.0f tx/s (now %.0f) ", width, string(repeat('=', filled)), d, total, rate, cur)
+			fmt.Fprintf(out, "\r[%-*s] %d/%d  %.0f tx/s (now %.0f) ", width, strings.Repeat("=", filled), d, total, rate, cur)
 			if final {
 				fmt.Fprintln(out)
 			}
@@ -375,14 +376,6 @@ func startProgress(out io.Writer, total int, done func() int64, start time.Time)
 		close(quit)
 		<-finished
 	}
-}
-
-func repeat(c byte, n int) []byte {
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = c
-	}
-	return b
 }
 
 // isTerminal reports whether w is a character device, such as a terminal.

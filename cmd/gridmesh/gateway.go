@@ -12,26 +12,17 @@ import (
 // runGateway runs a Prime gateway from a YAML configuration until
 // SIGINT or SIGTERM, then drains and exits.
 func runGateway(ctx context.Context, args []string, out io.Writer) error {
-	fs := newFlags("gateway", out)
-	path := fs.String("config", "gateway.yaml", "configuration file (YAML)")
-	verbose := fs.Bool("v", false, "log at debug level")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	cfg, err := gateway.LoadGatewayConfig(*path)
+	path, logger, err := parseConfigFlags("gateway", args, out)
 	if err != nil {
 		return err
 	}
-	logger := newLogger(*verbose)
-	addr, err := cfg.Grid.ListenAddr()
+	cfg, err := gateway.LoadGatewayConfig(path)
 	if err != nil {
 		return err
 	}
-	opts := cfg.Grid.Options()
-	opts.Logger = logger
 	// The node outlives ctx: at a signal the gateway still needs the grid
 	// to finish the transactions in flight.
-	node, err := gateway.ListenNode(context.WithoutCancel(ctx), addr, opts)
+	node, addr, err := listenNode(ctx, cfg.Grid, logger)
 	if err != nil {
 		return err
 	}
@@ -50,11 +41,45 @@ func runGateway(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	metrics := &gateway.Metrics{Gateway: gw, Dispatcher: disp}
-	node.Handle(gateway.MetricsPath, metrics.Handler())
-	node.Handle(gateway.StatsPath, metrics.StatsHandler())
+	serveMetrics(node, &gateway.Metrics{Gateway: gw, Dispatcher: disp})
 	logger.Info("gateway: starting", "grid", cfg.Grid.Local, "listen", addr, "prime", cfg.ServerAddress, "journal", cfg.JournalPath)
 	return gw.Run(ctx)
+}
+
+// parseConfigFlags parses the flags of the gateway and worker commands:
+// -config (default name.yaml) and -v. It returns the configuration file
+// and a logger at the level -v asks for.
+func parseConfigFlags(name string, args []string, out io.Writer) (string, *slog.Logger, error) {
+	fs := newFlags(name, out)
+	path := fs.String("config", name+".yaml", "configuration file (YAML)")
+	verbose := fs.Bool("v", false, "log at debug level")
+	if err := fs.Parse(args); err != nil {
+		return "", nil, err
+	}
+	return *path, newLogger(*verbose), nil
+}
+
+// listenNode starts the grid node that g describes, logging to logger,
+// and returns it with its listen address. The node outlives ctx; the
+// caller closes it.
+func listenNode(ctx context.Context, g gateway.GridConfig, logger *slog.Logger) (*gateway.Node, string, error) {
+	addr, err := g.ListenAddr()
+	if err != nil {
+		return nil, "", err
+	}
+	opts := g.Options()
+	opts.Logger = logger
+	node, err := gateway.ListenNode(context.WithoutCancel(ctx), addr, opts)
+	if err != nil {
+		return nil, "", err
+	}
+	return node, addr, nil
+}
+
+// serveMetrics serves m's Prometheus metrics and JSON stats on node.
+func serveMetrics(node *gateway.Node, m *gateway.Metrics) {
+	node.Handle(gateway.MetricsPath, m.Handler())
+	node.Handle(gateway.StatsPath, m.StatsHandler())
 }
 
 func newLogger(debug bool) *slog.Logger {

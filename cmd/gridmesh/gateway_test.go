@@ -27,10 +27,10 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// TestGatewayAndWorkerCommands runs "gridmesh worker" and "gridmesh
-// gateway" from YAML files against a Prime simulator, then stops both as
-// a signal would.
-func TestGatewayAndWorkerCommands(t *testing.T) {
+// startPrime starts a Prime simulator on loopback serving contract "sc"
+// of chain "c" with API key "k"; the caller closes it.
+func startPrime(t *testing.T) *primesim.Server {
+	t.Helper()
 	prime, err := primesim.New(primesim.Config{APIKey: "k", Contracts: []string{"sc"}, ChainID: "c"})
 	if err != nil {
 		t.Fatal(err)
@@ -38,24 +38,19 @@ func TestGatewayAndWorkerCommands(t *testing.T) {
 	if err := prime.Start("127.0.0.1:0"); err != nil {
 		t.Fatal(err)
 	}
-	defer prime.Close()
-	dir := t.TempDir()
-	gw, wk := "http://"+freeAddr(t), "http://"+freeAddr(t)
-	gridYAML := fmt.Sprintf("grid:\n  hosts: [%s, %s]\n  secret: s\n", gw, wk)
-	gwCfg := filepath.Join(dir, "gateway.yaml")
-	wkCfg := filepath.Join(dir, "worker.yaml")
-	write := func(p, body string) {
-		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	write(gwCfg, fmt.Sprintf("server_address: %s\nchain_id: c\nsmart_contract_id: sc\napi_key: k\nreconnect_delay_seconds: 1\njournal_path: %s\n%s  local: %s\n",
-		prime.Addr(), filepath.Join(dir, "j.db"), gridYAML, gw))
-	write(wkCfg, fmt.Sprintf("command: [sh, -c, 'cat >/dev/null; echo \"{\\\"ok\\\":true}\"']\ncapacity: 4\n%s  local: %s\n", gridYAML, wk))
+	return prime
+}
 
+// runGatewayAndWorker runs "gridmesh worker" and "gridmesh gateway" with
+// the given configuration flag and files, has prime send 100 transactions,
+// waits until all are answered, then stops both as a signal would and
+// checks that both exit 0.
+func runGatewayAndWorker(t *testing.T, prime *primesim.Server, configFlag, gwCfg, wkCfg string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), gatewayTestTimeout)
 	defer cancel()
 	stopCtx, stop := context.WithCancel(ctx)
+	defer stop()
 	type result struct {
 		code int
 		out  string
@@ -69,8 +64,8 @@ func TestGatewayAndWorkerCommands(t *testing.T) {
 		}()
 		return ch
 	}
-	wkDone := start("worker", "--config", wkCfg)
-	gwDone := start("gateway", "--config", gwCfg)
+	wkDone := start("worker", configFlag, wkCfg)
+	gwDone := start("gateway", configFlag, gwCfg)
 	if err := prime.Generate(ctx, "sc", 100, 0); err != nil {
 		t.Fatal(err)
 	}
@@ -89,6 +84,29 @@ func TestGatewayAndWorkerCommands(t *testing.T) {
 	if werr != nil {
 		t.Fatal(werr)
 	}
+}
+
+// TestGatewayAndWorkerCommands runs "gridmesh worker" and "gridmesh
+// gateway" from YAML files against a Prime simulator, then stops both as
+// a signal would.
+func TestGatewayAndWorkerCommands(t *testing.T) {
+	prime := startPrime(t)
+	defer prime.Close()
+	dir := t.TempDir()
+	gw, wk := "http://"+freeAddr(t), "http://"+freeAddr(t)
+	gridYAML := fmt.Sprintf("grid:\n  hosts: [%s, %s]\n  secret: s\n", gw, wk)
+	gwCfg := filepath.Join(dir, "gateway.yaml")
+	wkCfg := filepath.Join(dir, "worker.yaml")
+	write := func(p, body string) {
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(gwCfg, fmt.Sprintf("server_address: %s\nchain_id: c\nsmart_contract_id: sc\napi_key: k\nreconnect_delay_seconds: 1\njournal_path: %s\n%s  local: %s\n",
+		prime.Addr(), filepath.Join(dir, "j.db"), gridYAML, gw))
+	write(wkCfg, fmt.Sprintf("command: [sh, -c, 'cat >/dev/null; echo \"{\\\"ok\\\":true}\"']\ncapacity: 4\n%s  local: %s\n", gridYAML, wk))
+
+	runGatewayAndWorker(t, prime, "--config", gwCfg, wkCfg)
 	if r := prime.Report(); !r.OK() {
 		t.Fatalf("report:\n%v", r)
 	}

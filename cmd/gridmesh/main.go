@@ -2,12 +2,12 @@
 //
 // Usage:
 //
-//	gridmesh demo     [flags]   run Prime simulator → gateway → workers on loopback, check every answer
-//	gridmesh gateway  -config gateway.yaml   hold Prime's stream and fan transactions out to workers
-//	gridmesh worker   -config worker.yaml    run transactions for the gateway: a command per transaction, or long-lived processes
-//	gridmesh bench    [flags]   compare gridmesh with grpc-go and a raw WebSocket floor
-//	gridmesh primesim [flags]   run a Dragonchain Prime simulator
-//	gridmesh status   [flags]   show the connections of running nodes
+//	gridmesh demo     [flags]                   run Prime simulator → gateway → workers on loopback, check every answer
+//	gridmesh gateway  [-v] -config gateway.yaml  hold Prime's stream and fan transactions out to grid workers
+//	gridmesh worker   [-v] -config worker.yaml   run transactions for a gateway: a command per transaction, or long-lived processes
+//	gridmesh bench    [flags]                   compare gridmesh with grpc-go and a raw WebSocket floor
+//	gridmesh primesim [flags]                   run a Dragonchain Prime simulator
+//	gridmesh status   [flags] NODE-URL...       show the connections of running nodes (their stats endpoints)
 //
 // Run "gridmesh <command> -h" for a command's flags.
 package main

@@ -12,8 +12,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/gridmesh/gridmesh/gateway/primesim"
 )
 
 // TestMainProcess is not a test: the process tests below run the test
@@ -93,13 +91,7 @@ func TestProcessesKill9WorkerAndSIGTERM(t *testing.T) {
 		t.Skip("starts processes")
 	}
 	const n = 300
-	prime, err := primesim.New(primesim.Config{APIKey: "k", Contracts: []string{"sc"}, ChainID: "c"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := prime.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
+	prime := startPrime(t)
 	defer prime.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), gatewayTestTimeout)
 	defer cancel()

@@ -34,17 +34,16 @@ func runStatus(ctx context.Context, args []string, out io.Writer) error {
 		fs.Usage()
 		return fmt.Errorf("no node URL given")
 	}
-	var failed []string
+	failed := 0
 	for _, arg := range fs.Args() {
 		u, err := statsURL(arg)
 		if err != nil {
 			return err
 		}
-		gw := sibling(u, gateway.StatsPath)
 		body, err := fetchStats(ctx, u, *timeout)
 		if err != nil {
 			fmt.Fprintf(out, "%s: %v\n", u, err)
-			failed = append(failed, u)
+			failed++
 			continue
 		}
 		if *asJSON {
@@ -58,15 +57,15 @@ func runStatus(ctx context.Context, args []string, out io.Writer) error {
 		printStats(out, st)
 		// A gateway or worker node also serves its own counters; a plain
 		// grid node answers 404 there, and is shown without them.
-		if body, err := fetchStats(ctx, gw, *timeout); err == nil {
+		if body, err := fetchStats(ctx, sibling(u, gateway.StatsPath), *timeout); err == nil {
 			var ns gateway.NodeStats
 			if json.Unmarshal(body, &ns) == nil {
 				printNodeStats(out, ns)
 			}
 		}
 	}
-	if len(failed) > 0 {
-		return fmt.Errorf("%d of %d nodes did not answer", len(failed), fs.NArg())
+	if failed > 0 {
+		return fmt.Errorf("%d of %d nodes did not answer", failed, fs.NArg())
 	}
 	return nil
 }

@@ -12,17 +12,14 @@ import (
 // SIGTERM. Each transaction runs the configured command (mode exec) or
 // goes to one of its long-lived supervised processes (mode process).
 func runWorker(ctx context.Context, args []string, out io.Writer) error {
-	fs := newFlags("worker", out)
-	path := fs.String("config", "worker.yaml", "configuration file (YAML)")
-	verbose := fs.Bool("v", false, "log at debug level")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	cfg, err := gateway.LoadWorkerConfig(*path)
+	path, logger, err := parseConfigFlags("worker", args, out)
 	if err != nil {
 		return err
 	}
-	logger := newLogger(*verbose)
+	cfg, err := gateway.LoadWorkerConfig(path)
+	if err != nil {
+		return err
+	}
 	contract, pool, closeContract, err := workerContract(cfg, logger)
 	if err != nil {
 		return err
@@ -30,13 +27,7 @@ func runWorker(ctx context.Context, args []string, out io.Writer) error {
 	// Deferred first, so it runs after the node's Close: the gateway
 	// re-dispatches the calls the node drops, then the processes stop.
 	defer closeContract()
-	addr, err := cfg.Grid.ListenAddr()
-	if err != nil {
-		return err
-	}
-	opts := cfg.Grid.Options()
-	opts.Logger = logger
-	node, err := gateway.ListenNode(context.WithoutCancel(ctx), addr, opts)
+	node, addr, err := listenNode(ctx, cfg.Grid, logger)
 	if err != nil {
 		return err
 	}
@@ -45,9 +36,7 @@ func runWorker(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	metrics := &gateway.Metrics{Worker: w, Processes: pool}
-	node.Handle(gateway.MetricsPath, metrics.Handler())
-	node.Handle(gateway.StatsPath, metrics.StatsHandler())
+	serveMetrics(node, &gateway.Metrics{Worker: w, Processes: pool})
 	logger.Info("worker: ready", "grid", cfg.Grid.Local, "listen", addr, "capacity", cfg.Capacity, "mode", cfg.Mode, "command", cfg.Command)
 	<-ctx.Done()
 	// Closing the node fails the calls in flight with ErrDisconnected;

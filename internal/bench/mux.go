@@ -20,6 +20,16 @@ type muxPair struct {
 // NewMux returns a Pair of gridmesh mux sessions over TCP loopback; the
 // server side serves the echo handler.
 func NewMux() (Pair, error) {
+	p, err := newMuxPair()
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// newMuxPair connects a client session to a server session that serves
+// echoRegistry.
+func newMuxPair() (*muxPair, error) {
 	reg, err := echoRegistry()
 	if err != nil {
 		return nil, err

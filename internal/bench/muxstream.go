@@ -75,15 +75,11 @@ func newMuxSessions(regA, regB *handlers.Registry) (a, b *mux.Session, err error
 // TCP loopback, the server side serving an echo stream handler with a
 // window of streamCapacity messages each way.
 func NewMuxStream() (Streamer, error) {
-	reg, err := echoRegistry()
+	p, err := newMuxPair()
 	if err != nil {
 		return nil, err
 	}
-	client, server, err := newMuxSessions(nil, reg)
-	if err != nil {
-		return nil, err
-	}
-	return &muxPair{client: client, server: server}, nil
+	return p, nil
 }
 
 // OpenStream opens a stream with Session.OpenStream, the Send/Recv API
