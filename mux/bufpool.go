@@ -109,25 +109,6 @@ func (p *pipeReader) release() {
 	}
 }
 
-// readChunk reads the payload of chunk h of a message, appending it to buf
-// (the message so far), and returns the new buffer. A message that comes in
-// chunks gets room for several chunks at first and doubles its room as it
-// grows, up to limit: append alone grows a large slice by a quarter at a
-// time, which would copy a 16 MiB message about twenty times.
-func readChunk(br *bufio.Reader, buf []byte, h Header, limit int) ([]byte, error) {
-	n := int(h.Length)
-	if buf == nil && h.Flags&FlagMore == 0 {
-		buf = make([]byte, n) // the common case: a message in one frame
-	} else {
-		buf = grow(buf, n, limit)
-		buf = buf[:len(buf)+n]
-	}
-	if err := readFull(br, buf[len(buf)-n:]); err != nil {
-		return nil, err
-	}
-	return buf, nil
-}
-
 // firstChunkRoom is the room, in chunks, a message that comes in chunks gets
 // with its first chunk.
 const firstChunkRoom = 4
@@ -149,8 +130,9 @@ func grow(b []byte, n, limit int) []byte {
 	return nb
 }
 
-// readPooledChunk is readChunk for a message gathered in pooled buffers (a
-// request, whose payload is released once its handler returned): pb holds
+// readPooledChunk reads the payload of chunk h of a message gathered in
+// pooled buffers (a request, whose payload is released once its handler
+// returned), growing it as grow does: pb holds
 // the message so far (nil before its first chunk), and is returned to its
 // pool when the message moves to a larger one.
 func readPooledChunk(br *bufio.Reader, pb *[]byte, h Header, limit int) (*[]byte, error) {

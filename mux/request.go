@@ -2,7 +2,6 @@ package mux
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -29,7 +28,8 @@ var callPool = sync.Pool{New: func() any { return &call{done: make(chan struct{}
 // Request sends payload to the peer's handler h and returns its answer.
 //
 // The caller may reuse payload as soon as Request returns; the returned
-// slice belongs to the caller. ctx's deadline travels to the handler, and
+// slice belongs to the caller, who may give it back with Recycle once done
+// with it. ctx's deadline travels to the handler, and
 // cancelling ctx cancels the handler's context. A handler's error comes
 // back as a *RemoteError. On a closed session Request fails at once with
 // ErrDisconnected; if the pipe breaks while waiting, it fails at once too.
@@ -175,8 +175,9 @@ func (s *Session) send(ctx context.Context, h Header, payload []byte) (sent bool
 // handleResponse reads a response frame and completes the waiting call.
 // Call fields are only changed under pendMu, so failPending cannot race it;
 // the payload is read with pendMu released. A response in one frame is read
-// straight into the buffer the caller gets; one in chunks is gathered in a
-// pooled buffer and copied once, at its end, into a buffer of its size.
+// straight into the buffer the caller gets (from getMsg, so that the caller
+// may Recycle it); one in chunks is gathered in a pooled buffer and copied
+// once, at its end, into a buffer of its size.
 func (s *Session) handleResponse(br *bufio.Reader, h Header) error {
 	var c *call
 	var gather *[]byte // the chunks so far; nil for a first chunk
@@ -195,7 +196,7 @@ func (s *Session) handleResponse(br *bufio.Reader, h Header) error {
 	var resp []byte
 	var err error
 	if h.Seq == 0 && h.Flags&FlagMore == 0 {
-		resp, err = readChunk(br, nil, h, s.cfg.MaxMessageSize)
+		resp, err = readMsg(br, h.Length)
 	} else {
 		gather, err = readPooledChunk(br, gather, h, s.cfg.MaxMessageSize)
 	}
@@ -222,7 +223,8 @@ func (s *Session) handleResponse(br *bufio.Reader, h Header) error {
 		return nil
 	}
 	if gather != nil {
-		resp = bytes.Clone(*gather)
+		resp = getMsg(len(*gather))
+		copy(resp, *gather)
 		c.gather = nil
 	}
 	c.resp = resp

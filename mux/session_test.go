@@ -394,3 +394,28 @@ func waitIdle(tb testing.TB, p *pair) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestRequestRecycleAllocs checks the allocations of a round trip whose
+// caller recycles the response: one, the handler's context. Without
+// Recycle there are two (the response is a second).
+func TestRequestRecycleAllocs(t *testing.T) {
+	if mux.RaceEnabled {
+		t.Skip("the race detector makes sync.Pool drop items")
+	}
+	p := newPair(t, transports[1], echoRegistry(t), mux.Config{}, mux.Config{})
+	ctx := context.Background() // no deadline: a deadline costs a timer per request
+	payload := make([]byte, 512)
+	call := func() {
+		resp, err := p.client.Request(ctx, hEcho, payload)
+		if err != nil || len(resp) != len(payload) {
+			t.Fatalf("echo: %d bytes, %v", len(resp), err)
+		}
+		mux.Recycle(resp)
+	}
+	for range 100 {
+		call() // warm the pools and the worker
+	}
+	if n := testing.AllocsPerRun(500, call); n > 1.2 {
+		t.Fatalf("%.2f allocations per recycled round trip, want 1", n)
+	}
+}

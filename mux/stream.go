@@ -52,7 +52,8 @@ var _ handlers.RawStream = (*Stream)(nil)
 // Recv returns the next message from Responses, io.EOF once the stream
 // ended cleanly, or the error that ended it (again on every later call).
 // Recv must not be called concurrently with itself or with reads of
-// Responses.
+// Responses. The message belongs to the caller, who may give it back with
+// Recycle once done with it.
 func (st *Stream) Recv() ([]byte, error) {
 	if st.err != nil {
 		return nil, st.err
@@ -898,7 +899,7 @@ func readSmall(br *bufio.Reader, n uint32, buf []byte) ([]byte, error) {
 }
 
 func (s *Session) handleStreamOut(br *bufio.Reader, h Header) error {
-	p, err := readPayload(br, h.Length)
+	p, err := readMsg(br, h.Length)
 	if err != nil {
 		return err
 	}
@@ -936,13 +937,15 @@ func (s *Session) gather(partial *[]byte, chunk *uint32, h Header, p []byte) (ms
 		return nil, false, fmt.Errorf("%w: stream %d message exceeds %d bytes", ErrProtocol, h.ID, s.cfg.MaxMessageSize)
 	}
 	if h.Flags&FlagMore != 0 {
-		*partial = append(*partial, p...)
+		*partial = append(grow(*partial, len(p), s.cfg.MaxMessageSize), p...)
+		Recycle(p)
 		*chunk++
 		return nil, false, nil
 	}
 	if *partial != nil {
-		p = append(*partial, p...)
-		*partial = nil
+		whole := append(grow(*partial, len(p), s.cfg.MaxMessageSize), p...)
+		Recycle(p)
+		p, *partial = whole, nil
 	}
 	*chunk = 0
 	return p, true, nil

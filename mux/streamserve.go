@@ -303,12 +303,13 @@ func (s *Session) endStream(ss *sstream) {
 }
 
 func (s *Session) handleStreamIn(br *bufio.Reader, h Header) error {
-	p, err := readPayload(br, h.Length)
+	p, err := readMsg(br, h.Length)
 	if err != nil {
 		return err
 	}
 	ss := s.lookupS(h.ID)
 	if ss == nil {
+		Recycle(p)
 		return nil // the stream ended as the message crossed
 	}
 	if ss.in == nil {

@@ -27,6 +27,23 @@ type benchConfig struct {
 	dur         time.Duration
 	idleConns   int
 	idleStreams int
+	noRecycle   bool // leave responses to the garbage collector
+}
+
+// pair returns p as the run is configured to use it.
+func (c benchConfig) pair(p bench.Pair) bench.Pair {
+	if c.noRecycle {
+		return bench.WithoutRecycle(p)
+	}
+	return p
+}
+
+// streamer is pair for a Streamer.
+func (c benchConfig) streamer(s bench.Streamer) bench.Streamer {
+	if c.noRecycle {
+		return bench.WithoutRecycleStreams(s)
+	}
+	return s
 }
 
 // A workload is measured once per system that implements it.
@@ -49,7 +66,7 @@ func pairLoad(newPair func() (bench.Pair, error), size, callers int) measurement
 			return bench.Result{}, 0, err
 		}
 		defer p.Close()
-		r, err := measure(ctx, p, bench.Load{PayloadSize: size, Callers: callers, Duration: c.dur})
+		r, err := measure(ctx, c.pair(p), bench.Load{PayloadSize: size, Callers: callers, Duration: c.dur})
 		return r, 0, err
 	}
 }
@@ -62,7 +79,7 @@ func streamLoad(newStreamer func() (bench.Streamer, error), size, msgs, streams 
 			return bench.Result{}, 0, err
 		}
 		defer s.Close()
-		r, err := measure(ctx, bench.StreamCaller(s, msgs), bench.Load{PayloadSize: size, Callers: streams, Duration: c.dur})
+		r, err := measure(ctx, bench.StreamCaller(c.streamer(s), msgs), bench.Load{PayloadSize: size, Callers: streams, Duration: c.dur})
 		return r, 0, err
 	}
 }
@@ -74,10 +91,10 @@ func longStream(newStreamer func() (bench.Streamer, error), size int) measuremen
 			return bench.Result{}, 0, err
 		}
 		defer s.Close()
-		if _, err := bench.RunLongStream(ctx, s, size, warmup(c.dur)); err != nil {
+		if _, err := bench.RunLongStream(ctx, c.streamer(s), size, warmup(c.dur)); err != nil {
 			return bench.Result{}, 0, err
 		}
-		r, err := bench.RunLongStream(ctx, s, size, c.dur)
+		r, err := bench.RunLongStream(ctx, c.streamer(s), size, c.dur)
 		return r, 0, err
 	}
 }
@@ -223,6 +240,7 @@ func runBench(ctx context.Context, args []string, out io.Writer) error {
 	asJSON := fs.Bool("json", false, "print one JSON object per measurement instead of a table")
 	conns := fs.Int("idle-conns", 100, "connections opened for the idle/conn workload")
 	streams := fs.Int("idle-streams", 10000, "streams opened for the idle/streams workload")
+	recycle := fs.Bool("recycle", true, "hand every gridmesh response and stream message back with mux.Recycle once checked, as a program that reuses buffers does (false: leave them to the garbage collector)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -233,7 +251,7 @@ func runBench(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("-only: %w", err)
 	}
-	cfg := benchConfig{dur: *dur, idleConns: *conns, idleStreams: *streams}
+	cfg := benchConfig{dur: *dur, idleConns: *conns, idleStreams: *streams, noRecycle: !*recycle}
 	var rows []benchRow
 	for _, w := range workloads() {
 		if !re.MatchString(w.name) {

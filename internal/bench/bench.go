@@ -22,6 +22,55 @@ type Caller interface {
 	Call(ctx context.Context, payload []byte) ([]byte, error)
 }
 
+// A Recycler takes back a message its Call or Recv returned, once the
+// caller is done with it, to reuse the memory (gridmesh: mux.Recycle). The
+// runners in this package hand every response back to a Caller or
+// EchoStream that implements it, as a program that uses the library's
+// buffer reuse does; [WithoutRecycle] hides it.
+type Recycler interface {
+	Recycle(msg []byte)
+}
+
+// recycler returns x's Recycle method, or a function that does nothing.
+func recycler(x any) func([]byte) {
+	if r, ok := x.(Recycler); ok {
+		return r.Recycle
+	}
+	return func([]byte) {}
+}
+
+// WithoutRecycle returns p without its Recycle methods: the runners then
+// leave every response to the garbage collector, as a program that never
+// recycles does.
+func WithoutRecycle(p Pair) Pair { return plainPair{p} }
+
+type plainPair struct{ p Pair }
+
+func (p plainPair) Call(ctx context.Context, payload []byte) ([]byte, error) {
+	return p.p.Call(ctx, payload)
+}
+func (p plainPair) Close() error { return p.p.Close() }
+
+// WithoutRecycleStreams is WithoutRecycle for a Streamer and its streams.
+func WithoutRecycleStreams(s Streamer) Streamer { return plainStreamer{s} }
+
+type plainStreamer struct{ s Streamer }
+
+func (s plainStreamer) OpenStream(ctx context.Context) (EchoStream, error) {
+	st, err := s.s.OpenStream(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return plainStream{st}, nil
+}
+func (s plainStreamer) Close() error { return s.s.Close() }
+
+type plainStream struct{ st EchoStream }
+
+func (s plainStream) Send(msg []byte) error { return s.st.Send(msg) }
+func (s plainStream) Recv() ([]byte, error) { return s.st.Recv() }
+func (s plainStream) CloseSend() error      { return s.st.CloseSend() }
+
 // A Pair is a server and a client connected over TCP loopback in this
 // process.
 type Pair interface {

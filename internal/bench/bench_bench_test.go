@@ -99,11 +99,13 @@ func benchCaller(b *testing.B, newPair func() (Pair, error), size, callers int) 
 	b.SetBytes(int64(size))
 	b.ResetTimer()
 	cpu0 := cpuTime()
+	recycle := recycler(p)
 	runCallers(b, callers, b.N, func() error {
 		resp, err := p.Call(ctx, payload)
 		if err == nil && len(resp) != size {
 			err = fmt.Errorf("response of %d bytes", len(resp))
 		}
+		recycle(resp)
 		return err
 	})
 	b.StopTimer()
@@ -180,6 +182,7 @@ func benchLongStream(b *testing.B, newStreamer func() (Streamer, error)) {
 		b.Fatal(err)
 	}
 	payload := payloadOf(512, 1)
+	recycle := recycler(st)
 	b.ReportAllocs()
 	b.SetBytes(512)
 	b.ResetTimer()
@@ -205,6 +208,7 @@ func benchLongStream(b *testing.B, newStreamer func() (Streamer, error)) {
 		if len(got) != len(payload) {
 			b.Fatalf("echo of %d bytes", len(got))
 		}
+		recycle(got)
 	}
 	b.StopTimer()
 	if err := <-sent; err != nil {

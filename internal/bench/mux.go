@@ -45,6 +45,9 @@ func (p *muxPair) Call(ctx context.Context, payload []byte) ([]byte, error) {
 	return p.client.Request(ctx, echoID, payload)
 }
 
+// Recycle gives a response back to the mux's buffer pool.
+func (p *muxPair) Recycle(msg []byte) { mux.Recycle(msg) }
+
 func (p *muxPair) Close() error {
 	p.client.Close()
 	return p.server.Close()

@@ -102,6 +102,7 @@ type muxStream struct {
 func (m *muxStream) Send(msg []byte) error { return m.st.Send(m.ctx, msg) }
 func (m *muxStream) Recv() ([]byte, error) { return m.st.Recv() }
 func (m *muxStream) CloseSend() error      { m.st.CloseSend(); return nil }
+func (m *muxStream) Recycle(msg []byte)    { mux.Recycle(msg) }
 
 // NewMuxBidi returns a Pair of two gridmesh mux sessions over one TCP
 // loopback connection that both serve the echo handler; each Call picks a

@@ -97,6 +97,7 @@ func Run(ctx context.Context, c Caller, l Load) (Result, error) {
 		firstErr  error
 		wg        sync.WaitGroup
 		lat       = make([][]time.Duration, l.Callers)
+		recycle   = recycler(c)
 	)
 	m0 := readMem()
 	start := time.Now()
@@ -131,6 +132,7 @@ func Run(ctx context.Context, c Caller, l Load) (Result, error) {
 					errOnce.Do(func() { firstErr = err; cancel() })
 					return
 				}
+				recycle(resp)
 				d := time.Since(t0)
 				n++
 				if len(s) < cap(s) {

@@ -31,6 +31,7 @@ func (c streamCaller) Call(ctx context.Context, payload []byte) ([]byte, error) 
 	if err != nil {
 		return nil, err
 	}
+	recycle := recycler(st)
 	for range c.msgs {
 		if err := st.Send(payload); err != nil {
 			return nil, err
@@ -42,6 +43,7 @@ func (c streamCaller) Call(ctx context.Context, payload []byte) ([]byte, error) 
 		if len(got) != len(payload) {
 			return nil, fmt.Errorf("bench: stream echo of %d bytes to %d", len(got), len(payload))
 		}
+		recycle(got)
 	}
 	if err := st.CloseSend(); err != nil {
 		return nil, err
@@ -64,6 +66,7 @@ func RunLongStream(ctx context.Context, s Streamer, size int, d time.Duration) (
 		return Result{}, err
 	}
 	payload := bytes.Repeat([]byte{'s'}, size)
+	recycle := recycler(st)
 	var (
 		sendErr error
 		wg      sync.WaitGroup
@@ -96,6 +99,7 @@ func RunLongStream(ctx context.Context, s Streamer, size int, d time.Duration) (
 			wg.Wait()
 			return Result{}, fmt.Errorf("bench: stream echo of %d bytes to %d", len(got), size)
 		}
+		recycle(got)
 		n++
 	}
 	elapsed := time.Since(start)
