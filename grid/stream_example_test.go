@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"time"
@@ -37,15 +38,19 @@ func ExampleConnection_NewStream() {
 		defer m.Close()
 		m.RegisterStreamHandler(shout, handlers.StreamHandler{
 			InCapacity: 4, OutCapacity: 4, // the caller learns these when the stream opens
-			Handle: func(ctx context.Context, prefix []byte, in <-chan []byte, out chan<- []byte) error {
-				for msg := range in {
-					select {
-					case out <- append(bytes.Clone(prefix), bytes.ToUpper(msg)...):
-					case <-ctx.Done():
-						return ctx.Err()
+			Serve: func(ctx context.Context, prefix []byte, st handlers.ServerStream) error {
+				for {
+					msg, err := st.Recv(ctx)
+					if err == io.EOF {
+						return nil // the caller closed its input: end the stream cleanly
+					}
+					if err != nil {
+						return err // the stream's context ended
+					}
+					if err := st.Send(ctx, append(bytes.Clone(prefix), bytes.ToUpper(msg)...)); err != nil {
+						return err
 					}
 				}
-				return nil // the caller closed its input: end the stream cleanly
 			},
 		})
 		routes := http.NewServeMux()

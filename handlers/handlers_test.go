@@ -31,6 +31,19 @@ func TestRegistry(t *testing.T) {
 	if err := r.RegisterSingle(hMeta, nil); !errors.Is(err, handlers.ErrNilHandler) {
 		t.Fatalf("nil: %v", err)
 	}
+	if err := r.RegisterStream(hMeta, handlers.StreamHandler{InCapacity: 1}); !errors.Is(err, handlers.ErrNilHandler) {
+		t.Fatalf("stream handler in neither form: %v", err)
+	}
+	both := handlers.StreamHandler{
+		Serve:  func(context.Context, []byte, handlers.ServerStream) error { return nil },
+		Handle: func(context.Context, []byte, <-chan []byte, chan<- []byte) error { return nil },
+	}
+	if err := r.RegisterStream(hMeta, both); !errors.Is(err, handlers.ErrTwoForms) {
+		t.Fatalf("stream handler in both forms: %v", err)
+	}
+	if r.Lookup(hMeta) != nil {
+		t.Fatal("a refused stream handler was registered")
+	}
 	if e := r.Lookup(hUpper); e == nil || e.ID != hUpper || e.Single == nil {
 		t.Fatalf("lookup: %+v", e)
 	}

@@ -14,6 +14,7 @@ var (
 	ErrRegistered  = errors.New("handlers: handler already registered")
 	ErrNilHandler  = errors.New("handlers: nil handler")
 	ErrBadCapacity = errors.New("handlers: bad stream capacity")
+	ErrTwoForms    = errors.New("handlers: stream handler sets both Serve and Handle")
 )
 
 // SingleHandler serves one request. ctx carries the caller's deadline and is
@@ -28,18 +29,31 @@ var (
 // A panic is recovered and reported to the caller the same way.
 type SingleHandler func(ctx context.Context, payload []byte) ([]byte, error)
 
-// StreamHandler serves a two-way stream. Handle receives the caller's
-// initial payload, reads the caller's messages from in (closed when the
-// caller ends its input; nil when InCapacity is 0) and sends messages to
-// the caller on out. Returning ends the stream: nil ends it cleanly, an
-// error reaches the caller as the stream's last Response.
+// StreamHandler serves a two-way stream, in one of two forms: set exactly
+// one of Serve and Handle. Either function receives the caller's initial
+// payload (valid only until it returns). Returning ends the stream: nil
+// ends it cleanly, an error reaches the caller as the stream's last
+// Response.
 //
 // ctx carries the caller's deadline and is cancelled when the caller gives
-// up or the connection is lost; a handler must select on ctx.Done() when it
-// sends on out, since out blocks while the caller is not reading. Messages
-// from in belong to the handler; a message sent on out must not be changed
-// afterwards. payload is only valid until Handle returns.
+// up or the connection is lost.
+//
+// Serve reads the caller's messages with st.Recv and sends its own with
+// st.Send. Both return once the stream's context is done, so a Serve that
+// only waits in them needs no select of its own. It is the cheaper form:
+// an open stream costs the serving side the handler's goroutine and
+// nothing else.
+//
+// Handle reads the caller's messages from in (closed when the caller ends
+// its input; nil when InCapacity is 0) and sends messages on out. It must
+// select on ctx.Done() when it sends on out, since out blocks while the
+// caller is not reading, and the serving side keeps a second goroutine per
+// stream to take messages from out. A message sent on out must not be
+// changed afterwards.
+//
+// Messages received belong to the handler in both forms.
 type StreamHandler struct {
+	Serve  func(ctx context.Context, payload []byte, st ServerStream) error
 	Handle func(ctx context.Context, payload []byte, in <-chan []byte, out chan<- []byte) error
 	// InCapacity is how many caller messages may wait for the handler
 	// (credit granted to the caller). 0 means the handler takes no input.
@@ -47,6 +61,27 @@ type StreamHandler struct {
 	// OutCapacity is how many handler messages may wait for the caller to
 	// read them. 0 means 1.
 	OutCapacity int
+}
+
+// ServerStream is one open stream as a StreamHandler's Serve sees it. Its
+// methods may be called concurrently; concurrent Sends leave in the order
+// they took credit.
+//
+// Both methods take a context, which may be the stream's own (the ctx Serve
+// was given) or one derived from it; they return its error when it is done
+// before they are.
+type ServerStream interface {
+	// Recv returns the caller's next message; io.EOF once the caller ended
+	// its input (at once if InCapacity is 0); or, once the stream's
+	// context or ctx is done, that context's error. The message belongs to
+	// the handler.
+	Recv(ctx context.Context) ([]byte, error)
+	// Send sends msg to the caller, waiting for flow-control credit while
+	// the caller is not reading. msg is copied before Send returns. It
+	// returns an error once the stream's context or ctx is done, or if msg
+	// is larger than the caller accepts (the stream then ends with that
+	// error).
+	Send(ctx context.Context, msg []byte) error
 }
 
 // MaxStreamCapacity bounds InCapacity and OutCapacity.
@@ -80,7 +115,10 @@ func (r *Registry) RegisterSingle(id HandlerID, h SingleHandler) error {
 // twice (as a single or stream handler), an id out of range, a nil Handle
 // or a capacity outside 0..MaxStreamCapacity is an error.
 func (r *Registry) RegisterStream(id HandlerID, h StreamHandler) error {
-	if h.Handle == nil {
+	if (h.Handle == nil) == (h.Serve == nil) {
+		if h.Handle != nil {
+			return fmt.Errorf("%w: %v", ErrTwoForms, id)
+		}
 		return fmt.Errorf("%w: %v", ErrNilHandler, id)
 	}
 	if h.InCapacity < 0 || h.InCapacity > MaxStreamCapacity || h.OutCapacity < 0 || h.OutCapacity > MaxStreamCapacity {

@@ -3,7 +3,7 @@ package handlers
 import (
 	"context"
 	"fmt"
-	"io"
+	"sync"
 )
 
 // RawStream is one open stream as the calling side sees it, in bytes.
@@ -45,55 +45,72 @@ func NewTypedStream[Payload, Req, Resp Message](id HandlerID, newPayload func() 
 // ID returns the handler's ID.
 func (t *TypedStream[Payload, Req, Resp]) ID() HandlerID { return t.id }
 
-// In is the typed input of a stream handler.
+// In is the typed input of a stream handler. Recv must not be called
+// concurrently with itself.
 type In[Req Message] struct {
-	raw    <-chan []byte
+	raw    ServerStream
 	newReq func() Req
 	id     HandlerID
 }
 
 // Recv returns the caller's next message, io.EOF when the caller ended its
-// input (or the handler takes none), or ctx's error.
+// input (or the handler takes none), or the error of ctx or of the
+// stream's context, whichever is done first.
 func (in *In[Req]) Recv(ctx context.Context) (Req, error) {
 	var zero Req
-	if in.raw == nil {
-		return zero, io.EOF
+	b, err := in.raw.Recv(ctx)
+	if err != nil {
+		return zero, err
 	}
-	select {
-	case b, ok := <-in.raw:
-		if !ok {
-			return zero, io.EOF
-		}
-		req := in.newReq()
-		if _, err := req.UnmarshalMsg(b); err != nil {
-			return zero, fmt.Errorf("handlers: %v: decode stream message: %w", in.id, err)
-		}
-		return req, nil
-	case <-ctx.Done():
-		return zero, ctx.Err()
+	req := in.newReq()
+	if _, err := req.UnmarshalMsg(b); err != nil {
+		return zero, fmt.Errorf("handlers: %v: decode stream message: %w", in.id, err)
 	}
+	return req, nil
 }
 
-// Out is the typed output of a stream handler.
+// Out is the typed output of a stream handler. Its methods may be called
+// concurrently.
 type Out[Resp Message] struct {
-	raw chan<- []byte
+	raw ServerStream
 	id  HandlerID
+	// The encoding buffer, reused by Sends that find mu free (the stream
+	// copies each message before Send returns).
+	mu  sync.Mutex
+	buf []byte
 }
 
 // Send encodes resp and sends it to the caller, waiting for flow-control
-// credit or ctx.
+// credit, ctx or the stream's context.
 func (o *Out[Resp]) Send(ctx context.Context, resp Resp) error {
-	b, err := resp.MarshalMsg(make([]byte, 0, resp.Msgsize()))
+	if o.mu.TryLock() {
+		defer o.mu.Unlock()
+		b, err := o.encode(resp, o.buf[:0])
+		if err != nil {
+			return err
+		}
+		if cap(b) <= maxKeptBuffer {
+			o.buf = b
+		}
+		return o.raw.Send(ctx, b)
+	}
+	b, err := o.encode(resp, make([]byte, 0, resp.Msgsize()))
 	if err != nil {
-		return fmt.Errorf("handlers: %v: encode stream message: %w", o.id, err)
+		return err
 	}
-	select {
-	case o.raw <- b:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return o.raw.Send(ctx, b)
 }
+
+func (o *Out[Resp]) encode(resp Resp, buf []byte) ([]byte, error) {
+	b, err := resp.MarshalMsg(buf)
+	if err != nil {
+		return nil, fmt.Errorf("handlers: %v: encode stream message: %w", o.id, err)
+	}
+	return b, nil
+}
+
+// maxKeptBuffer bounds the encoding buffer an Out keeps between messages.
+const maxKeptBuffer = 64 << 10
 
 // Register registers fn in r. inCap and outCap are the stream's
 // capacities (see StreamHandler); inCap 0 means fn gets no input.
@@ -101,12 +118,12 @@ func (t *TypedStream[Payload, Req, Resp]) Register(r *Registry, inCap, outCap in
 	return r.RegisterStream(t.id, StreamHandler{
 		InCapacity:  inCap,
 		OutCapacity: outCap,
-		Handle: func(ctx context.Context, payload []byte, in <-chan []byte, out chan<- []byte) error {
+		Serve: func(ctx context.Context, payload []byte, st ServerStream) error {
 			p := t.newPayload()
 			if _, err := p.UnmarshalMsg(payload); err != nil {
 				return fmt.Errorf("handlers: %v: decode stream payload: %w", t.id, err)
 			}
-			return fn(ctx, p, &In[Req]{raw: in, newReq: t.newReq, id: t.id}, &Out[Resp]{raw: out, id: t.id})
+			return fn(ctx, p, &In[Req]{raw: st, newReq: t.newReq, id: t.id}, &Out[Resp]{raw: st, id: t.id})
 		},
 	})
 }

@@ -38,13 +38,15 @@
 // to buffer (capacity × MaxMessageSize per stream).
 //
 // What a stream costs: the reader delivers messages straight into the
-// consumer's channel (Responses, the handler's in) and Send puts them on
-// the writer's queue, so the caller's side of a stream opened with
-// OpenStream has no goroutine (NewStream's Requests channel needs one to
-// forward it). The serving side has the handler's goroutine and one more,
-// which takes the handler's messages from its out channel. A goroutine
-// also runs, on either side, while a consumer lags more than a few
-// messages behind. An idle stream costs about 6 KiB, both sides together.
+// consumer's channel or queue and Send puts them on the writer's queue, so
+// the caller's side of a stream opened with OpenStream has no goroutine
+// (NewStream's Requests channel needs one to forward it). The serving side
+// of a handler in the Serve form (handlers.ServerStream) has only the
+// handler's goroutine; one in the Handle form has one more, which takes the
+// handler's messages from its out channel. A goroutine also runs while a
+// Responses channel lags more than a few messages behind its reader. An
+// idle OpenStream stream to a Serve handler costs about 4 KiB, both sides
+// together; to a Handle handler about 6 KiB.
 //
 // # Buffers
 //

@@ -47,6 +47,15 @@ func seedFrames() [][]byte {
 		mux.AppendFrame(nil, mux.Header{Op: mux.OpStreamCloseIn, ID: 21}, nil),
 		mux.AppendFrame(nil, mux.Header{Op: mux.OpStreamAccept, ID: 22}, make([]byte, 8)),
 		mux.AppendFrame(nil, mux.Header{Op: mux.OpStreamCreditIn, ID: 22}, credit),
+		// The same to the echo handler in the Serve form.
+		mux.AppendFrame(nil, mux.Header{Op: mux.OpStreamOpen, Handler: hsServe, ID: 23}, nil),
+		mux.AppendFrame(nil, mux.Header{Op: mux.OpStreamIn, ID: 23}, []byte("in")),
+		mux.AppendFrame(nil, mux.Header{Op: mux.OpStreamIn, Flags: mux.FlagMore, ID: 23}, []byte("chu")),
+		mux.AppendFrame(nil, mux.Header{Op: mux.OpStreamIn, ID: 23, Seq: 1}, []byte("nk")),
+		mux.AppendFrame(nil, mux.Header{Op: mux.OpStreamCreditOut, ID: 23}, credit),
+		mux.AppendFrame(nil, mux.Header{Op: mux.OpStreamCloseIn, ID: 23}, nil),
+		mux.AppendFrame(nil, mux.Header{Op: mux.OpStreamOpen, Handler: hsServe, ID: 24, Deadline: 1}, []byte("p")),
+		mux.AppendFrame(nil, mux.Header{Op: mux.OpCancel, ID: 24}, nil),
 	)
 	return out
 }
@@ -94,7 +103,7 @@ func helloFrame() []byte {
 func FuzzSession(f *testing.F) {
 	frames := seedFrames()
 	f.Add(bytes.Join(frames, nil))
-	f.Add(bytes.Join(frames[len(frames)-12:], nil)) // the streams alone
+	f.Add(bytes.Join(frames[len(frames)-20:], nil)) // the streams alone
 	for _, fr := range frames {
 		f.Add(fr)
 	}
@@ -104,6 +113,7 @@ func FuzzSession(f *testing.F) {
 	reg := echoRegistry(f)
 	mustRegister(f, reg, hPanic, func(context.Context, []byte) ([]byte, error) { panic("fuzz") })
 	mustStream(f, reg, hsEcho, handlers.StreamHandler{Handle: echoStream, InCapacity: 2, OutCapacity: 2})
+	mustStream(f, reg, hsServe, handlers.StreamHandler{Serve: serveEcho, InCapacity: 2, OutCapacity: 2})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		a, b := net.Pipe()
 		s, err := mux.NewSession(a, reg, mux.Config{MaxMessageSize: 1 << 20, HelloTimeout: time.Second, CloseTimeout: 100 * time.Millisecond})

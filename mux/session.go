@@ -23,7 +23,8 @@ import (
 // or NewStream and all waited for by Close: one reader, one writer, the
 // workers that run handlers (at most Config.MaxConcurrent; a worker stays
 // for the next request and leaves after one to two workerIdle periods
-// without one), and for streams: a served stream's handler and its pump,
+// without one), and for streams: a served stream's handler (and, for the
+// Handle form, its pump),
 // the forwarder of a NewStream stream's Requests, and a goroutine per
 // stream while its consumer lags (see cstream.forward, sstream).
 //

@@ -24,6 +24,7 @@ var (
 	hsFail    = handlers.New(33, "stream-fail")
 	hsInspect = handlers.New(34, "stream-inspect")
 	hsBig     = handlers.New(35, "stream-big")
+	hsServe   = handlers.New(36, "stream-serve")
 )
 
 func mustStream(tb testing.TB, reg *handlers.Registry, id handlers.HandlerID, h handlers.StreamHandler) {
@@ -564,20 +565,26 @@ func singleRequests(tb testing.TB, s *mux.Session, n int) {
 // OpenStream, each used for one echo first, as gridmesh bench does (the
 // caller's side has no goroutine). On the serving side each stream has the
 // handler's goroutine and one more that takes the handler's messages from
-// its out channel.
+// its out channel. "serve" streams are "send" streams to a handler in the
+// Serve form, whose streams have the handler's goroutine only; they must
+// stay within 64 MiB for the 10,000, both sides together.
 func TestStreamIdleMemory(t *testing.T) {
 	if testing.Short() {
 		t.Skip("opens 10,000 streams")
 	}
-	for _, api := range []string{"chan", "send"} {
-		t.Run(api, func(t *testing.T) { testStreamIdleMemory(t, api == "send") })
+	for _, api := range []string{"chan", "send", "serve"} {
+		t.Run(api, func(t *testing.T) { testStreamIdleMemory(t, api != "chan", api == "serve") })
 	}
 }
 
-func testStreamIdleMemory(t *testing.T, useSend bool) {
+func testStreamIdleMemory(t *testing.T, useSend, serveForm bool) {
 	const n = 10000
 	reg := echoRegistry(t)
-	mustStream(t, reg, hsEcho, handlers.StreamHandler{Handle: echoStream, InCapacity: 32, OutCapacity: 32})
+	if serveForm {
+		mustStream(t, reg, hsEcho, handlers.StreamHandler{Serve: serveEcho, InCapacity: 32, OutCapacity: 32})
+	} else {
+		mustStream(t, reg, hsEcho, handlers.StreamHandler{Handle: echoStream, InCapacity: 32, OutCapacity: 32})
+	}
 	mustStream(t, reg, hsBlock, handlers.StreamHandler{InCapacity: 1, OutCapacity: 1, Handle: func(ctx context.Context, _ []byte, in <-chan []byte, _ chan<- []byte) error {
 		for {
 			select {
@@ -629,6 +636,14 @@ func testStreamIdleMemory(t *testing.T, useSend bool) {
 	heap, stacks := (after.heap-before.heap)/n, (after.stacks-before.stacks)/n
 	t.Logf("%d idle streams: %d bytes/stream, %.1f MiB in all (heap %d + stacks %d, caller and server side together; %d goroutines/stream)",
 		n, heap+stacks, float64((heap+stacks)*n)/(1<<20), heap, stacks, (after.goroutines-before.goroutines)/n)
+	if serveForm {
+		if g := after.goroutines - before.goroutines; g > n+n/100 {
+			t.Errorf("%d goroutines for %d streams, want one each", g, n)
+		}
+		if total := (heap + stacks) * n; !mux.RaceEnabled && total > 64<<20 {
+			t.Errorf("%.1f MiB for %d idle streams, want at most 64 MiB", float64(total)/(1<<20), n)
+		}
+	}
 	for _, st := range streams[:n/2] {
 		st.CloseSend() // half end cleanly
 	}

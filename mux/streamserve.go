@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -13,19 +14,28 @@ import (
 	"github.com/gridmesh/gridmesh/handlers"
 )
 
-// sstream is the serving side of a stream. Besides the handler's own
-// goroutine it has one, pump, which takes the handler's messages from out
-// (a channel handed to user code needs a receiver), moves input that
-// overflowed in, and ends the stream. The reader delivers input straight
-// into in while it has room.
+// sstream is the serving side of a stream, in one of two forms.
+//
+// For a Serve handler (direct) the handler's goroutine is the only one: the
+// reader queues input in over and wakes recvWake; Recv takes it from there,
+// granting credit; Send takes credit (waking on sendWake) and queues the
+// frame itself; the handler's goroutine ends the stream when it returns.
+//
+// For a Handle handler the stream has a second goroutine, pump, which takes
+// the handler's messages from out (a channel handed to user code needs a
+// receiver), moves input that overflowed in, and ends the stream. The
+// reader delivers input straight into in while it has room.
 type sstream struct {
-	rc     reqCtx
-	id     uint64
-	in     chan []byte // to the handler; nil if it takes no input
-	out    chan []byte // from the handler
-	notify chan struct{}
-	outCap int
-	commit int64 // of Session.committed
+	rc       reqCtx
+	s        *Session
+	id       uint64
+	direct   bool          // a Serve handler: no channels, no pump
+	in       chan []byte   // to a Handle handler; nil if it takes no input
+	out      chan []byte   // from a Handle handler
+	notify   chan struct{} // wakes the pump, or a direct stream's Recv
+	sendWake chan struct{} // wakes a direct stream's Send; nil for Handle
+	outCap   int
+	commit   int64 // of Session.committed
 
 	mu        sync.Mutex
 	inCr      credit           // the caller's input
@@ -42,11 +52,23 @@ type sstream struct {
 	// pump does not select on s.closing, a channel every stream would
 	// share).
 	sessionOver bool
+	// A direct stream's Send refused a message too large for the caller;
+	// it ends the stream in place of the handler's error.
+	sendErr error
 }
 
+// wake wakes whoever waits for the stream's state to change.
 func (ss *sstream) wake() {
+	signal(ss.notify)
+	if ss.sendWake != nil {
+		signal(ss.sendWake)
+	}
+}
+
+// signal leaves a token in ch (capacity 1) unless one is there.
+func signal(ch chan struct{}) {
 	select {
-	case ss.notify <- struct{}{}:
+	case ch <- struct{}{}:
 	default:
 	}
 }
@@ -72,17 +94,26 @@ func (s *Session) serveStream(h handlers.HandlerID, id uint64, deadline uint32, 
 		putBuf(pb)
 		return s.refuseStream(id, codeStreams, fmt.Sprintf("stream buffer budget of %d bytes exhausted", s.cfg.MaxStreamBytes))
 	}
-	ss := &sstream{commit: commit,
+	ss := &sstream{commit: commit, s: s,
 		rc: reqCtx{parent: s.cfg.BaseContext, id: id}, id: id,
-		out: make(chan []byte), notify: make(chan struct{}, 1),
+		notify: make(chan struct{}, 1),
 		outCap: sh.OutCapacity, credit: sh.OutCapacity,
 	}
 	ss.inCr.window = sh.InCapacity
 	if deadline > 0 {
 		ss.rc.deadline = arrived.Add(time.Duration(deadline) * time.Millisecond).UnixNano()
 	}
-	if sh.InCapacity > 0 {
-		ss.in = make(chan []byte, directCap(sh.InCapacity))
+	goroutines := 1
+	switch {
+	case sh.Serve != nil:
+		ss.direct = true
+		ss.sendWake = make(chan struct{}, 1)
+	default:
+		goroutines = 2
+		ss.out = make(chan []byte)
+		if sh.InCapacity > 0 {
+			ss.in = make(chan []byte, directCap(sh.InCapacity))
+		}
 	}
 	s.strMu.Lock()
 	s.servMu.Lock()
@@ -96,17 +127,19 @@ func (s *Session) serveStream(h handlers.HandlerID, id uint64, deadline uint32, 
 	}
 	s.sstreams[id] = ss
 	// Counted under strMu, before fail can close s.closing.
-	s.handlers.Add(2)
+	s.handlers.Add(goroutines)
 	s.strMu.Unlock()
 	var acc [8]byte
 	binary.BigEndian.PutUint32(acc[:], uint32(sh.InCapacity))
 	binary.BigEndian.PutUint32(acc[4:], uint32(sh.OutCapacity))
 	if err := s.q.put(context.Background(), nil, Header{Op: OpStreamAccept, ID: id}, acc[:], control); err != nil {
-		s.handlers.Add(-2)
+		s.handlers.Add(-goroutines)
 		return err
 	}
 	go s.runStreamHandler(ss, sh, h, payload, pb)
-	go s.pumpStream(ss)
+	if !ss.direct {
+		go s.pumpStream(ss)
+	}
 	return nil
 }
 
@@ -121,10 +154,153 @@ func (s *Session) runStreamHandler(ss *sstream, sh *handlers.StreamHandler, h ha
 		putBuf(pb)
 		ss.mu.Lock()
 		ss.hdone, ss.herr = true, herr
+		if ss.sendErr != nil {
+			ss.herr = ss.sendErr
+		}
+		over := ss.sessionOver
 		ss.mu.Unlock()
-		ss.wake()
+		if !ss.direct {
+			ss.wake() // the pump ends the stream
+		} else if !over {
+			s.endStream(ss)
+		}
 	}()
+	if ss.direct {
+		herr = sh.Serve(&ss.rc, payload, directStream{ss})
+		return
+	}
 	herr = sh.Handle(&ss.rc, payload, ss.in, ss.out)
+}
+
+// directStream is the handlers.ServerStream of a Serve handler.
+type directStream struct{ ss *sstream }
+
+// Recv takes the caller's next message from the queue the reader fills.
+func (d directStream) Recv(ctx context.Context) ([]byte, error) {
+	ss := d.ss
+	for {
+		ss.mu.Lock()
+		if ss.over.len() > 0 && !ss.cancelled {
+			msg := ss.over.pop()
+			ss.inCr.pushed++
+			ss.s.grantInLocked(ss)
+			more := ss.over.len() > 0
+			ss.mu.Unlock()
+			if more {
+				signal(ss.notify) // for a concurrent Recv
+			}
+			return msg, nil
+		}
+		ended := ss.cancelled || ss.sessionOver
+		eof := ss.inClosed || ss.inCr.window == 0
+		ss.mu.Unlock()
+		if err := ss.ended(ended); err != nil {
+			return nil, err
+		}
+		if eof {
+			return nil, io.EOF
+		}
+		if err := ss.wait(ctx, ss.notify); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// Send takes one credit, waiting for it, and queues msg.
+func (d directStream) Send(ctx context.Context, msg []byte) error {
+	ss, s := d.ss, d.ss.s
+	if len(msg) > s.maxSend {
+		return s.refuseOut(ss, len(msg))
+	}
+	for {
+		ss.mu.Lock()
+		ended := ss.cancelled || ss.sessionOver || ss.sendErr != nil
+		ok := !ended && ss.credit > 0
+		if ok {
+			ss.credit--
+		}
+		more := ss.credit > 0
+		ss.mu.Unlock()
+		if ok && more {
+			signal(ss.sendWake) // for a concurrent Send
+		}
+		if err := ss.ended(ended); err != nil {
+			return err
+		}
+		if ok {
+			break
+		}
+		if err := ss.wait(ctx, ss.sendWake); err != nil {
+			return err
+		}
+	}
+	var err error
+	if len(msg) <= MaxFramePayload {
+		h := Header{Op: OpStreamOut, ID: ss.id}
+		err = s.q.putSmall(s.closing, &h, msg)
+	} else {
+		_, err = s.send(context.Background(), Header{Op: OpStreamOut, ID: ss.id}, msg)
+	}
+	if err != nil {
+		return s.sendError(err)
+	}
+	return nil
+}
+
+// ended returns the error a direct stream's Recv or Send returns once the
+// stream is over (ended: cancelled or the session ended), or once its
+// deadline passed; else nil.
+func (ss *sstream) ended(ended bool) error {
+	if err := ss.rc.Err(); err != nil {
+		return err
+	}
+	if ended {
+		return context.Canceled // rc is cancelled right after the flag is set
+	}
+	return nil
+}
+
+// wait waits for a wake-up on ch, for ctx, or, if the stream has a
+// deadline, for the deadline. Cancellation and the session's end wake ch,
+// so the stream's own context needs watching only for its deadline.
+func (ss *sstream) wait(ctx context.Context, ch chan struct{}) error {
+	var done <-chan struct{}
+	if ctx != context.Context(&ss.rc) {
+		done = ctx.Done()
+	}
+	if done == nil && ss.rc.deadline == 0 {
+		<-ch
+		return nil
+	}
+	var deadline <-chan struct{}
+	if ss.rc.deadline != 0 {
+		deadline = ss.rc.Done()
+	}
+	select {
+	case <-ch:
+		return nil
+	case <-done:
+		return ctx.Err()
+	case <-deadline:
+		return ss.rc.Err()
+	}
+}
+
+// refuseOut ends a direct stream whose handler sent a message larger than
+// the caller accepts: the handler's context is cancelled, and the stream
+// ends with the error once the handler returns.
+//
+//go:noinline
+func (s *Session) refuseOut(ss *sstream, n int) error {
+	tooLarge := &RemoteError{code: codeTooLarge, Msg: fmt.Sprintf("stream message of %d bytes exceeds %d", n, s.maxSend)}
+	ss.mu.Lock()
+	if ss.sendErr == nil {
+		ss.sendErr = tooLarge
+	}
+	ss.mu.Unlock()
+	ss.rc.cancel(context.Canceled)
+	ss.wake()
+	return fmt.Errorf("%w: stream message of %d bytes exceeds %d", ErrMessageTooLarge, n, s.maxSend)
 }
 
 type panicError struct{ msg string }
@@ -285,13 +461,14 @@ func (s *Session) endStream(ss *sstream) {
 	var re *RemoteError
 	var pe *panicError
 	switch {
+	case errors.As(herr, &re) && re.code == codeTooLarge:
+		// The stream's own refusal, which cancelled the handler's context.
+		hdr.Flags, body = FlagError, appendError(nil, codeTooLarge, re.Msg)
 	case cancelled:
 		hdr.Flags, body = FlagError, appendError(nil, codeCanceled, "canceled by caller")
 	case herr == nil:
 	case errors.As(herr, &pe):
 		hdr.Flags, body = FlagError, appendError(nil, codePanic, pe.msg)
-	case errors.As(herr, &re) && re.code == codeTooLarge:
-		hdr.Flags, body = FlagError, appendError(nil, codeTooLarge, re.Msg)
 	case errors.Is(herr, context.DeadlineExceeded):
 		hdr.Flags, body = FlagError, appendError(nil, codeDeadline, herr.Error())
 	default:
@@ -312,7 +489,8 @@ func (s *Session) handleStreamIn(br *bufio.Reader, h Header) error {
 		Recycle(p)
 		return nil // the stream ended as the message crossed
 	}
-	if ss.in == nil {
+	if ss.inCr.window == 0 {
+		Recycle(p)
 		return fmt.Errorf("%w: input for stream %d, which takes none", ErrProtocol, h.ID)
 	}
 	ss.mu.Lock()

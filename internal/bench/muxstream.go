@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"io"
 	"math/rand/v2"
 	"sync"
 
@@ -22,16 +23,21 @@ const echoStreamID handlers.HandlerID = 2
 const streamCapacity = 128
 
 // echoStream is the gridmesh stream handler: every input message is sent
-// back.
-func echoStream(ctx context.Context, _ []byte, in <-chan []byte, out chan<- []byte) error {
-	for msg := range in {
-		select {
-		case out <- msg:
-		case <-ctx.Done():
-			return ctx.Err()
+// back, and its buffer recycled once Send has copied it.
+func echoStream(ctx context.Context, _ []byte, st handlers.ServerStream) error {
+	for {
+		msg, err := st.Recv(ctx)
+		if err == io.EOF {
+			return nil
 		}
+		if err != nil {
+			return err
+		}
+		if err := st.Send(ctx, msg); err != nil {
+			return err
+		}
+		mux.Recycle(msg)
 	}
-	return nil
 }
 
 // echoRegistry returns the registry with the echo single handler and the
@@ -43,7 +49,7 @@ var echoRegistry = sync.OnceValues(func() (*handlers.Registry, error) {
 		return nil, err
 	}
 	err := reg.RegisterStream(echoStreamID, handlers.StreamHandler{
-		Handle: echoStream, InCapacity: streamCapacity, OutCapacity: streamCapacity,
+		Serve: echoStream, InCapacity: streamCapacity, OutCapacity: streamCapacity,
 	})
 	return reg, err
 })
