@@ -61,6 +61,13 @@ const (
 	maxMaxMessageSize     = 1 << 30
 )
 
+// Validate returns nil if NewSession accepts c, else an error naming the
+// first invalid field.
+func (c Config) Validate() error {
+	_, err := c.withDefaults()
+	return err
+}
+
 // withDefaults returns a copy of c with defaults applied, or an error naming
 // the first invalid field.
 func (c Config) withDefaults() (Config, error) {

@@ -518,6 +518,20 @@ type Stats struct {
 	QueuedBytes       int    // bytes waiting for the writer
 }
 
+// Add returns the field-wise sum of st and o, as when totalling the stats
+// of several sessions.
+func (st Stats) Add(o Stats) Stats {
+	return Stats{
+		BytesIn: st.BytesIn + o.BytesIn, BytesOut: st.BytesOut + o.BytesOut,
+		FramesIn: st.FramesIn + o.FramesIn, Writes: st.Writes + o.Writes,
+		RequestsOut: st.RequestsOut + o.RequestsOut, Served: st.Served + o.Served,
+		RemoteErrors: st.RemoteErrors + o.RemoteErrors, Cancelled: st.Cancelled + o.Cancelled,
+		InFlight: st.InFlight + o.InFlight, Running: st.Running + o.Running,
+		StreamsOut: st.StreamsOut + o.StreamsOut, StreamsIn: st.StreamsIn + o.StreamsIn,
+		QueuedBytes: st.QueuedBytes + o.QueuedBytes,
+	}
+}
+
 // Stats returns a snapshot of the session's counters.
 func (s *Session) Stats() Stats {
 	st := Stats{

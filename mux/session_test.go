@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -417,5 +418,51 @@ func TestRequestRecycleAllocs(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(500, call); n > 1.2 {
 		t.Fatalf("%.2f allocations per recycled round trip, want 1", n)
+	}
+}
+
+// TestStatsAdd sets every field of two Stats to distinct values and checks
+// that Add sums each one, so that a field added later cannot be left out.
+func TestStatsAdd(t *testing.T) {
+	var a, b mux.Stats
+	va, vb := reflect.ValueOf(&a).Elem(), reflect.ValueOf(&b).Elem()
+	for i := range va.NumField() {
+		switch va.Field(i).Kind() {
+		case reflect.Int:
+			va.Field(i).SetInt(int64(i + 1))
+			vb.Field(i).SetInt(int64(100 * (i + 1)))
+		case reflect.Uint64:
+			va.Field(i).SetUint(uint64(i + 1))
+			vb.Field(i).SetUint(uint64(100 * (i + 1)))
+		default:
+			t.Fatalf("field %s of kind %v: teach this test and Add about it", va.Type().Field(i).Name, va.Field(i).Kind())
+		}
+	}
+	sum := reflect.ValueOf(a.Add(b))
+	for i := range sum.NumField() {
+		var got int64
+		if f := sum.Field(i); f.Kind() == reflect.Int {
+			got = f.Int()
+		} else {
+			got = int64(f.Uint())
+		}
+		if want := int64(101 * (i + 1)); got != want {
+			t.Errorf("%s: %d, want %d", sum.Type().Field(i).Name, got, want)
+		}
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	if err := (mux.Config{}).Validate(); err != nil {
+		t.Fatalf("zero config: %v", err)
+	}
+	for _, c := range []mux.Config{{MaxMessageSize: -1}, {MaxMessageSize: 1<<30 + 1}, {MaxStreams: -1}, {CloseTimeout: -time.Second}} {
+		err := c.Validate()
+		if err == nil {
+			t.Fatalf("%+v accepted", c)
+		}
+		if _, serr := mux.NewSession(nil, nil, c); serr == nil || serr.Error() != err.Error() {
+			t.Fatalf("Validate says %v, NewSession %v", err, serr)
+		}
 	}
 }
