@@ -199,6 +199,10 @@ type WorkerConfig struct {
 	OutputToChain *bool `yaml:"output_to_chain"`
 	// Process configures mode process.
 	Process *WorkerProcessConfig `yaml:"process"`
+	// DrainTimeout bounds the wait at shutdown (SIGINT, SIGTERM) for the
+	// transactions running to finish, while new ones are refused and run
+	// elsewhere by the gateway (Worker.Drain). Default 10s.
+	DrainTimeout time.Duration `yaml:"drain_timeout"`
 }
 
 // WorkerProcessConfig is the "process" section of a worker's YAML
@@ -287,9 +291,10 @@ func (c *WorkerConfig) Validate() error {
 	if len(c.Command) == 0 || c.Command[0] == "" {
 		return configError("command", "is required")
 	}
-	if c.Capacity < 0 || c.Timeout < 0 || c.MaxLogBytes < 0 || c.MaxResultBytes < 0 {
-		return configError("capacity, timeout, max_log_bytes, max_result_bytes", "must not be negative")
+	if c.Capacity < 0 || c.Timeout < 0 || c.MaxLogBytes < 0 || c.MaxResultBytes < 0 || c.DrainTimeout < 0 {
+		return configError("capacity, timeout, max_log_bytes, max_result_bytes, drain_timeout", "must not be negative")
 	}
+	setDefault(&c.DrainTimeout, 10*time.Second)
 	switch c.Mode {
 	case "", ModeExec:
 		c.Mode = ModeExec

@@ -67,6 +67,7 @@ func TestConfigErrors(t *testing.T) {
 		{"empty", "", "is empty", false},
 		{"worker no command", gridYAML, "command is required", true},
 		{"worker unknown field", gridYAML + "command: [cat]\ncapacty: 3\n", "field capacty not found", true},
+		{"worker negative drain", gridYAML + "command: [cat]\ndrain_timeout: -1s\n", "drain_timeout", true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -89,8 +90,12 @@ func TestWorkerConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	ec := cfg.Exec()
-	if cfg.Capacity != 3 || ec.OutputToChain || len(ec.Command) != 2 || ec.MaxLogBytes != 64<<10 {
+	if cfg.Capacity != 3 || ec.OutputToChain || len(ec.Command) != 2 || ec.MaxLogBytes != 64<<10 || cfg.DrainTimeout != 10*time.Second {
 		t.Fatalf("config %+v exec %+v", cfg, ec)
+	}
+	cfg, err = gateway.LoadWorkerConfig(writeFile(t, gridYAML+"command: [cat]\ndrain_timeout: 2m\n"))
+	if err != nil || cfg.DrainTimeout != 2*time.Minute {
+		t.Fatalf("drain_timeout: %v, %+v", err, cfg)
 	}
 }
 

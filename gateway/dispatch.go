@@ -16,9 +16,19 @@ import (
 
 // DispatcherOptions configure a Dispatcher. The zero value works.
 type DispatcherOptions struct {
-	// ProbeInterval is how often the connections are checked for workers
-	// joining, leaving or restarting. Default 100 ms.
+	// ProbeInterval is how long a connected peer that is not ready to
+	// work is left before it is asked again: one whose info handler
+	// answered capacity 0 (a draining worker does), failed or timed out,
+	// or that has no info handler (a worker still starting, or another
+	// gateway). The wait doubles after each such answer, up to
+	// MaxProbeInterval, and starts over when the peer reconnects.
+	// Workers joining, leaving and reconnecting are noticed at once from
+	// the grid's state changes (grid.Connection.StateChanged), not by
+	// polling. Default 100 ms.
 	ProbeInterval time.Duration
+	// MaxProbeInterval caps the wait between two asks of a peer that is
+	// not ready. Default 5 s.
+	MaxProbeInterval time.Duration
 	// ProbeTimeout bounds one call of a worker's info handler. Default 2 s.
 	ProbeTimeout time.Duration
 	// Logger receives workers joining and leaving and re-dispatches.
@@ -27,14 +37,19 @@ type DispatcherOptions struct {
 }
 
 // Dispatcher runs transactions on the workers of a grid. It finds the
-// workers among the Manager's connections by calling HandlerInfo on each
-// peer once it is connected (again after every reconnect), and sends each
-// transaction to the connected worker with the most free capacity
-// relative to its size. When every worker is full, reserve waits, so the
-// gateway stops reading from Prime. A transaction whose worker is lost
-// mid-call (grid.ErrDisconnected) is sent to another worker.
+// workers among the Manager's peers by calling HandlerInfo on each peer
+// as soon as its connection comes up (again after every reconnect), and
+// sends each transaction to the connected worker with the most free
+// capacity relative to its size. When every worker is full, reserve
+// waits, so the gateway stops reading from Prime. A transaction whose
+// worker is lost mid-call (grid.ErrDisconnected), or that a draining
+// worker refused (TxResult.Draining), is sent to another worker.
 //
-// All methods may be called concurrently. Close stops the probing.
+// It watches each connection on a goroutine of its own, woken by the
+// connection's state changes; a timer runs only while a connected peer
+// is not ready (see DispatcherOptions.ProbeInterval).
+//
+// All methods may be called concurrently. Close stops the watching.
 type Dispatcher struct {
 	opts DispatcherOptions
 
@@ -43,20 +58,22 @@ type Dispatcher struct {
 	changed chan struct{} // closed and replaced when capacity may have freed
 
 	redispatched atomic.Uint64
-	ctx          context.Context // cancelled by Close: stops the watch loop; parent of the probes
+	ctx          context.Context // cancelled by Close: stops the watchers and their probes
 	cancel       context.CancelFunc
-	wg           sync.WaitGroup // the watch loop and probes
+	wg           sync.WaitGroup // the watchers
 	closeOnce    sync.Once
 }
 
+// workerState is one peer as the Dispatcher sees it. Its fields are
+// guarded by Dispatcher.mu, except conn and kick, which never change.
 type workerState struct {
 	conn      *grid.Connection
+	kick      chan struct{} // wakes the watcher to ask again at once; buffered 1
 	capacity  int
 	running   int
 	up        bool
-	probing   bool
-	notWorker bool   // the peer has no info handler
-	connects  uint64 // the connection's session count at the last probe
+	draining  bool // the worker said it is draining: it takes no new transactions
+	notWorker bool // the peer has no info handler
 	done      uint64
 }
 
@@ -66,12 +83,15 @@ type WorkerStats struct {
 	Up       bool   `json:"up"`
 	Capacity int    `json:"capacity"`
 	Running  int    `json:"running"`
-	Done     uint64 `json:"done"` // transactions it answered
+	Done     uint64 `json:"done"`               // transactions it answered
+	Draining bool   `json:"draining,omitempty"` // it is shutting down and takes no new transactions
 }
 
 // NewDispatcher starts watching m's connections for workers.
 func NewDispatcher(m *grid.Manager, opts DispatcherOptions) *Dispatcher {
 	setDefault(&opts.ProbeInterval, 100*time.Millisecond)
+	setDefault(&opts.MaxProbeInterval, 5*time.Second)
+	opts.MaxProbeInterval = max(opts.MaxProbeInterval, opts.ProbeInterval)
 	setDefault(&opts.ProbeTimeout, 2*time.Second)
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -79,14 +99,16 @@ func NewDispatcher(m *grid.Manager, opts DispatcherOptions) *Dispatcher {
 	d := &Dispatcher{opts: opts, changed: make(chan struct{})}
 	d.ctx, d.cancel = context.WithCancel(context.Background())
 	for _, c := range m.Connections() {
-		d.workers = append(d.workers, &workerState{conn: c})
+		d.workers = append(d.workers, &workerState{conn: c, kick: make(chan struct{}, 1)})
 	}
-	d.wg.Add(1)
-	go d.watch()
+	for _, w := range d.workers {
+		d.wg.Add(1)
+		go d.watch(w)
+	}
 	return d
 }
 
-// Close stops watching the connections and waits for the probes.
+// Close stops watching the connections and waits for the watchers.
 func (d *Dispatcher) Close() error {
 	d.closeOnce.Do(func() {
 		d.cancel()
@@ -96,7 +118,7 @@ func (d *Dispatcher) Close() error {
 }
 
 // Redispatched returns how many times a transaction was sent to another
-// worker after its worker was lost.
+// worker because its worker was lost, busy or draining.
 func (d *Dispatcher) Redispatched() uint64 { return d.redispatched.Load() }
 
 // Workers returns a snapshot of the known workers.
@@ -108,7 +130,7 @@ func (d *Dispatcher) Workers() []WorkerStats {
 		if w.notWorker || (w.capacity == 0 && !w.up) {
 			continue
 		}
-		out = append(out, WorkerStats{Host: w.conn.Host(), Up: w.up, Capacity: w.capacity, Running: w.running, Done: w.done})
+		out = append(out, WorkerStats{Host: w.conn.Host(), Up: w.up, Capacity: w.capacity, Running: w.running, Done: w.done, Draining: w.draining})
 	}
 	return out
 }
@@ -142,62 +164,109 @@ func (d *Dispatcher) broadcastLocked() {
 	d.changed = make(chan struct{})
 }
 
-// watch notices workers coming up, going down and reconnecting.
-func (d *Dispatcher) watch() {
+// watch follows w's connection until Close or the Manager's: it marks the
+// worker down when the connection goes down, and asks it for its
+// capacity when a session comes up, when a call found it gone or
+// draining (w.kick), and, while it is connected but not ready, after a
+// backoff from ProbeInterval to MaxProbeInterval.
+func (d *Dispatcher) watch(w *workerState) {
 	defer d.wg.Done()
-	t := time.NewTicker(d.opts.ProbeInterval)
-	defer t.Stop()
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	defer retry.Stop()
+	var (
+		seen  uint64        // the session count at the last probe
+		delay time.Duration // the current backoff; 0 after a ready answer
+		due   bool          // ask again now: kicked or backed off
+	)
 	for {
-		d.scan()
+		changed := w.conn.StateChanged() // before reading the state: no change is missed
+		st := w.conn.Stats()
+		switch {
+		case st.State != grid.StateConnected:
+			d.markDown(w, st.LastError)
+			retry.Stop()
+			delay, due = 0, false
+			if st.State == grid.StateClosed {
+				return // final
+			}
+		case st.Connects != seen || due:
+			if st.Connects != seen {
+				delay = 0 // a new session: back off from the start
+			}
+			seen, due = st.Connects, false
+			if d.probe(w) {
+				retry.Stop()
+				delay = 0
+			} else {
+				delay = nextProbeDelay(delay, d.opts.ProbeInterval, d.opts.MaxProbeInterval)
+				retry.Reset(delay)
+			}
+		}
 		select {
-		case <-t.C:
+		case <-changed:
+		case <-w.kick:
+			due = true
+		case <-retry.C:
+			due = true
 		case <-d.ctx.Done():
 			return
 		}
 	}
 }
 
-func (d *Dispatcher) scan() {
-	for _, w := range d.workers {
-		st := w.conn.Stats()
-		d.mu.Lock()
-		switch {
-		case st.State != grid.StateConnected:
-			if w.up {
-				w.up = false
-				d.opts.Logger.Warn("gateway: worker down", "worker", w.conn.Host(), "reason", st.LastError)
-				d.broadcastLocked()
-			}
-		case w.probing:
-		case st.Connects != w.connects:
-			w.up, w.notWorker, w.probing = false, false, true
-			d.wg.Add(1)
-			go d.probe(w, st.Connects)
-		case !w.up && !w.notWorker:
-			w.probing = true
-			d.wg.Add(1)
-			go d.probe(w, st.Connects)
-		}
-		d.mu.Unlock()
+// nextProbeDelay doubles delay within [base, maxDelay].
+func nextProbeDelay(delay, base, maxDelay time.Duration) time.Duration {
+	if delay < base {
+		return base
+	}
+	return min(2*delay, maxDelay)
+}
+
+// markDown notes that w's connection is down.
+func (d *Dispatcher) markDown(w *workerState, reason string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if w.up {
+		w.up = false
+		d.opts.Logger.Warn("gateway: worker down", "worker", w.conn.Host(), "reason", reason)
+		d.broadcastLocked()
 	}
 }
 
-// probe asks w for its capacity.
-func (d *Dispatcher) probe(w *workerState, connects uint64) {
-	defer d.wg.Done()
+// probe asks w for its capacity and reports whether it is ready to work.
+func (d *Dispatcher) probe(w *workerState) bool {
 	ctx, cancel := context.WithTimeout(d.ctx, d.opts.ProbeTimeout)
 	info, err := infoCall.Call(ctx, w.conn, &handlers.NoPayload{})
 	cancel()
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	w.probing = false
+	w.up = false
 	switch {
 	case err == nil && info.Capacity > 0:
-		w.connects, w.capacity, w.up = connects, info.Capacity, true
+		w.capacity, w.up, w.draining, w.notWorker = info.Capacity, true, false, false
 		d.opts.Logger.Info("gateway: worker up", "worker", w.conn.Host(), "capacity", info.Capacity, "mode", info.Mode)
 		d.broadcastLocked()
+		return true
+	case err == nil:
+		w.notWorker = false
+		if info.Draining && !w.draining {
+			d.opts.Logger.Info("gateway: worker draining", "worker", w.conn.Host(), "running", info.Running)
+		}
+		w.draining = info.Draining
 	case errors.Is(err, mux.ErrUnknownHandler):
-		w.connects, w.notWorker = connects, true // another gateway, or a node that is not a worker
+		// Another gateway, a node that is not a worker, or a worker
+		// that has not registered its handlers yet: asked again later.
+		w.notWorker = true
+	}
+	return false
+}
+
+// wake makes w's watcher ask it again at once; it never blocks.
+func (w *workerState) wake() {
+	select {
+	case w.kick <- struct{}{}:
+	default:
 	}
 }
 
@@ -234,15 +303,21 @@ func (d *Dispatcher) reserve(ctx context.Context) (slot, error) {
 	}
 }
 
-func (d *Dispatcher) release(w *workerState, ok, lost bool) {
+// release gives back w's slot after a call: ok if w answered it, lost
+// if w's connection was lost during it, refused if w is draining.
+func (d *Dispatcher) release(w *workerState, ok, lost, refused bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	w.running--
 	if ok {
 		w.done++
 	}
-	if lost && w.up {
-		w.up = false // the watch loop probes it again once it is back
+	if refused {
+		w.draining = true
+	}
+	if (lost || refused) && w.up {
+		w.up = false // not picked again until its watcher finds it ready
+		w.wake()
 	}
 	d.broadcastLocked()
 }
@@ -251,19 +326,26 @@ func (d *Dispatcher) run(ctx context.Context, s slot, req *TxRequest) (*TxResult
 	w := s.(*workerState)
 	for {
 		res, err := runCall.Call(ctx, w.conn, req)
+		refused := err == nil && res.Draining
 		lost := errors.Is(err, grid.ErrDisconnected)
-		d.release(w, err == nil, lost)
-		if err == nil {
+		d.release(w, err == nil && !refused, lost, refused)
+		switch {
+		case err == nil && !refused:
 			return res, nil
-		}
-		if ctx.Err() != nil || (!lost && !errors.Is(err, mux.ErrBusy)) {
+		case refused && ctx.Err() != nil:
+			return nil, fmt.Errorf("%w: %s", ErrDraining, w.conn.Host())
+		case err != nil && (ctx.Err() != nil || (!lost && !errors.Is(err, mux.ErrBusy))):
 			return nil, err
 		}
 		d.redispatched.Add(1)
-		if lost {
+		switch {
+		case refused: // it did not run: not a failure
+			d.opts.Logger.Info("gateway: worker draining, re-dispatching",
+				"transaction_id", req.ID, "worker", w.conn.Host())
+		case lost:
 			d.opts.Logger.Warn("gateway: worker lost mid-transaction, re-dispatching",
 				"transaction_id", req.ID, "worker", w.conn.Host(), "err", err)
-		} else if !sleepCtx(ctx, busyRetryDelay) { // the worker had no free handler slot
+		case !sleepCtx(ctx, busyRetryDelay): // the worker had no free handler slot
 			return nil, err
 		}
 		next, rerr := d.reserve(ctx)

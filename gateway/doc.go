@@ -27,13 +27,22 @@
 //
 // A Dispatcher finds the workers among its grid Manager's peers (each
 // answers HandlerInfo with its capacity) and sends every transaction to
-// the connected worker with the lowest load relative to its capacity.
+// the connected worker with the lowest load relative to its capacity. It
+// learns of workers connecting, leaving and reconnecting from the grid's
+// state changes (grid.Connection.StateChanged), so a reconnected worker
+// gets work at once; a connected peer that is not ready (capacity 0, a
+// draining worker, no info handler yet) is asked again with a backoff
+// from DispatcherOptions.ProbeInterval to MaxProbeInterval.
 // When every worker is full the gateway stops reading from Prime, so gRPC
 // flow control holds the backlog at Prime rather than in memory. A worker
 // lost mid-transaction (grid.ErrDisconnected) has its transactions sent to
 // another worker; a contract may therefore run more than once on workers
-// in that case, but Prime is answered once. Every transaction has a
-// deadline (Options.TxTimeout); past it, Prime is answered with an error.
+// in that case, but Prime is answered once. A worker shut down with
+// Worker.Drain (gridmesh worker at SIGTERM) avoids that: it finishes the
+// transactions it runs and refuses new ones (TxResult.Draining), which
+// the gateway sends to another worker without counting a failure. Every
+// transaction has a deadline (Options.TxTimeout); past it, Prime is
+// answered with an error.
 //
 // # Exactly once, as far as the gateway can tell
 //

@@ -105,6 +105,7 @@ type cluster struct {
 	names   []string // gateway first
 	gwNode  *gateway.Node
 	workers []*gateway.Node
+	ws      []*gateway.Worker // the workers served by workers, in order
 	disp    *gateway.Dispatcher
 	journal *gateway.Journal
 	gw      *gateway.Gateway
@@ -168,10 +169,12 @@ func startCluster(tb testing.TB, o clusterOptions) *cluster {
 		if o.contractFor != nil {
 			fn = o.contractFor(i - 1)
 		}
-		if _, err := gateway.NewWorker(n.Manager, gateway.WorkerOptions{Contract: fn, Capacity: o.capacity}); err != nil {
+		w, err := gateway.NewWorker(n.Manager, gateway.WorkerOptions{Contract: fn, Capacity: o.capacity})
+		if err != nil {
 			tb.Fatal(err)
 		}
 		c.workers = append(c.workers, n)
+		c.ws = append(c.ws, w)
 	}
 	n, err := gateway.StartNode(ctx, lns[0], gridOptions(c.names[0], c.names))
 	if err != nil {

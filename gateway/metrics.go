@@ -44,7 +44,7 @@ type NodeStats struct {
 
 // DispatchStats is a Dispatcher's view of its workers.
 type DispatchStats struct {
-	Redispatched uint64        `json:"redispatched"` // transactions sent to another worker after theirs was lost
+	Redispatched uint64        `json:"redispatched"` // transactions sent to another worker after theirs was lost, busy or draining
 	Workers      []WorkerStats `json:"workers"`
 }
 
@@ -53,6 +53,8 @@ type WorkerStatus struct {
 	Capacity int    `json:"capacity"`
 	Running  int    `json:"running"`
 	Done     uint64 `json:"done"`
+	Refused  uint64 `json:"refused"`  // transactions refused while draining (run elsewhere)
+	Draining bool   `json:"draining"` // shutting down: running what it has, taking nothing new
 }
 
 // Stats returns a snapshot of the parts that are set.
@@ -69,7 +71,10 @@ func (m *Metrics) Stats() NodeStats {
 		}
 	}
 	if m.Worker != nil {
-		st.Worker = &WorkerStatus{Capacity: m.Worker.Capacity(), Running: m.Worker.Running(), Done: m.Worker.Done()}
+		st.Worker = &WorkerStatus{
+			Capacity: m.Worker.Capacity(), Running: m.Worker.Running(), Done: m.Worker.Done(),
+			Refused: m.Worker.Refused(), Draining: m.Worker.Draining(),
+		}
 	}
 	if m.Processes != nil {
 		s := m.Processes.Stats()
@@ -150,7 +155,7 @@ var gatewayFamilies = []family[*Stats]{
 }
 
 var dispatchFamilies = []family[*DispatchStats]{
-	{"gridmesh_gateway_redispatched_total", "counter", "Transactions sent to another worker after theirs was lost.",
+	{"gridmesh_gateway_redispatched_total", "counter", "Transactions sent to another worker after theirs was lost, busy or draining.",
 		func(s *DispatchStats) float64 { return float64(s.Redispatched) }},
 }
 
@@ -158,6 +163,8 @@ var dispatchFamilies = []family[*DispatchStats]{
 var perWorkerFamilies = []family[WorkerStats]{
 	{"gridmesh_gateway_worker_up", "gauge", "1 while the worker is connected and answered its probe, else 0.",
 		func(w WorkerStats) float64 { return b2f(w.Up) }},
+	{"gridmesh_gateway_worker_draining", "gauge", "1 while the worker said it is draining, else 0.",
+		func(w WorkerStats) float64 { return b2f(w.Draining) }},
 	{"gridmesh_gateway_worker_capacity", "gauge", "Transactions the worker runs at once, as it advertised.",
 		func(w WorkerStats) float64 { return float64(w.Capacity) }},
 	{"gridmesh_gateway_worker_running", "gauge", "Transactions the gateway has running on the worker.",
@@ -173,6 +180,10 @@ var workerFamilies = []family[*WorkerStatus]{
 		func(s *WorkerStatus) float64 { return float64(s.Running) }},
 	{"gridmesh_worker_done_total", "counter", "Transactions this worker finished.",
 		func(s *WorkerStatus) float64 { return float64(s.Done) }},
+	{"gridmesh_worker_refused_total", "counter", "Transactions refused while draining, left to the gateway to run elsewhere.",
+		func(s *WorkerStatus) float64 { return float64(s.Refused) }},
+	{"gridmesh_worker_draining", "gauge", "1 while the worker drains before shutting down, else 0.",
+		func(s *WorkerStatus) float64 { return b2f(s.Draining) }},
 }
 
 var processFamilies = []family[*ProcessStats]{

@@ -20,14 +20,22 @@ type TxResult struct {
 	OutputToChain bool   `msg:"otc"`
 	Logs          string `msg:"logs"`
 	Error         string `msg:"err"`
+	// Draining is set, with Error, when the worker refused the
+	// transaction without running it because it is shutting down. The
+	// gateway sends it to another worker; it is not a result.
+	Draining bool `msg:"drain"`
 }
 
 // WorkerInfo is a worker's answer to the info handler: how many
-// transactions it runs at once and how many it is running now.
+// transactions it runs at once and how many it is running now. A worker
+// that answers Capacity 0 is asked again later (a draining one does).
 type WorkerInfo struct {
 	Capacity int    `msg:"cap"`
 	Running  int    `msg:"run"`
 	Mode     string `msg:"mode"` // "func", "exec" or "process", for logs
+	// Draining: the worker is shutting down. It runs the transactions it
+	// has and refuses new ones; Capacity is 0.
+	Draining bool `msg:"drain"`
 }
 
 // journalEntry is a result as the journal stores it.

@@ -153,9 +153,9 @@ func (z *TxRequest) Msgsize() (s int) {
 // MarshalMsg implements msgp.Marshaler
 func (z *TxResult) MarshalMsg(b []byte) (o []byte, err error) {
 	o = msgp.Require(b, z.Msgsize())
-	// map header, size 5
+	// map header, size 6
 	// string "id"
-	o = append(o, 0x85, 0xa2, 0x69, 0x64)
+	o = append(o, 0x86, 0xa2, 0x69, 0x64)
 	o = msgp.AppendString(o, z.ID)
 	// string "res"
 	o = append(o, 0xa3, 0x72, 0x65, 0x73)
@@ -169,6 +169,9 @@ func (z *TxResult) MarshalMsg(b []byte) (o []byte, err error) {
 	// string "err"
 	o = append(o, 0xa3, 0x65, 0x72, 0x72)
 	o = msgp.AppendString(o, z.Error)
+	// string "drain"
+	o = append(o, 0xa5, 0x64, 0x72, 0x61, 0x69, 0x6e)
+	o = msgp.AppendBool(o, z.Draining)
 	return
 }
 
@@ -220,6 +223,12 @@ func (z *TxResult) UnmarshalMsg(bts []byte) (o []byte, err error) {
 				err = msgp.WrapError(err, "Error")
 				return
 			}
+		case "drain":
+			z.Draining, bts, err = msgp.ReadBoolBytes(bts)
+			if err != nil {
+				err = msgp.WrapError(err, "Draining")
+				return
+			}
 		default:
 			bts, err = msgp.Skip(bts)
 			if err != nil {
@@ -234,16 +243,16 @@ func (z *TxResult) UnmarshalMsg(bts []byte) (o []byte, err error) {
 
 // Msgsize returns an upper bound estimate of the number of bytes occupied by the serialized message
 func (z *TxResult) Msgsize() (s int) {
-	s = 1 + 3 + msgp.StringPrefixSize + len(z.ID) + 4 + msgp.StringPrefixSize + len(z.ResultJSON) + 4 + msgp.BoolSize + 5 + msgp.StringPrefixSize + len(z.Logs) + 4 + msgp.StringPrefixSize + len(z.Error)
+	s = 1 + 3 + msgp.StringPrefixSize + len(z.ID) + 4 + msgp.StringPrefixSize + len(z.ResultJSON) + 4 + msgp.BoolSize + 5 + msgp.StringPrefixSize + len(z.Logs) + 4 + msgp.StringPrefixSize + len(z.Error) + 6 + msgp.BoolSize
 	return
 }
 
 // MarshalMsg implements msgp.Marshaler
-func (z WorkerInfo) MarshalMsg(b []byte) (o []byte, err error) {
+func (z *WorkerInfo) MarshalMsg(b []byte) (o []byte, err error) {
 	o = msgp.Require(b, z.Msgsize())
-	// map header, size 3
+	// map header, size 4
 	// string "cap"
-	o = append(o, 0x83, 0xa3, 0x63, 0x61, 0x70)
+	o = append(o, 0x84, 0xa3, 0x63, 0x61, 0x70)
 	o = msgp.AppendInt(o, z.Capacity)
 	// string "run"
 	o = append(o, 0xa3, 0x72, 0x75, 0x6e)
@@ -251,6 +260,9 @@ func (z WorkerInfo) MarshalMsg(b []byte) (o []byte, err error) {
 	// string "mode"
 	o = append(o, 0xa4, 0x6d, 0x6f, 0x64, 0x65)
 	o = msgp.AppendString(o, z.Mode)
+	// string "drain"
+	o = append(o, 0xa5, 0x64, 0x72, 0x61, 0x69, 0x6e)
+	o = msgp.AppendBool(o, z.Draining)
 	return
 }
 
@@ -290,6 +302,12 @@ func (z *WorkerInfo) UnmarshalMsg(bts []byte) (o []byte, err error) {
 				err = msgp.WrapError(err, "Mode")
 				return
 			}
+		case "drain":
+			z.Draining, bts, err = msgp.ReadBoolBytes(bts)
+			if err != nil {
+				err = msgp.WrapError(err, "Draining")
+				return
+			}
 		default:
 			bts, err = msgp.Skip(bts)
 			if err != nil {
@@ -303,8 +321,8 @@ func (z *WorkerInfo) UnmarshalMsg(bts []byte) (o []byte, err error) {
 }
 
 // Msgsize returns an upper bound estimate of the number of bytes occupied by the serialized message
-func (z WorkerInfo) Msgsize() (s int) {
-	s = 1 + 4 + msgp.IntSize + 4 + msgp.IntSize + 5 + msgp.StringPrefixSize + len(z.Mode)
+func (z *WorkerInfo) Msgsize() (s int) {
+	s = 1 + 4 + msgp.IntSize + 4 + msgp.IntSize + 5 + msgp.StringPrefixSize + len(z.Mode) + 6 + msgp.BoolSize
 	return
 }
 

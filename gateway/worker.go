@@ -2,7 +2,10 @@ package gateway
 
 import (
 	"context"
+	"fmt"
+	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/gridmesh/gridmesh/grid"
 	"github.com/gridmesh/gridmesh/handlers"
@@ -37,11 +40,22 @@ type WorkerOptions struct {
 // HandlerInfo and HandlerRun on a grid Manager; the gateway finds it by
 // calling HandlerInfo on every peer that connects.
 //
+// To shut a worker down without running any transaction twice, call
+// Drain before closing its node: it refuses new transactions (the gateway
+// sends them to another worker) and waits for the running ones.
+//
 // All methods may be called concurrently.
 type Worker struct {
-	opts WorkerOptions
-	sem  chan struct{}
-	done atomic.Uint64
+	opts    WorkerOptions
+	m       *grid.Manager
+	sem     chan struct{}
+	done    atomic.Uint64
+	refused atomic.Uint64
+
+	mu       sync.Mutex
+	draining bool
+	accepted int           // run calls taken and not yet returned
+	idle     chan struct{} // made by Drain; closed once accepted is 0 while draining
 }
 
 // NewWorker registers a worker's handlers on m.
@@ -56,7 +70,7 @@ func NewWorker(m *grid.Manager, opts WorkerOptions) (*Worker, error) {
 	if opts.Mode == "" {
 		opts.Mode = "func"
 	}
-	w := &Worker{opts: opts, sem: make(chan struct{}, opts.Capacity)}
+	w := &Worker{opts: opts, m: m, sem: make(chan struct{}, opts.Capacity)}
 	reg := m.Registry()
 	if err := infoCall.Register(reg, w.info); err != nil {
 		return nil, err
@@ -76,11 +90,91 @@ func (w *Worker) Running() int { return len(w.sem) }
 // Done returns the number of transactions this worker has finished.
 func (w *Worker) Done() uint64 { return w.done.Load() }
 
+// Refused returns the number of transactions refused while draining.
+func (w *Worker) Refused() uint64 { return w.refused.Load() }
+
+// Draining reports whether Drain was called.
+func (w *Worker) Draining() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.draining
+}
+
+// Drain stops the worker taking transactions and waits for the ones it
+// has to finish. From the call on, HandlerRun answers every new
+// transaction, without running it, with a TxResult whose Draining is set
+// (ErrDraining's text in Error): the gateway sends it to another worker
+// and does not count it as failed. HandlerInfo answers capacity 0 with
+// Draining set. Drain returns nil once the transactions taken before it
+// have finished and their answers are queued for the gateway, or ctx's
+// error if ctx ends first. It cannot be undone; calling it again waits
+// again. Close the node afterwards: transactions still running then fail
+// on the gateway with grid.ErrDisconnected and run again elsewhere.
+func (w *Worker) Drain(ctx context.Context) error {
+	w.mu.Lock()
+	if !w.draining {
+		w.draining = true
+		w.idle = make(chan struct{})
+		if w.accepted == 0 {
+			close(w.idle)
+		}
+	}
+	idle := w.idle
+	w.mu.Unlock()
+	select {
+	case <-idle:
+	case <-ctx.Done():
+		return fmt.Errorf("gateway: drain: %d transactions still running: %w", w.inFlight(), ctx.Err())
+	}
+	return w.settle(ctx)
+}
+
+// inFlight returns the number of run calls taken and not returned.
+func (w *Worker) inFlight() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.accepted
+}
+
+// settleStep is the pause between settle's looks at the grid.
+const settleStep = 10 * time.Millisecond
+
+// settle waits until the grid runs no handler and has nothing queued to
+// send, at two looks settleStep apart. The mux queues a handler's answer
+// just after the handler returns, so a transaction that has returned may
+// not have its answer queued yet; closing the node then would lose it.
+func (w *Worker) settle(ctx context.Context) error {
+	t := time.NewTicker(settleStep)
+	defer t.Stop()
+	for quiet := 0; quiet < 2; {
+		if st := w.m.Stats(); st.Running == 0 && st.QueuedBytes == 0 {
+			quiet++
+		} else {
+			quiet = 0
+		}
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return fmt.Errorf("gateway: drain: answers not sent: %w", ctx.Err())
+		}
+	}
+	return nil
+}
+
 func (w *Worker) info(context.Context, *handlers.NoPayload) (*WorkerInfo, error) {
-	return &WorkerInfo{Capacity: w.opts.Capacity, Running: w.Running(), Mode: w.opts.Mode}, nil
+	info := &WorkerInfo{Capacity: w.opts.Capacity, Running: w.Running(), Mode: w.opts.Mode}
+	if w.Draining() {
+		info.Capacity, info.Draining = 0, true
+	}
+	return info, nil
 }
 
 func (w *Worker) run(ctx context.Context, req *TxRequest) (*TxResult, error) {
+	if !w.take() {
+		w.refused.Add(1)
+		return &TxResult{ID: req.ID, Draining: true, Error: ErrDraining.Error() + ": transaction not run"}, nil
+	}
+	defer w.leave()
 	select {
 	case w.sem <- struct{}{}:
 	case <-ctx.Done():
@@ -91,4 +185,25 @@ func (w *Worker) run(ctx context.Context, req *TxRequest) (*TxResult, error) {
 		<-w.sem
 	}()
 	return callContract(ctx, w.opts.Contract, req), nil
+}
+
+// take counts a transaction in, unless the worker is draining.
+func (w *Worker) take() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.draining {
+		return false
+	}
+	w.accepted++
+	return true
+}
+
+// leave counts a transaction out.
+func (w *Worker) leave() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.accepted--
+	if w.draining && w.accepted == 0 {
+		close(w.idle)
+	}
 }

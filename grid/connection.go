@@ -162,6 +162,21 @@ func (c *Connection) WaitForConnect(ctx context.Context) error {
 	}
 }
 
+// StateChanged returns a channel that is closed at the connection's next
+// state change (a reconnect is two: to StateConnecting and back to
+// StateConnected). Take the channel first, then read State or Stats: a
+// change after the read closes the channel, so none is missed. Each
+// change closes the channel and starts a new one, so take it again after
+// every wake-up; changes that come in a burst may wake a reader once.
+// Waiting on it costs the grid nothing: no goroutine, no callback, and a
+// reader that never looks only holds a closed channel. Stats().Connects
+// tells a new session from the old one.
+func (c *Connection) StateChanged() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.changed
+}
+
 // stateChange is one transition to report.
 type stateChange struct{ old, new State }
 

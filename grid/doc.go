@@ -72,5 +72,8 @@
 // keep-alive loop per live connection on the dial loop's goroutine or the
 // HTTP handler's that accepted it, and each mux session's goroutines),
 // and Close waits for all of them. State changes are reported to
-// Options.OnStateChange in order, one connection at a time.
+// Options.OnStateChange in order, one connection at a time, and wake the
+// readers of Connection.StateChanged, which code that gets a Manager
+// already built (such as the gateway's Dispatcher) uses to react to
+// connects and disconnects without polling.
 package grid

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"io"
 	"log/slog"
 	"os"
@@ -47,12 +48,15 @@ func runGateway(ctx context.Context, args []string, out io.Writer) error {
 }
 
 // parseConfigFlags parses the flags of the gateway and worker commands:
-// -config (default name.yaml) and -v. It returns the configuration file
-// and a logger at the level -v asks for.
-func parseConfigFlags(name string, args []string, out io.Writer) (string, *slog.Logger, error) {
+// -config (default name.yaml), -v, and those more defines. It returns the
+// configuration file and a logger at the level -v asks for.
+func parseConfigFlags(name string, args []string, out io.Writer, more ...func(*flag.FlagSet)) (string, *slog.Logger, error) {
 	fs := newFlags(name, out)
 	path := fs.String("config", name+".yaml", "configuration file (YAML)")
 	verbose := fs.Bool("v", false, "log at debug level")
+	for _, f := range more {
+		f(fs)
+	}
 	if err := fs.Parse(args); err != nil {
 		return "", nil, err
 	}

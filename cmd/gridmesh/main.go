@@ -10,6 +10,12 @@
 //	gridmesh status   [flags] NODE-URL...       show the connections of running nodes (their stats endpoints)
 //
 // Run "gridmesh <command> -h" for a command's flags.
+//
+// The gateway and worker shut down gracefully at SIGINT or SIGTERM: the
+// gateway answers Prime for the transactions in flight (drain_timeout),
+// the worker refuses new transactions, which the gateway runs elsewhere,
+// and finishes those it runs (-drain-timeout, or drain_timeout in its
+// configuration). A second signal stops the worker at once.
 package main
 
 import (
@@ -38,9 +44,44 @@ var commands = []command{
 }
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+	ctx, force := signalContexts()
+	os.Exit(run(withForce(ctx, force), os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// signalContexts returns a context that the first SIGINT or SIGTERM
+// cancels and one that the second cancels: a command shuts down
+// gracefully at the first, and at once at the second (see forceContext).
+// A third signal has its default effect.
+func signalContexts() (graceful, force context.Context) {
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	graceful, stop := context.WithCancel(context.Background())
+	force, kill := context.WithCancel(context.Background())
+	go func() { // lives as long as the process
+		<-sigs
+		stop()
+		<-sigs
+		kill()
+		signal.Stop(sigs)
+	}()
+	return graceful, force
+}
+
+// forceKey is the context key of the context a second signal cancels.
+type forceKey struct{}
+
+// withForce returns ctx carrying force, for forceContext.
+func withForce(ctx, force context.Context) context.Context {
+	return context.WithValue(ctx, forceKey{}, force)
+}
+
+// forceContext returns the context that a second signal cancels, or, when
+// ctx carries none (a command run by a test), one that never ends.
+func forceContext(ctx context.Context) context.Context {
+	if f, ok := ctx.Value(forceKey{}).(context.Context); ok {
+		return f
+	}
+	return context.Background()
 }
 
 func run(ctx context.Context, args []string, out, errOut io.Writer) int {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -17,10 +18,12 @@ import (
 )
 
 // runStatus fetches the stats of one or more running nodes (served by
-// grid.Manager.StatsHandler) and prints one table per node.
+// grid.Manager.StatsHandler, and by gateway.Metrics.StatsHandler on a
+// gateway or worker node) and prints one table per node, or with -json
+// one nodeStatus object per node.
 func runStatus(ctx context.Context, args []string, out io.Writer) error {
 	fs := newFlags("status", out)
-	asJSON := fs.Bool("json", false, "print the raw JSON instead of a table")
+	asJSON := fs.Bool("json", false, "print one JSON object per node instead of a table: url, error, grid, gateway, dispatch, worker, processes")
 	timeout := fs.Duration("timeout", 5*time.Second, "time allowed for each node to answer")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: gridmesh status [flags] NODE-URL...\n\n"+
@@ -40,34 +43,75 @@ func runStatus(ctx context.Context, args []string, out io.Writer) error {
 		if err != nil {
 			return err
 		}
-		body, err := fetchStats(ctx, u, *timeout)
-		if err != nil {
-			fmt.Fprintf(out, "%s: %v\n", u, err)
+		st, err := fetchNodeStatus(ctx, u, *timeout)
+		switch {
+		case errors.Is(err, errNotGridStats):
+			return err
+		case err != nil:
 			failed++
-			continue
 		}
 		if *asJSON {
-			out.Write(body)
+			b, _ := json.MarshalIndent(st, "", "  ") // plain data: cannot fail
+			fmt.Fprintf(out, "%s\n", b)
 			continue
 		}
-		var st grid.ManagerStats
-		if err := json.Unmarshal(body, &st); err != nil {
-			return fmt.Errorf("%s: not grid stats: %w", u, err)
+		if err != nil {
+			fmt.Fprintf(out, "%s: %v\n", u, err)
+			continue
 		}
-		printStats(out, st)
-		// A gateway or worker node also serves its own counters; a plain
-		// grid node answers 404 there, and is shown without them.
-		if body, err := fetchStats(ctx, sibling(u, gateway.StatsPath), *timeout); err == nil {
-			var ns gateway.NodeStats
-			if json.Unmarshal(body, &ns) == nil {
-				printNodeStats(out, ns)
-			}
-		}
+		printStats(out, *st.Grid)
+		printNodeStats(out, st.NodeStats)
 	}
 	if failed > 0 {
 		return fmt.Errorf("%d of %d nodes did not answer", failed, fs.NArg())
 	}
 	return nil
+}
+
+// nodeStatus is what `gridmesh status -json` prints for each node: one
+// JSON object with everything the table shows. Its fields:
+//
+//   - "url": the grid stats URL asked;
+//   - "error": why the node did not answer; the fields below are then absent;
+//   - "grid": the node's grid.ManagerStats (connections, per peer under "Peers");
+//   - "gateway", "dispatch", "worker", "processes": the node's gateway
+//     parts, as gateway.NodeStats names them (gateway.Stats,
+//     gateway.DispatchStats, gateway.WorkerStatus, gateway.ProcessStats);
+//     each is absent when the node has no such part (a plain grid node
+//     has none).
+type nodeStatus struct {
+	URL   string             `json:"url"`
+	Error string             `json:"error,omitempty"`
+	Grid  *grid.ManagerStats `json:"grid,omitempty"`
+	gateway.NodeStats
+}
+
+// errNotGridStats: a URL answered with something other than grid stats.
+var errNotGridStats = errors.New("not grid stats")
+
+// fetchNodeStatus reads the grid stats at u and, when the node serves
+// them, its gateway parts' counters. An error other than errNotGridStats
+// is also recorded in the result's Error.
+func fetchNodeStatus(ctx context.Context, u string, timeout time.Duration) (nodeStatus, error) {
+	st := nodeStatus{URL: u}
+	body, err := fetchStats(ctx, u, timeout)
+	if err != nil {
+		st.Error = err.Error()
+		return st, err
+	}
+	st.Grid = new(grid.ManagerStats)
+	if err := json.Unmarshal(body, st.Grid); err != nil {
+		return st, fmt.Errorf("%s: %w: %w", u, errNotGridStats, err)
+	}
+	// A gateway or worker node also serves its own counters; a plain
+	// grid node answers 404 there, and is shown without them.
+	if body, err := fetchStats(ctx, sibling(u, gateway.StatsPath), timeout); err == nil {
+		var ns gateway.NodeStats
+		if json.Unmarshal(body, &ns) == nil {
+			st.NodeStats = ns
+		}
+	}
+	return st, nil
 }
 
 // statsURL turns a node URL into the URL of its stats.
@@ -140,14 +184,22 @@ func printNodeStats(out io.Writer, ns gateway.NodeStats) {
 	}
 	if d := ns.Dispatch; d != nil {
 		for _, w := range d.Workers {
-			fmt.Fprintf(out, "  worker %s: up %v, running %d of %d, done %d\n", w.Host, w.Up, w.Running, w.Capacity, w.Done)
+			fmt.Fprintf(out, "  worker %s: up %v, running %d of %d, done %d%s\n", w.Host, w.Up, w.Running, w.Capacity, w.Done, ifTrue(w.Draining, ", draining"))
 		}
 	}
 	if w := ns.Worker; w != nil {
-		fmt.Fprintf(out, "worker: running %d of %d, done %d\n", w.Running, w.Capacity, w.Done)
+		fmt.Fprintf(out, "worker: running %d of %d, done %d, refused %d%s\n", w.Running, w.Capacity, w.Done, w.Refused, ifTrue(w.Draining, ", draining"))
 	}
 	if p := ns.Processes; p != nil {
 		fmt.Fprintf(out, "contract processes: %d of %d up, %d in flight, %d starts, %d ended, %d wedged, %d protocol errors\n",
 			p.Running, p.Processes, p.InFlight, p.Starts, p.Ended, p.Wedged, p.ProtocolErrs)
 	}
+}
+
+// ifTrue returns s if b, else "".
+func ifTrue(b bool, s string) string {
+	if b {
+		return s
+	}
+	return ""
 }

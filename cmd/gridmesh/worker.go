@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"flag"
+	"fmt"
 	"io"
 	"log/slog"
+	"time"
 
 	"github.com/gridmesh/gridmesh/gateway"
 )
@@ -11,14 +14,22 @@ import (
 // runWorker runs a worker node from a YAML configuration until SIGINT or
 // SIGTERM. Each transaction runs the configured command (mode exec) or
 // goes to one of its long-lived supervised processes (mode process).
+// At the signal it drains (drainWorker), then closes.
 func runWorker(ctx context.Context, args []string, out io.Writer) error {
-	path, logger, err := parseConfigFlags("worker", args, out)
+	var drain optionalDuration
+	path, logger, err := parseConfigFlags("worker", args, out, func(fs *flag.FlagSet) {
+		fs.Var(&drain, "drain-timeout", "at SIGINT/SIGTERM, the `duration` to let running transactions finish while refusing new ones\n"+
+			"(0: close at once; default: the configuration's drain_timeout, itself 10s by default)")
+	})
 	if err != nil {
 		return err
 	}
 	cfg, err := gateway.LoadWorkerConfig(path)
 	if err != nil {
 		return err
+	}
+	if drain.set {
+		cfg.DrainTimeout = drain.d
 	}
 	contract, pool, closeContract, err := workerContract(cfg, logger)
 	if err != nil {
@@ -39,9 +50,54 @@ func runWorker(ctx context.Context, args []string, out io.Writer) error {
 	serveMetrics(node, &gateway.Metrics{Worker: w, Processes: pool})
 	logger.Info("worker: ready", "grid", cfg.Grid.Local, "listen", addr, "capacity", cfg.Capacity, "mode", cfg.Mode, "command", cfg.Command)
 	<-ctx.Done()
-	// Closing the node fails the calls in flight with ErrDisconnected;
-	// the gateway sends those transactions to another worker.
+	drainWorker(ctx, w, cfg.DrainTimeout, logger)
+	return nil
+}
+
+// drainWorker lets the transactions w runs finish before the node closes,
+// for up to timeout or until a second signal, while w refuses new ones
+// (the gateway runs those elsewhere). Whatever still runs when it returns
+// fails on the gateway with grid.ErrDisconnected once the node closes,
+// and the gateway sends it to another worker.
+func drainWorker(ctx context.Context, w *gateway.Worker, timeout time.Duration, logger *slog.Logger) {
+	force := forceContext(ctx)
+	logger.Info("worker: draining: new transactions refused", "running", w.Running(), "drain_timeout", timeout)
+	dctx, cancel := context.WithTimeout(force, timeout)
+	defer cancel()
+	err := w.Drain(dctx)
+	switch {
+	case err == nil:
+		logger.Info("worker: drained", "done", w.Done(), "refused", w.Refused())
+	case force.Err() != nil:
+		logger.Warn("worker: second signal: closing at once; the gateway re-dispatches what was running", "err", err)
+	default:
+		logger.Warn("worker: drain timeout: closing; the gateway re-dispatches what was running", "err", err)
+	}
 	logger.Info("worker: stopping")
+}
+
+// optionalDuration is a duration flag that knows whether it was given.
+type optionalDuration struct {
+	d   time.Duration
+	set bool
+}
+
+func (o *optionalDuration) String() string {
+	if o == nil || !o.set {
+		return ""
+	}
+	return o.d.String()
+}
+
+func (o *optionalDuration) Set(s string) error {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	if d < 0 {
+		return fmt.Errorf("negative duration %v", d)
+	}
+	o.d, o.set = d, true
 	return nil
 }
 
