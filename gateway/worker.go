@@ -137,20 +137,18 @@ func (w *Worker) inFlight() int {
 }
 
 // settleStep is the pause between settle's looks at the grid.
-const settleStep = 10 * time.Millisecond
+const settleStep = 5 * time.Millisecond
 
-// settle waits until the grid runs no handler and has nothing queued to
-// send, at two looks settleStep apart. The mux queues a handler's answer
-// just after the handler returns, so a transaction that has returned may
-// not have its answer queued yet; closing the node then would lose it.
+// settle waits until every answer the grid owes its peers is queued
+// (mux.Stats.Unanswered: a transaction that has returned has its answer
+// queued just after) and the queues are written out, so that closing the
+// node loses no answer.
 func (w *Worker) settle(ctx context.Context) error {
 	t := time.NewTicker(settleStep)
 	defer t.Stop()
-	for quiet := 0; quiet < 2; {
-		if st := w.m.Stats(); st.Running == 0 && st.QueuedBytes == 0 {
-			quiet++
-		} else {
-			quiet = 0
+	for {
+		if st := w.m.Stats(); st.Unanswered == 0 && st.QueuedBytes == 0 {
+			return nil
 		}
 		select {
 		case <-t.C:
@@ -158,7 +156,6 @@ func (w *Worker) settle(ctx context.Context) error {
 			return fmt.Errorf("gateway: drain: answers not sent: %w", ctx.Err())
 		}
 	}
-	return nil
 }
 
 func (w *Worker) info(context.Context, *handlers.NoPayload) (*WorkerInfo, error) {

@@ -261,7 +261,7 @@ func (c *Connection) retire(h *session) {
 	st := h.s.Stats()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.totals = addStats(c.totals, st)
+	c.totals = c.totals.Add(st)
 	c.live = slices.DeleteFunc(c.live, func(x *session) bool { return x == h })
 }
 

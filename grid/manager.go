@@ -4,15 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"sync"
 
 	"github.com/coder/websocket"
 
 	"github.com/gridmesh/gridmesh/handlers"
-	"github.com/gridmesh/gridmesh/mux"
 )
 
 // Manager keeps one Connection to every other node of the grid and serves
@@ -59,7 +56,7 @@ func NewManager(ctx context.Context, opts Options) (*Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := checkMuxConfig(o.Mux); err != nil {
+	if err := o.Mux.Validate(); err != nil {
 		return nil, optionError("Mux", "%v", err)
 	}
 	m := &Manager{
@@ -95,23 +92,6 @@ func NewManager(ctx context.Context, opts Options) (*Manager, error) {
 	}
 	return m, nil
 }
-
-// checkMuxConfig reports whether mux.NewSession accepts cfg, over a pipe
-// that is already closed.
-func checkMuxConfig(cfg mux.Config) error {
-	s, err := mux.NewSession(deadConn{}, nil, cfg)
-	if err != nil {
-		return err
-	}
-	return s.Close()
-}
-
-// deadConn is a pipe that is closed from the start.
-type deadConn struct{}
-
-func (deadConn) Read([]byte) (int, error)  { return 0, io.EOF }
-func (deadConn) Write([]byte) (int, error) { return 0, net.ErrClosed }
-func (deadConn) Close() error              { return nil }
 
 // Local returns this node's name.
 func (m *Manager) Local() string { return m.opts.Local }

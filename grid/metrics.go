@@ -64,6 +64,8 @@ var metrics = []metric{
 		func(s ConnectionStats) float64 { return float64(s.InFlight) }},
 	{"gridmesh_peer_handlers_running", "gauge", "Handlers running for the peer.",
 		func(s ConnectionStats) float64 { return float64(s.Running) }},
+	{"gridmesh_peer_requests_unanswered", "gauge", "Requests of the peer taken by a handler whose answer is not queued yet.",
+		func(s ConnectionStats) float64 { return float64(s.Unanswered) }},
 	{"gridmesh_peer_streams_opened", "gauge", "Streams this node opened to the peer that are still open.",
 		func(s ConnectionStats) float64 { return float64(s.StreamsOut) }},
 	{"gridmesh_peer_streams_served", "gauge", "Streams the peer opened that are still open.",

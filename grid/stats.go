@@ -19,8 +19,8 @@ type ConnectionStats struct {
 	LastError    string        // why the last session or attempt failed
 	// Stats holds the mux counters summed over every session so far
 	// (bytes, frames in, writes (one WebSocket message each), requests),
-	// and the gauges InFlight, Running, StreamsOut, StreamsIn and
-	// QueuedBytes of the live ones.
+	// and the gauges InFlight, Running, Unanswered, StreamsOut, StreamsIn
+	// and QueuedBytes of the live ones.
 	mux.Stats
 }
 
@@ -38,7 +38,7 @@ func (c *Connection) Stats() ConnectionStats {
 		st.Reconnects = st.Connects - 1
 	}
 	for _, h := range live {
-		st.Stats = addStats(st.Stats, h.s.Stats())
+		st.Stats = st.Stats.Add(h.s.Stats())
 	}
 	return st
 }
@@ -63,20 +63,7 @@ func (m *Manager) Stats() ManagerStats {
 			st.Connected++
 		}
 		st.Reconnects += cs.Reconnects
-		st.Stats = addStats(st.Stats, cs.Stats)
+		st.Stats = st.Stats.Add(cs.Stats)
 	}
 	return st
-}
-
-// addStats returns the field-wise sum of a and b.
-func addStats(a, b mux.Stats) mux.Stats {
-	return mux.Stats{
-		BytesIn: a.BytesIn + b.BytesIn, BytesOut: a.BytesOut + b.BytesOut,
-		FramesIn: a.FramesIn + b.FramesIn, Writes: a.Writes + b.Writes,
-		RequestsOut: a.RequestsOut + b.RequestsOut, Served: a.Served + b.Served,
-		RemoteErrors: a.RemoteErrors + b.RemoteErrors, Cancelled: a.Cancelled + b.Cancelled,
-		InFlight: a.InFlight + b.InFlight, Running: a.Running + b.Running,
-		StreamsOut: a.StreamsOut + b.StreamsOut, StreamsIn: a.StreamsIn + b.StreamsIn,
-		QueuedBytes: a.QueuedBytes + b.QueuedBytes,
-	}
 }

@@ -196,6 +196,7 @@ func (s *Session) dispatch(h handlers.HandlerID, id uint64, deadline uint32, arr
 	}
 	s.serving[id] = rc
 	s.servMu.Unlock()
+	s.stats.dispatched.Add(1)
 	j := job{rc: rc, fn: e.Single, h: h, payload: payload, pb: pb}
 	if w := s.workers.take(); w != nil {
 		w.jobs <- j // buffered: never blocks
@@ -349,6 +350,8 @@ func (s *Session) serve(j job) {
 	delete(s.serving, rc.id)
 	s.servMu.Unlock()
 	cancelled := rc.finish()
+	// The slot is free before the answer is queued, so that a caller who
+	// has the answer never finds the slot still taken.
 	<-s.hslots
 	s.stats.served.Add(1)
 
@@ -367,6 +370,7 @@ func (s *Session) serve(j job) {
 		hdr.Flags, resp = FlagError, appendError(nil, codeTooLarge, msg)
 	}
 	_, _ = s.send(context.Background(), hdr, resp) // fails only if the session ended
+	s.stats.answered.Add(1)
 	putBuf(j.pb)
 }
 

@@ -85,12 +85,14 @@ type counters struct {
 	_                 cacheLinePad
 	bytesIn, framesIn atomic.Uint64 // reader
 	remoteErrs        atomic.Uint64 // reader
+	dispatched        atomic.Uint64 // reader: requests handed to a handler
 	_                 cacheLinePad
 	bytesOut, writes  atomic.Uint64 // writer
 	_                 cacheLinePad
 	cancelled         atomic.Uint64 // callers
 	_                 cacheLinePad
-	served            atomic.Uint64 // handlers
+	served            atomic.Uint64 // handlers: handlers returned
+	answered          atomic.Uint64 // handlers: answers queued
 	_                 cacheLinePad
 }
 
@@ -513,9 +515,14 @@ type Stats struct {
 	Cancelled         uint64 // requests of ours given up by their caller
 	InFlight          int    // requests of ours awaiting an answer
 	Running           int    // handlers running for the peer
-	StreamsOut        int    // streams this side opened that are still open
-	StreamsIn         int    // streams served for the peer
-	QueuedBytes       int    // bytes waiting for the writer
+	// Unanswered counts the peer's requests handed to a handler whose
+	// answer is not queued yet: Running, and handlers that returned while
+	// their answer is on its way to the queue. Once it is 0, closing the
+	// session loses no answer (Close flushes the queue).
+	Unanswered  int
+	StreamsOut  int // streams this side opened that are still open
+	StreamsIn   int // streams served for the peer
+	QueuedBytes int // bytes waiting for the writer
 }
 
 // Add returns the field-wise sum of st and o, as when totalling the stats
@@ -526,7 +533,7 @@ func (st Stats) Add(o Stats) Stats {
 		FramesIn: st.FramesIn + o.FramesIn, Writes: st.Writes + o.Writes,
 		RequestsOut: st.RequestsOut + o.RequestsOut, Served: st.Served + o.Served,
 		RemoteErrors: st.RemoteErrors + o.RemoteErrors, Cancelled: st.Cancelled + o.Cancelled,
-		InFlight: st.InFlight + o.InFlight, Running: st.Running + o.Running,
+		InFlight: st.InFlight + o.InFlight, Running: st.Running + o.Running, Unanswered: st.Unanswered + o.Unanswered,
 		StreamsOut: st.StreamsOut + o.StreamsOut, StreamsIn: st.StreamsIn + o.StreamsIn,
 		QueuedBytes: st.QueuedBytes + o.QueuedBytes,
 	}
@@ -534,10 +541,12 @@ func (st Stats) Add(o Stats) Stats {
 
 // Stats returns a snapshot of the session's counters.
 func (s *Session) Stats() Stats {
+	answered := s.stats.answered.Load() // before dispatched, which is never behind it
 	st := Stats{
 		BytesIn: s.stats.bytesIn.Load(), BytesOut: s.stats.bytesOut.Load(),
 		FramesIn: s.stats.framesIn.Load(), Writes: s.stats.writes.Load(),
 		Served:       s.stats.served.Load(),
+		Unanswered:   int(s.stats.dispatched.Load() - answered),
 		RemoteErrors: s.stats.remoteErrs.Load(), Cancelled: s.stats.cancelled.Load(),
 		Running: len(s.hslots), QueuedBytes: s.q.queued(),
 	}

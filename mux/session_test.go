@@ -466,3 +466,41 @@ func TestConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+// TestUnanswered: a request counts as unanswered from the moment its
+// handler starts until its answer is queued, so a node that waits for 0
+// before closing loses no answer.
+func TestUnanswered(t *testing.T) {
+	release := make(chan struct{})
+	started := make(chan struct{}, 1)
+	reg := new(handlers.Registry)
+	mustRegister(t, reg, hBlock, func(ctx context.Context, p []byte) ([]byte, error) {
+		started <- struct{}{}
+		<-release
+		return p, nil
+	})
+	p := newPair(t, transports[1], reg, mux.Config{}, mux.Config{})
+	done := make(chan error, 1)
+	go func() {
+		_, err := p.client.Request(testCtx(t), hBlock, []byte("x"))
+		done <- err
+	}()
+	waitFor(t, started)
+	if st := p.server.Stats(); st.Unanswered != 1 || st.Running != 1 {
+		t.Fatalf("handler running: unanswered %d, running %d; want 1 and 1", st.Unanswered, st.Running)
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(testTimeout)
+	for p.server.Stats().Unanswered != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("answered, but still counted unanswered: %+v", p.server.Stats())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if st := p.server.Stats(); st.Served != 1 {
+		t.Fatalf("served %d, want 1", st.Served)
+	}
+}
