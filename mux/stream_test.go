@@ -140,38 +140,44 @@ func TestStreamNoInputAndHandlerError(t *testing.T) {
 			return errors.New("gave up")
 		}})
 		p := newPair(t, tr, reg, mux.Config{}, mux.Config{})
-		ctx := testCtx(t)
-		st, err := p.client.NewStream(ctx, hsPush, []byte("n"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if st.Requests != nil {
-			t.Fatal("Requests should be nil for a handler without input")
-		}
-		var got []string
-		if err := st.Results(func(m []byte) error { got = append(got, string(m)); return nil }); err != nil {
-			t.Fatal(err)
-		}
-		if strings.Join(got, ",") != "n 0,n 1,n 2,n 3,n 4" {
-			t.Fatalf("got %v", got)
-		}
-
-		st, err = p.client.NewStream(ctx, hsFail, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rs := waitClosed(t, st)
-		var re *mux.RemoteError
-		if len(rs) != 2 || string(rs[0].Msg) != "partial" || !errors.As(rs[1].Err, &re) || re.Msg != "gave up" {
-			t.Fatalf("got %+v", rs)
-		}
-
-		_, err = p.client.NewStream(ctx, hMissing, nil)
+		checkPushAndFail(t, p)
+		_, err := p.client.NewStream(testCtx(t), hMissing, nil)
 		if !errors.Is(err, mux.ErrUnknownHandler) {
 			t.Fatalf("unknown: %v", err)
 		}
 		waitNoStreams(t, p)
 	})
+}
+
+// checkPushAndFail checks the answers of the server's hsPush handler (no
+// input; five messages "<payload> <i>") and hsFail handler (the message
+// "partial", then the error "gave up").
+func checkPushAndFail(t *testing.T, p *pair) {
+	t.Helper()
+	ctx := testCtx(t)
+	st, err := p.client.NewStream(ctx, hsPush, []byte("n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Requests != nil {
+		t.Fatal("Requests should be nil for a handler without input")
+	}
+	var got []string
+	if err := st.Results(func(m []byte) error { got = append(got, string(m)); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(got, ",") != "n 0,n 1,n 2,n 3,n 4" {
+		t.Fatalf("got %v", got)
+	}
+	st, err = p.client.NewStream(ctx, hsFail, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs := waitClosed(t, st)
+	var re *mux.RemoteError
+	if len(rs) != 2 || string(rs[0].Msg) != "partial" || !errors.As(rs[1].Err, &re) || re.Msg != "gave up" {
+		t.Fatalf("got %+v", rs)
+	}
 }
 
 // blockingHandler records that it started and how its context ended.

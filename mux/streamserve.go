@@ -234,17 +234,21 @@ func (d directStream) Send(ctx context.Context, msg []byte) error {
 			return err
 		}
 	}
-	var err error
-	if len(msg) <= MaxFramePayload {
-		h := Header{Op: OpStreamOut, ID: ss.id}
-		err = s.q.putSmall(s.closing, &h, msg)
-	} else {
-		_, err = s.send(context.Background(), Header{Op: OpStreamOut, ID: ss.id}, msg)
-	}
-	if err != nil {
+	if err := s.queueOut(ss, msg); err != nil {
 		return s.sendError(err)
 	}
 	return nil
+}
+
+// queueOut queues one of the handler's messages, for which it took credit;
+// it fails only if the session ended.
+func (s *Session) queueOut(ss *sstream, msg []byte) error {
+	if len(msg) <= MaxFramePayload {
+		h := Header{Op: OpStreamOut, ID: ss.id}
+		return s.q.putSmall(s.closing, &h, msg)
+	}
+	_, err := s.send(context.Background(), Header{Op: OpStreamOut, ID: ss.id}, msg)
+	return err
 }
 
 // ended returns the error a direct stream's Recv or Send returns once the
@@ -378,14 +382,7 @@ func (s *Session) sendOut(ss *sstream, msg []byte) bool {
 		s.grantInLocked(ss) // the handler may have taken input meanwhile
 	}
 	ss.mu.Unlock()
-	var err error
-	if len(msg) <= MaxFramePayload {
-		h := Header{Op: OpStreamOut, ID: ss.id}
-		err = s.q.putSmall(s.closing, &h, msg)
-	} else {
-		_, err = s.send(context.Background(), Header{Op: OpStreamOut, ID: ss.id}, msg)
-	}
-	if err != nil {
+	if err := s.queueOut(ss, msg); err != nil {
 		ss.waitHandler() // the session ended: the handler's context is cancelled
 		return false
 	}

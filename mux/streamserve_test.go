@@ -158,27 +158,7 @@ func TestServeNoInputAndHandlerError(t *testing.T) {
 		return errors.New("gave up")
 	}})
 	p := newPair(t, transports[1], reg, mux.Config{}, mux.Config{})
-	ctx := testCtx(t)
-	st, err := p.client.NewStream(ctx, hsPush, []byte("n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []string
-	if err := st.Results(func(m []byte) error { got = append(got, string(m)); return nil }); err != nil {
-		t.Fatal(err)
-	}
-	if strings.Join(got, ",") != "n 0,n 1,n 2,n 3,n 4" {
-		t.Fatalf("got %v", got)
-	}
-	st, err = p.client.NewStream(ctx, hsFail, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rs := waitClosed(t, st)
-	var re *mux.RemoteError
-	if len(rs) != 2 || string(rs[0].Msg) != "partial" || !errors.As(rs[1].Err, &re) || re.Msg != "gave up" {
-		t.Fatalf("got %+v", rs)
-	}
+	checkPushAndFail(t, p)
 	waitNoStreams(t, p)
 }
 
