@@ -159,10 +159,14 @@ func (s *Session) runStreamHandler(ss *sstream, sh *handlers.StreamHandler, h ha
 		}
 		over := ss.sessionOver
 		ss.mu.Unlock()
-		if !ss.direct {
+		switch {
+		case !ss.direct:
 			ss.wake() // the pump ends the stream
-		} else if !over {
+		case !over:
 			s.endStream(ss)
+			// A goroutine the handler left behind in Recv or Send
+			// returns now: the stream's context is done.
+			ss.wake()
 		}
 	}()
 	if ss.direct {

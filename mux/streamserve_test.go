@@ -408,3 +408,49 @@ func TestServeConcurrentSends(t *testing.T) {
 	}
 	waitNoStreams(t, p)
 }
+
+// TestServeLeftBehind: a goroutine that a Serve handler left blocked in
+// Send or Recv, with a context of its own, returns once the handler has
+// returned and the stream is over.
+func TestServeLeftBehind(t *testing.T) {
+	errs := make(chan error, 2)
+	reg := new(handlers.Registry)
+	mustStream(t, reg, hsPush, handlers.StreamHandler{InCapacity: 1, OutCapacity: 1, Serve: func(ctx context.Context, _ []byte, st handlers.ServerStream) error {
+		if err := st.Send(ctx, []byte("1")); err != nil { // the only credit
+			return err
+		}
+		go func() { errs <- st.Send(context.Background(), []byte("2")) }()
+		go func() {
+			_, err := st.Recv(context.Background())
+			errs <- err
+		}()
+		time.Sleep(20 * time.Millisecond) // let both block before the handler returns
+		return nil
+	}})
+	p := newPair(t, transports[1], reg, mux.Config{}, mux.Config{})
+	// Nothing reads the stream until the two calls returned, so no credit
+	// comes back to wake the Send; and the stream has no deadline, whose
+	// timer would wake both.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	st, err := p.client.OpenStream(ctx, hsPush, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		select {
+		case err := <-errs:
+			if !errors.Is(err, context.Canceled) {
+				t.Fatalf("left-behind call returned %v, want context.Canceled", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("a left-behind Send or Recv is still blocked")
+		}
+	}
+	for {
+		if _, err := st.Recv(); err != nil {
+			break
+		}
+	}
+	waitNoStreams(t, p)
+}
