@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -82,6 +81,7 @@ type Connection struct {
 // session is one mux session with the peer and what the grid knows of it.
 type session struct {
 	s        *mux.Session
+	pipe     *wsPipe
 	peerInst string
 	replaced chan struct{} // closed when a newer session took its place
 }
@@ -278,8 +278,8 @@ func (c *Connection) shutdown() {
 
 // serve runs a session over ws until it ends, on the goroutine of the dial
 // loop or of the HTTP handler that accepted the peer.
-func (c *Connection) serve(ws *websocket.Conn, peerInst string) {
-	nc := newWSConn(c.m.ctx, ws)
+func (c *Connection) serve(ws *websocket.Conn, cork *corkConn, peerInst string) {
+	nc := newWSPipe(ws, cork)
 	cfg := c.m.opts.Mux
 	cfg.BaseContext = c.baseCtx
 	s, err := mux.NewSession(nc, c.m.reg, cfg)
@@ -287,7 +287,7 @@ func (c *Connection) serve(ws *websocket.Conn, peerInst string) {
 		nc.Close()
 		return
 	}
-	h := &session{s: s, peerInst: peerInst, replaced: make(chan struct{})}
+	h := &session{s: s, pipe: nc, peerInst: peerInst, replaced: make(chan struct{})}
 	select {
 	case <-s.Ready():
 	case <-s.Done():
@@ -351,11 +351,11 @@ func (c *Connection) dialLoop() {
 	o := &c.m.opts
 	b := backoff{base: o.BackoffBase, max: o.BackoffMax}
 	for {
-		ws, inst, err := c.dial()
+		ws, cork, inst, err := c.dial()
 		switch {
 		case err == nil:
 			start := time.Now()
-			c.serve(ws, inst)
+			c.serve(ws, cork, inst)
 			if time.Since(start) >= o.HealthyAfter {
 				b.reset()
 			}
@@ -387,18 +387,21 @@ func (c *Connection) noteFailure(err error) {
 }
 
 // dial opens a WebSocket to the peer and runs the handshake. It returns
-// the socket and the peer's instance ID.
-func (c *Connection) dial() (*websocket.Conn, string, error) {
+// the socket, the connection under it (nil if the dialer did not make
+// it) and the peer's instance ID.
+func (c *Connection) dial() (*websocket.Conn, *corkConn, string, error) {
 	m := c.m
 	ctx, cancel := context.WithTimeout(m.ctx, m.opts.HandshakeTimeout)
 	defer cancel()
+	var cork *corkConn
+	ctx = context.WithValue(ctx, corkSlot{}, &cork) // filled by Options.NetDial's wrapper
 	h := handshake{
 		from: m.opts.Local, to: c.host, millis: m.opts.Now().UnixMilli(),
 		nonce: newID(), instance: m.instance, hosts: m.hostsHash,
 	}
 	hdr, err := h.header(m.opts.Authenticator)
 	if err != nil {
-		return nil, "", err
+		return nil, nil, "", err
 	}
 	ws, resp, err := websocket.Dial(ctx, c.url, &websocket.DialOptions{
 		HTTPClient:      m.client,
@@ -408,41 +411,21 @@ func (c *Connection) dial() (*websocket.Conn, string, error) {
 	if err != nil {
 		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols && resp.Body != nil {
 			body, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
-			return nil, "", fmt.Errorf("%w by %s (HTTP %d): %s", ErrRejected, c.host, resp.StatusCode, strings.TrimSpace(string(body)))
+			return nil, nil, "", fmt.Errorf("%w by %s (HTTP %d): %s", ErrRejected, c.host, resp.StatusCode, strings.TrimSpace(string(body)))
 		}
-		return nil, "", fmt.Errorf("grid: dial %s: %w", c.host, err)
+		return nil, nil, "", fmt.Errorf("grid: dial %s: %w", c.host, err)
 	}
 	inst, err := m.verifyAccept(h, resp.Header)
 	if err != nil {
 		ws.CloseNow()
-		return nil, "", err
+		return nil, nil, "", err
 	}
-	return ws, inst, nil
+	return ws, cork, inst, nil
 }
 
-// wsConn is a WebSocket seen as a net.Conn. Its Close drops the TCP
-// connection at once, without the WebSocket closing handshake: the mux has
-// already told the peer why it closes, and the handshake would wait up to
-// seconds for a silent peer.
-type wsConn struct {
-	net.Conn
-	ws *websocket.Conn
-}
-
-// wsReadSlack is what a WebSocket message may hold beyond one mux write.
-const wsReadSlack = 64 << 10
-
-func newWSConn(ctx context.Context, ws *websocket.Conn) wsConn {
-	nc := websocket.NetConn(ctx, ws, websocket.MessageBinary)
-	ws.SetReadLimit(mux.MaxWriteSize + wsReadSlack) // NetConn lifted the limit
-	return wsConn{Conn: nc, ws: ws}
-}
-
-func (c wsConn) Close() error {
-	err := c.ws.CloseNow()
-	c.Conn.Close() // releases the NetConn's contexts; the socket is closed
-	return err
-}
+// corkSlot is the context key under which dial asks the dialer for the
+// connection it makes.
+type corkSlot struct{}
 
 // peerKey is the context key of the peer's host name.
 type peerKey struct{}

@@ -42,7 +42,10 @@
 // Sockets are tuned so that the mux's interleaving reaches the wire: the
 // kernel may hold at most Options.UnsentLimit unsent bytes per connection
 // (TCP_NOTSENT_LOWAT), so a small request waits behind at most that much of
-// a large message rather than a whole socket buffer.
+// a large message rather than a whole socket buffer. Each batch of mux
+// frames is one WebSocket message written with one system call: the
+// connection under the WebSocket gathers the library's 4 KiB buffer
+// flushes while a message is written (up to 128 KiB at a time).
 //
 // # Streams
 //

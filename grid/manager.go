@@ -136,13 +136,13 @@ func (m *Manager) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "cannot sign answer", http.StatusInternalServerError)
 		return
 	}
-	tw := tuningWriter{ResponseWriter: w, limit: m.opts.UnsentLimit}
+	tw := &tuningWriter{ResponseWriter: w, limit: m.opts.UnsentLimit}
 	ws, err := websocket.Accept(tw, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
 	if err != nil {
 		return // Accept has answered the request
 	}
 	m.forgetRejections(h.from)
-	m.conns[h.from].serve(ws, h.instance)
+	m.conns[h.from].serve(ws, tw.cork, h.instance)
 }
 
 // enter registers a handler goroutine with wg, unless the Manager closed.

@@ -159,10 +159,15 @@ func (o Options) withDefaults() (Options, error) {
 	dial := o.NetDial
 	o.NetDial = func(ctx context.Context, network, addr string) (net.Conn, error) {
 		c, err := dial(ctx, network, addr)
-		if err == nil {
-			tuneConn(c, o.UnsentLimit)
+		if err != nil {
+			return nil, err
 		}
-		return c, err
+		tuneConn(c, o.UnsentLimit)
+		cc := &corkConn{Conn: c}
+		if slot, ok := ctx.Value(corkSlot{}).(**corkConn); ok {
+			*slot = cc
+		}
+		return cc, nil
 	}
 	return o, nil
 }

@@ -36,18 +36,25 @@ func tuneConn(c net.Conn, limit int) {
 }
 
 // tuningWriter is an http.ResponseWriter whose Hijack tunes the hijacked
-// connection: the WebSocket library hijacks the accepted socket itself.
+// connection and puts a corkConn over it: the WebSocket library hijacks
+// the accepted socket itself. cork is set once Hijack has run.
 type tuningWriter struct {
 	http.ResponseWriter
 	limit int
+	cork  *corkConn
 }
 
-func (w tuningWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+func (w *tuningWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	c, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
-	if err == nil {
-		tuneConn(c, w.limit)
+	if err != nil {
+		return nil, nil, err
 	}
-	return c, brw, err
+	tuneConn(c, w.limit)
+	w.cork = &corkConn{Conn: c}
+	// The writer is empty (net/http flushed the 101 answer before the
+	// hijack); it keeps its buffer and writes through the cork from now on.
+	brw.Writer.Reset(w.cork)
+	return w.cork, brw, nil
 }
 
-func (w tuningWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+func (w *tuningWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

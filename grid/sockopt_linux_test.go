@@ -13,6 +13,9 @@ import (
 // unsentLimit reads TCP_NOTSENT_LOWAT back from c.
 func unsentLimit(t testing.TB, c net.Conn) int {
 	t.Helper()
+	if u, ok := c.(interface{ NetConn() net.Conn }); ok {
+		c = u.NetConn() // the corkConn over the socket
+	}
 	raw, err := c.(syscall.Conn).SyscallConn()
 	must(t, err)
 	var v int
@@ -38,7 +41,7 @@ func TestUnsentLimit(t *testing.T) {
 
 	accepted := make(chan int, 1)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, _, err := tuningWriter{ResponseWriter: w, limit: 4096}.Hijack()
+		c, _, err := (&tuningWriter{ResponseWriter: w, limit: 4096}).Hijack()
 		if err != nil {
 			accepted <- -1
 			return

@@ -1,0 +1,153 @@
+package grid
+
+import (
+	"bytes"
+	"errors"
+	"net"
+	"sync"
+	"testing"
+)
+
+// writeRecorder is a net.Conn that records each Write call.
+type writeRecorder struct {
+	net.Conn // nil: only Write is used
+	mu       sync.Mutex
+	writes   [][]byte
+	err      error
+}
+
+func (w *writeRecorder) Write(b []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err != nil {
+		return 0, w.err
+	}
+	w.writes = append(w.writes, bytes.Clone(b))
+	return len(b), nil
+}
+
+func (w *writeRecorder) joined() []byte {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return bytes.Join(w.writes, nil)
+}
+
+func TestCorkConn(t *testing.T) {
+	rec := &writeRecorder{}
+	c := &corkConn{Conn: rec}
+	var want []byte
+	write := func(b []byte) {
+		t.Helper()
+		if n, err := c.Write(b); n != len(b) || err != nil {
+			t.Fatalf("Write: %d, %v", n, err)
+		}
+		want = append(want, b...)
+	}
+
+	write([]byte("uncorked")) // passes straight through
+	if len(rec.writes) != 1 {
+		t.Fatalf("%d writes before corking, want 1", len(rec.writes))
+	}
+
+	// Many small writes while corked leave in one.
+	c.setCork()
+	for i := range 40 {
+		write(bytes.Repeat([]byte{byte(i)}, 4096))
+		if i == 31 && len(rec.writes) != 1 { // 128 KiB gathered, the limit
+			t.Fatalf("corked writes reached the socket: %d writes", len(rec.writes)-1)
+		}
+	}
+	if err := c.uncork(); err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.writes) != 3 { // 160 KiB: one full gathering of 128 KiB, then the rest
+		t.Fatalf("%d writes for 160 KiB corked, want 2 after the first", len(rec.writes)-1)
+	}
+	if c.buf != nil {
+		t.Fatal("the gathering buffer was kept after uncork")
+	}
+
+	// A write larger than half the limit goes straight out, in order.
+	c.setCork()
+	write([]byte("head"))
+	write(bytes.Repeat([]byte{'L'}, corkLimit))
+	write([]byte("tail"))
+	if err := c.uncork(); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(rec.joined(), want) {
+		t.Fatal("the bytes on the socket differ from those written, or are out of order")
+	}
+
+	// An error of the gathered write surfaces at uncork.
+	rec.err = errors.New("broken pipe")
+	c.setCork()
+	if _, err := c.Write([]byte("lost")); err != nil {
+		t.Fatalf("corked Write: %v", err)
+	}
+	if err := c.uncork(); err == nil {
+		t.Fatal("uncork hid the socket's error")
+	}
+}
+
+// TestCorkConnConcurrent: writers that interleave with the corked one
+// (the WebSocket library's control frames) keep their bytes whole and in
+// the order of their calls.
+func TestCorkConnConcurrent(t *testing.T) {
+	rec := &writeRecorder{}
+	c := &corkConn{Conn: rec}
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for i := range 200 {
+				if g == 0 && i%10 == 0 {
+					c.setCork()
+				}
+				if _, err := c.Write([]byte{byte(g), byte(i)}); err != nil {
+					t.Error(err)
+					return
+				}
+				if g == 0 && i%10 == 9 {
+					if err := c.uncork(); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := c.uncork(); err != nil {
+		t.Fatal(err)
+	}
+	got := rec.joined()
+	if len(got) != 4*200*2 {
+		t.Fatalf("%d bytes reached the socket, want %d", len(got), 4*200*2)
+	}
+	next := make([]int, 4)
+	for i := 0; i < len(got); i += 2 {
+		g, n := int(got[i]), int(got[i+1])
+		if g > 3 || n != next[g] {
+			t.Fatalf("writer %d's write %d out of order (want %d)", g, n, next[g])
+		}
+		next[g]++
+	}
+}
+
+// TestGridConnectionsCorked: both ends of a grid connection write through
+// a corkConn, so a mux batch leaves in one system call.
+func TestGridConnectionsCorked(t *testing.T) {
+	a, b, _ := pair(t, nil)
+	for _, end := range []struct {
+		from *node
+		peer string
+	}{{a, b.name}, {b, a.name}} {
+		c := end.from.m.Connection(end.peer)
+		c.mu.Lock()
+		h := c.cur
+		c.mu.Unlock()
+		if h == nil || h.pipe == nil || h.pipe.cork == nil {
+			t.Errorf("%s→%s: the session's WebSocket has no corkConn under it", end.from.name, end.peer)
+		}
+	}
+}
