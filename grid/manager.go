@@ -142,7 +142,14 @@ func (m *Manager) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return // Accept has answered the request
 	}
 	m.forgetRejections(h.from)
-	m.conns[h.from].serve(ws, tw.cork, h.instance)
+	// The session runs on a goroutine of its own, so that this one, whose
+	// stack grew deep in net/http and the upgrade, can end: an idle
+	// connection keeps only a small stack.
+	m.wg.Add(1) // within this handler's own count: Close cannot be waiting yet
+	go func() {
+		defer m.wg.Done()
+		m.conns[h.from].serve(ws, tw.cork, h.instance)
+	}()
 }
 
 // enter registers a handler goroutine with wg, unless the Manager closed.

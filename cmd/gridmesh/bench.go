@@ -13,14 +13,21 @@ import (
 	"github.com/gridmesh/gridmesh/internal/bench"
 )
 
-// The systems under comparison; gridmesh is compared with the other two.
+// The systems under comparison. grid is gridmesh as a cluster runs it: two
+// grid nodes joined by their authenticated WebSocket. mux is gridmesh's mux
+// alone over a TCP connection, without the WebSocket. Both are compared
+// with grpc-go and with the raw WebSocket floor.
 const (
-	sysGridmesh = "gridmesh"
-	sysGRPC     = "grpc"
-	sysRaw      = "rawws"
+	sysGrid = "grid"
+	sysMux  = "mux"
+	sysGRPC = "grpc"
+	sysRaw  = "rawws"
 )
 
-var systems = []string{sysGridmesh, sysGRPC, sysRaw}
+var systems = []string{sysGrid, sysMux, sysGRPC, sysRaw}
+
+// ours reports whether sys is gridmesh (whose rows carry ratios).
+func ours(sys string) bool { return sys == sysGrid || sys == sysMux }
 
 // benchConfig holds the settings of one `gridmesh bench` run.
 type benchConfig struct {
@@ -106,6 +113,13 @@ func idleConn(newPair func() (bench.Pair, error)) measurement {
 	}
 }
 
+// idleGridConn measures idle grid connections with their nodes in the
+// baseline (see bench.IdleGridConnBytes).
+func idleGridConn(ctx context.Context, c benchConfig) (bench.Result, float64, error) {
+	m, err := bench.IdleGridConnBytes(ctx, c.idleConns)
+	return bench.Result{}, m, err
+}
+
 func idleStreams(newStreamer func() (bench.Streamer, error)) measurement {
 	return func(ctx context.Context, c benchConfig) (bench.Result, float64, error) {
 		s, err := newStreamer()
@@ -136,7 +150,8 @@ func workloads() []workload {
 			ws = append(ws, workload{
 				name: fmt.Sprintf("req/%s/c%d", sizeName(size), callers),
 				run: map[string]measurement{
-					sysGridmesh: pairLoad(bench.NewMux, size, callers),
+					sysGrid:     pairLoad(bench.NewGrid, size, callers),
+					sysMux:      pairLoad(bench.NewMux, size, callers),
 					sysGRPC:     pairLoad(bench.NewGRPCUnary, size, callers),
 					sysRaw:      pairLoad(bench.NewRawWS, size, callers),
 				},
@@ -147,7 +162,8 @@ func workloads() []workload {
 		ws = append(ws, workload{
 			name: fmt.Sprintf("bidi/512B/c%d", callers),
 			run: map[string]measurement{
-				sysGridmesh: pairLoad(bench.NewMuxBidi, 512, callers),
+				sysGrid:     pairLoad(bench.NewGridBidi, 512, callers),
+				sysMux:      pairLoad(bench.NewMuxBidi, 512, callers),
 				sysGRPC:     pairLoad(bench.NewGRPCBidi, 512, callers),
 				sysRaw:      pairLoad(bench.NewRawWSBidi, 512, callers),
 			},
@@ -157,7 +173,8 @@ func workloads() []workload {
 		ws = append(ws, workload{
 			name: fmt.Sprintf("stream10x512B/s%d", streams),
 			run: map[string]measurement{
-				sysGridmesh: streamLoad(bench.NewMuxStream, 512, 10, streams),
+				sysGrid:     streamLoad(bench.NewGridStream, 512, 10, streams),
+				sysMux:      streamLoad(bench.NewMuxStream, 512, 10, streams),
 				sysGRPC:     streamLoad(bench.NewGRPCStream, 512, 10, streams),
 			},
 		})
@@ -166,14 +183,16 @@ func workloads() []workload {
 		workload{
 			name: "longstream/512B",
 			run: map[string]measurement{
-				sysGridmesh: longStream(bench.NewMuxStream, 512),
+				sysGrid:     longStream(bench.NewGridStream, 512),
+				sysMux:      longStream(bench.NewMuxStream, 512),
 				sysGRPC:     longStream(bench.NewGRPCStream, 512),
 			},
 		},
 		workload{
 			name: "idle/conn", memUnit: "per conn",
 			run: map[string]measurement{
-				sysGridmesh: idleConn(bench.NewMux),
+				sysGrid:     idleGridConn,
+				sysMux:      idleConn(bench.NewMux),
 				sysGRPC:     idleConn(bench.NewGRPCUnary),
 				sysRaw:      idleConn(bench.NewRawWS),
 			},
@@ -181,7 +200,8 @@ func workloads() []workload {
 		workload{
 			name: "idle/streams", memUnit: "total",
 			run: map[string]measurement{
-				sysGridmesh: idleStreams(bench.NewMuxStream),
+				sysGrid:     idleStreams(bench.NewGridStream),
+				sysMux:      idleStreams(bench.NewMuxStream),
 				sysGRPC:     idleStreams(bench.NewGRPCStream),
 			},
 		},
@@ -280,7 +300,7 @@ func runBench(ctx context.Context, args []string, out io.Writer) error {
 }
 
 // runWorkload measures w on every system that has it, in turn, and sets
-// gridmesh's ratios.
+// the ratios of gridmesh's rows to the others'.
 func runWorkload(ctx context.Context, w workload, cfg benchConfig) ([]benchRow, error) {
 	var group []benchRow
 	for _, sys := range systems {
@@ -297,12 +317,18 @@ func runWorkload(ctx context.Context, w workload, cfg benchConfig) ([]benchRow, 
 			AllocsPerOp: res.AllocsPerOp, BytesPerOp: res.BytesPerOp, Mem: mem, MemUnit: w.memUnit,
 		})
 	}
-	if len(group) > 0 && group[0].System == sysGridmesh {
-		for _, o := range group[1:] {
-			if group[0].Vs == nil {
-				group[0].Vs = map[string]ratios{}
+	for i := range group {
+		if !ours(group[i].System) {
+			continue
+		}
+		for _, o := range group {
+			if ours(o.System) {
+				continue
 			}
-			group[0].Vs[o.System] = compare(group[0], o)
+			if group[i].Vs == nil {
+				group[i].Vs = map[string]ratios{}
+			}
+			group[i].Vs[o.System] = compare(group[i], o)
 		}
 	}
 	return group, nil
@@ -325,9 +351,9 @@ func measure(ctx context.Context, c bench.Caller, l bench.Load) (bench.Result, e
 func printTable(out io.Writer, rows []benchRow) {
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "workload\tsystem\tops/s\tp50\tp99\tallocs/op\tB/op\tmemory\t")
-	for _, r := range rows {
+	for i, r := range rows {
 		name := r.Workload
-		if r.System != sysGridmesh {
+		if i > 0 && rows[i-1].Workload == r.Workload {
 			name = ""
 		}
 		mem := "-"
@@ -346,7 +372,8 @@ func printTable(out io.Writer, rows []benchRow) {
 		}
 	}
 	tw.Flush()
-	fmt.Fprintln(out, "\n÷grpc, ÷rawws: gridmesh's figure divided by that system's (ops/s: higher is better; the rest: lower is better).")
+	fmt.Fprintln(out, "\ngrid: gridmesh between two grid nodes over their WebSocket; mux: gridmesh's mux alone over TCP.")
+	fmt.Fprintln(out, "÷grpc, ÷rawws: the figure above divided by that system's (ops/s: higher is better; the rest: lower is better).")
 	fmt.Fprintln(out, "allocs/op and B/op count both ends; req: one round trip; stream10x512B: one whole stream incl. setup;")
 	fmt.Fprintln(out, "longstream: one echoed message; idle/conn: heap+stacks per idle used connection, both ends; idle/streams: heap+stacks of all idle streams.")
 }

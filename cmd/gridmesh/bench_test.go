@@ -27,7 +27,7 @@ func TestBenchTable(t *testing.T) {
 	table := out.String()
 	for _, want := range []string{
 		"req/512B/c1", "req/512B/c64", "req/1MiB/c2", "bidi/512B/c16", "stream10x512B/s8",
-		"longstream/512B", "idle/conn", "idle/streams", "÷grpc", "÷rawws", "allocs/op",
+		"longstream/512B", "idle/conn", "idle/streams", "÷grpc", "÷rawws", "allocs/op", " grid ", " mux ",
 	} {
 		if !strings.Contains(table, want) {
 			t.Errorf("table lacks %q:\n%s", want, table)
@@ -55,15 +55,20 @@ func TestBenchJSON(t *testing.T) {
 		}
 		rows = append(rows, r)
 	}
-	if len(rows) != 3 {
-		t.Fatalf("%d rows, want 3 (gridmesh, grpc, rawws): %+v", len(rows), rows)
+	if len(rows) != 4 {
+		t.Fatalf("%d rows, want 4 (grid, mux, grpc, rawws): %+v", len(rows), rows)
 	}
-	g := rows[0]
-	if g.System != sysGridmesh || g.OpsPerSec <= 0 || g.P50 <= 0 || g.P50 > time.Minute {
-		t.Errorf("gridmesh row: %+v", g)
+	for i, sys := range []string{sysGrid, sysMux} {
+		g := rows[i]
+		if g.System != sys || g.OpsPerSec <= 0 || g.P50 <= 0 || g.P50 > time.Minute {
+			t.Errorf("%s row: %+v", sys, g)
+		}
+		if g.Vs[sysGRPC].OpsPerSec <= 0 || g.Vs[sysRaw].OpsPerSec <= 0 || len(g.Vs) != 2 {
+			t.Errorf("%s ratios: %+v", sys, g.Vs)
+		}
 	}
-	if g.Vs[sysGRPC].OpsPerSec <= 0 || g.Vs[sysRaw].OpsPerSec <= 0 {
-		t.Errorf("gridmesh ratios: %+v", g.Vs)
+	if rows[2].Vs != nil || rows[3].Vs != nil {
+		t.Errorf("ratios on another system's row: %+v", rows[2:])
 	}
 }
 

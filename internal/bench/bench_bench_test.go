@@ -13,6 +13,8 @@ import (
 
 func BenchmarkMux(b *testing.B) { benchPair(b, NewMux) }
 
+func BenchmarkGrid(b *testing.B) { benchPair(b, NewGrid) }
+
 func BenchmarkGRPCUnary(b *testing.B) { benchPair(b, NewGRPCUnary) }
 
 func BenchmarkRawWS(b *testing.B) { benchPair(b, NewRawWS) }
@@ -67,6 +69,8 @@ func runCallers(b *testing.B, callers, n int, op func() error) {
 }
 
 func BenchmarkMuxBidi(b *testing.B) { benchBidi(b, NewMuxBidi) }
+
+func BenchmarkGridBidi(b *testing.B) { benchBidi(b, NewGridBidi) }
 
 func BenchmarkGRPCBidi(b *testing.B) { benchBidi(b, NewGRPCBidi) }
 
@@ -128,6 +132,8 @@ func cpuTime() time.Duration {
 // the number of streams; ns/op and allocs/op are per stream.
 func BenchmarkMuxStream10x512(b *testing.B) { benchStream10x512(b, NewMuxStream) }
 
+func BenchmarkGridStream10x512(b *testing.B) { benchStream10x512(b, NewGridStream) }
+
 func BenchmarkGRPCStream10x512(b *testing.B) { benchStream10x512(b, NewGRPCStream) }
 
 func benchStream10x512(b *testing.B, newStreamer func() (Streamer, error)) {
@@ -166,6 +172,8 @@ func benchStream10x512(b *testing.B, newStreamer func() (Streamer, error)) {
 // 512 B on one stream while another goroutine receives the echoes; ns/op
 // and allocs/op are per message.
 func BenchmarkMuxLongStream(b *testing.B) { benchLongStream(b, NewMuxStream) }
+
+func BenchmarkGridLongStream(b *testing.B) { benchLongStream(b, NewGridStream) }
 
 func BenchmarkGRPCLongStream(b *testing.B) { benchLongStream(b, NewGRPCStream) }
 
@@ -221,6 +229,20 @@ func benchLongStream(b *testing.B, newStreamer func() (Streamer, error)) {
 // both ends counted, over 100 connections (B/conn; ns/op is meaningless).
 func BenchmarkIdleConnMux(b *testing.B) { benchIdleConn(b, NewMux) }
 
+// BenchmarkIdleConnGrid counts the connection, not the nodes (see
+// IdleGridConnBytes).
+func BenchmarkIdleConnGrid(b *testing.B) {
+	b.ReportAllocs()
+	var per float64
+	for b.Loop() {
+		var err error
+		if per, err = IdleGridConnBytes(context.Background(), 100); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(per, "B/conn")
+}
+
 func BenchmarkIdleConnGRPC(b *testing.B) { benchIdleConn(b, NewGRPCUnary) }
 
 func BenchmarkIdleConnRawWS(b *testing.B) { benchIdleConn(b, NewRawWS) }
@@ -242,6 +264,8 @@ func benchIdleConn(b *testing.B, newPair func() (Pair, error)) {
 // connection, both ends counted (B/stream and MiB/10k; ns/op is
 // meaningless).
 func BenchmarkIdleStreamsMux(b *testing.B) { benchIdleStreams(b, NewMuxStream) }
+
+func BenchmarkIdleStreamsGrid(b *testing.B) { benchIdleStreams(b, NewGridStream) }
 
 func BenchmarkIdleStreamsGRPC(b *testing.B) { benchIdleStreams(b, NewGRPCStream) }
 

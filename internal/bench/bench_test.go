@@ -29,6 +29,8 @@ var pairs = []struct {
 	{"MuxBidi", NewMuxBidi},
 	{"GRPCBidi", NewGRPCBidi},
 	{"RawWSBidi", NewRawWSBidi},
+	{"Grid", NewGrid},
+	{"GridBidi", NewGridBidi},
 }
 
 var streamers = []struct {
@@ -37,6 +39,7 @@ var streamers = []struct {
 }{
 	{"Mux", NewMuxStream},
 	{"GRPC", NewGRPCStream},
+	{"Grid", NewGridStream},
 }
 
 func payloadOf(n, seed int) []byte {
@@ -277,12 +280,19 @@ func TestIdleMemory(t *testing.T) {
 			t.Errorf("%s: %.0f bytes per idle connection", pc.name, per)
 		}
 	}
+	per, err := IdleGridConnBytes(ctx, 16)
+	if err != nil {
+		t.Fatalf("grid: %v", err)
+	}
+	if per <= 0 || per > 10<<20 {
+		t.Errorf("grid: %.0f bytes per idle connection", per)
+	}
 	for _, sc := range streamers {
 		s, err := sc.new()
 		if err != nil {
 			t.Fatal(err)
 		}
-		per, err := IdleStreamBytes(ctx, s, 200) // enough that GC noise cannot hide them
+		per, err := IdleStreamBytes(ctx, s, 1000) // enough that GC noise cannot hide them
 		s.Close()
 		if err != nil {
 			t.Fatalf("%s: %v", sc.name, err)

@@ -7,8 +7,13 @@
 // Every pair is a server and a client connected over TCP loopback
 // (127.0.0.1) inside the current process:
 //
-//   - [NewMux], [NewMuxStream]: two gridmesh mux sessions on one connection,
-//     serving an echo handler and an echo stream handler.
+//   - [NewGrid], [NewGridStream]: gridmesh as a cluster runs it: two grid
+//     nodes (a grid.Manager each, on its own HTTP server) joined by their
+//     authenticated WebSocket connection, serving an echo handler and an
+//     echo stream handler. [IdleGridConnBytes] measures their idle
+//     connections with the nodes themselves in the baseline.
+//   - [NewMux], [NewMuxStream]: the same handlers on two gridmesh mux
+//     sessions over a plain TCP connection, without the WebSocket.
 //   - [NewGRPCUnary]: stock grpc-go with a unary echo method, a hand-written
 //     service descriptor and a raw-bytes codec (no protobuf), one ClientConn.
 //   - [NewGRPCStream]: the same server, exposing a bidirectional echo stream.
@@ -16,7 +21,7 @@
 //     github.com/coder/websocket (request id + payload, one batching writer
 //     and one reader per side). It is the practical floor for any multiplexer
 //     built on that WebSocket library.
-//   - [NewMuxBidi], [NewGRPCBidi], [NewRawWSBidi]: two nodes that call each
+//   - [NewGridBidi], [NewMuxBidi], [NewGRPCBidi], [NewRawWSBidi]: two nodes that call each
 //     other at once, each call in a random direction; gridmesh does it on one
 //     connection, the others need a connection per direction.
 //
