@@ -90,18 +90,56 @@ func (p *wsPipe) Write(b []byte) (int, error) {
 func (p *wsPipe) Close() error { return p.ws.CloseNow() }
 
 // corkConn is the connection under a WebSocket (TCP, or TLS over TCP).
-// While corked, its writes gather in a pooled buffer; uncork writes them
-// in one call. The WebSocket library writes through a 4 KiB buffer,
-// flushing each time it fills, so a 60 KiB batch of mux frames would
-// otherwise cost 15 write system calls, and the per-write cost of a
-// loopback or LAN socket is most of what a busy node spends. At most
-// corkLimit bytes gather before they are written; the buffer goes back to
-// its pool at uncork, so an idle connection holds none.
+// The WebSocket library reads and writes it through 4 KiB buffers, so a
+// 60 KiB batch of mux frames would cost 15 system calls each way, and the
+// per-call cost of a loopback or LAN socket is most of what a busy node
+// spends.
+//
+// Writes: while corked, they gather in a pooled buffer, and uncork writes
+// them in one call; at most corkLimit bytes gather before they are
+// written. Reads: a small read fills a pooled read-ahead buffer with as
+// much as the socket holds, up to readAhead bytes, and the next reads are
+// served from it. Both buffers go back to their pools once empty, so an
+// idle connection holds neither.
 type corkConn struct {
 	net.Conn
 	mu     sync.Mutex // held across the socket write, as the writes must stay in order
 	corked bool
 	buf    *[]byte
+
+	// Read-ahead, used only by the WebSocket's reader, which reads under
+	// a lock of its own.
+	rbuf *[]byte // nil when empty
+	rpos int
+}
+
+// readAhead is the most a read fills the read-ahead buffer with.
+const readAhead = 64 << 10
+
+var readAheadBufs = sync.Pool{New: func() any { b := make([]byte, readAhead); return &b }}
+
+func (c *corkConn) Read(b []byte) (int, error) {
+	if c.rbuf == nil {
+		if len(b) >= readAhead/2 {
+			return c.Conn.Read(b) // large enough to read into directly
+		}
+		c.rbuf = readAheadBufs.Get().(*[]byte)
+		*c.rbuf = (*c.rbuf)[:readAhead]
+		n, err := c.Conn.Read(*c.rbuf)
+		if n == 0 {
+			readAheadBufs.Put(c.rbuf)
+			c.rbuf = nil
+			return 0, err
+		}
+		*c.rbuf, c.rpos = (*c.rbuf)[:n], 0 // an error comes again at the next read
+	}
+	n := copy(b, (*c.rbuf)[c.rpos:])
+	c.rpos += n
+	if c.rpos == len(*c.rbuf) {
+		readAheadBufs.Put(c.rbuf)
+		c.rbuf = nil
+	}
+	return n, nil
 }
 
 // corkLimit bounds the bytes a corked connection gathers.

@@ -3,6 +3,7 @@ package grid
 import (
 	"bytes"
 	"errors"
+	"io"
 	"net"
 	"sync"
 	"testing"
@@ -149,5 +150,61 @@ func TestGridConnectionsCorked(t *testing.T) {
 		if h == nil || h.pipe == nil || h.pipe.cork == nil {
 			t.Errorf("%s→%s: the session's WebSocket has no corkConn under it", end.from.name, end.peer)
 		}
+	}
+}
+
+// chunkConn is a net.Conn whose reads return its chunks one per call,
+// each at most as long as asked.
+type chunkConn struct {
+	net.Conn
+	chunks [][]byte
+	reads  int
+}
+
+func (c *chunkConn) Read(b []byte) (int, error) {
+	c.reads++
+	if len(c.chunks) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(b, c.chunks[0])
+	if c.chunks[0] = c.chunks[0][n:]; len(c.chunks[0]) == 0 {
+		c.chunks = c.chunks[1:]
+	}
+	return n, nil
+}
+
+// TestCorkConnReadAhead: small reads are served from one large read of the
+// socket; large reads go straight through; the bytes come out whole and in
+// order, then the socket's error.
+func TestCorkConnReadAhead(t *testing.T) {
+	big := bytes.Repeat([]byte("0123456789abcdef"), 4096) // 64 KiB
+	src := &chunkConn{chunks: [][]byte{append([]byte(nil), big[:20000]...), append([]byte(nil), big[20000:]...)}}
+	c := &corkConn{Conn: src}
+	var got []byte
+	small := make([]byte, 4096)
+	for len(got) < 20000 {
+		n, err := c.Read(small)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, small[:n]...)
+	}
+	if src.reads != 1 {
+		t.Fatalf("%d socket reads for 20,000 bytes read 4 KiB at a time, want 1", src.reads)
+	}
+	if c.rbuf != nil {
+		t.Fatal("the read-ahead buffer was kept once empty")
+	}
+	large := make([]byte, readAhead)
+	n, err := c.Read(large)
+	if err != nil || n != len(big)-20000 {
+		t.Fatalf("large read: %d, %v", n, err)
+	}
+	got = append(got, large[:n]...)
+	if !bytes.Equal(got, big) {
+		t.Fatal("the bytes read differ from those sent")
+	}
+	if _, err := c.Read(small); err != io.EOF {
+		t.Fatalf("at the end: %v, want io.EOF", err)
 	}
 }
