@@ -97,9 +97,11 @@ func (p *wsPipe) Close() error { return p.ws.CloseNow() }
 //
 // Writes: while corked, they gather in a pooled buffer, and uncork writes
 // them in one call; at most corkLimit bytes gather before they are
-// written. Reads: a small read fills a pooled read-ahead buffer with as
-// much as the socket holds, up to readAhead bytes, and the next reads are
-// served from it. Both buffers go back to their pools once empty, so an
+// written. Reads: once a read has filled the caller's buffer, more is
+// likely waiting, so the next small read fills a pooled read-ahead buffer
+// with as much as the socket holds, up to readAhead bytes, and the reads
+// after it are served from there. Both buffers go back to their pools once
+// empty, and a read that finds the socket drained waits without one, so an
 // idle connection holds neither.
 type corkConn struct {
 	net.Conn
@@ -109,8 +111,9 @@ type corkConn struct {
 
 	// Read-ahead, used only by the WebSocket's reader, which reads under
 	// a lock of its own.
-	rbuf *[]byte // nil when empty
-	rpos int
+	rbuf  *[]byte // nil when empty
+	rpos  int
+	burst bool // the last socket read filled its buffer
 }
 
 // readAhead is the most a read fills the read-ahead buffer with.
@@ -120,12 +123,17 @@ var readAheadBufs = sync.Pool{New: func() any { b := make([]byte, readAhead); re
 
 func (c *corkConn) Read(b []byte) (int, error) {
 	if c.rbuf == nil {
-		if len(b) >= readAhead/2 {
-			return c.Conn.Read(b) // large enough to read into directly
+		if !c.burst || len(b) >= readAhead/2 {
+			// Straight into b: the socket may be drained (and the read
+			// wait), or b is large enough.
+			n, err := c.Conn.Read(b)
+			c.burst = n == len(b)
+			return n, err
 		}
 		c.rbuf = readAheadBufs.Get().(*[]byte)
 		*c.rbuf = (*c.rbuf)[:readAhead]
 		n, err := c.Conn.Read(*c.rbuf)
+		c.burst = n == readAhead
 		if n == 0 {
 			readAheadBufs.Put(c.rbuf)
 			c.rbuf = nil
