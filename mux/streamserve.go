@@ -17,7 +17,7 @@ import (
 // sstream is the serving side of a stream, in one of two forms.
 //
 // For a Serve handler (direct) the handler's goroutine is the only one: the
-// reader queues input in over and wakes recvWake; Recv takes it from there,
+// reader queues input in over and wakes notify; Recv takes it from there,
 // granting credit; Send takes credit (waking on sendWake) and queues the
 // frame itself; the handler's goroutine ends the stream when it returns.
 //
@@ -52,9 +52,9 @@ type sstream struct {
 	// pump does not select on s.closing, a channel every stream would
 	// share).
 	sessionOver bool
-	// A direct stream's Send refused a message too large for the caller;
-	// it ends the stream in place of the handler's error.
-	sendErr error
+	// The handler sent a message too large for the caller: the stream
+	// ends with this error, whatever the handler returns.
+	sendErr *RemoteError
 }
 
 // wake wakes whoever waits for the stream's state to change.
@@ -154,9 +154,6 @@ func (s *Session) runStreamHandler(ss *sstream, sh *handlers.StreamHandler, h ha
 		putBuf(pb)
 		ss.mu.Lock()
 		ss.hdone, ss.herr = true, herr
-		if ss.sendErr != nil {
-			ss.herr = ss.sendErr
-		}
 		over := ss.sessionOver
 		ss.mu.Unlock()
 		switch {
@@ -402,7 +399,7 @@ func (s *Session) outTooLarge(ss *sstream, n int) {
 	ss.rc.cancel(context.Canceled)
 	ss.waitHandler()
 	ss.mu.Lock()
-	ss.herr = tooLarge
+	ss.sendErr = tooLarge
 	ss.mu.Unlock()
 	s.endStream(ss)
 }
@@ -447,7 +444,7 @@ func (s *Session) endStream(ss *sstream) {
 	cancelled := ss.rc.finish()
 	ss.mu.Lock()
 	cancelled = cancelled || ss.cancelled
-	herr := ss.herr
+	herr, tooLarge := ss.herr, ss.sendErr
 	ss.over.clear()
 	ss.mu.Unlock()
 	s.strMu.Lock()
@@ -462,14 +459,16 @@ func (s *Session) endStream(ss *sstream) {
 	var re *RemoteError
 	var pe *panicError
 	switch {
-	case errors.As(herr, &re) && re.code == codeTooLarge:
+	case tooLarge != nil:
 		// The stream's own refusal, which cancelled the handler's context.
-		hdr.Flags, body = FlagError, appendError(nil, codeTooLarge, re.Msg)
+		hdr.Flags, body = FlagError, appendError(nil, codeTooLarge, tooLarge.Msg)
 	case cancelled:
 		hdr.Flags, body = FlagError, appendError(nil, codeCanceled, "canceled by caller")
 	case herr == nil:
 	case errors.As(herr, &pe):
 		hdr.Flags, body = FlagError, appendError(nil, codePanic, pe.msg)
+	case errors.As(herr, &re) && re.code == codeTooLarge:
+		hdr.Flags, body = FlagError, appendError(nil, codeTooLarge, re.Msg)
 	case errors.Is(herr, context.DeadlineExceeded):
 		hdr.Flags, body = FlagError, appendError(nil, codeDeadline, herr.Error())
 	default:
