@@ -5,8 +5,12 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/coder/websocket"
 )
 
 // writeRecorder is a net.Conn that records each Write call.
@@ -207,5 +211,45 @@ func TestCorkConnReadAhead(t *testing.T) {
 	}
 	if _, err := c.Read(small); err != io.EOF {
 		t.Fatalf("at the end: %v, want io.EOF", err)
+	}
+}
+
+// TestHostilePeerMessages: an authenticated peer that sends a text message,
+// or binary bytes that are no mux frames, has its session dropped with the
+// reason recorded, and the node keeps accepting.
+func TestHostilePeerMessages(t *testing.T) {
+	lns, names := listen(t, 2)
+	d, a := 0, 1 // the peer that dials, the node that accepts
+	if !ShouldDial(names[0], names[1], names) {
+		d, a = 1, 0
+	}
+	lns[d].Close() // the dialing peer is played by this test
+	acc := startNode(t, lns[a], baseOptions(names[a], names))
+	ctx := testCtx(t)
+	for _, tc := range []struct {
+		name string
+		typ  websocket.MessageType
+		msg  []byte
+		want string
+	}{
+		{"text", websocket.MessageText, []byte("hello"), "want binary"},
+		{"garbage", websocket.MessageBinary, bytes.Repeat([]byte("not a mux frame "), 4), "protocol"},
+	} {
+		h := handshake{
+			from: names[d], to: names[a], millis: time.Now().UnixMilli(),
+			nonce: newID(), instance: newID(), hosts: acc.m.hostsHash,
+		}
+		hdr, err := h.header(acc.m.opts.Authenticator)
+		must(t, err)
+		ws, _, err := websocket.Dial(ctx, names[a]+DefaultRoutePath, &websocket.DialOptions{HTTPHeader: hdr})
+		if err != nil {
+			t.Fatalf("%s: dial: %v", tc.name, err)
+		}
+		must(t, ws.Write(ctx, tc.typ, tc.msg))
+		c := acc.m.Connection(names[d])
+		waitFor(t, tc.name+" to end the session", func() bool {
+			return strings.Contains(c.Stats().LastError, tc.want)
+		})
+		ws.CloseNow()
 	}
 }
