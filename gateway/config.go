@@ -14,6 +14,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/gridmesh/gridmesh/grid"
+	"github.com/gridmesh/gridmesh/internal/defaults"
 )
 
 // PrimeConfig is the Prime side of the gateway, field for field the
@@ -265,9 +266,9 @@ func (c *GatewayConfig) Validate() error {
 	if c.JournalPath == "" {
 		c.JournalPath = "gridmesh-gateway.db"
 	}
-	setDefault(&c.JournalRetention, 24*time.Hour)
-	setDefault(&c.TransactionTimeout, time.Minute)
-	setDefault(&c.DrainTimeout, 30*time.Second)
+	defaults.Set(&c.JournalRetention, 24*time.Hour)
+	defaults.Set(&c.TransactionTimeout, time.Minute)
+	defaults.Set(&c.DrainTimeout, 30*time.Second)
 	return nil
 }
 
@@ -294,7 +295,7 @@ func (c *WorkerConfig) Validate() error {
 	if c.Capacity < 0 || c.Timeout < 0 || c.MaxLogBytes < 0 || c.MaxResultBytes < 0 || c.DrainTimeout < 0 {
 		return configError("capacity, timeout, max_log_bytes, max_result_bytes, drain_timeout", "must not be negative")
 	}
-	setDefault(&c.DrainTimeout, 10*time.Second)
+	defaults.Set(&c.DrainTimeout, 10*time.Second)
 	switch c.Mode {
 	case "", ModeExec:
 		c.Mode = ModeExec
@@ -302,14 +303,14 @@ func (c *WorkerConfig) Validate() error {
 			return configError("process", "applies to mode %q only", ModeProcess)
 		}
 	case ModeProcess:
-		setDefault(&c.MaxLogBytes, 64<<10)
+		defaults.Set(&c.MaxLogBytes, 64<<10)
 		return c.validateProcess()
 	default:
 		return configError("mode", "%q is neither %q nor %q", c.Mode, ModeExec, ModeProcess)
 	}
-	setDefault(&c.Capacity, runtime.NumCPU())
-	setDefault(&c.MaxLogBytes, 64<<10)
-	setDefault(&c.MaxResultBytes, 4<<20)
+	defaults.Set(&c.Capacity, runtime.NumCPU())
+	defaults.Set(&c.MaxLogBytes, 64<<10)
+	defaults.Set(&c.MaxResultBytes, 4<<20)
 	if c.OutputToChain == nil {
 		t := true
 		c.OutputToChain = &t
@@ -333,12 +334,12 @@ func (c *WorkerConfig) validateProcess() error {
 		p.MaxRestartDelay < 0 || p.HealthyAfter < 0 || p.StopGrace < 0 {
 		return configError("process", "fields must not be negative")
 	}
-	setDefault(&p.Processes, 1)
+	defaults.Set(&p.Processes, 1)
 	if c.Capacity == 0 && p.InFlight > 0 {
 		c.Capacity = p.Processes * p.InFlight
 	}
-	setDefault(&c.Capacity, runtime.NumCPU())
-	setDefault(&p.InFlight, (c.Capacity+p.Processes-1)/p.Processes)
+	defaults.Set(&c.Capacity, runtime.NumCPU())
+	defaults.Set(&p.InFlight, (c.Capacity+p.Processes-1)/p.Processes)
 	if c.Capacity > p.Processes*p.InFlight {
 		return configError("capacity", "%d is more than process.processes × process.in_flight = %d", c.Capacity, p.Processes*p.InFlight)
 	}
@@ -390,10 +391,4 @@ func decodeYAML(path string, v any) error {
 
 func configError(field, format string, args ...any) error {
 	return fmt.Errorf("%w: %s %s", ErrConfig, field, fmt.Sprintf(format, args...))
-}
-
-func setDefault[T int | time.Duration](p *T, v T) {
-	if *p == 0 {
-		*p = v
-	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/gridmesh/gridmesh/grid"
 	"github.com/gridmesh/gridmesh/handlers"
+	"github.com/gridmesh/gridmesh/internal/defaults"
 	"github.com/gridmesh/gridmesh/mux"
 )
 
@@ -89,10 +90,10 @@ type WorkerStats struct {
 
 // NewDispatcher starts watching m's connections for workers.
 func NewDispatcher(m *grid.Manager, opts DispatcherOptions) *Dispatcher {
-	setDefault(&opts.ProbeInterval, 100*time.Millisecond)
-	setDefault(&opts.MaxProbeInterval, 5*time.Second)
+	defaults.Set(&opts.ProbeInterval, 100*time.Millisecond)
+	defaults.Set(&opts.MaxProbeInterval, 5*time.Second)
 	opts.MaxProbeInterval = max(opts.MaxProbeInterval, opts.ProbeInterval)
-	setDefault(&opts.ProbeTimeout, 2*time.Second)
+	defaults.Set(&opts.ProbeTimeout, 2*time.Second)
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}

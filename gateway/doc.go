@@ -21,7 +21,8 @@
 // command), the gateway takes no new transactions, waits up to
 // DrainTimeout for those running and sends their results, half-closes the
 // stream and returns; whatever is left is delivered again by Prime to the
-// next gateway.
+// next gateway. Gateway.Abort (a second signal in the command) cuts the
+// wait short and cancels what still runs.
 //
 // # Grid side
 //
@@ -53,8 +54,11 @@
 // across reconnects and gateway restarts. The journal keeps a result until
 // it was sent and is JournalOptions.Retention old (counted from when it was
 // written); one whose sending was never recorded (a crash right after it
-// was sent) for JournalOptions.MaxAge.
-// A result the journal cannot write is sent all the same.
+// was sent) for JournalOptions.MaxAge. "Sent" marks are written in the
+// background, those waiting taken together in one write, so a slow disk
+// never holds up the answers to Prime; should JournalOptions.MaxPendingMarks
+// wait, further marks are dropped (Stats.MarksDropped) and their results
+// kept until MaxAge. A result the journal cannot write is sent all the same.
 //
 // What a kill -9 of the gateway leaves behind, case by case (the crash
 // test in cmd/gridmesh makes each happen): a transaction running on a
@@ -67,21 +71,30 @@
 // # Workers
 //
 // A Worker serves HandlerInfo and HandlerRun on a grid Manager and runs a
-// Contract: a Go function; ExecContract's command per transaction (the
-// transaction JSON on stdin, the result JSON on stdout, stderr as logs, in
-// a process group killed as a whole at the deadline); or a ProcessPool's
+// Contract; StartWorker registers them before the node dials or accepts
+// anyone, so that a gateway's first probe finds them. The Contract is a
+// Go function; ExecContract's command per transaction (the transaction
+// JSON on stdin, the result JSON on stdout, stderr as logs, in a process
+// group killed as a whole at the deadline); or a ProcessPool's
 // long-lived processes (StartProcesses), supervised and restarted with
 // backoff when they end or stop answering (ProcessConfig.WedgedAfter
 // deadlines in a row missed), each sent up to ProcessConfig.InFlight
 // transactions at once as JSON lines on its stdin and answering, in any
 // order, on its stdout:
 //
-//	→ {"id":17,"transaction_json":"{…}","env_vars":{…},"secrets":{…}}
+//	→ {"id":17,"transaction_json":"{…}","env_vars":{…},"secrets":{…},"can_cancel":true}
+//	← {"hello":{"cancel":true}}
 //	← {"id":17,"result_json":"{…}","output_to_chain":true,"logs":"…","error":""}
+//	→ {"id":18,"cancel":true}
 //
-// PROCESS.md specifies that line protocol and what a crash, a malformed
-// or oversized line, a timeout or shutdown does; ServeProcess implements
-// the contract's side for Go. Gateway and workers exchange the msgp types
+// A transaction the worker gives up on (past its deadline, or its caller
+// gone) is cancelled on its process with a cancel line, if the process
+// said in its hello that it takes them; an older contract never does and
+// is sent none. PROCESS.md specifies that line protocol and what a
+// crash, a malformed or oversized line, a timeout or shutdown does;
+// ServeProcess implements the contract's side for Go, running at most
+// ServeProcessOptions.MaxConcurrent transactions at once and reading no
+// more of stdin meanwhile. Gateway and workers exchange the msgp types
 // TxRequest, TxResult and WorkerInfo.
 //
 // Local runs the contract in the gateway's process instead, with no grid:
@@ -96,7 +109,7 @@
 //
 // # Concurrency
 //
-// Gateway.Run is called once; Stats, and every method of Dispatcher,
+// Gateway.Run is called once; Stats, Abort, and every method of Dispatcher,
 // Worker, Journal, ProcessPool and Metrics, may be called concurrently. Each type owns the
 // goroutines it starts and its Close (Run's return, for a Gateway) waits
 // for them.

@@ -29,14 +29,14 @@ func Example() {
 	hosts := []string{"http://" + gwLn.Addr().String(), "http://" + wkLn.Addr().String()}
 	secret := []byte("shared grid secret")
 
-	worker, _ := gateway.StartNode(ctx, wkLn, grid.Options{Local: hosts[1], Hosts: hosts, Secret: secret})
-	defer worker.Close()
-	_, _ = gateway.NewWorker(worker.Manager, gateway.WorkerOptions{
+	// The worker's handlers are registered before its node starts.
+	worker, _, _ := gateway.StartWorker(ctx, wkLn, grid.Options{Local: hosts[1], Hosts: hosts, Secret: secret}, gateway.WorkerOptions{
 		Capacity: 4,
 		Contract: func(ctx context.Context, txJSON string, env, secrets map[string]string) (gateway.Output, error) {
 			return gateway.Output{ResultJSON: `{"ok":true}`, OutputToChain: true}, nil
 		},
 	})
+	defer worker.Close()
 
 	node, _ := gateway.StartNode(ctx, gwLn, grid.Options{Local: hosts[0], Hosts: hosts, Secret: secret})
 	defer node.Close()

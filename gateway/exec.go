@@ -10,6 +10,8 @@ import (
 	"os/exec"
 	"strings"
 	"time"
+
+	"github.com/gridmesh/gridmesh/internal/defaults"
 )
 
 // ExecConfig configures a contract run as a command per transaction.
@@ -52,9 +54,9 @@ func ExecContract(cfg ExecConfig) (Contract, error) {
 	if len(cfg.Command) == 0 || cfg.Command[0] == "" {
 		return nil, configError("command", "is required")
 	}
-	setDefault(&cfg.MaxLogBytes, 64<<10)
-	setDefault(&cfg.MaxResultBytes, 4<<20)
-	setDefault(&cfg.KillGrace, time.Second)
+	defaults.Set(&cfg.MaxLogBytes, 64<<10)
+	defaults.Set(&cfg.MaxResultBytes, 4<<20)
+	defaults.Set(&cfg.KillGrace, time.Second)
 	cfg.Command = append([]string(nil), cfg.Command...)
 	return func(ctx context.Context, txJSON string, env, secrets map[string]string) (Output, error) {
 		return runCommand(ctx, &cfg, txJSON, env, secrets)

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gridmesh/gridmesh/internal/defaults"
 	pb "github.com/gridmesh/gridmesh/proto"
 )
 
@@ -50,8 +51,8 @@ type Options struct {
 //     transaction unanswered meanwhile); a redelivery of it would run it
 //     again, and it would still be answered once.
 //
-// Create it with New and call Run once. Stats may be called concurrently
-// with Run.
+// Create it with New and call Run once. Stats and Abort may be called
+// concurrently with Run.
 type Gateway struct {
 	opts   Options
 	log    *slog.Logger
@@ -72,6 +73,8 @@ type Gateway struct {
 	hard     context.Context // cancelled when Run gives up on transactions in flight
 	accept   context.Context // cancelled when Run stops taking transactions
 	drained  chan struct{}   // closed when the drain is over: the sender half-closes
+	abort    chan struct{}   // closed by Abort: Run shuts down at once
+	abortOne sync.Once
 	runOnce  sync.Once
 	txWG     sync.WaitGroup
 	counters counters
@@ -92,6 +95,8 @@ type Stats struct {
 	Ignored       uint64 `json:"ignored"`        // requests received while shutting down (Prime redelivers them)
 	Journaled     uint64 `json:"journaled"`      // results written to the journal
 	JournalErrors uint64 `json:"journal_errors"` // results the journal failed to write (sent all the same)
+	MarksPending  int    `json:"marks_pending"`  // "sent" marks waiting for the journal's disk
+	MarksDropped  uint64 `json:"marks_dropped"`  // "sent" marks dropped, the journal's disk too far behind (kept until journal_max_age)
 	Sent          uint64 `json:"sent"`           // responses sent
 	SendErrors    uint64 `json:"send_errors"`    // failed Sends (each tore its stream down)
 	Failed        uint64 `json:"failed"`         // transactions answered with a gateway error (timeout, no worker)
@@ -115,8 +120,8 @@ func New(opts Options) (*Gateway, error) {
 	if opts.TxTimeout < 0 || opts.DrainTimeout < 0 {
 		return nil, configError("Options.TxTimeout, Options.DrainTimeout", "must not be negative")
 	}
-	setDefault(&opts.TxTimeout, time.Minute)
-	setDefault(&opts.DrainTimeout, 30*time.Second)
+	defaults.Set(&opts.TxTimeout, time.Minute)
+	defaults.Set(&opts.DrainTimeout, 30*time.Second)
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -132,18 +137,21 @@ func New(opts Options) (*Gateway, error) {
 		pending: make(map[string]struct{}),
 		sentOn:  newRecentSet(1 << 16),
 		drained: make(chan struct{}),
+		abort:   make(chan struct{}),
 	}, nil
 }
 
 // Stats returns the gateway's counters.
 func (g *Gateway) Stats() Stats {
 	c := &g.counters
+	js := g.j.Stats()
 	return Stats{
 		Received: c.received.Load(), Started: c.started.Load(), FromJournal: c.fromJournal.Load(),
 		Duplicates: c.duplicates.Load(), Ignored: c.ignored.Load(), Journaled: c.journaled.Load(),
 		JournalErrors: c.journalErrors.Load(), Sent: c.sent.Load(),
 		SendErrors: c.sendErrors.Load(), Failed: c.failed.Load(), HandedBack: c.handedBack.Load(),
 		Streams: g.streams.Load(), Connected: g.live.Load(), InFlight: int(g.unsent.Load()),
+		MarksPending: js.MarksPending, MarksDropped: js.MarksDropped,
 	}
 }
 
@@ -152,7 +160,8 @@ func (g *Gateway) Stats() Stats {
 // to DrainTimeout for those in flight and sends their results, half-closes
 // the stream and returns nil) or until max_reconnect_attempts is reached
 // (ErrMaxReconnects). Transactions still running when it returns are
-// cancelled and left to Prime to deliver again. Run may be called once.
+// cancelled and left to Prime to deliver again. Abort cuts the shutdown
+// short. Run may be called once.
 func (g *Gateway) Run(ctx context.Context) error {
 	err := errors.New("gateway: Run called twice")
 	g.runOnce.Do(func() { err = g.run(ctx) })
@@ -175,6 +184,7 @@ func (g *Gateway) run(ctx context.Context) error {
 	select {
 	case <-ctx.Done():
 		g.log.Info("gateway: shutting down: no new transactions", "in_flight", g.unsent.Load())
+	case <-g.abort:
 	case loopErr = <-loopDone:
 		loopDone = nil
 	}
@@ -186,12 +196,17 @@ func (g *Gateway) run(ctx context.Context) error {
 	g.drain()
 	close(g.drained) // the sender half-closes; Prime ends the stream
 	if loopDone != nil {
+		t := time.NewTimer(closeGrace)
 		select {
 		case loopErr = <-loopDone:
-		case <-time.After(closeGrace):
+		case <-t.C:
+			primeCancel()
+			loopErr = <-loopDone
+		case <-g.abort:
 			primeCancel()
 			loopErr = <-loopDone
 		}
+		t.Stop()
 	}
 	hardCancel()
 	g.txWG.Wait()
@@ -204,20 +219,47 @@ func (g *Gateway) run(ctx context.Context) error {
 // gateway half-closed it.
 const closeGrace = 3 * time.Second
 
-// drain waits, up to DrainTimeout, until no transaction is running and
-// every result has been sent (or no stream is up to send it on).
+// Abort makes Run shut down at once, or cuts short the graceful shutdown
+// under way (the gridmesh command calls it at a second signal): Run stops
+// waiting for the transactions in flight and for Prime to end the stream,
+// cancels the transactions still running (their workers' contracts are
+// cancelled too) and returns. What was not answered is left to Prime to
+// deliver again; results already journaled are answered from the journal
+// then. Abort before Run makes Run return at once. It is idempotent.
+func (g *Gateway) Abort() {
+	g.abortOne.Do(func() {
+		g.log.Warn("gateway: aborting: transactions in flight left to Prime to redeliver", "in_flight", g.unsent.Load())
+		close(g.abort)
+	})
+}
+
+// drainStep is the pause between drain's looks at the transactions.
+const drainStep = 5 * time.Millisecond
+
+// drain waits, up to DrainTimeout or until Abort, until no transaction
+// is running and every result has been sent (or no stream is up to send
+// it on).
 func (g *Gateway) drain() {
-	deadline := time.Now().Add(g.opts.DrainTimeout)
-	for time.Now().Before(deadline) {
+	deadline := time.NewTimer(g.opts.DrainTimeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(drainStep)
+	defer tick.Stop()
+	for {
 		n := g.unsent.Load()
 		// Without a stream, results cannot go out: wait only for the
 		// transactions still running (those not queued in out).
 		if n == 0 || (!g.live.Load() && int(n) <= len(g.out)) {
 			return
 		}
-		time.Sleep(5 * time.Millisecond)
+		select {
+		case <-tick.C:
+		case <-g.abort:
+			return
+		case <-deadline.C:
+			g.log.Warn("gateway: drain timeout: transactions left to Prime to redeliver", "in_flight", g.unsent.Load())
+			return
+		}
 	}
-	g.log.Warn("gateway: drain timeout: transactions left to Prime to redeliver", "in_flight", g.unsent.Load())
 }
 
 // deliver takes one request from Prime on stream number sess. It returns

@@ -228,6 +228,67 @@ func TestGracefulShutdown(t *testing.T) {
 	checkReport(t, prime, n)
 }
 
+// TestGatewayAbort: Abort cuts short a graceful shutdown that would wait
+// an hour for a held transaction: Run returns, the transaction is
+// cancelled on its worker and left to Prime, and nothing is answered.
+// Abort before Run makes Run return at once.
+func TestGatewayAbort(t *testing.T) {
+	prime := startPrime(t, primesim.Config{})
+	g := newGate(func(tx string) bool { return true })
+	cancelled := make(chan error, 1)
+	contract := func(ctx context.Context, txJSON string, env, secrets map[string]string) (gateway.Output, error) {
+		out, err := g.contract(ctx, txJSON, env, secrets)
+		cancelled <- ctx.Err()
+		return out, err
+	}
+	c := startCluster(t, clusterOptions{workers: 1, capacity: 1, prime: primeConfig(prime), contract: contract, drain: time.Hour})
+	submit(t, prime, 1)
+	g.recv(t)
+	c.cancel()
+	waitUntil(t, "the graceful shutdown", func() bool { return strings.Contains(c.log.String(), "shutting down") })
+	c.gw.Abort()
+	select {
+	case err := <-c.runErr:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		c.runErr <- nil // for c.stop
+	case <-time.After(testTimeout):
+		t.Fatal("Run did not return after Abort")
+	}
+	select {
+	case err := <-cancelled:
+		if err == nil {
+			t.Fatal("the held transaction finished instead of being cancelled")
+		}
+	case <-time.After(testTimeout):
+		t.Fatal("the held transaction was not cancelled on its worker")
+	}
+	if st := c.gw.Stats(); st.HandedBack != 1 || st.Sent != 0 {
+		t.Fatalf("stats %+v, want the transaction handed back", st)
+	}
+	if r := prime.Report(); r.Answered != 0 {
+		t.Fatalf("Prime has answers:\n%v", r)
+	}
+	c.gw.Abort() // idempotent
+
+	t.Run("before Run", func(t *testing.T) {
+		j, err := gateway.OpenJournal(t.TempDir()+"/j.db", gateway.JournalOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer j.Close()
+		gw, err := gateway.New(gateway.Options{Prime: primeConfig(prime), Runner: gateway.NewLocal(echoContract, 1), Journal: j, DrainTimeout: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		gw.Abort()
+		if err := gw.Run(testCtx(t)); err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	})
+}
+
 // TestBackpressure: with every worker full, the gateway does not take
 // more transactions from Prime than it can start.
 func TestBackpressure(t *testing.T) {

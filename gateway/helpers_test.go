@@ -160,19 +160,15 @@ func startCluster(tb testing.TB, o clusterOptions) *cluster {
 	}
 	ctx := context.Background()
 	for i := 1; i < len(lns); i++ {
-		n, err := gateway.StartNode(ctx, lns[i], gridOptions(c.names[i], c.names))
-		if err != nil {
-			tb.Fatal(err)
-		}
-		tb.Cleanup(func() { _ = n.Close() })
 		fn := o.contract
 		if o.contractFor != nil {
 			fn = o.contractFor(i - 1)
 		}
-		w, err := gateway.NewWorker(n.Manager, gateway.WorkerOptions{Contract: fn, Capacity: o.capacity})
+		n, w, err := gateway.StartWorker(ctx, lns[i], gridOptions(c.names[i], c.names), gateway.WorkerOptions{Contract: fn, Capacity: o.capacity})
 		if err != nil {
 			tb.Fatal(err)
 		}
+		tb.Cleanup(func() { _ = n.Close() })
 		c.workers = append(c.workers, n)
 		c.ws = append(c.ws, w)
 	}

@@ -9,6 +9,8 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/gridmesh/gridmesh/internal/defaults"
 )
 
 var journalBucket = []byte("results")
@@ -31,8 +33,35 @@ type JournalOptions struct {
 	// PruneInterval is how often sent results older than Retention are
 	// deleted. Default: Retention/10, at most one minute.
 	PruneInterval time.Duration
+	// MaxPendingMarks bounds the "sent" marks (MarkSent) waiting to be
+	// written: while the disk is slow, marks pile up and the next write
+	// takes them all at once. Past the bound a mark is dropped, counted
+	// (JournalStats.MarksDropped) and logged, rather than block Prime's
+	// sender: its result then stays until MaxAge instead of Retention,
+	// and is still answered from the journal if Prime delivers it again.
+	// A mark costs its transaction ID, some 60 bytes. Default
+	// DefaultMaxPendingMarks.
+	MaxPendingMarks int
 	// Logger receives pruning and write failures. Default: discard.
 	Logger *slog.Logger
+}
+
+// DefaultMaxPendingMarks is JournalOptions.MaxPendingMarks's default:
+// about 16 MiB of transaction IDs, some 13 s of answers at 20,000 a
+// second with the disk stalled.
+const DefaultMaxPendingMarks = 1 << 18
+
+// markBatch is how many pending marks wake the writer before its next
+// tick.
+const markBatch = 1024
+
+// markFlushInterval is how often pending marks are written.
+const markFlushInterval = 50 * time.Millisecond
+
+// JournalStats counts a Journal's "sent" marks.
+type JournalStats struct {
+	MarksPending int    `json:"marks_pending"` // marks waiting to be written
+	MarksDropped uint64 `json:"marks_dropped"` // marks dropped: MaxPendingMarks were waiting
 }
 
 // Journal keeps every transaction result in a bbolt file from the moment
@@ -41,32 +70,49 @@ type JournalOptions struct {
 // a transaction twice.
 //
 // Put is durable when it returns (concurrent Puts share one fsync, through
-// bbolt's Batch). MarkSent is asynchronous: a lost mark only keeps an
-// entry longer. All methods may be called concurrently.
+// bbolt's Batch). MarkSent never blocks: marks are written in the
+// background, those that wait together in one transaction, and a lost or
+// dropped mark only keeps an entry longer (up to MaxAge). All methods may
+// be called concurrently.
 type Journal struct {
 	db   *bolt.DB
 	opts JournalOptions
 
-	marks chan string
-	stop  chan struct{}
-	done  chan struct{}
-	once  sync.Once
+	mu       sync.Mutex
+	pending  []string // marks waiting for the writer
+	dropped  uint64   // marks dropped, all told
+	dropping bool     // marks are being dropped: logged once until the writer catches up
+	closed   bool
+
+	wake chan struct{} // buffered 1: markBatch marks wait
+	stop chan struct{}
+	done chan struct{}
+	once sync.Once
+
+	beforeMarks func(n int) // if set (tests), called before each write of n marks
 }
 
 // OpenJournal opens (creating if needed) the journal at path and starts
 // its background pruning and mark writing. A journal file is locked by
 // one process at a time: a second open fails within a second.
 func OpenJournal(path string, opts JournalOptions) (*Journal, error) {
+	return openJournal(path, opts, nil)
+}
+
+// openJournal is OpenJournal with a hook called before each write of
+// marks (tests slow the disk down with it).
+func openJournal(path string, opts JournalOptions, beforeMarks func(n int)) (*Journal, error) {
 	if opts.Retention < 0 || opts.PruneInterval < 0 {
 		return nil, configError("journal retention and prune interval", "must not be negative")
 	}
-	if opts.MaxAge < 0 {
-		return nil, configError("journal max age", "must not be negative")
+	if opts.MaxAge < 0 || opts.MaxPendingMarks < 0 {
+		return nil, configError("journal max age and max pending marks", "must not be negative")
 	}
-	setDefault(&opts.Retention, 24*time.Hour)
-	setDefault(&opts.MaxAge, 7*24*time.Hour)
+	defaults.Set(&opts.Retention, 24*time.Hour)
+	defaults.Set(&opts.MaxAge, 7*24*time.Hour)
 	opts.MaxAge = max(opts.MaxAge, opts.Retention)
-	setDefault(&opts.PruneInterval, min(opts.Retention/10, time.Minute))
+	defaults.Set(&opts.PruneInterval, min(opts.Retention/10, time.Minute))
+	defaults.Set(&opts.MaxPendingMarks, DefaultMaxPendingMarks)
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -82,7 +128,7 @@ func OpenJournal(path string, opts JournalOptions) (*Journal, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("gateway: init journal %s: %w", path, err)
 	}
-	j := &Journal{db: db, opts: opts, marks: make(chan string, 4096), stop: make(chan struct{}), done: make(chan struct{})}
+	j := &Journal{db: db, opts: opts, wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}), beforeMarks: beforeMarks}
 	go j.loop()
 	return j, nil
 }
@@ -130,13 +176,58 @@ func (j *Journal) Get(id string) (*TxResult, bool, error) {
 }
 
 // MarkSent notes that the result for id reached Prime; from then on
-// Retention counts. It does not block for long: marks are written in
-// batches in the background.
+// Retention counts. It never waits for the disk: the mark is written in
+// the background, with the others pending. If MaxPendingMarks marks are
+// pending already (the disk is that slow), the mark is dropped and
+// counted; after Close it is ignored.
 func (j *Journal) MarkSent(id string) {
-	select {
-	case j.marks <- id:
-	case <-j.stop:
+	j.mu.Lock()
+	if j.closed {
+		j.mu.Unlock()
+		return
 	}
+	if len(j.pending) >= j.opts.MaxPendingMarks {
+		j.dropped++
+		first := !j.dropping
+		j.dropping = true
+		j.mu.Unlock()
+		if first {
+			j.opts.Logger.Warn("gateway: journal marks dropped: the disk is behind; their results stay until MaxAge (journal_max_age)",
+				"pending", j.opts.MaxPendingMarks)
+		}
+		return
+	}
+	j.pending = append(j.pending, id)
+	full := len(j.pending) == markBatch
+	j.mu.Unlock()
+	if full {
+		select {
+		case j.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Stats returns the journal's mark counters.
+func (j *Journal) Stats() JournalStats {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return JournalStats{MarksPending: len(j.pending), MarksDropped: j.dropped}
+}
+
+// takeMarks returns the pending marks and empties the queue; the end of
+// a spell of drops is logged.
+func (j *Journal) takeMarks() []string {
+	j.mu.Lock()
+	batch := j.pending
+	j.pending = nil
+	ended, dropped := j.dropping, j.dropped
+	j.dropping = false
+	j.mu.Unlock()
+	if ended {
+		j.opts.Logger.Info("gateway: journal marks no longer dropped", "dropped_total", dropped)
+	}
+	return batch
 }
 
 // Len returns the number of results in the journal.
@@ -180,6 +271,9 @@ func (j *Journal) Prune(now time.Time) (int, error) {
 func (j *Journal) Close() error {
 	var err error
 	j.once.Do(func() {
+		j.mu.Lock()
+		j.closed = true
+		j.mu.Unlock()
 		close(j.stop)
 		<-j.done
 		err = j.db.Close()
@@ -187,23 +281,20 @@ func (j *Journal) Close() error {
 	return err
 }
 
-// loop writes marks in batches and prunes periodically until Close.
+// loop writes the pending marks, all at once, every markFlushInterval
+// or as soon as markBatch wait, and prunes periodically, until Close.
 func (j *Journal) loop() {
 	defer close(j.done)
-	flush := time.NewTicker(50 * time.Millisecond)
+	flush := time.NewTicker(markFlushInterval)
 	defer flush.Stop()
 	prune := time.NewTicker(j.opts.PruneInterval)
 	defer prune.Stop()
-	var batch []string
 	for {
 		select {
-		case id := <-j.marks:
-			batch = append(batch, id)
-			if len(batch) >= 1024 {
-				batch = j.writeMarks(batch)
-			}
+		case <-j.wake:
+			j.writeMarks(j.takeMarks())
 		case <-flush.C:
-			batch = j.writeMarks(batch)
+			j.writeMarks(j.takeMarks())
 		case <-prune.C:
 			if n, err := j.Prune(time.Now()); err != nil {
 				j.opts.Logger.Warn("gateway: journal prune failed", "err", err)
@@ -211,16 +302,19 @@ func (j *Journal) loop() {
 				j.opts.Logger.Debug("gateway: journal pruned", "deleted", n)
 			}
 		case <-j.stop:
-			j.writeMarks(append(batch, j.pendingMarks()...))
+			j.writeMarks(j.takeMarks())
 			return
 		}
 	}
 }
 
-// writeMarks sets Sent on the entries of batch and returns batch emptied.
-func (j *Journal) writeMarks(batch []string) []string {
+// writeMarks sets Sent on the entries of batch, in one transaction.
+func (j *Journal) writeMarks(batch []string) {
 	if len(batch) == 0 {
-		return batch
+		return
+	}
+	if j.beforeMarks != nil {
+		j.beforeMarks(len(batch))
 	}
 	err := j.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(journalBucket)
@@ -246,19 +340,5 @@ func (j *Journal) writeMarks(batch []string) []string {
 	})
 	if err != nil && !errors.Is(err, berrors.ErrDatabaseNotOpen) {
 		j.opts.Logger.Warn("gateway: journal mark sent failed", "err", err)
-	}
-	return batch[:0]
-}
-
-// pendingMarks returns the marks queued and not yet read.
-func (j *Journal) pendingMarks() []string {
-	var out []string
-	for {
-		select {
-		case id := <-j.marks:
-			out = append(out, id)
-		default:
-			return out
-		}
 	}
 }

@@ -138,6 +138,10 @@ var gatewayFamilies = []family[*Stats]{
 		func(s *Stats) float64 { return float64(s.Journaled) }},
 	{"gridmesh_gateway_journal_errors_total", "counter", "Results the journal failed to write (sent all the same).",
 		func(s *Stats) float64 { return float64(s.JournalErrors) }},
+	{"gridmesh_gateway_journal_marks_pending", "gauge", "Sent marks waiting to be written to the journal.",
+		func(s *Stats) float64 { return float64(s.MarksPending) }},
+	{"gridmesh_gateway_journal_marks_dropped_total", "counter", "Sent marks dropped because the journal's disk was too far behind; their results stay until journal_max_age.",
+		func(s *Stats) float64 { return float64(s.MarksDropped) }},
 	{"gridmesh_gateway_sent_total", "counter", "Responses sent to Prime.",
 		func(s *Stats) float64 { return float64(s.Sent) }},
 	{"gridmesh_gateway_send_errors_total", "counter", "Failed sends to Prime (each tore its stream down).",
@@ -203,6 +207,8 @@ var processFamilies = []family[*ProcessStats]{
 		func(s *ProcessStats) float64 { return float64(s.Wedged) }},
 	{"gridmesh_worker_process_late_answers_total", "counter", "Answers dropped because their caller had given up.",
 		func(s *ProcessStats) float64 { return float64(s.LateAnswers) }},
+	{"gridmesh_worker_process_cancelled_total", "counter", "Transactions given up on and cancelled on their contract process with a cancel line.",
+		func(s *ProcessStats) float64 { return float64(s.Cancelled) }},
 }
 
 // writeMetrics writes the parts of st that are set.

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/gridmesh/gridmesh/internal/backoff"
 	pb "github.com/gridmesh/gridmesh/proto"
 )
 
@@ -35,6 +36,10 @@ const (
 )
 
 var runStreamDesc = grpc.StreamDesc{StreamName: "Run", ServerStreams: true, ClientStreams: true}
+
+// healthyRun is how long a Prime stream must last for the reconnect
+// backoff to start over.
+const healthyRun = 60 * time.Second
 
 // primeLoop keeps a stream to Prime until ctx ends or Run stops taking
 // transactions, reconnecting with backoff after every failure.
@@ -63,7 +68,7 @@ func (g *Gateway) primeLoop(ctx context.Context) error {
 			g.log.Error("gateway: giving up on Prime", "attempts", attempts)
 			return fmt.Errorf("%w (%d): %w", ErrMaxReconnects, attempts, err)
 		}
-		delay := nextBackoff(base, maxDelay, attempts-1)
+		delay := backoff.Delay(base, maxDelay, attempts-1)
 		g.log.Info("gateway: reconnecting to Prime", "in", delay.Round(time.Millisecond), "attempt", attempts)
 		t := time.NewTimer(delay)
 		select {

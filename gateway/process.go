@@ -8,6 +8,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/gridmesh/gridmesh/internal/backoff"
+	"github.com/gridmesh/gridmesh/internal/defaults"
 )
 
 // Errors of contract processes (ProcessPool). Match them with errors.Is.
@@ -31,6 +34,11 @@ var (
 	ErrProcessDown = errors.New("gateway: no contract process available")
 	// ErrProcessClosed: the ProcessPool was closed.
 	ErrProcessClosed = errors.New("gateway: contract processes closed")
+	// ErrProcessCancelled is, on the contract's side, the cause
+	// (context.Cause) of a transaction's context that ServeProcess
+	// cancelled because the worker sent a cancel line for it: the worker
+	// gave up on it (its deadline passed, or its caller cancelled it).
+	ErrProcessCancelled = errors.New("gateway: transaction cancelled by the worker")
 )
 
 // DefaultMaxLineBytes bounds one line of the process line protocol: the
@@ -55,15 +63,17 @@ type ProcessConfig struct {
 	// (answers may come in any order). Default 1.
 	InFlight int
 	// Timeout bounds one transaction on top of its context's deadline.
-	// Past it the caller gets an error and the process keeps running; its
-	// late answer is dropped. 0: the context only.
+	// Past it the caller gets an error and the process keeps running; it
+	// is sent a cancel line for the transaction if it takes them (see
+	// PROCESS.md), and its late answer is dropped. 0: the context only.
 	Timeout time.Duration
 	// WedgedAfter is how many transactions in a row may pass their
 	// deadline on one process without an answer before the process is
 	// taken for wedged (alive, but stuck: a deadlock, a stopped read
-	// loop), killed and restarted. Any answer, even a late one, starts
-	// the count over; a transaction cancelled by its caller (not past its
-	// deadline) does not count. Default 3; negative: never.
+	// loop), killed and restarted. Any answer, even a late one (to a
+	// cancel line, say), starts the count over; a transaction cancelled
+	// by its caller (not past its deadline) does not count. Default 3;
+	// negative: never.
 	WedgedAfter int
 	// MaxLineBytes bounds one answer line; a longer one is a protocol
 	// error. Default DefaultMaxLineBytes.
@@ -99,15 +109,15 @@ func (c *ProcessConfig) defaults() error {
 	}
 	c.Command = append([]string(nil), c.Command...)
 	c.Env = append([]string(nil), c.Env...)
-	setDefault(&c.Processes, 1)
-	setDefault(&c.InFlight, 1)
-	setDefault(&c.WedgedAfter, 3)
-	setDefault(&c.MaxLineBytes, DefaultMaxLineBytes)
-	setDefault(&c.MaxLogBytes, 64<<10)
-	setDefault(&c.RestartDelay, 100*time.Millisecond)
-	setDefault(&c.MaxRestartDelay, 30*time.Second)
-	setDefault(&c.HealthyAfter, 30*time.Second)
-	setDefault(&c.StopGrace, 5*time.Second)
+	defaults.Set(&c.Processes, 1)
+	defaults.Set(&c.InFlight, 1)
+	defaults.Set(&c.WedgedAfter, 3)
+	defaults.Set(&c.MaxLineBytes, DefaultMaxLineBytes)
+	defaults.Set(&c.MaxLogBytes, 64<<10)
+	defaults.Set(&c.RestartDelay, 100*time.Millisecond)
+	defaults.Set(&c.MaxRestartDelay, 30*time.Second)
+	defaults.Set(&c.HealthyAfter, 30*time.Second)
+	defaults.Set(&c.StopGrace, 5*time.Second)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -117,7 +127,10 @@ func (c *ProcessConfig) defaults() error {
 // ProcessPool runs a contract as long-lived processes, each supervised:
 // transactions are sent to a process's stdin and answered on its stdout,
 // one JSON object per line (the protocol is in PROCESS.md), up to
-// InFlight at once per process, matched by id. A process that exits, is
+// InFlight at once per process, matched by id. A transaction whose caller
+// gives up (its context ends) before its answer is cancelled on the
+// process with a cancel line, if the process said it takes them (as
+// ServeProcess does); an older process is sent none. A process that exits, is
 // killed or breaks the protocol fails every transaction in flight on it
 // at once (ErrProcessExited, ErrProcessProtocol) and is started again
 // after a backoff. Use its Contract method as a worker's Contract.
@@ -138,7 +151,7 @@ type ProcessPool struct {
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 
-	starts, ended, protocolErrs, wedged, late atomic.Uint64
+	starts, ended, protocolErrs, wedged, late, cancelled atomic.Uint64
 }
 
 // procSlot is one supervised place for a process; its fields are guarded
@@ -160,6 +173,7 @@ type ProcessStats struct {
 	ProtocolErrs uint64 `json:"protocol_errs"` // processes killed for breaking the protocol
 	Wedged       uint64 `json:"wedged"`        // processes killed for answering nothing for WedgedAfter deadlines in a row
 	LateAnswers  uint64 `json:"late_answers"`  // answers dropped: their caller had given up
+	Cancelled    uint64 `json:"cancelled"`     // transactions given up on and cancelled on their process (a cancel line)
 }
 
 // StartProcesses starts cfg.Processes processes and supervises them. It
@@ -198,7 +212,7 @@ func (p *ProcessPool) Capacity() int { return p.cfg.Processes * p.cfg.InFlight }
 // Stats returns the pool's counters.
 func (p *ProcessPool) Stats() ProcessStats {
 	st := ProcessStats{Processes: p.cfg.Processes, Starts: p.starts.Load(), Ended: p.ended.Load(), ProtocolErrs: p.protocolErrs.Load(),
-		Wedged: p.wedged.Load(), LateAnswers: p.late.Load()}
+		Wedged: p.wedged.Load(), LateAnswers: p.late.Load(), Cancelled: p.cancelled.Load()}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, s := range p.slots {
@@ -333,7 +347,7 @@ func (p *ProcessPool) supervise(s *procSlot, pr *process) {
 		default:
 		}
 		p.ended.Add(1)
-		delay := nextBackoff(p.cfg.RestartDelay, p.cfg.MaxRestartDelay, attempt)
+		delay := backoff.Delay(p.cfg.RestartDelay, p.cfg.MaxRestartDelay, attempt)
 		attempt++
 		if reason := endReason(err); reason != lastLogged {
 			lastLogged = reason

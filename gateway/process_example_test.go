@@ -43,21 +43,29 @@ func ExampleStartProcesses() {
 
 // FuzzServeProcess feeds arbitrary bytes to a contract's side of the line
 // protocol: it answers or fails, never panics, and writes only whole
-// answer lines.
+// JSON lines, the hello at most once and before any answer.
 func FuzzServeProcess(f *testing.F) {
 	f.Add([]byte(`{"id":1,"transaction_json":"{}","env_vars":{"A":"b"},"secrets":{"s":"t"}}` + "\n"))
 	f.Add([]byte(`{"id":1,"transaction_json":"{}"}` + "\n\n" + `{"id":2,"transaction_json":"[1,2]"}`))
 	f.Add([]byte("not json\n"))
 	f.Add([]byte(`{"id":"x"}`))
+	// Cancel lines, and requests from a host that sends them.
+	f.Add([]byte(`{"id":1,"transaction_json":"{}","can_cancel":true}` + "\n" + `{"id":1,"cancel":true}` + "\n" + `{"id":9,"cancel":true}` + "\n"))
+	f.Add([]byte(`{"id":1,"cancel":true}`))
+	f.Add([]byte(`{"id":1,"transaction_json":"{}","can_cancel":true}` + "\n" + `{"id":2,"transaction_json":"{}","can_cancel":true}` + "\n"))
+	f.Add([]byte(`{"id":1,"transaction_json":"{}","cancel":false}` + "\n" + `{"id":1,"cancel":"yes"}` + "\n"))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		var out bytes.Buffer
 		echo := func(_ context.Context, txJSON string, _, _ map[string]string) (gateway.Output, error) {
 			return gateway.Output{ResultJSON: txJSON}, nil
 		}
-		_ = gateway.ServeProcess(context.Background(), bytes.NewReader(in), &out, echo)
-		for _, line := range strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n") {
+		_ = gateway.ServeProcessWith(context.Background(), bytes.NewReader(in), &out, echo, gateway.ServeProcessOptions{MaxConcurrent: 2})
+		for i, line := range strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n") {
 			if line != "" && !json.Valid([]byte(line)) {
 				t.Fatalf("answer line %q is not JSON", line)
+			}
+			if strings.HasPrefix(line, `{"hello"`) && i != 0 {
+				t.Fatalf("hello on line %d:\n%s", i, out.String())
 			}
 		}
 	})

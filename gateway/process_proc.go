@@ -36,21 +36,26 @@ type process struct {
 	pid  int
 	kill context.CancelFunc // SIGKILLs the process group (exec's Cancel)
 
-	stdin, stdout, stderr *os.File // this side's ends of the pipes
-	in                    chan []byte
+	stdin, stdout, stderr *os.File      // this side's ends of the pipes
+	in                    chan []byte   // request lines, for the writer
+	wake                  chan struct{} // buffered 1: cancels were queued, for the writer
 	stopInput             chan struct{} // closed: the writer closes stdin
 	stopOnce              sync.Once
 	readerDone            chan struct{}
 	wg                    sync.WaitGroup // reader, writer, stderr reader
 	tail                  []string       // last stderr lines; the stderr reader's until wg.Wait
 
-	mu      sync.Mutex
-	pending map[uint64]chan answer
-	nextID  uint64
-	broken  string // the first protocol violation, or why it was taken for wedged
-	kind    error  // ErrProcessProtocol or ErrProcessWedged, with broken
-	missed  int    // transactions in a row past their deadline without an answer
-	dead    error  // set when the process ended; calls fail with it
+	mu        sync.Mutex
+	pending   map[uint64]chan answer
+	nextID    uint64
+	canCancel bool     // it wrote a hello with cancel: it takes cancel lines
+	answered  bool     // it answered a request: a hello, if any, came before
+	cancels   []uint64 // requests to cancel, for the writer
+	early     []uint64 // requests given up on before its hello: cancelled if one comes
+	broken    string   // the first protocol violation, or why it was taken for wedged
+	kind      error    // ErrProcessProtocol or ErrProcessWedged, with broken
+	missed    int      // transactions in a row past their deadline without an answer
+	dead      error    // set when the process ended; calls fail with it
 }
 
 // answer is what a caller waiting on a process gets: the process's
@@ -118,6 +123,7 @@ func (p *ProcessPool) startProcess(slot int) (*process, error) {
 		pool: p, cmd: cmd, pid: cmd.Process.Pid, kill: kill,
 		stdin: ends[1], stdout: ends[2], stderr: ends[4],
 		in:        make(chan []byte, p.cfg.InFlight),
+		wake:      make(chan struct{}, 1),
 		stopInput: make(chan struct{}), readerDone: make(chan struct{}),
 		pending: make(map[uint64]chan answer),
 	}
@@ -131,6 +137,8 @@ func (p *ProcessPool) startProcess(slot int) (*process, error) {
 }
 
 // call sends req and waits for its answer, the process's end or ctx.
+// When ctx ends first, the process is sent a cancel line for req, if it
+// takes them.
 func (pr *process) call(ctx context.Context, req *processRequest) (Output, error) {
 	ch := make(chan answer, 1)
 	pr.mu.Lock()
@@ -143,6 +151,7 @@ func (pr *process) call(ctx context.Context, req *processRequest) (Output, error
 	req.ID = pr.nextID
 	pr.pending[req.ID] = ch
 	pr.mu.Unlock()
+	req.CanCancel = true
 	line, err := json.Marshal(req)
 	if err != nil {
 		pr.forget(req.ID)
@@ -153,19 +162,21 @@ func (pr *process) call(ctx context.Context, req *processRequest) (Output, error
 	case a := <-ch:
 		return pr.output(a)
 	case <-ctx.Done():
-		return Output{}, pr.giveUp(ctx, req.ID)
+		return Output{}, pr.giveUp(ctx, req.ID, false)
 	}
 	select {
 	case a := <-ch:
 		return pr.output(a)
 	case <-ctx.Done():
-		return Output{}, pr.giveUp(ctx, req.ID)
+		return Output{}, pr.giveUp(ctx, req.ID, true)
 	}
 }
 
 // giveUp forgets a call whose context ended and returns its error. A
-// call past its deadline counts towards WedgedAfter.
-func (pr *process) giveUp(ctx context.Context, id uint64) error {
+// call past its deadline counts towards WedgedAfter. A call whose
+// request was queued for the writer (sent) is cancelled on the process,
+// if it takes cancel lines.
+func (pr *process) giveUp(ctx context.Context, id uint64, sent bool) error {
 	err := pr.timeout(ctx)
 	pr.mu.Lock()
 	_, waiting := pr.pending[id] // else its answer (or the process's end) just came
@@ -175,7 +186,20 @@ func (pr *process) giveUp(ctx context.Context, id uint64) error {
 		pr.missed++
 		wedged = pr.missed == limit
 	}
+	cancel := false
+	if waiting && sent && pr.dead == nil {
+		switch {
+		case pr.canCancel:
+			pr.cancels = append(pr.cancels, id)
+			cancel = true
+		case !pr.answered && len(pr.early) < maxEarlyCancels:
+			pr.early = append(pr.early, id) // its hello may be on the way
+		}
+	}
 	pr.mu.Unlock()
+	if cancel {
+		pr.queuedCancels(1)
+	}
 	if wedged {
 		pr.stopFor(ErrProcessWedged, fmt.Sprintf("answered none of the last %d transactions before their deadline", pr.pool.cfg.WedgedAfter))
 	}
@@ -213,6 +237,46 @@ func (pr *process) forget(id uint64) {
 	pr.mu.Unlock()
 }
 
+// maxEarlyCancels bounds the requests a process is remembered to have
+// been given up on before its hello: it says hello before its first
+// answer, if at all.
+const maxEarlyCancels = 1024
+
+// hello records what the process said it takes. The requests given up on
+// before are cancelled now.
+func (pr *process) hello(h *processHello) {
+	pr.mu.Lock()
+	n := 0
+	if h.Cancel && !pr.canCancel {
+		pr.canCancel = true
+		n = len(pr.early)
+		pr.cancels = append(pr.cancels, pr.early...)
+		pr.early = nil
+	}
+	pr.mu.Unlock()
+	if n > 0 {
+		pr.queuedCancels(n)
+	}
+}
+
+// queuedCancels counts n cancels queued and wakes the writer.
+func (pr *process) queuedCancels(n int) {
+	pr.pool.cancelled.Add(uint64(n))
+	select {
+	case pr.wake <- struct{}{}:
+	default: // the writer is woken already
+	}
+}
+
+// takeCancels returns the requests to cancel and forgets them.
+func (pr *process) takeCancels() []uint64 {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	ids := pr.cancels
+	pr.cancels = nil
+	return ids
+}
+
 // deliver hands an answer to its caller.
 func (pr *process) deliver(a processAnswer) error {
 	pr.mu.Lock()
@@ -222,6 +286,8 @@ func (pr *process) deliver(a processAnswer) error {
 	if a.ID > 0 && a.ID <= sent {
 		pr.missed = 0 // it answers, if late: not wedged
 	}
+	pr.answered = true
+	pr.early = nil // no hello before its first answer: none is coming
 	pr.mu.Unlock()
 	switch {
 	case ok:
@@ -274,6 +340,10 @@ func (pr *process) readLoop() {
 			pr.breakProtocol(fmt.Sprintf("wrote a line that is not an answer object: %v", err))
 			return
 		}
+		if a.Hello != nil {
+			pr.hello(a.Hello)
+			continue
+		}
 		if err := pr.deliver(a); err != nil {
 			pr.breakProtocol(err.Error())
 			return
@@ -284,26 +354,46 @@ func (pr *process) readLoop() {
 	}
 }
 
-// writeLoop writes request lines to stdin, as many as are queued at once,
-// until the process stops reading or Close stops the input.
+// writeLoop writes request and cancel lines to stdin, as many as are
+// queued at once, until the process stops reading or Close stops the
+// input. A cancel line always follows its request's line: the cancels
+// are taken before the queue of requests is emptied, and a call queues
+// its request before its cancel.
 func (pr *process) writeLoop() {
 	defer pr.wg.Done()
 	defer pr.stdin.Close()
 	w := bufio.NewWriterSize(pr.stdin, 64<<10)
+	var cancel []byte
 	for {
 		select {
 		case line := <-pr.in:
 			_, _ = w.Write(line)
-			for n := len(pr.in); n > 0; n-- {
-				_, _ = w.Write(<-pr.in)
-			}
-			if err := w.Flush(); err != nil {
-				// The process closed its stdin or ended: without input it
-				// can answer nothing more, so end it.
-				pr.kill()
-				return
-			}
+		case <-pr.wake:
 		case <-pr.stopInput:
+			return
+		}
+		ids := pr.takeCancels()
+		pr.writeQueued(w)
+		for _, id := range ids {
+			cancel = appendCancelLine(cancel[:0], id)
+			_, _ = w.Write(cancel)
+		}
+		if err := w.Flush(); err != nil {
+			// The process closed its stdin or ended: without input it
+			// can answer nothing more, so end it.
+			pr.kill()
+			return
+		}
+	}
+}
+
+// writeQueued writes the request lines queued, until none is.
+func (pr *process) writeQueued(w *bufio.Writer) {
+	for {
+		select {
+		case line := <-pr.in:
+			_, _ = w.Write(line)
+		default:
 			return
 		}
 	}

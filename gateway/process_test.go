@@ -57,6 +57,8 @@ func TestProcessChild(t *testing.T) {
 			fmt.Printf(`{"id":%d,"result_json":"{\"pid\":%d}"}`+"\n", req.ID, os.Getpid())
 		}
 		time.Sleep(time.Hour)
+	case "old":
+		serveOld()
 	case "ignore-eof":
 		sleep := exec.Command("sleep", "60") // a grandchild in the same process group
 		if err := sleep.Start(); err != nil {
@@ -67,6 +69,35 @@ func TestProcessChild(t *testing.T) {
 		time.Sleep(time.Hour)
 	}
 	os.Exit(0)
+}
+
+// serveOld plays a contract written before cancel lines, strict as the
+// Python example in PROCESS.md is: it takes every line for a request and
+// exits on one that is not, and it never says hello.
+func serveOld() {
+	sc := bufio.NewScanner(os.Stdin)
+	var mu sync.Mutex
+	for sc.Scan() {
+		var req struct {
+			ID              uint64  `json:"id"`
+			TransactionJSON *string `json:"transaction_json"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &req); err != nil || req.TransactionJSON == nil {
+			fmt.Fprintf(os.Stderr, "old child: not a request: %s\n", sc.Bytes())
+			os.Exit(2)
+		}
+		go func() {
+			out, err := childContract(context.Background(), *req.TransactionJSON, nil, nil)
+			a := map[string]any{"id": req.ID, "result_json": out.ResultJSON}
+			if err != nil {
+				a["error"] = err.Error()
+			}
+			line, _ := json.Marshal(a)
+			mu.Lock()
+			defer mu.Unlock()
+			_, _ = os.Stdout.Write(append(line, '\n'))
+		}()
+	}
 }
 
 var (
@@ -97,12 +128,13 @@ func childDoneCh(seq int) chan struct{} {
 }
 
 // childContract is the test contract, told what to do by its transaction.
-func childContract(_ context.Context, txJSON string, env, secrets map[string]string) (gateway.Output, error) {
+func childContract(ctx context.Context, txJSON string, env, secrets map[string]string) (gateway.Output, error) {
 	var tx struct {
 		Seq     int             `json:"seq"`
 		SleepMS int             `json:"sleep_ms"`
 		After   *int            `json:"after"`   // wait for that seq to finish, then 500 ms
 		Hold    bool            `json:"hold"`    // never answer
+		Wait    bool            `json:"wait"`    // answer once ctx ends, with its cause
 		Garbage string          `json:"garbage"` // write this line to stdout, then hang
 		Huge    int             `json:"huge"`    // write a line this long, then hang
 		Fail    string          `json:"fail"`    // answer with this error
@@ -130,6 +162,11 @@ func childContract(_ context.Context, txJSON string, env, secrets map[string]str
 		time.Sleep(time.Hour)
 	case tx.Fail != "":
 		return gateway.Output{Logs: "failing on purpose"}, errors.New(tx.Fail)
+	case tx.Wait:
+		fmt.Fprintf(os.Stderr, "waiting %d pid %d\n", tx.Seq, os.Getpid())
+		<-ctx.Done()
+		fmt.Fprintf(os.Stderr, "cancelled %d: %v\n", tx.Seq, context.Cause(ctx))
+		return gateway.Output{}, context.Cause(ctx)
 	case tx.After != nil:
 		<-childDoneCh(*tx.After)
 		time.Sleep(500 * time.Millisecond)
@@ -724,4 +761,66 @@ func TestProcessWedgedCount(t *testing.T) {
 	missed() // two in a row, the cancelled ones aside
 	waitUntil(t, "the restart", func() bool { st := p.Stats(); return st.Wedged == 1 && st.Starts == 2 && st.Running == 1 })
 	runTx(t, p, `{"seq":2}`)
+}
+
+// TestProcessCancel: a transaction given up on, past its deadline or
+// cancelled by its caller, is cancelled on its process (a ServeProcess
+// contract), whose contract sees ErrProcessCancelled; the process keeps
+// running. The first one is given up on while the process has just
+// started, perhaps before its hello: it is cancelled all the same.
+func TestProcessCancel(t *testing.T) {
+	logs := new(logBuffer)
+	p := startPool(t, "serve", gateway.ProcessConfig{InFlight: 2, Timeout: 300 * time.Millisecond, Logger: logs.logger()})
+	cancelled := func(seq int) bool {
+		return strings.Contains(logs.String(), fmt.Sprintf("cancelled %d: %v", seq, gateway.ErrProcessCancelled))
+	}
+	if _, err := p.Contract(testCtx(t), `{"seq":1,"wait":true}`, nil, nil); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("past its deadline: err %v", err)
+	}
+	waitUntil(t, "the contract to see the cancel of 1", func() bool { return cancelled(1) })
+
+	ctx, cancel := context.WithCancel(testCtx(t))
+	errc := make(chan error, 1)
+	go func() {
+		_, err := p.Contract(ctx, `{"seq":2,"wait":true}`, nil, nil)
+		errc <- err
+	}()
+	waitUntil(t, "transaction 2 to run", func() bool { return strings.Contains(logs.String(), "waiting 2 ") })
+	cancel()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled by its caller: err %v", err)
+	}
+	waitUntil(t, "the contract to see the cancel of 2", func() bool { return cancelled(2) })
+	waitUntil(t, "both late answers", func() bool { return p.Stats().LateAnswers == 2 })
+	runTx(t, p, `{"seq":3}`)
+	if st := p.Stats(); st.Cancelled != 2 || st.Starts != 1 || st.Wedged != 0 || st.ProtocolErrs != 0 || st.InFlight != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// TestProcessOldChildGetsNoCancel: a process that never said hello (one
+// written before cancel lines, which dies on any line that is not a
+// request) is sent no cancel line when a transaction passes its
+// deadline: it answers late and stays up.
+func TestProcessOldChildGetsNoCancel(t *testing.T) {
+	logs := new(logBuffer)
+	p := startPool(t, "old", gateway.ProcessConfig{InFlight: 2, Timeout: 200 * time.Millisecond, RestartDelay: 10 * time.Millisecond, Logger: logs.logger()})
+	if _, err := p.Contract(testCtx(t), `{"seq":1,"sleep_ms":600}`, nil, nil); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err %v", err)
+	}
+	waitUntil(t, "the late answer", func() bool { return p.Stats().LateAnswers == 1 })
+	pid := runTx(t, p, `{"seq":2}`).Pid
+	if _, err := p.Contract(testCtx(t), `{"seq":3,"sleep_ms":600}`, nil, nil); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err %v", err)
+	}
+	waitUntil(t, "the second late answer", func() bool { return p.Stats().LateAnswers == 2 })
+	if again := runTx(t, p, `{"seq":4}`).Pid; again != pid {
+		t.Fatalf("answered by pid %d, then %d: the old process was restarted", pid, again)
+	}
+	if st := p.Stats(); st.Cancelled != 0 || st.Starts != 1 || st.Ended != 0 || st.ProtocolErrs != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+	if strings.Contains(logs.String(), "not a request") {
+		t.Fatalf("the old process was sent a line that is not a request:\n%s", logs)
+	}
 }

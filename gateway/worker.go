@@ -3,12 +3,14 @@ package gateway
 import (
 	"context"
 	"fmt"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/gridmesh/gridmesh/grid"
 	"github.com/gridmesh/gridmesh/handlers"
+	"github.com/gridmesh/gridmesh/internal/defaults"
 )
 
 // The handlers a worker serves to the gateway.
@@ -38,7 +40,9 @@ type WorkerOptions struct {
 
 // Worker serves transactions to the gateways of its grid. It registers
 // HandlerInfo and HandlerRun on a grid Manager; the gateway finds it by
-// calling HandlerInfo on every peer that connects.
+// calling HandlerInfo on every peer that connects. Start it with its node,
+// StartWorker or ListenWorker, so that its handlers are there before any
+// gateway can call them.
 //
 // To shut a worker down without running any transaction twice, call
 // Drain before closing its node: it refuses new transactions (the gateway
@@ -47,7 +51,7 @@ type WorkerOptions struct {
 // All methods may be called concurrently.
 type Worker struct {
 	opts    WorkerOptions
-	m       *grid.Manager
+	m       *grid.Manager // set once, before the Worker is returned
 	sem     chan struct{}
 	done    atomic.Uint64
 	refused atomic.Uint64
@@ -58,20 +62,66 @@ type Worker struct {
 	idle     chan struct{} // made by Drain; closed once accepted is 0 while draining
 }
 
-// NewWorker registers a worker's handlers on m.
+// NewWorker registers a worker's handlers on m. A gateway that reached m
+// before (a Manager dials its peers, and may be served, from the start)
+// found no handler, and asks again after a backoff
+// (DispatcherOptions.ProbeInterval); StartWorker registers them before
+// the node starts, so the gateway's first ask finds them.
 func NewWorker(m *grid.Manager, opts WorkerOptions) (*Worker, error) {
+	w, err := newWorker(m.Registry(), opts)
+	if err != nil {
+		return nil, err
+	}
+	w.m = m
+	return w, nil
+}
+
+// StartWorker starts a worker node on ln: it registers the worker's
+// handlers in gridOpts.Registry (a new registry if nil), then starts the
+// node serving from it (StartNode), so that a gateway's first call, which
+// may come as soon as the node dials or accepts it, finds them. On error
+// ln is closed.
+func StartWorker(ctx context.Context, ln net.Listener, gridOpts grid.Options, opts WorkerOptions) (*Node, *Worker, error) {
+	if gridOpts.Registry == nil {
+		gridOpts.Registry = new(handlers.Registry)
+	}
+	w, err := newWorker(gridOpts.Registry, opts)
+	if err != nil {
+		_ = ln.Close()
+		return nil, nil, err
+	}
+	n, err := StartNode(ctx, ln, gridOpts)
+	if err != nil {
+		return nil, nil, err
+	}
+	w.m = n.Manager
+	return n, w, nil
+}
+
+// ListenWorker listens on addr and starts a worker node there; see
+// StartWorker.
+func ListenWorker(ctx context.Context, addr string, gridOpts grid.Options, opts WorkerOptions) (*Node, *Worker, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("gateway: listen %s: %w", addr, err)
+	}
+	return StartWorker(ctx, ln, gridOpts, opts)
+}
+
+// newWorker checks opts and registers a worker's handlers on reg; the
+// caller sets its Manager.
+func newWorker(reg *handlers.Registry, opts WorkerOptions) (*Worker, error) {
 	if opts.Contract == nil {
 		return nil, configError("WorkerOptions.Contract", "is required")
 	}
 	if opts.Capacity < 0 {
 		return nil, configError("WorkerOptions.Capacity", "must not be negative")
 	}
-	setDefault(&opts.Capacity, 1)
+	defaults.Set(&opts.Capacity, 1)
 	if opts.Mode == "" {
 		opts.Mode = "func"
 	}
-	w := &Worker{opts: opts, m: m, sem: make(chan struct{}, opts.Capacity)}
-	reg := m.Registry()
+	w := &Worker{opts: opts, sem: make(chan struct{}, opts.Capacity)}
 	if err := infoCall.Register(reg, w.info); err != nil {
 		return nil, err
 	}

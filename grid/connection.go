@@ -15,6 +15,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/gridmesh/gridmesh/handlers"
+	"github.com/gridmesh/gridmesh/internal/backoff"
 	"github.com/gridmesh/gridmesh/mux"
 )
 
@@ -349,7 +350,7 @@ func (c *Connection) keepAlive(h *session) error {
 func (c *Connection) dialLoop() {
 	defer c.m.wg.Done()
 	o := &c.m.opts
-	b := backoff{base: o.BackoffBase, max: o.BackoffMax}
+	b := backoff.Backoff{Base: o.BackoffBase, Max: o.BackoffMax}
 	for {
 		ws, cork, inst, err := c.dial()
 		switch {
@@ -357,12 +358,12 @@ func (c *Connection) dialLoop() {
 			start := time.Now()
 			c.serve(ws, cork, inst)
 			if time.Since(start) >= o.HealthyAfter {
-				b.reset()
+				b.Reset()
 			}
 		case c.m.ctx.Err() == nil:
 			c.noteFailure(err)
 		}
-		t := time.NewTimer(b.next())
+		t := time.NewTimer(b.Next())
 		select {
 		case <-c.m.ctx.Done():
 			t.Stop()

@@ -41,21 +41,3 @@ func TestShouldDial(t *testing.T) {
 		t.Error("ShouldDial is true for a host not in the list")
 	}
 }
-
-func TestBackoff(t *testing.T) {
-	b := backoff{base: 100e6, max: 5e9}
-	for i := range 70 {
-		d := b.next()
-		lo := min(b.max, b.base<<min(i, 62))
-		if i >= 62 || b.base<<i > b.max || b.base<<i <= 0 {
-			lo = b.max
-		}
-		if d < lo || d >= lo+b.base {
-			t.Fatalf("attempt %d: delay %v, want [%v, %v)", i, d, lo, lo+b.base)
-		}
-	}
-	b.reset()
-	if d := b.next(); d >= 2*b.base {
-		t.Fatalf("after reset: %v", d)
-	}
-}

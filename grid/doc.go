@@ -5,7 +5,10 @@
 // Each node creates a Manager with its own name and the names of all
 // nodes (URLs such as "http://10.0.0.1:9000"; every node must be given the
 // same list), registers its handlers on it, and mounts Manager.Handler at
-// Options.RoutePath on its HTTP server. Manager.Connection(host) returns
+// Options.RoutePath on its HTTP server. A Manager dials its peers as soon
+// as NewManager returns, so handlers that a peer may call at once belong
+// in Options.Registry, filled before NewManager; those registered later
+// on the Manager are found from then on. Manager.Connection(host) returns
 // the Connection to a peer; Connection.Request calls a handler there, and
 // Connection.NewStream opens a stream to one.
 //

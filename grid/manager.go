@@ -63,10 +63,13 @@ func NewManager(ctx context.Context, opts Options) (*Manager, error) {
 		opts:      o,
 		instance:  newID(),
 		hostsHash: hostsHash(o.Hosts),
-		reg:       new(handlers.Registry),
+		reg:       o.Registry,
 		conns:     make(map[string]*Connection, len(o.Hosts)),
 		replay:    newReplayCache(o.ReplayCacheSize),
 		rejSeen:   make(map[string]bool),
+	}
+	if m.reg == nil {
+		m.reg = new(handlers.Registry)
 	}
 	m.transport = &http.Transport{
 		DialContext:       o.NetDial,

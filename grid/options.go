@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gridmesh/gridmesh/handlers"
+	"github.com/gridmesh/gridmesh/internal/defaults"
 	"github.com/gridmesh/gridmesh/mux"
 )
 
@@ -87,6 +89,13 @@ type Options struct {
 	// within PingInterval + PingTimeout. Defaults 10 s and 3 s.
 	PingInterval, PingTimeout time.Duration
 
+	// Registry holds the handlers this node serves to its peers; the
+	// Manager serves from it (Manager.Registry returns it). Register the
+	// handlers in it before NewManager, which dials peers at once and
+	// whose Handler may accept them at once: a peer's first call then
+	// finds its handler. It is shared, not copied. Default: a new, empty
+	// registry, to register on through the Manager.
+	Registry *handlers.Registry
 	// Mux holds the limits of each connection's mux session (message size,
 	// requests in flight, running handlers, queued bytes). Its Logger
 	// defaults to Logger.
@@ -129,15 +138,15 @@ func (o Options) withDefaults() (Options, error) {
 	if !strings.HasPrefix(o.RoutePath, "/") {
 		return o, optionError("RoutePath", "%q does not start with /", o.RoutePath)
 	}
-	setDefault(&o.UnsentLimit, DefaultUnsentLimit)
-	setDefault(&o.HandshakeTimeout, 10*time.Second)
-	setDefault(&o.ClockSkew, time.Minute)
-	setDefault(&o.ReplayCacheSize, 1<<16)
-	setDefault(&o.BackoffBase, 100*time.Millisecond)
-	setDefault(&o.BackoffMax, 5*time.Second)
-	setDefault(&o.HealthyAfter, time.Minute)
-	setDefault(&o.PingInterval, 10*time.Second)
-	setDefault(&o.PingTimeout, 3*time.Second)
+	defaults.Set(&o.UnsentLimit, DefaultUnsentLimit)
+	defaults.Set(&o.HandshakeTimeout, 10*time.Second)
+	defaults.Set(&o.ClockSkew, time.Minute)
+	defaults.Set(&o.ReplayCacheSize, 1<<16)
+	defaults.Set(&o.BackoffBase, 100*time.Millisecond)
+	defaults.Set(&o.BackoffMax, 5*time.Second)
+	defaults.Set(&o.HealthyAfter, time.Minute)
+	defaults.Set(&o.PingInterval, 10*time.Second)
+	defaults.Set(&o.PingTimeout, 3*time.Second)
 	if o.BackoffMax < o.BackoffBase {
 		return o, optionError("BackoffMax", "%v is below BackoffBase %v", o.BackoffMax, o.BackoffBase)
 	}
@@ -211,12 +220,6 @@ func (o Options) checkDurations() error {
 		}
 	}
 	return nil
-}
-
-func setDefault[T int | time.Duration](p *T, v T) {
-	if *p == 0 {
-		*p = v
-	}
 }
 
 // parseHost checks a host URL and returns it.

@@ -6,6 +6,8 @@ import (
 	"io"
 	"log/slog"
 	"time"
+
+	"github.com/gridmesh/gridmesh/internal/defaults"
 )
 
 // Config holds a Session's limits. The zero value is usable: every field's
@@ -88,13 +90,13 @@ func (c Config) withDefaults() (Config, error) {
 	if c.MaxMessageSize > maxMaxMessageSize {
 		return c, fmt.Errorf("mux: config: MaxMessageSize %d exceeds %d", c.MaxMessageSize, maxMaxMessageSize)
 	}
-	setDefault(&c.MaxMessageSize, defaultMaxMessageSize)
-	setDefault(&c.MaxInFlight, 16384)
-	setDefault(&c.MaxConcurrent, 4096)
-	setDefault(&c.MaxQueuedBytes, 1<<20)
-	setDefault(&c.MaxStreams, 16384)
-	setDefault(&c.HelloTimeout, 10*time.Second)
-	setDefault(&c.CloseTimeout, 2*time.Second)
+	defaults.Set(&c.MaxMessageSize, defaultMaxMessageSize)
+	defaults.Set(&c.MaxInFlight, 16384)
+	defaults.Set(&c.MaxConcurrent, 4096)
+	defaults.Set(&c.MaxQueuedBytes, 1<<20)
+	defaults.Set(&c.MaxStreams, 16384)
+	defaults.Set(&c.HelloTimeout, 10*time.Second)
+	defaults.Set(&c.CloseTimeout, 2*time.Second)
 	if c.BaseContext == nil {
 		c.BaseContext = context.Background()
 	}
@@ -102,10 +104,4 @@ func (c Config) withDefaults() (Config, error) {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	return c, nil
-}
-
-func setDefault[T int | time.Duration](p *T, v T) {
-	if *p == 0 {
-		*p = v
-	}
 }

@@ -150,10 +150,10 @@ func workloads() []workload {
 			ws = append(ws, workload{
 				name: fmt.Sprintf("req/%s/c%d", sizeName(size), callers),
 				run: map[string]measurement{
-					sysGrid:     pairLoad(bench.NewGrid, size, callers),
-					sysMux:      pairLoad(bench.NewMux, size, callers),
-					sysGRPC:     pairLoad(bench.NewGRPCUnary, size, callers),
-					sysRaw:      pairLoad(bench.NewRawWS, size, callers),
+					sysGrid: pairLoad(bench.NewGrid, size, callers),
+					sysMux:  pairLoad(bench.NewMux, size, callers),
+					sysGRPC: pairLoad(bench.NewGRPCUnary, size, callers),
+					sysRaw:  pairLoad(bench.NewRawWS, size, callers),
 				},
 			})
 		}
@@ -162,10 +162,10 @@ func workloads() []workload {
 		ws = append(ws, workload{
 			name: fmt.Sprintf("bidi/512B/c%d", callers),
 			run: map[string]measurement{
-				sysGrid:     pairLoad(bench.NewGridBidi, 512, callers),
-				sysMux:      pairLoad(bench.NewMuxBidi, 512, callers),
-				sysGRPC:     pairLoad(bench.NewGRPCBidi, 512, callers),
-				sysRaw:      pairLoad(bench.NewRawWSBidi, 512, callers),
+				sysGrid: pairLoad(bench.NewGridBidi, 512, callers),
+				sysMux:  pairLoad(bench.NewMuxBidi, 512, callers),
+				sysGRPC: pairLoad(bench.NewGRPCBidi, 512, callers),
+				sysRaw:  pairLoad(bench.NewRawWSBidi, 512, callers),
 			},
 		})
 	}
@@ -173,9 +173,9 @@ func workloads() []workload {
 		ws = append(ws, workload{
 			name: fmt.Sprintf("stream10x512B/s%d", streams),
 			run: map[string]measurement{
-				sysGrid:     streamLoad(bench.NewGridStream, 512, 10, streams),
-				sysMux:      streamLoad(bench.NewMuxStream, 512, 10, streams),
-				sysGRPC:     streamLoad(bench.NewGRPCStream, 512, 10, streams),
+				sysGrid: streamLoad(bench.NewGridStream, 512, 10, streams),
+				sysMux:  streamLoad(bench.NewMuxStream, 512, 10, streams),
+				sysGRPC: streamLoad(bench.NewGRPCStream, 512, 10, streams),
 			},
 		})
 	}
@@ -183,26 +183,26 @@ func workloads() []workload {
 		workload{
 			name: "longstream/512B",
 			run: map[string]measurement{
-				sysGrid:     longStream(bench.NewGridStream, 512),
-				sysMux:      longStream(bench.NewMuxStream, 512),
-				sysGRPC:     longStream(bench.NewGRPCStream, 512),
+				sysGrid: longStream(bench.NewGridStream, 512),
+				sysMux:  longStream(bench.NewMuxStream, 512),
+				sysGRPC: longStream(bench.NewGRPCStream, 512),
 			},
 		},
 		workload{
 			name: "idle/conn", memUnit: "per conn",
 			run: map[string]measurement{
-				sysGrid:     idleGridConn,
-				sysMux:      idleConn(bench.NewMux),
-				sysGRPC:     idleConn(bench.NewGRPCUnary),
-				sysRaw:      idleConn(bench.NewRawWS),
+				sysGrid: idleGridConn,
+				sysMux:  idleConn(bench.NewMux),
+				sysGRPC: idleConn(bench.NewGRPCUnary),
+				sysRaw:  idleConn(bench.NewRawWS),
 			},
 		},
 		workload{
 			name: "idle/streams", memUnit: "total",
 			run: map[string]measurement{
-				sysGrid:     idleStreams(bench.NewGridStream),
-				sysMux:      idleStreams(bench.NewMuxStream),
-				sysGRPC:     idleStreams(bench.NewGRPCStream),
+				sysGrid: idleStreams(bench.NewGridStream),
+				sysMux:  idleStreams(bench.NewMuxStream),
+				sysGRPC: idleStreams(bench.NewGRPCStream),
 			},
 		},
 	)

@@ -237,17 +237,18 @@ func demoGrid(f demoFlags, contracts []gateway.Contract, mode string, logger *sl
 		return nil, nil, err
 	}
 	for i, ln := range lns {
-		n, err := gateway.StartNode(context.Background(), ln, grid.Options{Local: names[i], Hosts: names, Secret: secret, Logger: logger})
+		opts := grid.Options{Local: names[i], Hosts: names, Secret: secret, Logger: logger}
+		var n *gateway.Node
+		var err error
+		if i == 0 {
+			n, err = gateway.StartNode(context.Background(), ln, opts)
+		} else {
+			n, _, err = gateway.StartWorker(context.Background(), ln, opts, gateway.WorkerOptions{Contract: contracts[i-1], Capacity: f.capacity, Mode: mode})
+		}
 		if err != nil {
 			return fail(err)
 		}
 		nodes = append(nodes, n)
-		if i == 0 {
-			continue
-		}
-		if _, err := gateway.NewWorker(n.Manager, gateway.WorkerOptions{Contract: contracts[i-1], Capacity: f.capacity, Mode: mode}); err != nil {
-			return fail(err)
-		}
 	}
 	return nodes, gateway.NewDispatcher(nodes[0].Manager, gateway.DispatcherOptions{Logger: logger}), nil
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -23,7 +24,9 @@ func init() {
 
 // runContractRecord is the demo's contract served as a process whose
 // every transaction takes -delay and is recorded in a file of its own in
-// -dir: a line "start ID" when it begins, "done ID" when it has finished.
+// -dir: a line "start ID" when it begins, "done ID" when it has finished,
+// "cancel ID" when the worker cancelled it (gateway.ErrProcessCancelled)
+// and "stop ID" when its context ended otherwise.
 func runContractRecord(ctx context.Context, args []string, out io.Writer) error {
 	fs := newFlags("contract-record", out)
 	delay := fs.Duration("delay", 50*time.Millisecond, "time each transaction takes")
@@ -55,7 +58,12 @@ func runContractRecord(ctx context.Context, args []string, out io.Writer) error 
 		select {
 		case <-t.C:
 		case <-ctx.Done():
-			return gateway.Output{}, ctx.Err()
+			if errors.Is(context.Cause(ctx), gateway.ErrProcessCancelled) {
+				record("cancel", tx.Header.TxnID)
+			} else {
+				record("stop", tx.Header.TxnID)
+			}
+			return gateway.Output{}, context.Cause(ctx)
 		}
 		record("done", tx.Header.TxnID)
 		return demoContractFunc(ctx, txJSON, env, secrets)
@@ -66,7 +74,16 @@ func runContractRecord(ctx context.Context, args []string, out io.Writer) error 
 // how many runs started and how many finished.
 func runs(t *testing.T, dir string) (started, done map[string]int) {
 	t.Helper()
-	started, done = make(map[string]int), make(map[string]int)
+	r := records(t, dir)
+	return r["start"], r["done"]
+}
+
+// records reads what runContractRecord recorded in dir: per kind of
+// record ("start", "done", "cancel", "stop"), per transaction ID, how
+// many.
+func records(t *testing.T, dir string) map[string]map[string]int {
+	t.Helper()
+	recs := map[string]map[string]int{"start": {}, "done": {}, "cancel": {}, "stop": {}}
 	files, err := filepath.Glob(filepath.Join(dir, "*.log"))
 	if err != nil {
 		t.Fatal(err)
@@ -79,24 +96,21 @@ func runs(t *testing.T, dir string) (started, done map[string]int) {
 		sc := bufio.NewScanner(f)
 		for sc.Scan() {
 			what, id, ok := strings.Cut(sc.Text(), " ")
-			switch {
-			case !ok: // a line being written
-			case what == "start":
-				started[id]++
-			case what == "done":
-				done[id]++
+			if ok && recs[what] != nil { // else a line being written
+				recs[what][id]++
 			}
 		}
 		f.Close()
 	}
-	return started, done
+	return recs
 }
 
-// drainSetup writes the configurations of a gateway and of workers
+// drainSetup writes the configurations of a gateway (drain_timeout 2s,
+// transaction_timeout 50s, unless gwYAML sets them) and of workers
 // 1..workers running contract-record with delay, each recording in
 // dir/w<i>, on a grid of fresh loopback addresses. It returns the
 // configuration files (gateway first) and the gateway's address.
-func drainSetup(t *testing.T, primeAddr string, workers int, delay time.Duration) (dir string, cfgs []string, gwAddr string) {
+func drainSetup(t *testing.T, primeAddr string, workers int, delay time.Duration, gwYAML ...string) (dir string, cfgs []string, gwAddr string) {
 	t.Helper()
 	dir = t.TempDir()
 	names := []string{"http://" + freeAddr(t)}
@@ -111,8 +125,14 @@ func drainSetup(t *testing.T, primeAddr string, workers int, delay time.Duration
 		}
 		return p
 	}
+	gw := map[string]string{"drain_timeout": "2s", "transaction_timeout": "50s"}
+	for _, kv := range gwYAML {
+		k, v, _ := strings.Cut(kv, ": ")
+		gw[k] = v
+	}
 	cfgs = append(cfgs, write("gateway.yaml", fmt.Sprintf("server_address: %s\nchain_id: c\nsmart_contract_id: sc\napi_key: k\njournal_path: %s\n"+
-		"drain_timeout: 2s\ntransaction_timeout: 50s\n%s  local: %s\n", primeAddr, filepath.Join(dir, "j.db"), gridYAML, names[0])))
+		"drain_timeout: %s\ntransaction_timeout: %s\n%s  local: %s\n", primeAddr, filepath.Join(dir, "j.db"),
+		gw["drain_timeout"], gw["transaction_timeout"], gridYAML, names[0])))
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -188,9 +208,17 @@ func TestProcessWorkerDrain(t *testing.T) {
 	if err := prime.WaitAnswered(ctx, n); err != nil {
 		t.Fatalf("%v\n%v\ngateway:\n%s", err, prime.Report(), gw.stderr.String())
 	}
-	st, err := scrapeStats(ctx, gwAddr)
-	if err != nil {
-		t.Fatal(err)
+	// Prime may have the last answer before the gateway has counted it.
+	var st gateway.NodeStats
+	for {
+		var err error
+		if st, err = scrapeStats(ctx, gwAddr); err != nil {
+			t.Fatal(err)
+		}
+		if st.Gateway.Sent >= n || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(2 * time.Millisecond)
 	}
 	if st.Gateway.Failed != 0 || st.Gateway.Sent != n {
 		t.Errorf("gateway: %d failed, %d sent; want 0 and %d", st.Gateway.Failed, st.Gateway.Sent, n)
@@ -279,5 +307,109 @@ func TestProcessWorkerSecondSignal(t *testing.T) {
 	}
 	if err := gw.wait(t); err != nil {
 		t.Fatalf("gateway exit after SIGTERM: %v\n%s", err, gw.stderr.String())
+	}
+}
+
+// waitRecord waits until dir has a record of kind what for some
+// transaction, and returns its ID.
+func waitRecord(t *testing.T, ctx context.Context, dir, what string, c *child) string {
+	t.Helper()
+	for {
+		for id := range records(t, dir)[what] {
+			return id
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("no %q record in %s:\n%s", what, dir, c.stderr.String())
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// TestGatewaySecondSignal: a gateway draining a transaction that would
+// take an hour, with an hour's drain_timeout, closes at once at a second
+// SIGTERM and exits 0; the transaction is cancelled on the worker, down
+// to its contract process, and not answered (Prime delivers it again).
+func TestGatewaySecondSignal(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	prime := startPrime(t)
+	defer prime.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), gatewayTestTimeout)
+	defer cancel()
+	dir, cfgs, _ := drainSetup(t, prime.Addr().String(), 1, time.Hour, "drain_timeout: 1h", "transaction_timeout: 2h")
+	w := startChild(t, ctx, "worker", "-config", cfgs[1])
+	gw := startChild(t, ctx, "gateway", "-config", cfgs[0])
+	if err := prime.Generate(ctx, "sc", 1, 0); err != nil {
+		t.Fatal(err)
+	}
+	running := waitRunning(t, ctx, filepath.Join(dir, "w1"), w)
+	if err := gw.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	for !strings.Contains(gw.stderr.String(), "gateway: shutting down") {
+		if ctx.Err() != nil {
+			t.Fatalf("gateway did not start shutting down:\n%s", gw.stderr.String())
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	if err := gw.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := gw.wait(t); err != nil {
+		t.Fatalf("gateway exit after a second SIGTERM: %v\n%s", err, gw.stderr.String())
+	}
+	if !strings.Contains(gw.stderr.String(), "second signal") {
+		t.Errorf("gateway log lacks the second signal:\n%s", gw.stderr.String())
+	}
+	if id := waitRecord(t, ctx, filepath.Join(dir, "w1"), "cancel", w); id != running[0] {
+		t.Errorf("cancelled %s, want %s", id, running[0])
+	}
+	if r := prime.Report(); r.Answered != 0 {
+		t.Errorf("Prime has answers:\n%v", r)
+	}
+	if err := w.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.wait(t); err != nil {
+		t.Fatalf("worker exit after SIGTERM: %v\n%s", err, w.stderr.String())
+	}
+}
+
+// TestProcessWorkerCancel: a transaction past the gateway's
+// transaction_timeout is cancelled on its worker down to its contract
+// process, which sees gateway.ErrProcessCancelled, and Prime is answered
+// with the timeout.
+func TestProcessWorkerCancel(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	prime := startPrime(t)
+	defer prime.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), gatewayTestTimeout)
+	defer cancel()
+	dir, cfgs, _ := drainSetup(t, prime.Addr().String(), 1, time.Hour, "transaction_timeout: 1s")
+	w := startChild(t, ctx, "worker", "-config", cfgs[1])
+	gw := startChild(t, ctx, "gateway", "-config", cfgs[0])
+	if err := prime.Generate(ctx, "sc", 1, 0); err != nil {
+		t.Fatal(err)
+	}
+	waitRecord(t, ctx, filepath.Join(dir, "w1"), "cancel", w)
+	if err := prime.WaitAnswered(ctx, 1); err != nil {
+		t.Fatalf("%v\n%v\ngateway:\n%s", err, prime.Report(), gw.stderr.String())
+	}
+	if r := prime.Report(); r.ErrorResponses != 1 {
+		t.Errorf("want the timeout answered as an error:\n%v", r)
+	}
+	for _, c := range []*child{gw, w} {
+		if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.wait(t); err != nil {
+			t.Fatalf("exit after SIGTERM: %v\n%s", err, c.stderr.String())
+		}
+	}
+	if recs := records(t, filepath.Join(dir, "w1")); len(recs["done"]) != 0 || len(recs["stop"]) != 0 {
+		t.Errorf("records %v", recs)
 	}
 }

@@ -8,10 +8,12 @@ import (
 	"os"
 
 	"github.com/gridmesh/gridmesh/gateway"
+	"github.com/gridmesh/gridmesh/grid"
 )
 
 // runGateway runs a Prime gateway from a YAML configuration until
-// SIGINT or SIGTERM, then drains and exits.
+// SIGINT or SIGTERM, then drains and exits; a second signal cuts the
+// drain short (Gateway.Abort).
 func runGateway(ctx context.Context, args []string, out io.Writer) error {
 	path, logger, err := parseConfigFlags("gateway", args, out)
 	if err != nil {
@@ -43,6 +45,11 @@ func runGateway(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	serveMetrics(node, &gateway.Metrics{Gateway: gw, Dispatcher: disp})
+	stop := context.AfterFunc(forceContext(ctx), func() {
+		logger.Warn("gateway: second signal: closing at once; Prime redelivers what was in flight")
+		gw.Abort()
+	})
+	defer stop()
 	logger.Info("gateway: starting", "grid", cfg.Grid.Local, "listen", addr, "prime", cfg.ServerAddress, "journal", cfg.JournalPath)
 	return gw.Run(ctx)
 }
@@ -67,17 +74,27 @@ func parseConfigFlags(name string, args []string, out io.Writer, more ...func(*f
 // and returns it with its listen address. The node outlives ctx; the
 // caller closes it.
 func listenNode(ctx context.Context, g gateway.GridConfig, logger *slog.Logger) (*gateway.Node, string, error) {
-	addr, err := g.ListenAddr()
+	addr, opts, err := nodeOptions(g, logger)
 	if err != nil {
 		return nil, "", err
 	}
-	opts := g.Options()
-	opts.Logger = logger
 	node, err := gateway.ListenNode(context.WithoutCancel(ctx), addr, opts)
 	if err != nil {
 		return nil, "", err
 	}
 	return node, addr, nil
+}
+
+// nodeOptions returns the listen address and grid options of the node
+// that g describes, logging to logger.
+func nodeOptions(g gateway.GridConfig, logger *slog.Logger) (string, grid.Options, error) {
+	addr, err := g.ListenAddr()
+	if err != nil {
+		return "", grid.Options{}, err
+	}
+	opts := g.Options()
+	opts.Logger = logger
+	return addr, opts, nil
 }
 
 // serveMetrics serves m's Prometheus metrics and JSON stats on node.

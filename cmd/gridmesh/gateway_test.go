@@ -11,7 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gridmesh/gridmesh/gateway"
 	"github.com/gridmesh/gridmesh/gateway/primesim"
+	"github.com/gridmesh/gridmesh/grid"
 )
 
 // gatewayTestTimeout bounds every wait in these tests.
@@ -132,5 +134,55 @@ func TestDemo(t *testing.T) {
 	}
 	if s := out.String(); !strings.Contains(s, "OK (every transaction answered exactly once)") || !strings.Contains(s, "grid/direct") {
 		t.Fatalf("output:\n%s", s)
+	}
+}
+
+// TestWorkerCommandFirstProbe: "gridmesh worker" has its handlers before
+// its node dials or accepts a gateway, so a dispatcher that probes a peer
+// once an hour finds the worker on its first probe. Both dial sides.
+func TestWorkerCommandFirstProbe(t *testing.T) {
+	for _, workerDials := range []bool{false, true} {
+		t.Run(fmt.Sprintf("worker dials %v", workerDials), func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), gatewayTestTimeout)
+			defer cancel()
+			gwLn, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			gwName, wkName := "http://"+gwLn.Addr().String(), "http://"+freeAddr(t)
+			for grid.ShouldDial(wkName, gwName, []string{gwName, wkName}) != workerDials {
+				wkName = "http://" + freeAddr(t)
+			}
+			hosts := []string{gwName, wkName}
+			node, err := gateway.StartNode(ctx, gwLn, grid.Options{Local: gwName, Hosts: hosts, Secret: []byte("s")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer node.Close()
+			disp := gateway.NewDispatcher(node.Manager, gateway.DispatcherOptions{ProbeInterval: time.Hour, MaxProbeInterval: time.Hour})
+			defer disp.Close()
+
+			cfg := filepath.Join(t.TempDir(), "worker.yaml")
+			if err := os.WriteFile(cfg, []byte(fmt.Sprintf("command: [cat]\ncapacity: 2\ngrid:\n  hosts: [%s, %s]\n  secret: s\n  local: %s\n",
+				gwName, wkName, wkName)), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			wctx, stop := context.WithCancel(ctx)
+			defer stop()
+			done := make(chan string, 1)
+			go func() {
+				var out, errOut bytes.Buffer
+				code := run(wctx, []string{"worker", "-config", cfg}, &out, &errOut)
+				done <- fmt.Sprintf("exit %d: %s%s", code, out.String(), errOut.String())
+			}()
+			if err := disp.WaitForWorkers(ctx, 1); err != nil {
+				stop()
+				t.Fatalf("the first probe did not find the worker: %v\n%s", err, <-done)
+			}
+			stop()
+			if r := <-done; !strings.HasPrefix(r, "exit 0") {
+				t.Fatal(r)
+			}
+		})
 	}
 }

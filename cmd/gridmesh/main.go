@@ -15,7 +15,9 @@
 // gateway answers Prime for the transactions in flight (drain_timeout),
 // the worker refuses new transactions, which the gateway runs elsewhere,
 // and finishes those it runs (-drain-timeout, or drain_timeout in its
-// configuration). A second signal stops the worker at once.
+// configuration). A second signal stops either at once: the gateway
+// cancels what it runs and leaves it to Prime to deliver again, the
+// worker leaves what it runs to the gateway to run elsewhere.
 package main
 
 import (

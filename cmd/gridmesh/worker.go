@@ -38,15 +38,18 @@ func runWorker(ctx context.Context, args []string, out io.Writer) error {
 	// Deferred first, so it runs after the node's Close: the gateway
 	// re-dispatches the calls the node drops, then the processes stop.
 	defer closeContract()
-	node, addr, err := listenNode(ctx, cfg.Grid, logger)
+	addr, opts, err := nodeOptions(cfg.Grid, logger)
+	if err != nil {
+		return err
+	}
+	// The handlers are registered before the node dials or accepts a
+	// gateway, so its first probe finds them. The node outlives ctx.
+	node, w, err := gateway.ListenWorker(context.WithoutCancel(ctx), addr, opts,
+		gateway.WorkerOptions{Contract: contract, Capacity: cfg.Capacity, Mode: cfg.Mode})
 	if err != nil {
 		return err
 	}
 	defer node.Close()
-	w, err := gateway.NewWorker(node.Manager, gateway.WorkerOptions{Contract: contract, Capacity: cfg.Capacity, Mode: cfg.Mode})
-	if err != nil {
-		return err
-	}
 	serveMetrics(node, &gateway.Metrics{Worker: w, Processes: pool})
 	logger.Info("worker: ready", "grid", cfg.Grid.Local, "listen", addr, "capacity", cfg.Capacity, "mode", cfg.Mode, "command", cfg.Command)
 	<-ctx.Done()
