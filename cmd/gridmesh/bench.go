@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"runtime"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -308,6 +309,7 @@ func runWorkload(ctx context.Context, w workload, cfg benchConfig) ([]benchRow, 
 		if !ok {
 			continue
 		}
+		runtime.GC() // each measurement starts from a collected heap, whatever ran before it
 		res, mem, err := run(ctx, cfg)
 		if err != nil {
 			return nil, fmt.Errorf("%s on %s: %w", w.name, sys, err)
