@@ -159,6 +159,9 @@ type GatewayConfig struct {
 	// JournalMaxAge is how long a result stays in the journal at most,
 	// sent or not (JournalOptions.MaxAge). Default 7 days.
 	JournalMaxAge time.Duration `yaml:"journal_max_age"`
+	// JournalMaxPendingMarks bounds the "sent" marks waiting for the
+	// journal's disk (JournalOptions.MaxPendingMarks). Default 262144.
+	JournalMaxPendingMarks int `yaml:"journal_max_pending_marks"`
 	// TransactionTimeout bounds one transaction, re-dispatches included.
 	// Default 60s.
 	TransactionTimeout time.Duration `yaml:"transaction_timeout"`
@@ -260,8 +263,8 @@ func (c *GatewayConfig) Validate() error {
 	if err := c.Grid.validate(); err != nil {
 		return err
 	}
-	if c.JournalRetention < 0 || c.JournalMaxAge < 0 || c.TransactionTimeout < 0 || c.DrainTimeout < 0 {
-		return configError("journal_retention, journal_max_age, transaction_timeout, drain_timeout", "must not be negative")
+	if c.JournalRetention < 0 || c.JournalMaxAge < 0 || c.JournalMaxPendingMarks < 0 || c.TransactionTimeout < 0 || c.DrainTimeout < 0 {
+		return configError("journal_retention, journal_max_age, journal_max_pending_marks, transaction_timeout, drain_timeout", "must not be negative")
 	}
 	if c.JournalPath == "" {
 		c.JournalPath = "gridmesh-gateway.db"

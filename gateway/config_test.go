@@ -64,6 +64,7 @@ func TestConfigErrors(t *testing.T) {
 		{"local not in hosts", primeYAML + strings.Replace(gridYAML, "local: http://127.0.0.1:9000", "local: http://x:1", 1), "not one of grid.hosts", false},
 		{"no secret", primeYAML + drop(gridYAML, "  secret: s"), "grid.secret is required", false},
 		{"bad duration", primeYAML + gridYAML + "drain_timeout: soon\n", "soon", false},
+		{"negative pending marks", primeYAML + gridYAML + "journal_max_pending_marks: -1\n", "journal_max_pending_marks", false},
 		{"empty", "", "is empty", false},
 		{"worker no command", gridYAML, "command is required", true},
 		{"worker unknown field", gridYAML + "command: [cat]\ncapacty: 3\n", "field capacty not found", true},
@@ -101,8 +102,12 @@ func TestWorkerConfig(t *testing.T) {
 
 // TestExampleConfigs: the documented example files load.
 func TestExampleConfigs(t *testing.T) {
-	if _, err := gateway.LoadGatewayConfig("testdata/gateway.yaml"); err != nil {
+	gw, err := gateway.LoadGatewayConfig("testdata/gateway.yaml")
+	if err != nil {
 		t.Fatal(err)
+	}
+	if gw.JournalMaxPendingMarks != 262144 {
+		t.Fatalf("journal_max_pending_marks: %d", gw.JournalMaxPendingMarks)
 	}
 	if _, err := gateway.LoadWorkerConfig("testdata/worker.yaml"); err != nil {
 		t.Fatal(err)

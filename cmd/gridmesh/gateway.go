@@ -32,7 +32,9 @@ func runGateway(ctx context.Context, args []string, out io.Writer) error {
 	defer node.Close()
 	disp := gateway.NewDispatcher(node.Manager, gateway.DispatcherOptions{Logger: logger})
 	defer disp.Close()
-	journal, err := gateway.OpenJournal(cfg.JournalPath, gateway.JournalOptions{Retention: cfg.JournalRetention, MaxAge: cfg.JournalMaxAge, Logger: logger})
+	journal, err := gateway.OpenJournal(cfg.JournalPath, gateway.JournalOptions{
+		Retention: cfg.JournalRetention, MaxAge: cfg.JournalMaxAge, MaxPendingMarks: cfg.JournalMaxPendingMarks, Logger: logger,
+	})
 	if err != nil {
 		return err
 	}

@@ -181,6 +181,8 @@ func printNodeStats(out io.Writer, ns gateway.NodeStats) {
 	if g := ns.Gateway; g != nil {
 		fmt.Fprintf(out, "gateway: prime connected %v, received %d, ran %d, from journal %d, duplicates %d, sent %d, send errors %d, failed %d, in flight %d, streams %d\n",
 			g.Connected, g.Received, g.Started, g.FromJournal, g.Duplicates, g.Sent, g.SendErrors, g.Failed, g.InFlight, g.Streams)
+		fmt.Fprintf(out, "journal: %d written, %d write errors, %d sent marks pending, %d dropped\n",
+			g.Journaled, g.JournalErrors, g.MarksPending, g.MarksDropped)
 	}
 	if d := ns.Dispatch; d != nil {
 		for _, w := range d.Workers {
@@ -191,8 +193,8 @@ func printNodeStats(out io.Writer, ns gateway.NodeStats) {
 		fmt.Fprintf(out, "worker: running %d of %d, done %d, refused %d%s\n", w.Running, w.Capacity, w.Done, w.Refused, ifTrue(w.Draining, ", draining"))
 	}
 	if p := ns.Processes; p != nil {
-		fmt.Fprintf(out, "contract processes: %d of %d up, %d in flight, %d starts, %d ended, %d wedged, %d protocol errors\n",
-			p.Running, p.Processes, p.InFlight, p.Starts, p.Ended, p.Wedged, p.ProtocolErrs)
+		fmt.Fprintf(out, "contract processes: %d of %d up, %d in flight, %d starts, %d ended, %d wedged, %d protocol errors, %d cancelled\n",
+			p.Running, p.Processes, p.InFlight, p.Starts, p.Ended, p.Wedged, p.ProtocolErrs, p.Cancelled)
 	}
 }
 

@@ -41,9 +41,9 @@ func TestStatus(t *testing.T) {
 		// gateway.
 		parts := []gateway.NodeStats{{
 			Worker:    &gateway.WorkerStatus{Capacity: 8, Running: 3, Done: 42, Refused: 2, Draining: true},
-			Processes: &gateway.ProcessStats{Processes: 2, Running: 2, Starts: 3, Ended: 1},
+			Processes: &gateway.ProcessStats{Processes: 2, Running: 2, Starts: 3, Ended: 1, Cancelled: 4},
 		}, {
-			Gateway:  &gateway.Stats{Received: 7, Sent: 6, Connected: true},
+			Gateway:  &gateway.Stats{Received: 7, Sent: 6, Connected: true, Journaled: 6, MarksPending: 9, MarksDropped: 11},
 			Dispatch: &gateway.DispatchStats{Redispatched: 1, Workers: []gateway.WorkerStats{{Host: hosts[0], Up: true, Capacity: 8, Running: 3, Done: 5}}},
 		}}[i]
 		mux.HandleFunc(gateway.StatsPath, func(w http.ResponseWriter, _ *http.Request) {
@@ -79,8 +79,11 @@ func TestStatus(t *testing.T) {
 	if n := strings.Count(out.String(), "worker: running 3 of 8, done 42, refused 2, draining"); n != 1 {
 		t.Errorf("worker counters shown %d times, want once (node 0 only):\n%s", n, out.String())
 	}
-	if !strings.Contains(out.String(), "contract processes: 2 of 2 up") {
-		t.Errorf("no process pool line in:\n%s", out.String())
+	if !strings.Contains(out.String(), "contract processes: 2 of 2 up") || !strings.Contains(out.String(), ", 4 cancelled") {
+		t.Errorf("no process pool line, or no cancels in it:\n%s", out.String())
+	}
+	if !strings.Contains(out.String(), "journal: 6 written, 0 write errors, 9 sent marks pending, 11 dropped") {
+		t.Errorf("no journal line in:\n%s", out.String())
 	}
 
 	if !strings.Contains(out.String(), "gateway: prime connected true, received 7") || !strings.Contains(out.String(), "worker "+hosts[0]+": up true, running 3 of 8, done 5") {
