@@ -3,9 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -14,12 +11,7 @@ import (
 // binary (see TestMainProcess): the command line and environment.
 func contractDemoCommand(t *testing.T) ([]string, []string) {
 	t.Helper()
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	// A race-enabled binary sleeps 1 s at exit unless told not to.
-	return []string{exe, "-test.run=^TestMainProcess$"}, []string{"GRIDMESH_TEST_ARGS=contract-demo", "GORACE=atexit_sleep_ms=0"}
+	return testCommand(t, "contract-demo")
 }
 
 // TestDemoProcess runs the demo with contract processes, on the grid and
@@ -53,21 +45,9 @@ func TestDemoProcess(t *testing.T) {
 func TestWorkerCommandProcessMode(t *testing.T) {
 	prime := startPrime(t)
 	defer prime.Close()
-	dir := t.TempDir()
-	gw, wk := "http://"+freeAddr(t), "http://"+freeAddr(t)
-	gridYAML := fmt.Sprintf("grid:\n  hosts: [%s, %s]\n  secret: s\n", gw, wk)
-	write := func(name, body string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	gwCfg := write("gateway.yaml", fmt.Sprintf("server_address: %s\nchain_id: c\nsmart_contract_id: sc\napi_key: k\nreconnect_delay_seconds: 1\njournal_path: %s\n%s  local: %s\n",
-		prime.Addr(), filepath.Join(dir, "j.db"), gridYAML, gw))
-	command, env := contractDemoCommand(t)
-	wkCfg := write("worker.yaml", fmt.Sprintf("mode: process\ncommand: [%q, %q]\nprocess:\n  processes: 2\n  in_flight: 4\n  stop_grace: 2s\n  env: [%q, %q]\n%s  local: %s\n",
-		command[0], command[1], env[0], env[1], gridYAML, wk))
+	c := newTestCluster(t, 1)
+	gwCfg := c.gatewayConfig(prime.Addr().String(), "reconnect_delay_seconds: 1\n")
+	wkCfg := c.workerConfig(1, processWorker(t, 2, 4, "2s", "contract-demo"))
 
 	runGatewayAndWorker(t, prime, "-config", gwCfg, wkCfg)
 	r := prime.Report()

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -232,30 +231,14 @@ func TestProcessesKill9Gateway(t *testing.T) {
 	primeAddr := prime.Addr().String()
 	proxy := startProxy(t, primeAddr)
 
-	dir := t.TempDir()
-	gwAddr := freeAddr(t)
-	names := []string{"http://" + gwAddr, "http://" + freeAddr(t), "http://" + freeAddr(t)}
-	gridYAML := fmt.Sprintf("grid:\n  hosts: [%s]\n  secret: s\n", strings.Join(names, ", "))
-	write := func(name, body string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	gwCfg := write("gateway.yaml", fmt.Sprintf("server_address: %s\nchain_id: c\nsmart_contract_id: sc\napi_key: k\nreconnect_delay_seconds: 1\n"+
-		"journal_path: %s\ndrain_timeout: 10s\ntransaction_timeout: 30s\n%s  local: %s\n",
-		proxy.ln.Addr(), filepath.Join(dir, "journal.db"), gridYAML, names[0]))
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
+	cl := newTestCluster(t, 2)
+	gwAddr, names := cl.gatewayAddr(), cl.names
+	gwCfg := cl.gatewayConfig(proxy.ln.Addr().String(), "reconnect_delay_seconds: 1\ndrain_timeout: 10s\ntransaction_timeout: 30s\n")
 	for i := 1; i <= 2; i++ {
-		cfg := write(fmt.Sprintf("worker%d.yaml", i), fmt.Sprintf("mode: process\ncommand: [%q, %q]\nprocess:\n  processes: 2\n  in_flight: 16\n  stop_grace: 2s\n"+
-			"  env: [%q, %q]\n%s  local: %s\n", exe, "-test.run=^TestMainProcess$",
-			fmt.Sprintf("GRIDMESH_TEST_ARGS=contract-slow -delay %v", delay), "GORACE=atexit_sleep_ms=0", gridYAML, names[i]))
+		cfg := cl.workerConfig(i, processWorker(t, 2, 16, "2s", fmt.Sprintf("contract-slow -delay %v", delay)))
 		startChild(t, ctx, "worker", "-config", cfg)
 	}
+	var err error
 
 	var (
 		instances    []*child
@@ -427,7 +410,7 @@ func TestProcessesKill9Gateway(t *testing.T) {
 		t.Errorf("%d answers from the journal, but Prime redelivered only %d", fromJournal, r.Redelivered)
 	}
 	// The journal holds every result, once.
-	j, err := gateway.OpenJournal(filepath.Join(dir, "journal.db"), gateway.JournalOptions{})
+	j, err := gateway.OpenJournal(cl.journal(), gateway.JournalOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

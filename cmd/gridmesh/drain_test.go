@@ -112,41 +112,46 @@ func records(t *testing.T, dir string) map[string]map[string]int {
 // configuration files (gateway first) and the gateway's address.
 func drainSetup(t *testing.T, primeAddr string, workers int, delay time.Duration, gwYAML ...string) (dir string, cfgs []string, gwAddr string) {
 	t.Helper()
-	dir = t.TempDir()
-	names := []string{"http://" + freeAddr(t)}
-	for range workers {
-		names = append(names, "http://"+freeAddr(t))
-	}
-	gridYAML := fmt.Sprintf("grid:\n  hosts: [%s]\n  secret: s\n", strings.Join(names, ", "))
-	write := func(name, body string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	c := newTestCluster(t, workers)
 	gw := map[string]string{"drain_timeout": "2s", "transaction_timeout": "50s"}
 	for _, kv := range gwYAML {
 		k, v, _ := strings.Cut(kv, ": ")
 		gw[k] = v
 	}
-	cfgs = append(cfgs, write("gateway.yaml", fmt.Sprintf("server_address: %s\nchain_id: c\nsmart_contract_id: sc\napi_key: k\njournal_path: %s\n"+
-		"drain_timeout: %s\ntransaction_timeout: %s\n%s  local: %s\n", primeAddr, filepath.Join(dir, "j.db"),
-		gw["drain_timeout"], gw["transaction_timeout"], gridYAML, names[0])))
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfgs = append(cfgs, c.gatewayConfig(primeAddr, fmt.Sprintf("drain_timeout: %s\ntransaction_timeout: %s\n", gw["drain_timeout"], gw["transaction_timeout"])))
 	for i := 1; i <= workers; i++ {
-		rec := filepath.Join(dir, fmt.Sprintf("w%d", i))
+		rec := filepath.Join(c.dir, fmt.Sprintf("w%d", i))
 		if err := os.Mkdir(rec, 0o700); err != nil {
 			t.Fatal(err)
 		}
-		cfgs = append(cfgs, write(fmt.Sprintf("worker%d.yaml", i), fmt.Sprintf("mode: process\ncommand: [%q, %q]\nprocess:\n  processes: 1\n  in_flight: 4\n  stop_grace: 1s\n"+
-			"  env: [%q, %q]\n%s  local: %s\n", exe, "-test.run=^TestMainProcess$",
-			fmt.Sprintf("GRIDMESH_TEST_ARGS=contract-record -delay %v -dir %s", delay, rec), "GORACE=atexit_sleep_ms=0", gridYAML, names[i])))
+		cfgs = append(cfgs, c.workerConfig(i, processWorker(t, 1, 4, "1s", fmt.Sprintf("contract-record -delay %v -dir %s", delay, rec))))
 	}
-	return dir, cfgs, strings.TrimPrefix(names[0], "http://")
+	return c.dir, cfgs, c.gatewayAddr()
+}
+
+// secondSignal sends p (the command named what) SIGTERM, waits until its
+// log shows the graceful shutdown begun (started), sends a second SIGTERM
+// and checks that p exits cleanly and logs the second signal.
+func secondSignal(t *testing.T, ctx context.Context, p *child, what, started string) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	for !strings.Contains(p.stderr.String(), started) {
+		if ctx.Err() != nil {
+			t.Fatalf("%s did not log %q:\n%s", what, started, p.stderr.String())
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.wait(t); err != nil {
+		t.Fatalf("%s exit after a second SIGTERM: %v\n%s", what, err, p.stderr.String())
+	}
+	if !strings.Contains(p.stderr.String(), "second signal") {
+		t.Errorf("%s log lacks the second signal:\n%s", what, p.stderr.String())
+	}
 }
 
 // waitRunning waits until a run has started and not finished in dir, and
@@ -281,24 +286,7 @@ func TestProcessWorkerSecondSignal(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitRunning(t, ctx, filepath.Join(dir, "w1"), w)
-	if err := w.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	for !strings.Contains(w.stderr.String(), "worker: draining") {
-		if ctx.Err() != nil {
-			t.Fatalf("worker did not start draining:\n%s", w.stderr.String())
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-	if err := w.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.wait(t); err != nil {
-		t.Fatalf("worker exit after a second SIGTERM: %v\n%s", err, w.stderr.String())
-	}
-	if !strings.Contains(w.stderr.String(), "second signal") {
-		t.Errorf("worker log lacks the second signal:\n%s", w.stderr.String())
-	}
+	secondSignal(t, ctx, w, "worker", "worker: draining")
 	if _, done := runs(t, filepath.Join(dir, "w1")); len(done) != 0 {
 		t.Errorf("a transaction finished: %v", done)
 	}
@@ -344,24 +332,7 @@ func TestGatewaySecondSignal(t *testing.T) {
 		t.Fatal(err)
 	}
 	running := waitRunning(t, ctx, filepath.Join(dir, "w1"), w)
-	if err := gw.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	for !strings.Contains(gw.stderr.String(), "gateway: shutting down") {
-		if ctx.Err() != nil {
-			t.Fatalf("gateway did not start shutting down:\n%s", gw.stderr.String())
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-	if err := gw.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if err := gw.wait(t); err != nil {
-		t.Fatalf("gateway exit after a second SIGTERM: %v\n%s", err, gw.stderr.String())
-	}
-	if !strings.Contains(gw.stderr.String(), "second signal") {
-		t.Errorf("gateway log lacks the second signal:\n%s", gw.stderr.String())
-	}
+	secondSignal(t, ctx, gw, "gateway", "gateway: shutting down")
 	if id := waitRecord(t, ctx, filepath.Join(dir, "w1"), "cancel", w); id != running[0] {
 		t.Errorf("cancelled %s, want %s", id, running[0])
 	}

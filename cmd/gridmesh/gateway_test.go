@@ -94,19 +94,9 @@ func runGatewayAndWorker(t *testing.T, prime *primesim.Server, configFlag, gwCfg
 func TestGatewayAndWorkerCommands(t *testing.T) {
 	prime := startPrime(t)
 	defer prime.Close()
-	dir := t.TempDir()
-	gw, wk := "http://"+freeAddr(t), "http://"+freeAddr(t)
-	gridYAML := fmt.Sprintf("grid:\n  hosts: [%s, %s]\n  secret: s\n", gw, wk)
-	gwCfg := filepath.Join(dir, "gateway.yaml")
-	wkCfg := filepath.Join(dir, "worker.yaml")
-	write := func(p, body string) {
-		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	write(gwCfg, fmt.Sprintf("server_address: %s\nchain_id: c\nsmart_contract_id: sc\napi_key: k\nreconnect_delay_seconds: 1\njournal_path: %s\n%s  local: %s\n",
-		prime.Addr(), filepath.Join(dir, "j.db"), gridYAML, gw))
-	write(wkCfg, fmt.Sprintf("command: [sh, -c, 'cat >/dev/null; echo \"{\\\"ok\\\":true}\"']\ncapacity: 4\n%s  local: %s\n", gridYAML, wk))
+	c := newTestCluster(t, 1)
+	gwCfg := c.gatewayConfig(prime.Addr().String(), "reconnect_delay_seconds: 1\n")
+	wkCfg := c.workerConfig(1, "command: [sh, -c, 'cat >/dev/null; echo \"{\\\"ok\\\":true}\"']\ncapacity: 4\n")
 
 	runGatewayAndWorker(t, prime, "--config", gwCfg, wkCfg)
 	if r := prime.Report(); !r.OK() {

@@ -52,9 +52,9 @@ func (s *syncBuffer) String() string {
 
 func startChild(t *testing.T, ctx context.Context, args ...string) *child {
 	t.Helper()
-	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestMainProcess$")
-	// A race-enabled binary sleeps 1 s at exit unless told not to.
-	cmd.Env = append(os.Environ(), "GRIDMESH_TEST_ARGS="+strings.Join(args, " "), "GORACE=atexit_sleep_ms=0")
+	command, env := testCommand(t, strings.Join(args, " "))
+	cmd := exec.CommandContext(ctx, command[0], command[1:]...)
+	cmd.Env = append(os.Environ(), env...)
 	c := &child{cmd: cmd, stderr: new(syncBuffer), done: make(chan error, 1)}
 	cmd.Stdout, cmd.Stderr = c.stderr, c.stderr
 	if err := cmd.Start(); err != nil {
@@ -96,21 +96,12 @@ func TestProcessesKill9WorkerAndSIGTERM(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), gatewayTestTimeout)
 	defer cancel()
 
-	dir := t.TempDir()
-	names := []string{"http://" + freeAddr(t), "http://" + freeAddr(t), "http://" + freeAddr(t)}
-	gridYAML := fmt.Sprintf("grid:\n  hosts: [%s]\n  secret: s\n", strings.Join(names, ", "))
-	write := func(name, body string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	gwCfg := write("gateway.yaml", fmt.Sprintf("server_address: %s\nchain_id: c\nsmart_contract_id: sc\napi_key: k\njournal_path: %s\ndrain_timeout: 10s\n%s  local: %s\n",
-		prime.Addr(), filepath.Join(dir, "j.db"), gridYAML, names[0]))
+	c := newTestCluster(t, 2)
+	dir := c.dir
+	gwCfg := c.gatewayConfig(prime.Addr().String(), "drain_timeout: 10s\n")
 	workerCfg := func(i int) string {
 		script := fmt.Sprintf(`cat >/dev/null; touch %s/busy%d; sleep 0.02; echo '{"worker":%d}'`, dir, i, i)
-		return write(fmt.Sprintf("worker%d.yaml", i), fmt.Sprintf("command: [sh, -c, %q]\ncapacity: 4\n%s  local: %s\n", script, gridYAML, names[i]))
+		return c.workerConfig(i, fmt.Sprintf("command: [sh, -c, %q]\ncapacity: 4\n", script))
 	}
 	w1 := startChild(t, ctx, "worker", "-config", workerCfg(1))
 	w2 := startChild(t, ctx, "worker", "-config", workerCfg(2))
