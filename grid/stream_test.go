@@ -7,13 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/gridmesh/gridmesh/handlers"
+	"github.com/gridmesh/gridmesh/internal/streamtest"
 	"github.com/gridmesh/gridmesh/mux"
 )
 
@@ -24,18 +24,6 @@ var (
 	hsFail  = handlers.New(113, "grid-stream-fail")  // fails after one message
 	hsWork  = handlers.New(114, "grid-stream-work")  // computes "for a long time"
 )
-
-// echoStream answers every input message with the same message.
-func echoStream(ctx context.Context, _ []byte, in <-chan []byte, out chan<- []byte) error {
-	for msg := range in {
-		select {
-		case out <- msg:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-	return nil
-}
 
 // streamHandler registers h for id on every node.
 func streamHandler(tb testing.TB, id handlers.HandlerID, h handlers.StreamHandler, nodes ...*node) {
@@ -86,38 +74,6 @@ func (b *blocker) waitEnded(tb testing.TB, n int, want error) {
 			}
 		case <-time.After(testTimeout):
 			tb.Fatal("stream handler's context was not cancelled")
-		}
-	}
-}
-
-// recvResp returns the next Response, failing if Responses closes first.
-func recvResp(tb testing.TB, st *mux.Stream) mux.Response {
-	tb.Helper()
-	select {
-	case r, ok := <-st.Responses:
-		if !ok {
-			tb.Fatal("Responses closed")
-		}
-		return r
-	case <-time.After(testTimeout):
-		tb.Fatal("no response")
-	}
-	return mux.Response{}
-}
-
-// drain reads Responses until it closes and returns what it read.
-func drain(tb testing.TB, st *mux.Stream) []mux.Response {
-	tb.Helper()
-	var got []mux.Response
-	for {
-		select {
-		case r, ok := <-st.Responses:
-			if !ok {
-				return got
-			}
-			got = append(got, r)
-		case <-time.After(testTimeout):
-			tb.Fatal("Responses not closed")
 		}
 	}
 }
@@ -183,7 +139,7 @@ func TestStreamNotConnected(t *testing.T) {
 // Both directions of the connection are used.
 func TestStreamRoundTrip(t *testing.T) {
 	d, a, _ := pair(t, nil)
-	streamHandler(t, hsEcho, handlers.StreamHandler{Handle: echoStream, InCapacity: 1, OutCapacity: 1}, d, a)
+	streamHandler(t, hsEcho, handlers.StreamHandler{Handle: streamtest.Echo, InCapacity: 1, OutCapacity: 1}, d, a)
 	ctx := testCtx(t)
 	for _, ends := range [][2]*node{{d, a}, {a, d}} {
 		from, to := ends[0], ends[1]
@@ -450,7 +406,7 @@ func TestStreamConnectionLoss(t *testing.T) {
 	ba, bd := newBlocker(n), newBlocker(n)
 	streamHandler(t, hsBlock, handlers.StreamHandler{Handle: ba.handle, InCapacity: 1}, a)
 	streamHandler(t, hsBlock, handlers.StreamHandler{Handle: bd.handle, InCapacity: 1}, d)
-	streamHandler(t, hsEcho, handlers.StreamHandler{Handle: echoStream, InCapacity: 1, OutCapacity: 1}, a)
+	streamHandler(t, hsEcho, handlers.StreamHandler{Handle: streamtest.Echo, InCapacity: 1, OutCapacity: 1}, a)
 	ctx := testCtx(t)
 	var streams []*mux.Stream
 	for i := range 2 * n {
@@ -537,7 +493,7 @@ func TestStreamLimit(t *testing.T) {
 // TestStreamsConcurrent runs 1,000 streams at once over one connection.
 func TestStreamsConcurrent(t *testing.T) {
 	d, a, _ := pair(t, nil)
-	streamHandler(t, hsEcho, handlers.StreamHandler{Handle: echoStream, InCapacity: 2, OutCapacity: 2}, a)
+	streamHandler(t, hsEcho, handlers.StreamHandler{Handle: streamtest.Echo, InCapacity: 2, OutCapacity: 2}, a)
 	c := d.m.Connection(a.name)
 	ctx := testCtx(t)
 	var wg sync.WaitGroup
@@ -573,15 +529,6 @@ func TestStreamsConcurrent(t *testing.T) {
 	noStreamState(t, d, a)
 }
 
-// latencies summarises request latencies: median, 90th percentile, worst.
-func latencies(lat []time.Duration) string {
-	if len(lat) == 0 {
-		return "none"
-	}
-	slices.Sort(lat)
-	return fmt.Sprintf("median %v, p90 %v, worst %v", lat[len(lat)/2], lat[len(lat)*9/10], lat[len(lat)-1])
-}
-
 func drainQuiet(st *mux.Stream) {
 	for range st.Responses {
 	}
@@ -597,7 +544,7 @@ func TestStreamBigMessage(t *testing.T) {
 	// the tests' 1 s PingTimeout: the keep-alive must take the bulk data
 	// arriving as proof of life and keep the connection.
 	d, a, _ := pair(t, nil)
-	streamHandler(t, hsEcho, handlers.StreamHandler{Handle: echoStream, InCapacity: 1, OutCapacity: 1}, a)
+	streamHandler(t, hsEcho, handlers.StreamHandler{Handle: streamtest.Echo, InCapacity: 1, OutCapacity: 1}, a)
 	c := d.m.Connection(a.name)
 	ctx := testCtx(t)
 	st, err := c.NewStream(ctx, hsEcho, nil)
@@ -633,7 +580,7 @@ func TestStreamBigMessage(t *testing.T) {
 	if r.Err != nil || !bytes.Equal(r.Msg, big) {
 		t.Fatalf("big echo: %d bytes, %v", len(r.Msg), r.Err)
 	}
-	t.Logf("16 MiB stream echo over the grid took %v; %d single requests meanwhile, latency %s", echo, len(lat), latencies(lat))
+	t.Logf("16 MiB stream echo over the grid took %v; %d single requests meanwhile, latency %s", echo, len(lat), streamtest.Latencies(lat))
 	if len(lat) == 0 {
 		t.Error("no single request completed while the big message was in flight")
 	}
@@ -722,7 +669,7 @@ func livenessTrial(t *testing.T, dirs []string) {
 		lives[i] = &liveHandlers{ended: make(chan error, 4)}
 		streamHandler(t, hsPush, handlers.StreamHandler{Handle: lives[i].push, OutCapacity: 1}, nodes[i])
 		streamHandler(t, hsWork, handlers.StreamHandler{Handle: lives[i].work}, nodes[i])
-		streamHandler(t, hsEcho, handlers.StreamHandler{Handle: echoStream, InCapacity: 1, OutCapacity: 1}, nodes[i])
+		streamHandler(t, hsEcho, handlers.StreamHandler{Handle: streamtest.Echo, InCapacity: 1, OutCapacity: 1}, nodes[i])
 	}
 	d, a := nodes[dIdx], nodes[aIdx]
 	ctx := testCtx(t)
@@ -862,4 +809,15 @@ func TestTypedStreamOverGrid(t *testing.T) {
 		}
 	}
 	noStreamState(t, d, a)
+}
+
+// recvResp and drain read a stream's Responses within testTimeout.
+func recvResp(tb testing.TB, st *mux.Stream) mux.Response {
+	tb.Helper()
+	return streamtest.Next(tb, st, testTimeout)
+}
+
+func drain(tb testing.TB, st *mux.Stream) []mux.Response {
+	tb.Helper()
+	return streamtest.Drain(tb, st, testTimeout)
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gridmesh/gridmesh/handlers"
+	"github.com/gridmesh/gridmesh/internal/streamtest"
 	"github.com/gridmesh/gridmesh/mux"
 )
 
@@ -112,8 +113,8 @@ func FuzzSession(f *testing.F) {
 	f.Add([]byte{0xff, 0, 0, 0, 0xff, 0xff, 0xff, 0xff})
 	reg := echoRegistry(f)
 	mustRegister(f, reg, hPanic, func(context.Context, []byte) ([]byte, error) { panic("fuzz") })
-	mustStream(f, reg, hsEcho, handlers.StreamHandler{Handle: echoStream, InCapacity: 2, OutCapacity: 2})
-	mustStream(f, reg, hsServe, handlers.StreamHandler{Serve: serveEcho, InCapacity: 2, OutCapacity: 2})
+	mustStream(f, reg, hsEcho, handlers.StreamHandler{Handle: streamtest.Echo, InCapacity: 2, OutCapacity: 2})
+	mustStream(f, reg, hsServe, handlers.StreamHandler{Serve: streamtest.ServeEcho, InCapacity: 2, OutCapacity: 2})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		a, b := net.Pipe()
 		s, err := mux.NewSession(a, reg, mux.Config{MaxMessageSize: 1 << 20, HelloTimeout: time.Second, CloseTimeout: 100 * time.Millisecond})

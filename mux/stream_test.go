@@ -7,13 +7,13 @@ import (
 	"fmt"
 	"io"
 	"runtime"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/gridmesh/gridmesh/handlers"
+	"github.com/gridmesh/gridmesh/internal/streamtest"
 	"github.com/gridmesh/gridmesh/mux"
 )
 
@@ -34,18 +34,6 @@ func mustStream(tb testing.TB, reg *handlers.Registry, id handlers.HandlerID, h 
 	}
 }
 
-// echoStream answers every input message with the same message.
-func echoStream(ctx context.Context, _ []byte, in <-chan []byte, out chan<- []byte) error {
-	for msg := range in {
-		select {
-		case out <- msg:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-	return nil
-}
-
 // waitNoStreams waits until neither side holds stream or request state.
 func waitNoStreams(tb testing.TB, p *pair) {
 	tb.Helper()
@@ -62,40 +50,10 @@ func waitNoStreams(tb testing.TB, p *pair) {
 	}
 }
 
-func recv(tb testing.TB, st *mux.Stream) mux.Response {
-	tb.Helper()
-	select {
-	case r, ok := <-st.Responses:
-		if !ok {
-			tb.Fatal("Responses closed")
-		}
-		return r
-	case <-time.After(testTimeout):
-		tb.Fatal("no response")
-	}
-	return mux.Response{}
-}
-
-func waitClosed(tb testing.TB, st *mux.Stream) []mux.Response {
-	tb.Helper()
-	var got []mux.Response
-	for {
-		select {
-		case r, ok := <-st.Responses:
-			if !ok {
-				return got
-			}
-			got = append(got, r)
-		case <-time.After(testTimeout):
-			tb.Fatal("Responses not closed")
-		}
-	}
-}
-
 func TestStreamRoundTrip(t *testing.T) {
 	forEachTransport(t, func(t *testing.T, tr transport) {
 		reg := new(handlers.Registry)
-		mustStream(t, reg, hsEcho, handlers.StreamHandler{Handle: echoStream, InCapacity: 1, OutCapacity: 1})
+		mustStream(t, reg, hsEcho, handlers.StreamHandler{Handle: streamtest.Echo, InCapacity: 1, OutCapacity: 1})
 		p := newPair(t, tr, reg, mux.Config{}, mux.Config{})
 		ctx := testCtx(t)
 		st, err := p.client.NewStream(ctx, hsEcho, []byte("hello"))
@@ -107,7 +65,7 @@ func TestStreamRoundTrip(t *testing.T) {
 			if err := st.Send(ctx, msg); err != nil {
 				t.Fatal(err)
 			}
-			if r := recv(t, st); r.Err != nil || !bytes.Equal(r.Msg, msg) {
+			if r := recvNext(t, st); r.Err != nil || !bytes.Equal(r.Msg, msg) {
 				t.Fatalf("round %d: %q %v", i, r.Msg, r.Err)
 			}
 		}
@@ -314,7 +272,7 @@ func TestStreamServerOutCongestion(t *testing.T) {
 		}
 		singleRequests(t, p.client, 100)
 		for i := range 100 {
-			if r := recv(t, st); r.Err != nil || string(r.Msg) != fmt.Sprintf("%03d", i) {
+			if r := recvNext(t, st); r.Err != nil || string(r.Msg) != fmt.Sprintf("%03d", i) {
 				t.Fatalf("message %d: %q %v", i, r.Msg, r.Err)
 			}
 		}
@@ -382,7 +340,7 @@ func TestStreamResponseBlockedThenCancel(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		recv(t, st) // flowing, then blocked on credit
+		recvNext(t, st) // flowing, then blocked on credit
 		time.Sleep(20 * time.Millisecond)
 		st.Cancel()
 		rs := waitClosed(t, st)
@@ -399,7 +357,7 @@ func TestStreamResponseBlockedThenCancel(t *testing.T) {
 func TestStreamsConcurrent(t *testing.T) {
 	forEachTransport(t, func(t *testing.T, tr transport) {
 		reg := new(handlers.Registry)
-		mustStream(t, reg, hsEcho, handlers.StreamHandler{Handle: echoStream, InCapacity: 2, OutCapacity: 2})
+		mustStream(t, reg, hsEcho, handlers.StreamHandler{Handle: streamtest.Echo, InCapacity: 2, OutCapacity: 2})
 		p := newPair(t, tr, reg, mux.Config{}, mux.Config{})
 		ctx := testCtx(t)
 		var wg sync.WaitGroup
@@ -463,7 +421,7 @@ func TestStreamLimit(t *testing.T) {
 func TestStreamBigMessage(t *testing.T) {
 	forEachTransport(t, func(t *testing.T, tr transport) {
 		reg := echoRegistry(t)
-		mustStream(t, reg, hsBig, handlers.StreamHandler{Handle: echoStream, InCapacity: 1, OutCapacity: 1})
+		mustStream(t, reg, hsBig, handlers.StreamHandler{Handle: streamtest.Echo, InCapacity: 1, OutCapacity: 1})
 		p := newPair(t, tr, reg, mux.Config{}, mux.Config{})
 		ctx := testCtx(t)
 		st, err := p.client.NewStream(ctx, hsBig, nil)
@@ -493,13 +451,13 @@ func TestStreamBigMessage(t *testing.T) {
 		if err := st.Send(ctx, big); err != nil {
 			t.Fatal(err)
 		}
-		r := recv(t, st)
+		r := recvNext(t, st)
 		close(stop)
 		<-done
 		if r.Err != nil || !bytes.Equal(r.Msg, big) {
 			t.Fatalf("big echo: %d bytes, %v", len(r.Msg), r.Err)
 		}
-		t.Logf("%d single requests during a 16 MiB stream echo; latency %s", len(lat), latencies(lat))
+		t.Logf("%d single requests during a 16 MiB stream echo; latency %s", len(lat), streamtest.Latencies(lat))
 		if len(lat) == 0 {
 			t.Fatal("no single request completed while the big message was in flight")
 		}
@@ -587,9 +545,9 @@ func testStreamIdleMemory(t *testing.T, useSend, serveForm bool) {
 	const n = 10000
 	reg := echoRegistry(t)
 	if serveForm {
-		mustStream(t, reg, hsEcho, handlers.StreamHandler{Serve: serveEcho, InCapacity: 32, OutCapacity: 32})
+		mustStream(t, reg, hsEcho, handlers.StreamHandler{Serve: streamtest.ServeEcho, InCapacity: 32, OutCapacity: 32})
 	} else {
-		mustStream(t, reg, hsEcho, handlers.StreamHandler{Handle: echoStream, InCapacity: 32, OutCapacity: 32})
+		mustStream(t, reg, hsEcho, handlers.StreamHandler{Handle: streamtest.Echo, InCapacity: 32, OutCapacity: 32})
 	}
 	mustStream(t, reg, hsBlock, handlers.StreamHandler{InCapacity: 1, OutCapacity: 1, Handle: func(ctx context.Context, _ []byte, in <-chan []byte, _ chan<- []byte) error {
 		for {
@@ -664,15 +622,6 @@ func testStreamIdleMemory(t *testing.T, useSend, serveForm bool) {
 	waitNoStreams(t, p)
 }
 
-// latencies summarises request latencies: median, 90th percentile, worst.
-func latencies(lat []time.Duration) string {
-	if len(lat) == 0 {
-		return "none"
-	}
-	slices.Sort(lat)
-	return fmt.Sprintf("median %v, p90 %v, worst %v", lat[len(lat)/2], lat[len(lat)*9/10], lat[len(lat)-1])
-}
-
 type memUse struct{ heap, stacks, goroutines int64 }
 
 // memInUse returns the heap in use and goroutine stacks after a GC.
@@ -690,7 +639,7 @@ func memInUse() memUse {
 func TestStreamCreditBatched(t *testing.T) {
 	forEachTransport(t, func(t *testing.T, tr transport) {
 		reg := echoRegistry(t)
-		mustStream(t, reg, hsEcho, handlers.StreamHandler{Handle: echoStream, InCapacity: 32, OutCapacity: 32})
+		mustStream(t, reg, hsEcho, handlers.StreamHandler{Handle: streamtest.Echo, InCapacity: 32, OutCapacity: 32})
 		p := newPair(t, tr, reg, mux.Config{}, mux.Config{})
 		ctx := testCtx(t)
 		singleRequests(t, p.client, 1)
@@ -916,4 +865,15 @@ func TestStreamBufferBudget(t *testing.T) {
 		waitNoStreams(t, p)
 		waitNoStreams(t, p2)
 	})
+}
+
+// recvNext and waitClosed read a stream's Responses within testTimeout.
+func recvNext(tb testing.TB, st *mux.Stream) mux.Response {
+	tb.Helper()
+	return streamtest.Next(tb, st, testTimeout)
+}
+
+func waitClosed(tb testing.TB, st *mux.Stream) []mux.Response {
+	tb.Helper()
+	return streamtest.Drain(tb, st, testTimeout)
 }

@@ -13,34 +13,18 @@ import (
 	"time"
 
 	"github.com/gridmesh/gridmesh/handlers"
+	"github.com/gridmesh/gridmesh/internal/streamtest"
 	"github.com/gridmesh/gridmesh/mux"
 )
 
 // Tests of stream handlers in the Serve form (handlers.ServerStream).
-
-// serveEcho sends every input message back, recycling it once sent.
-func serveEcho(ctx context.Context, _ []byte, st handlers.ServerStream) error {
-	for {
-		msg, err := st.Recv(ctx)
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if err := st.Send(ctx, msg); err != nil {
-			return err
-		}
-		mux.Recycle(msg)
-	}
-}
 
 func TestServeRoundTrip(t *testing.T) {
 	forEachTransport(t, func(t *testing.T, tr transport) {
 		for _, window := range []int{1, 2, 16} {
 			t.Run(fmt.Sprint("window=", window), func(t *testing.T) {
 				reg := new(handlers.Registry)
-				mustStream(t, reg, hsEcho, handlers.StreamHandler{Serve: serveEcho, InCapacity: window, OutCapacity: window})
+				mustStream(t, reg, hsEcho, handlers.StreamHandler{Serve: streamtest.ServeEcho, InCapacity: window, OutCapacity: window})
 				p := newPair(t, tr, reg, mux.Config{}, mux.Config{})
 				ctx := testCtx(t)
 				raw, err := p.client.OpenStream(ctx, hsEcho, nil)
@@ -292,7 +276,7 @@ func TestStreamOutTooLarge(t *testing.T) {
 
 func TestServeBigMessages(t *testing.T) {
 	reg := new(handlers.Registry)
-	mustStream(t, reg, hsEcho, handlers.StreamHandler{Serve: serveEcho, InCapacity: 2, OutCapacity: 2})
+	mustStream(t, reg, hsEcho, handlers.StreamHandler{Serve: streamtest.ServeEcho, InCapacity: 2, OutCapacity: 2})
 	p := newPair(t, transports[1], reg, mux.Config{}, mux.Config{})
 	ctx := testCtx(t)
 	raw, err := p.client.OpenStream(ctx, hsEcho, nil)
@@ -337,7 +321,7 @@ func TestServePanic(t *testing.T) {
 // side one goroutine, the handler's.
 func TestServeGoroutines(t *testing.T) {
 	reg := new(handlers.Registry)
-	mustStream(t, reg, hsEcho, handlers.StreamHandler{Serve: serveEcho, InCapacity: 4, OutCapacity: 4})
+	mustStream(t, reg, hsEcho, handlers.StreamHandler{Serve: streamtest.ServeEcho, InCapacity: 4, OutCapacity: 4})
 	p := newPair(t, transports[1], reg, mux.Config{}, mux.Config{})
 	ctx, cancel := context.WithCancel(testCtx(t))
 	defer cancel()
@@ -356,7 +340,7 @@ func TestServeGoroutines(t *testing.T) {
 	}
 	buf := make([]byte, 1<<20)
 	stacks := string(buf[:runtime.Stack(buf, true)])
-	if handlers, pumps := strings.Count(stacks, "mux_test.serveEcho("), strings.Count(stacks, "pumpStream("); handlers != n || pumps != 0 {
+	if handlers, pumps := strings.Count(stacks, "streamtest.ServeEcho("), strings.Count(stacks, "pumpStream("); handlers != n || pumps != 0 {
 		t.Fatalf("%d open streams: %d handler goroutines, %d pumps; want %d and 0", n, handlers, pumps, n)
 	}
 	cancel()

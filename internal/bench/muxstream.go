@@ -2,11 +2,11 @@ package bench
 
 import (
 	"context"
-	"io"
 	"math/rand/v2"
 	"sync"
 
 	"github.com/gridmesh/gridmesh/handlers"
+	"github.com/gridmesh/gridmesh/internal/streamtest"
 	"github.com/gridmesh/gridmesh/mux"
 )
 
@@ -22,24 +22,6 @@ const echoStreamID handlers.HandlerID = 2
 // waits in queues that grow only as messages arrive.
 const streamCapacity = 128
 
-// echoStream is the gridmesh stream handler: every input message is sent
-// back, and its buffer recycled once Send has copied it.
-func echoStream(ctx context.Context, _ []byte, st handlers.ServerStream) error {
-	for {
-		msg, err := st.Recv(ctx)
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if err := st.Send(ctx, msg); err != nil {
-			return err
-		}
-		mux.Recycle(msg)
-	}
-}
-
 // echoRegistry returns the registry with the echo single handler and the
 // echo stream handler. It is shared, as a node shares one registry among
 // all its connections.
@@ -49,7 +31,7 @@ var echoRegistry = sync.OnceValues(func() (*handlers.Registry, error) {
 		return nil, err
 	}
 	err := reg.RegisterStream(echoStreamID, handlers.StreamHandler{
-		Serve: echoStream, InCapacity: streamCapacity, OutCapacity: streamCapacity,
+		Serve: streamtest.ServeEcho, InCapacity: streamCapacity, OutCapacity: streamCapacity,
 	})
 	return reg, err
 })
