@@ -3,13 +3,18 @@
 //
 // A HandlerID is a small integer that travels on the wire; New gives it a
 // name for logs, errors and metrics. A Registry maps IDs to the functions
-// that serve single requests (and, later, streams). The typed helpers
-// (Single) wrap a registry entry and the calling side around msgp-generated
-// request and response types, so neither side handles raw bytes.
+// that serve single requests (SingleHandler) and two-way streams
+// (StreamHandler). A stream handler comes in two forms: Serve, which reads
+// and writes through a ServerStream and costs the serving side one
+// goroutine per open stream, and Handle, which reads and writes channels
+// and costs two. The typed helpers (Single, TypedStream) wrap a registry
+// entry and the calling side around msgp-generated request and response
+// types, so neither side handles raw bytes; TypedStream serves in the
+// Serve form.
 //
 // This package knows nothing of connections: the typed helpers call through
-// the small Requester interface, which mux.Session and grid.Connection
-// implement.
+// the small Requester and StreamOpener interfaces, which mux.Session and
+// grid.Connection implement.
 //
 // Concurrency: a Registry may be used by many goroutines at once; lookups
 // never block, registrations are serialised. HandlerIDs are plain values.

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/gridmesh/gridmesh/grid"
@@ -22,6 +23,7 @@ type gridPair struct {
 	srvs  [2]*http.Server
 	conns [2]*grid.Connection // conns[i]: node i's connection to the other
 	bidi  bool
+	serve sync.WaitGroup // the HTTP servers' Serve loops
 }
 
 // NewGrid returns a Pair of two grid nodes over loopback WebSocket; the
@@ -85,7 +87,8 @@ func startGridPair(bidi bool, dial func(ctx context.Context, network, addr strin
 		routes := http.NewServeMux()
 		routes.Handle(grid.DefaultRoutePath, m.Handler())
 		p.srvs[i] = &http.Server{Handler: routes, ReadHeaderTimeout: 10 * time.Second}
-		go p.srvs[i].Serve(lns[i])
+		srv, ln := p.srvs[i], lns[i]
+		p.serve.Go(func() { srv.Serve(ln) })
 	}
 	p.conns[0], p.conns[1] = p.nodes[0].Connection(hosts[1]), p.nodes[1].Connection(hosts[0])
 	return p, nil
@@ -200,5 +203,6 @@ func (p *gridPair) Close() error {
 			err = errors.Join(err, s.Close())
 		}
 	}
+	p.serve.Wait()
 	return err
 }
