@@ -48,9 +48,9 @@
 // a large message rather than a whole socket buffer. Each batch of mux
 // frames is one WebSocket message written with one system call: the
 // connection under the WebSocket gathers the library's 4 KiB buffer
-// flushes while a message is written (up to 128 KiB at a time), and reads
-// ahead up to 64 KiB when the library asks for 4 KiB. Both buffers are
-// pooled and held only while in use.
+// flushes while a message is written (up to 128 KiB at a time), and, once
+// a read filled the library's 4 KiB, reads ahead up to 64 KiB in one call.
+// Both buffers are pooled and held only while in use.
 //
 // # Streams
 //
