@@ -69,6 +69,7 @@ type Session struct {
 	pings  map[uint64]chan struct{}
 
 	closing    chan struct{} // closed by fail
+	told       chan struct{} // closed by fail once the close frame is queued
 	failOnce   sync.Once
 	err        error // why the session ended; set before closing is closed
 	readerDone chan struct{}
@@ -122,6 +123,7 @@ func NewSession(conn io.ReadWriteCloser, reg *handlers.Registry, cfg Config) (*S
 		sstreams:   make(map[uint64]*sstream),
 		sslots:     make(chan struct{}, cfg.MaxStreams),
 		closing:    make(chan struct{}),
+		told:       make(chan struct{}),
 		readerDone: make(chan struct{}),
 		writerDone: make(chan struct{}),
 	}
@@ -177,15 +179,13 @@ func (s *Session) Close() error {
 func (s *Session) fail(err error) {
 	s.failOnce.Do(func() {
 		s.err = err
-		if !errors.Is(err, ErrDisconnected) || err == errClosed {
-			// Tell the peer why, unless the pipe itself is gone.
-			reason := err.Error()
-			_ = s.q.put(context.Background(), nil, Header{Op: OpClose}, []byte(reason), control)
-		}
 		s.killTimer = time.AfterFunc(s.cfg.CloseTimeout, func() { s.conn.Close() })
 		s.strMu.Lock() // NewStream counts its goroutine under strMu
 		close(s.closing)
 		s.strMu.Unlock()
+		// Local calls and streams end before the peer is told: told
+		// first, the peer could cancel its handlers and answer them, and
+		// a caller here could get that answer instead of ErrDisconnected.
 		s.failPending(err)
 		s.cancelServing()
 		s.endStreams(s.disconnected())
@@ -195,6 +195,13 @@ func (s *Session) fail(err error) {
 			delete(s.pings, id)
 		}
 		s.pingMu.Unlock()
+		if !errors.Is(err, ErrDisconnected) || err == errClosed {
+			// Tell the peer why, unless the pipe itself is gone. The
+			// writer waits for told before its last write.
+			reason := err.Error()
+			_ = s.q.put(context.Background(), nil, Header{Op: OpClose}, []byte(reason), control)
+		}
+		close(s.told)
 		if err != errClosed {
 			s.cfg.Logger.Debug("mux: session ended", "err", err)
 		}
@@ -231,6 +238,7 @@ func (s *Session) writeLoop() {
 			}
 			spare = out[:0]
 		case <-s.closing:
+			<-s.told
 			_ = s.write(s.q.close()) // best effort; killTimer bounds it
 			s.conn.Close()
 			s.killTimer.Stop()

@@ -504,3 +504,48 @@ func TestUnanswered(t *testing.T) {
 		t.Fatalf("served %d, want 1", st.Served)
 	}
 }
+
+// TestCloseFailsOwnCalls: a caller whose own session is closed gets
+// ErrDisconnected, never the peer's answer to the cancellation that the
+// close caused. The peer's handlers answer at once when cancelled, so if
+// the peer were told before local calls and streams were failed, its
+// answer could win.
+func TestCloseFailsOwnCalls(t *testing.T) {
+	forEachTransport(t, func(t *testing.T, tr transport) {
+		for i := range 50 {
+			started := make(chan struct{})
+			bh := newBlocking()
+			reg := new(handlers.Registry)
+			mustRegister(t, reg, hBlock, func(ctx context.Context, _ []byte) ([]byte, error) {
+				close(started)
+				<-ctx.Done()
+				return nil, ctx.Err()
+			})
+			mustStream(t, reg, hsBlock, handlers.StreamHandler{Handle: bh.handle})
+			p := newPair(t, tr, reg, mux.Config{}, mux.Config{})
+			errc := make(chan error, 1)
+			go func() {
+				_, err := p.client.Request(context.Background(), hBlock, nil)
+				errc <- err
+			}()
+			st, err := p.client.NewStream(context.Background(), hsBlock, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, started)
+			waitFor(t, bh.started)
+			// Close waits (up to CloseTimeout) for the stream's last
+			// Response to be taken, so it is taken meanwhile.
+			last := make(chan []mux.Response, 1)
+			go func() { last <- waitClosed(t, st) }()
+			p.client.Close()
+			if err := <-errc; !errors.Is(err, mux.ErrDisconnected) {
+				t.Fatalf("round %d: caller got %v", i, err)
+			}
+			if rs := <-last; len(rs) != 1 || !errors.Is(rs[0].Err, mux.ErrDisconnected) {
+				t.Fatalf("round %d: stream ended with %+v", i, rs)
+			}
+			p.server.Close()
+		}
+	})
+}
