@@ -183,9 +183,20 @@ func (s *Session) fail(err error) {
 		s.strMu.Lock() // NewStream counts its goroutine under strMu
 		close(s.closing)
 		s.strMu.Unlock()
-		// Local calls and streams end before the peer is told: told
-		// first, the peer could cancel its handlers and answer them, and
-		// a caller here could get that answer instead of ErrDisconnected.
+		// The peer is told only now that closing is closed, and the
+		// reader dispatches no frame it reads after that: whatever the
+		// peer answers once it knows (its cancelled handlers answer at
+		// once) cannot reach a caller here, who gets ErrDisconnected.
+		// And it is told before the handlers here are cancelled, so
+		// their answers follow the close frame and the peer's callers
+		// get ErrDisconnected too. The writer waits for told before its
+		// last write.
+		if !errors.Is(err, ErrDisconnected) || err == errClosed {
+			// Tell the peer why, unless the pipe itself is gone.
+			reason := err.Error()
+			_ = s.q.put(context.Background(), nil, Header{Op: OpClose}, []byte(reason), control)
+		}
+		close(s.told)
 		s.failPending(err)
 		s.cancelServing()
 		s.endStreams(s.disconnected())
@@ -195,13 +206,6 @@ func (s *Session) fail(err error) {
 			delete(s.pings, id)
 		}
 		s.pingMu.Unlock()
-		if !errors.Is(err, ErrDisconnected) || err == errClosed {
-			// Tell the peer why, unless the pipe itself is gone. The
-			// writer waits for told before its last write.
-			reason := err.Error()
-			_ = s.q.put(context.Background(), nil, Header{Op: OpClose}, []byte(reason), control)
-		}
-		close(s.told)
 		if err != errClosed {
 			s.cfg.Logger.Debug("mux: session ended", "err", err)
 		}
@@ -317,6 +321,11 @@ func (s *Session) readLoop(helloTimer *time.Timer) {
 		if _, err := io.ReadFull(br, hdr[:]); err != nil {
 			s.fail(readError(err))
 			return
+		}
+		select {
+		case <-s.closing:
+			return // the session ended while this frame was on its way
+		default:
 		}
 		h, err := ParseHeader(hdr[:])
 		if err == nil {
