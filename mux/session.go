@@ -234,6 +234,9 @@ func (s *Session) writeLoop() {
 				continue
 			}
 			if err := s.write(out); err != nil {
+				// spare is the queue's buffer now: drop it, or the next
+				// take would hand the writer the buffer senders fill.
+				spare = nil
 				s.fail(fmt.Errorf("%w: write: %w", ErrDisconnected, err))
 				continue
 			}

@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -548,4 +550,90 @@ func TestCloseFailsOwnCalls(t *testing.T) {
 			p.server.Close()
 		}
 	})
+}
+
+// breakingConn is a connection whose writes, once broken, read what they
+// are given (as a buffered writer would) and then fail.
+type breakingConn struct {
+	net.Conn
+	broken atomic.Bool
+	sum    atomic.Uint64
+}
+
+func (c *breakingConn) Write(b []byte) (int, error) {
+	if !c.broken.Load() {
+		return c.Conn.Write(b)
+	}
+	var sum uint64
+	for _, x := range b {
+		sum += uint64(x)
+	}
+	c.sum.Add(sum)
+	time.Sleep(time.Millisecond) // a slow failure, while answers still queue
+	return 0, errors.New("broken")
+}
+
+// TestWriteErrorWithAnswersQueued: when a write fails, the handlers that
+// the failure cancels queue their answers, and the writer may take and
+// try to write them before it sees the session closing. It must not be
+// handed the buffer that the senders go on filling. The race detector
+// catches that; CI caught it first, in internal/bench's TestIdleMemory.
+func TestWriteErrorWithAnswersQueued(t *testing.T) {
+	const n = 64
+	for round := range 20 {
+		running := make(chan struct{}, n)
+		reg := echoRegistry(t)
+		mustRegister(t, reg, hBlock, func(ctx context.Context, _ []byte) ([]byte, error) {
+			running <- struct{}{}
+			<-ctx.Done()
+			return make([]byte, 512), nil
+		})
+		a, b := tcpPair(t)
+		bc := &breakingConn{Conn: b}
+		c, err := mux.NewSession(a, nil, mux.Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := mux.NewSession(bc, reg, mux.Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A burst of answers first, so that the writer's buffers have
+		// room for the answers to come without growing.
+		var wg sync.WaitGroup
+		for range n {
+			wg.Go(func() {
+				if _, err := c.Request(testCtx(t), hEcho, make([]byte, 4096)); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+		errs := make(chan error, n)
+		for range n {
+			go func() {
+				_, err := c.Request(testCtx(t), hBlock, nil)
+				errs <- err
+			}()
+		}
+		for range n {
+			select {
+			case <-running:
+			case <-time.After(testTimeout):
+				t.Fatal("handlers not running")
+			}
+		}
+		bc.broken.Store(true)
+		if _, err := s.Ping(testCtx(t)); !errors.Is(err, mux.ErrDisconnected) {
+			t.Fatalf("round %d: ping over a broken pipe: %v", round, err)
+		}
+		s.Close()
+		b.Close()
+		for range n {
+			if err := <-errs; !errors.Is(err, mux.ErrDisconnected) {
+				t.Fatalf("round %d: caller got %v", round, err)
+			}
+		}
+		c.Close()
+	}
 }
