@@ -9,6 +9,7 @@ import (
 	"io"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gridmesh/gridmesh/handlers"
@@ -36,6 +37,13 @@ type sstream struct {
 	sendWake chan struct{} // wakes a direct stream's Send; nil for Handle
 	outCap   int
 	commit   int64 // of Session.committed
+
+	// The initial payload's pooled buffer. A Handle handler may send the
+	// payload itself on out, so the pump may still be copying it after
+	// the handler returned: the buffer goes back to the pool when both
+	// the handler and the pump are done with it.
+	pb     *[]byte
+	pbRefs atomic.Int32
 
 	mu        sync.Mutex
 	inCr      credit           // the caller's input
@@ -136,14 +144,25 @@ func (s *Session) serveStream(h handlers.HandlerID, id uint64, deadline uint32, 
 		s.handlers.Add(-goroutines)
 		return err
 	}
-	go s.runStreamHandler(ss, sh, h, payload, pb)
+	ss.pb = pb
+	ss.pbRefs.Store(int32(goroutines))
+	go s.runStreamHandler(ss, sh, h, payload)
 	if !ss.direct {
 		go s.pumpStream(ss)
 	}
 	return nil
 }
 
-func (s *Session) runStreamHandler(ss *sstream, sh *handlers.StreamHandler, h handlers.HandlerID, payload []byte, pb *[]byte) {
+// releasePayload lets go of the initial payload's buffer for the handler
+// or the pump; the last one returns it to the pool.
+func (ss *sstream) releasePayload() {
+	if ss.pbRefs.Add(-1) == 0 {
+		putBuf(ss.pb)
+		ss.pb = nil
+	}
+}
+
+func (s *Session) runStreamHandler(ss *sstream, sh *handlers.StreamHandler, h handlers.HandlerID, payload []byte) {
 	defer s.handlers.Done()
 	var herr error
 	defer func() {
@@ -151,7 +170,7 @@ func (s *Session) runStreamHandler(ss *sstream, sh *handlers.StreamHandler, h ha
 			s.cfg.Logger.Error("mux: stream handler panicked", "handler", h.String(), "panic", v, "stack", string(debug.Stack()))
 			herr = &panicError{fmt.Sprintf("handler %v panicked: %v", h, v)}
 		}
-		putBuf(pb)
+		ss.releasePayload()
 		ss.mu.Lock()
 		ss.hdone, ss.herr = true, herr
 		over := ss.sessionOver
@@ -318,6 +337,7 @@ func (e *panicError) Error() string { return e.msg }
 // stream when the handler returns.
 func (s *Session) pumpStream(ss *sstream) {
 	defer s.handlers.Done()
+	defer ss.releasePayload() // it may have copied the payload, sent on out
 	for {
 		ss.mu.Lock()
 		var next []byte
