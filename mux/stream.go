@@ -361,7 +361,14 @@ func (s *Session) abandonStream(cs *cstream, sent bool) {
 	}
 	s.strMu.Unlock()
 	cs.mu.Lock()
+	// Nobody will read Responses: the stream is final at once, so that
+	// its accept and end drop what they bring instead of delivering it
+	// (into a channel nobody reads, by a forwarder that would wait there
+	// until the session ends).
 	cs.abandoned = true
+	if !cs.final {
+		cs.finishLocked(nil, true, false)
+	}
 	ended := cs.ended
 	cs.mu.Unlock()
 	if ended {
@@ -876,8 +883,12 @@ func (s *Session) handleStreamAccept(br *bufio.Reader, h Header) error {
 	cs.resp = make(chan Response, directCap(cs.out.window))
 	cs.sig <- struct{}{}
 	if cs.final {
-		// The session ended while the accept was on its way.
-		cs.finishLocked(cs.finalErr, true, false)
+		// The caller gave up, or the session ended, while the accept
+		// was on its way. In the second case endStreams has run and
+		// will not again, so the forwarder that delivers the final
+		// must start even though the session is closing (the reader
+		// runs, so Close has not begun to wait for goroutines).
+		cs.finishLocked(cs.finalErr, true, true)
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -876,4 +877,95 @@ func recvNext(tb testing.TB, st *mux.Stream) mux.Response {
 func waitClosed(tb testing.TB, st *mux.Stream) []mux.Response {
 	tb.Helper()
 	return streamtest.Drain(tb, st, testTimeout)
+}
+
+// TestStreamHandleEchoesPayload: a Handle handler may send its initial
+// payload on out and return at once. The payload's buffer must not go
+// back to the pool while the pump still has to copy it: the next stream's
+// payload would be read into it and sent as this stream's message.
+func TestStreamHandleEchoesPayload(t *testing.T) {
+	reg := new(handlers.Registry)
+	mustStream(t, reg, hsEcho, handlers.StreamHandler{Handle: func(ctx context.Context, p []byte, _ <-chan []byte, out chan<- []byte) error {
+		select {
+		case out <- p:
+		case <-ctx.Done():
+		}
+		return nil
+	}})
+	p := newPair(t, transports[1], reg, mux.Config{}, mux.Config{})
+	ctx := testCtx(t)
+	var wg sync.WaitGroup
+	var bad atomic.Int64
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 200 {
+				want := bytes.Repeat([]byte{byte('a' + (g*200+i)%26)}, 1000)
+				st, err := p.client.NewStream(ctx, hsEcho, want)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				rs := waitClosed(t, st)
+				if len(rs) != 1 || rs[0].Err != nil || !bytes.Equal(rs[0].Msg, want) {
+					if bad.Add(1) == 1 {
+						t.Errorf("stream %d/%d: sent %q…, got %d responses, first %q… err %v",
+							g, i, want[:4], len(rs), first4(rs), firstErr(rs))
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if n := bad.Load(); n > 0 {
+		t.Fatalf("%d of 1600 streams got a wrong first message", n)
+	}
+}
+
+func first4(rs []mux.Response) []byte {
+	if len(rs) == 0 {
+		return nil
+	}
+	return rs[0].Msg[:min(4, len(rs[0].Msg))]
+}
+
+func firstErr(rs []mux.Response) error {
+	if len(rs) == 0 {
+		return nil
+	}
+	return rs[0].Err
+}
+
+// TestStreamAbandonedOpen: a caller whose context ends while its stream is
+// opening gets the context's error, and the stream's later accept and end
+// leave nothing behind: no goroutine waits to deliver into the Responses
+// of a stream nobody has.
+func TestStreamAbandonedOpen(t *testing.T) {
+	bh := newBlocking()
+	bh.started = make(chan struct{}, 100)
+	bh.ended = make(chan error, 100)
+	reg := new(handlers.Registry)
+	mustStream(t, reg, hsBlock, handlers.StreamHandler{Handle: bh.handle})
+	p := newPair(t, transports[1], reg, mux.Config{}, mux.Config{})
+	waitFor(t, p.client.Ready())
+	for range 20 {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		if _, err := p.client.NewStream(ctx, hsBlock, nil); !errors.Is(err, context.Canceled) {
+			t.Fatalf("open with a cancelled context: %v", err)
+		}
+	}
+	waitNoStreams(t, p)
+	deadline := time.Now().Add(testTimeout)
+	for {
+		buf := make([]byte, 1<<20)
+		stacks := string(buf[:runtime.Stack(buf, true)])
+		n := strings.Count(stacks, "(*cstream).forward(")
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d forwarders of abandoned streams still running:\n%s", n, stacks)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
