@@ -49,7 +49,8 @@ type SingleHandler func(ctx context.Context, payload []byte) ([]byte, error)
 // select on ctx.Done() when it sends on out, since out blocks while the
 // caller is not reading, and the serving side keeps a second goroutine per
 // stream to take messages from out. A message sent on out must not be
-// changed afterwards.
+// changed afterwards; it may be the initial payload itself (an echo),
+// which the serving side keeps until that goroutine has sent it.
 //
 // Messages received belong to the handler in both forms.
 type StreamHandler struct {
