@@ -72,10 +72,14 @@ func NewManager(ctx context.Context, opts Options) (*Manager, error) {
 		m.reg = new(handlers.Registry)
 	}
 	m.transport = &http.Transport{
-		DialContext:       o.NetDial,
-		TLSClientConfig:   o.TLSConfig.Clone(),
-		DisableKeepAlives: true, // a refused handshake leaves no idle socket
-		ForceAttemptHTTP2: false,
+		DialContext:     o.NetDial,
+		TLSClientConfig: o.TLSConfig.Clone(),
+		// Like the dial, the TLS handshake runs apart from the request:
+		// without a bound, a peer that accepts and never answers would
+		// keep one socket per retry until Close.
+		TLSHandshakeTimeout: o.HandshakeTimeout,
+		DisableKeepAlives:   true, // a refused handshake leaves no idle socket
+		ForceAttemptHTTP2:   false,
 	}
 	m.client = &http.Client{Transport: m.transport}
 	m.ctx, m.cancel = context.WithCancel(context.WithoutCancel(ctx))

@@ -55,7 +55,8 @@ type Options struct {
 	// the http.Server that serves Handler.
 	TLSConfig *tls.Config
 	// NetDial opens the TCP connections this node dials. Default: a
-	// net.Dialer.
+	// net.Dialer. Each dial is bounded by HandshakeTimeout, as is the TLS
+	// handshake after it.
 	NetDial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// UnsentLimit caps the bytes written to a connection's socket that the
 	// kernel has not sent yet (TCP_NOTSENT_LOWAT, Linux only), on dialed and
@@ -166,7 +167,14 @@ func (o Options) withDefaults() (Options, error) {
 		o.NetDial = (&net.Dialer{}).DialContext
 	}
 	dial := o.NetDial
+	hsTimeout := o.HandshakeTimeout
 	o.NetDial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		// net/http dials apart from the request's context (a dial that
+		// outlives its request may serve the next one), so a dial to a
+		// host that drops SYNs would wait for the kernel's connect
+		// timeout, minutes, and every retry would add one more.
+		ctx, cancel := context.WithTimeout(ctx, hsTimeout)
+		defer cancel()
 		c, err := dial(ctx, network, addr)
 		if err != nil {
 			return nil, err
