@@ -84,7 +84,19 @@ type session struct {
 	s        *mux.Session
 	pipe     *wsPipe
 	peerInst string
-	replaced chan struct{} // closed when a newer session took its place
+	// ctx ends when a newer session takes this one's place (replace) or
+	// the Manager closes; it bounds the keep-alive's pings too, so that a
+	// replacement ends the session at once even while a ping waits.
+	ctx     context.Context
+	replace context.CancelFunc
+}
+
+// endReason says why h.ctx ended.
+func (c *Connection) endReason() error {
+	if c.m.ctx.Err() != nil {
+		return ErrClosed
+	}
+	return errReplaced
 }
 
 var _ handlers.Requester = (*Connection)(nil)
@@ -221,7 +233,7 @@ func (c *Connection) install(h *session) bool {
 	}
 	var changes []stateChange
 	if old := c.cur; old != nil {
-		close(old.replaced)
+		old.replace()
 		changes = c.setLocked(StateConnecting, changes)
 	}
 	restarted := c.peerInst != "" && c.peerInst != h.peerInst
@@ -288,7 +300,9 @@ func (c *Connection) serve(ws *websocket.Conn, cork *corkConn, peerInst string) 
 		nc.Close()
 		return
 	}
-	h := &session{s: s, pipe: nc, peerInst: peerInst, replaced: make(chan struct{})}
+	h := &session{s: s, pipe: nc, peerInst: peerInst}
+	h.ctx, h.replace = context.WithCancel(c.m.ctx)
+	defer h.replace()
 	select {
 	case <-s.Ready():
 	case <-s.Done():
@@ -318,18 +332,18 @@ func (c *Connection) keepAlive(h *session) error {
 		select {
 		case <-h.s.Done():
 			return h.s.Err()
-		case <-h.replaced:
-			return errReplaced
-		case <-c.m.ctx.Done():
-			return ErrClosed
+		case <-h.ctx.Done():
+			return c.endReason()
 		case <-t.C:
 		}
 		start := time.Now()
 		before := h.s.Stats()
-		ctx, cancel := context.WithTimeout(c.m.ctx, o.PingTimeout)
+		ctx, cancel := context.WithTimeout(h.ctx, o.PingTimeout)
 		rtt, err := h.s.Ping(ctx)
 		cancel()
 		switch {
+		case h.ctx.Err() != nil:
+			return c.endReason()
 		case err == nil:
 			c.rtt.Store(int64(rtt))
 		case !errors.Is(err, context.DeadlineExceeded):

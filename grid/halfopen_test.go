@@ -139,3 +139,43 @@ func TestHalfOpenProxy(t *testing.T) {
 		}
 	}
 }
+
+// TestReplacedWhilePinging: a peer restarts while its old connection is
+// half-open, and the keep-alive of the old session waits for a pong that
+// will not come. The new instance's session replaces the old one, whose
+// calls must fail at once, not when the ping times out.
+func TestReplacedWhilePinging(t *testing.T) {
+	lns, names := listen(t, 2)
+	di, ai := 0, 1
+	if ShouldDial(names[1], names[0], names) {
+		di, ai = 1, 0
+	}
+	hole := newBlackhole(t, lns[ai].Addr().String())
+	nodes := make([]*node, 2)
+	for i := range nodes {
+		o := baseOptions(names[i], names)
+		o.PingInterval, o.PingTimeout = 50*time.Millisecond, time.Minute
+		if i == di {
+			o.NetDial = hole.dial
+		}
+		nodes[i] = startNode(t, lns[i], o)
+	}
+	d, a := nodes[di], nodes[ai]
+	ctx := testCtx(t)
+	for _, n := range nodes {
+		must(t, n.m.WaitForConnect(ctx))
+	}
+	errc := blockedCall(t, a, d)
+	hole.on(t)
+	// Several ping intervals: a's keep-alive is now waiting in a ping
+	// that has a minute to time out.
+	time.Sleep(300 * time.Millisecond)
+	ln, _ := listen(t, 1)
+	o := d.m.opts
+	o.NetDial = nil
+	twin := startNode(t, ln[0], o)
+	waitFor(t, "the twin connected", func() bool {
+		return a.m.Connection(d.name).Stats().PeerInstance == twin.m.instance
+	})
+	failsFast(t, "call on the replaced session", errc)
+}
