@@ -129,12 +129,13 @@ func (h handshake) header(auth Authenticator) (http.Header, error) {
 type rejection struct {
 	status int
 	reason string
+	kind   string // the reason's format: the same for every rejection of its kind, whatever the dialer sent
 }
 
 func (r *rejection) Error() string { return r.reason }
 
 func reject(status int, format string, args ...any) *rejection {
-	return &rejection{status: status, reason: fmt.Sprintf(format, args...)}
+	return &rejection{status: status, reason: fmt.Sprintf(format, args...), kind: format}
 }
 
 // parseHandshake reads the dialer's fields from hdr, checking only their

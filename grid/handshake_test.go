@@ -225,3 +225,43 @@ func TestReplayCacheBounded(t *testing.T) {
 		t.Fatalf("not pruned: %d %d", len(c.seen), len(c.order))
 	}
 }
+
+// TestRejectionLogBounded: a dialer that sends a new unknown name with
+// every attempt (nothing of a rejected handshake is verified) gets one
+// warning per kind of rejection, not one per name, and the names it sends
+// are clipped; a rejected peer from the host list is still logged.
+func TestRejectionLogBounded(t *testing.T) {
+	lns, names := listen(t, 2)
+	a := startNode(t, lns[0], baseOptions(names[0], names))
+	forged := func(from string) http.Header {
+		hdr := http.Header{}
+		hdr.Set(headerFrom, from)
+		hdr.Set(headerTo, names[0])
+		hdr.Set(headerHosts, "h")
+		hdr.Set(headerNonce, strings.Repeat("0", 2*nonceLen))
+		hdr.Set(headerInstance, strings.Repeat("0", 2*nonceLen))
+		hdr.Set(headerTime, "0")
+		return hdr
+	}
+	for i := range 50 {
+		status, body := rawUpgrade(t, names[0], forged(fmt.Sprintf("http://stranger-%d-%s", i, strings.Repeat("x", 600))))
+		if status != http.StatusForbidden || !strings.Contains(body, "unknown host") {
+			t.Fatalf("forged dial %d: %d %q", i, status, body)
+		}
+	}
+	if n := a.log.count("handshake rejected"); n != 1 {
+		t.Fatalf("50 dials from unknown names logged %d warnings, want 1:\n%s", n, a.log)
+	}
+	if line := a.log.String(); strings.Contains(line, strings.Repeat("x", 300)) {
+		t.Fatalf("the forged name is not clipped in the log:\n%s", line)
+	}
+	// names[1] is in the host list: its rejection (a stale clock here) is
+	// its own line.
+	status, _ := rawUpgrade(t, names[0], forged(names[1]))
+	if status != http.StatusUnauthorized {
+		t.Fatalf("forged dial from a listed host: %d", status)
+	}
+	if n := a.log.count("handshake rejected", names[1]); n != 1 {
+		t.Fatalf("rejection of a listed host logged %d times, want 1:\n%s", n, a.log)
+	}
+}

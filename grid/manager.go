@@ -42,11 +42,8 @@ type Manager struct {
 	wg     sync.WaitGroup // dial loops and HTTP handlers
 
 	rejMu   sync.Mutex
-	rejSeen map[string]bool // "from\x00reason" of logged rejections
+	rejSeen map[string]bool // "from\x00kind" (or "kind" for an unknown from) of logged rejections
 }
-
-// maxRejSeen bounds the rejections remembered for logging once.
-const maxRejSeen = 1024
 
 // NewManager checks opts and starts a Manager: it begins dialing the peers
 // this node dials at once; peers that dial this node are served by
@@ -170,21 +167,33 @@ func (m *Manager) enter() bool {
 	return true
 }
 
-// logRejection logs a refused handshake once per peer and reason.
+// logRejection logs a refused handshake once per peer and kind of
+// rejection. The header fields of a rejected dialer are unverified, so
+// only a name in the host list counts as a peer: a dialer that sends a
+// new unknown name each time is logged once per kind, not once per name,
+// and what it sent is clipped in the log.
 func (m *Manager) logRejection(from, addr string, rej *rejection) {
-	key := from + "\x00" + rej.reason
+	key := rej.kind
+	if m.conns[from] != nil {
+		key = from + "\x00" + rej.kind
+	}
 	m.rejMu.Lock()
 	seen := m.rejSeen[key]
 	if !seen {
-		if len(m.rejSeen) >= maxRejSeen {
-			clear(m.rejSeen)
-		}
-		m.rejSeen[key] = true
+		m.rejSeen[key] = true // bounded: (hosts + 1) × the kinds in handshake.go
 	}
 	m.rejMu.Unlock()
 	if !seen {
-		m.opts.Logger.Warn("grid: handshake rejected", "from", from, "addr", addr, "status", rej.status, "reason", rej.reason)
+		m.opts.Logger.Warn("grid: handshake rejected", "from", clip(from, 128), "addr", addr, "status", rej.status, "reason", clip(rej.reason, 256))
 	}
+}
+
+// clip shortens s to at most n bytes for a log line, marking the cut.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
 }
 
 // forgetRejections lets the next rejection of from be logged again.
