@@ -102,7 +102,9 @@ func (p *wsPipe) Close() error { return p.ws.CloseNow() }
 // with as much as the socket holds, up to readAhead bytes, and the reads
 // after it are served from there. Both buffers go back to their pools once
 // empty, and a read that finds the socket drained waits without one, so an
-// idle connection holds neither.
+// idle connection holds neither, with one exception: when the data ended
+// exactly where a read's buffer did, the next read cannot tell and waits
+// holding the read-ahead buffer (64 KiB, until the next message).
 type corkConn struct {
 	net.Conn
 	mu     sync.Mutex // held across the socket write, as the writes must stay in order
