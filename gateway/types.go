@@ -2,6 +2,11 @@ package gateway
 
 //go:generate go tool msgp -file types.go -io=false -unexported
 
+// A map's length comes from the peer, and the generated code allocates the
+// map at that size before reading an entry: without a bound, a 10-byte
+// message could ask for 2^32 entries and the process would die of it.
+//msgp:limit maps:1024
+
 // TxRequest is what the gateway sends a worker for one transaction: the
 // fields of Prime's SmartContractRequest.
 type TxRequest struct {
