@@ -168,6 +168,12 @@ type GatewayConfig struct {
 	// DrainTimeout bounds the wait for transactions in flight at shutdown.
 	// Default 30s.
 	DrainTimeout time.Duration `yaml:"drain_timeout"`
+	// MaxResultBytes bounds one response to Prime as encoded on the wire
+	// (Options.MaxResultBytes): a result over it is answered with an error
+	// instead, as Prime (a default gRPC server) refuses messages over
+	// 4 MiB. Default DefaultMaxResultBytes (4 MiB less 64 KiB); at least
+	// 1024.
+	MaxResultBytes int `yaml:"max_result_bytes"`
 }
 
 // WorkerConfig is a worker's YAML configuration.
@@ -266,12 +272,26 @@ func (c *GatewayConfig) Validate() error {
 	if c.JournalRetention < 0 || c.JournalMaxAge < 0 || c.JournalMaxPendingMarks < 0 || c.TransactionTimeout < 0 || c.DrainTimeout < 0 {
 		return configError("journal_retention, journal_max_age, journal_max_pending_marks, transaction_timeout, drain_timeout", "must not be negative")
 	}
+	if err := checkMaxResultBytes("max_result_bytes", c.MaxResultBytes); err != nil {
+		return err
+	}
 	if c.JournalPath == "" {
 		c.JournalPath = "gridmesh-gateway.db"
 	}
 	defaults.Set(&c.JournalRetention, 24*time.Hour)
 	defaults.Set(&c.TransactionTimeout, time.Minute)
 	defaults.Set(&c.DrainTimeout, 30*time.Second)
+	defaults.Set(&c.MaxResultBytes, DefaultMaxResultBytes)
+	return nil
+}
+
+// checkMaxResultBytes checks a bound on results: 0 (the default) or at
+// least minResultBytes, room for the error answer that replaces a result
+// over it.
+func checkMaxResultBytes(field string, n int) error {
+	if n != 0 && n < minResultBytes {
+		return configError(field, "%d is less than %d", n, minResultBytes)
+	}
 	return nil
 }
 

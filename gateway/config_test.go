@@ -40,7 +40,8 @@ func TestGatewayConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	if cfg.APIKey != "k" || cfg.ReconnectDelaySeconds != 3 || cfg.MaxBackoffSeconds != 120 || cfg.MaxReconnectAttempts != 5 ||
-		cfg.JournalRetention != 2*time.Hour || cfg.TransactionTimeout != time.Minute || cfg.Grid.Secret != "s" {
+		cfg.JournalRetention != 2*time.Hour || cfg.TransactionTimeout != time.Minute || cfg.Grid.Secret != "s" ||
+		cfg.MaxResultBytes != gateway.DefaultMaxResultBytes || cfg.MaxResultBytes >= 4<<20 {
 		t.Fatalf("config %+v", cfg)
 	}
 	if addr, _ := cfg.Grid.ListenAddr(); addr != "127.0.0.1:9000" {
@@ -65,6 +66,8 @@ func TestConfigErrors(t *testing.T) {
 		{"no secret", primeYAML + drop(gridYAML, "  secret: s"), "grid.secret is required", false},
 		{"bad duration", primeYAML + gridYAML + "drain_timeout: soon\n", "soon", false},
 		{"negative pending marks", primeYAML + gridYAML + "journal_max_pending_marks: -1\n", "journal_max_pending_marks", false},
+		{"negative max result", primeYAML + gridYAML + "max_result_bytes: -1\n", "max_result_bytes -1 is less than 1024", false},
+		{"tiny max result", primeYAML + gridYAML + "max_result_bytes: 100\n", "max_result_bytes 100 is less than 1024", false},
 		{"empty", "", "is empty", false},
 		{"worker no command", gridYAML, "command is required", true},
 		{"worker unknown field", gridYAML + "command: [cat]\ncapacty: 3\n", "field capacty not found", true},
@@ -108,6 +111,9 @@ func TestExampleConfigs(t *testing.T) {
 	}
 	if gw.JournalMaxPendingMarks != 262144 {
 		t.Fatalf("journal_max_pending_marks: %d", gw.JournalMaxPendingMarks)
+	}
+	if gw.MaxResultBytes != gateway.DefaultMaxResultBytes {
+		t.Fatalf("max_result_bytes: %d", gw.MaxResultBytes)
 	}
 	if _, err := gateway.LoadWorkerConfig("testdata/worker.yaml"); err != nil {
 		t.Fatal(err)

@@ -15,14 +15,16 @@
 // connection is noticed within about 13 s; reconnects after any failure
 // with backoff min(max, base·2^n) plus a jitter in [0, base), n starting
 // over after a stream that stayed up 60 s; one sender goroutine, whose
-// Send error tears the stream down; optional TLS. A stream Prime refuses
-// (a missing chain ID, a wrong API key) is logged with the reason and a
-// hint, then retried. When Run's context ends (SIGINT, SIGTERM in the
-// command), the gateway takes no new transactions, waits up to
-// DrainTimeout for those running and sends their results, half-closes the
-// stream and returns; whatever is left is delivered again by Prime to the
-// next gateway. Gateway.Abort (a second signal in the command) cuts the
-// wait short and cancels what still runs.
+// Send error tears the stream down (a result whose Send failed because
+// the stream had ended is sent first on the next stream, and the stream's
+// end is logged with Prime's status, not the Send's io.EOF); optional
+// TLS. A stream Prime refuses (a missing chain ID, a wrong API key) is
+// logged with the reason and a hint, then retried. When Run's context
+// ends (SIGINT, SIGTERM in the command), the gateway takes no new
+// transactions, waits up to DrainTimeout for those running and sends
+// their results, half-closes the stream and returns; whatever is left is
+// delivered again by Prime to the next gateway. Gateway.Abort (a second
+// signal in the command) cuts the wait short and cancels what still runs.
 //
 // # Grid side
 //
@@ -35,7 +37,10 @@
 // draining worker, no info handler yet) is asked again with a backoff
 // from DispatcherOptions.ProbeInterval to MaxProbeInterval.
 // When every worker is full the gateway stops reading from Prime, so gRPC
-// flow control holds the backlog at Prime rather than in memory. A worker
+// flow control holds the backlog at Prime rather than in memory; so it
+// does while 1024 results wait to be sent (a Prime that does not read its
+// responses; a worker's slot is free again once its result is in), so
+// the results held in memory are bounded too (Stats.Throttled). A worker
 // lost mid-transaction (grid.ErrDisconnected) has its transactions sent to
 // another worker; a contract may therefore run more than once on workers
 // in that case, but Prime is answered once. A worker shut down with
@@ -43,7 +48,10 @@
 // transactions it runs and refuses new ones (TxResult.Draining), which
 // the gateway sends to another worker without counting a failure. Every
 // transaction has a deadline (Options.TxTimeout); past it, Prime is
-// answered with an error.
+// answered with an error. So is a transaction whose result would be larger
+// on the wire than Options.MaxResultBytes (max_result_bytes, just under the
+// 4 MiB a default gRPC server takes): Prime would end the stream on it and
+// deliver the transaction again, forever.
 //
 // # Exactly once, as far as the gateway can tell
 //

@@ -9,9 +9,19 @@ import (
 	"sync/atomic"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/gridmesh/gridmesh/internal/defaults"
 	pb "github.com/gridmesh/gridmesh/proto"
 )
+
+// DefaultMaxResultBytes is the default of Options.MaxResultBytes: just
+// under the 4 MiB a default gRPC server (Prime) accepts in one message.
+const DefaultMaxResultBytes = 4<<20 - 64<<10
+
+// minResultBytes is the least Options.MaxResultBytes: room for the error
+// answer that replaces a result over it.
+const minResultBytes = 1 << 10
 
 // Options configure a Gateway.
 type Options struct {
@@ -30,6 +40,14 @@ type Options struct {
 	// transactions in flight to finish and their results to be sent.
 	// Default 30 s.
 	DrainTimeout time.Duration
+	// MaxResultBytes bounds one response to Prime as encoded on the wire
+	// (result JSON, logs, error and transaction ID). Prime, a default gRPC
+	// server, ends the stream on a message over 4 MiB and delivers the
+	// transaction again, so a result over the bound is neither journaled
+	// nor sent: Prime is answered with an error for that transaction
+	// instead (Stats.TooLarge). Default DefaultMaxResultBytes; at least
+	// 1024.
+	MaxResultBytes int
 	// Logger receives the gateway's logs. Default: discard.
 	Logger *slog.Logger
 }
@@ -43,9 +61,14 @@ type Options struct {
 //   - every result is written to the Journal before it is sent; a
 //     transaction Prime delivers again whose result is in the journal is
 //     answered from the journal;
-//   - a result whose Send failed is left to Prime, which delivers the
-//     transaction again on the next stream, and is answered from the
-//     journal then;
+//   - a result whose Send failed because the stream ended (Prime closed
+//     it, the connection broke) stays pending and is sent first on the
+//     next stream; a redelivery of it meanwhile is not run again;
+//   - a result whose Send failed otherwise is left to Prime, which
+//     delivers the transaction again on the next stream, and is answered
+//     from the journal then;
+//   - a result larger than Options.MaxResultBytes is replaced by an error
+//     answer before it is journaled;
 //   - a result the journal fails to write is sent all the same (Prime
 //     redelivers only on a new stream, so holding it back would leave the
 //     transaction unanswered meanwhile); a redelivery of it would run it
@@ -59,7 +82,10 @@ type Gateway struct {
 	runner Runner
 	j      *Journal
 
-	out chan *TxResult // results waiting for the stream's sender
+	out     chan *TxResult // results waiting for the stream's sender
+	resend  chan *TxResult // a result whose Send failed as its stream ended: sent first on the next one
+	waiting atomic.Int64   // results finished and not yet taken by the sender (being journaled, in out, or on their way in)
+	room    chan struct{}  // signalled when the sender takes a result: deliver may go on
 
 	mu       sync.Mutex
 	pending  map[string]struct{} // running, or result waiting to be sent
@@ -83,7 +109,7 @@ type Gateway struct {
 type counters struct {
 	received, started, fromJournal, duplicates, ignored atomic.Uint64
 	journaled, journalErrors, sent, sendErrors, failed  atomic.Uint64
-	handedBack                                          atomic.Uint64
+	handedBack, tooLarge, throttled                     atomic.Uint64
 }
 
 // Stats counts what a Gateway did.
@@ -99,7 +125,9 @@ type Stats struct {
 	MarksDropped  uint64 `json:"marks_dropped"`  // "sent" marks dropped, the journal's disk too far behind (kept until journal_max_age)
 	Sent          uint64 `json:"sent"`           // responses sent
 	SendErrors    uint64 `json:"send_errors"`    // failed Sends (each tore its stream down)
-	Failed        uint64 `json:"failed"`         // transactions answered with a gateway error (timeout, no worker)
+	Failed        uint64 `json:"failed"`         // transactions answered with a gateway error (timeout, no worker, result too large)
+	TooLarge      uint64 `json:"too_large"`      // results over max_result_bytes, answered with an error instead (counted in failed too)
+	Throttled     uint64 `json:"throttled"`      // times reading from Prime paused because too many results waited to be sent (Prime not reading)
 	HandedBack    uint64 `json:"handed_back"`    // transactions given up at shutdown, left to Prime to redeliver
 	Streams       uint64 `json:"streams"`        // streams opened
 	Connected     bool   `json:"connected"`      // a stream to Prime is up
@@ -120,8 +148,12 @@ func New(opts Options) (*Gateway, error) {
 	if opts.TxTimeout < 0 || opts.DrainTimeout < 0 {
 		return nil, configError("Options.TxTimeout, Options.DrainTimeout", "must not be negative")
 	}
+	if err := checkMaxResultBytes("Options.MaxResultBytes", opts.MaxResultBytes); err != nil {
+		return nil, err
+	}
 	defaults.Set(&opts.TxTimeout, time.Minute)
 	defaults.Set(&opts.DrainTimeout, 30*time.Second)
+	defaults.Set(&opts.MaxResultBytes, DefaultMaxResultBytes)
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -133,7 +165,9 @@ func New(opts Options) (*Gateway, error) {
 		log:     opts.Logger,
 		runner:  opts.Runner,
 		j:       opts.Journal,
-		out:     make(chan *TxResult, 1024),
+		out:     make(chan *TxResult, maxWaiting),
+		resend:  make(chan *TxResult, 1),
+		room:    make(chan struct{}, 1),
 		pending: make(map[string]struct{}),
 		sentOn:  newRecentSet(1 << 16),
 		drained: make(chan struct{}),
@@ -150,6 +184,7 @@ func (g *Gateway) Stats() Stats {
 		Duplicates: c.duplicates.Load(), Ignored: c.ignored.Load(), Journaled: c.journaled.Load(),
 		JournalErrors: c.journalErrors.Load(), Sent: c.sent.Load(),
 		SendErrors: c.sendErrors.Load(), Failed: c.failed.Load(), HandedBack: c.handedBack.Load(),
+		TooLarge: c.tooLarge.Load(), Throttled: c.throttled.Load(),
 		Streams: g.streams.Load(), Connected: g.live.Load(), InFlight: int(g.unsent.Load()),
 		MarksPending: js.MarksPending, MarksDropped: js.MarksDropped,
 	}
@@ -247,8 +282,8 @@ func (g *Gateway) drain() {
 	for {
 		n := g.unsent.Load()
 		// Without a stream, results cannot go out: wait only for the
-		// transactions still running (those not queued in out).
-		if n == 0 || (!g.live.Load() && int(n) <= len(g.out)) {
+		// transactions still running (those not queued to be sent).
+		if n == 0 || (!g.live.Load() && int(n) <= len(g.out)+len(g.resend)) {
 			return
 		}
 		select {
@@ -262,9 +297,15 @@ func (g *Gateway) drain() {
 	}
 }
 
+// maxWaiting is how many finished results may wait for the sender before
+// the gateway stops reading from Prime (the capacity of Gateway.out).
+const maxWaiting = 1024
+
 // deliver takes one request from Prime on stream number sess. It returns
 // when the transaction is started, answered from the journal, or dropped;
-// it blocks while the runner has no free capacity.
+// it blocks while the runner has no free capacity, and while maxWaiting
+// results wait to be sent (Prime not reading them), so that gRPC flow
+// control holds the backlog at Prime.
 func (g *Gateway) deliver(ctx context.Context, req *pb.SmartContractRequest, sess uint64) {
 	g.counters.received.Add(1)
 	id := req.GetTransactionId()
@@ -290,11 +331,15 @@ func (g *Gateway) deliver(ctx context.Context, req *pb.SmartContractRequest, ses
 	}
 	if found {
 		g.counters.fromJournal.Add(1)
-		select {
-		case g.out <- res:
-		case <-ctx.Done():
+		// A result journaled by a gateway with a larger bound (or none).
+		g.waiting.Add(1)
+		if !g.enqueue(g.bound(res), ctx.Done()) {
 			g.unpend(id)
 		}
+		return
+	}
+	if err := g.waitRoom(ctx); err != nil {
+		g.unpend(id)
 		return
 	}
 	s, err := g.runner.reserve(ctx)
@@ -314,8 +359,12 @@ func (g *Gateway) runTx(s slot, req *TxRequest) {
 	ctx, cancel := context.WithTimeout(g.hard, g.opts.TxTimeout)
 	res, err := g.runner.run(ctx, s, req)
 	cancel()
+	// The slot is free again: from here until the sender takes it, the
+	// result counts against maxWaiting, journaling included.
+	g.waiting.Add(1)
 	if err != nil {
 		if g.hard.Err() != nil {
+			g.dequeued()
 			g.counters.handedBack.Add(1)
 			g.unpend(req.ID)
 			return
@@ -329,6 +378,7 @@ func (g *Gateway) runTx(s slot, req *TxRequest) {
 		res = &TxResult{Error: "gateway: " + msg}
 	}
 	res.ID = req.ID
+	res = g.bound(res)
 	if err := g.j.Put(res); err != nil {
 		// Prime delivers a transaction again only on a new stream, so a
 		// result held back would leave it unanswered for as long as this
@@ -339,12 +389,78 @@ func (g *Gateway) runTx(s slot, req *TxRequest) {
 	} else {
 		g.counters.journaled.Add(1)
 	}
-	select {
-	case g.out <- res:
-	case <-g.hard.Done():
+	if !g.enqueue(res, g.hard.Done()) {
 		g.counters.handedBack.Add(1) // journaled: answered from there on redelivery
 		g.unpend(req.ID)
 	}
+}
+
+// enqueue queues res, already counted in waiting, for the sender. It
+// gives up when done is closed and reports whether res was queued.
+func (g *Gateway) enqueue(res *TxResult, done <-chan struct{}) bool {
+	select {
+	case g.out <- res:
+		return true
+	case <-done:
+		g.dequeued()
+		return false
+	}
+}
+
+// dequeued counts a result the sender took (or that gave up waiting) and
+// wakes deliver if it waits for room.
+func (g *Gateway) dequeued() {
+	g.waiting.Add(-1)
+	select {
+	case g.room <- struct{}{}:
+	default:
+	}
+}
+
+// waitRoom waits until fewer than maxWaiting results wait for the sender,
+// or ctx ends. The receive loop calls it before it starts a transaction:
+// a worker slot is given back as soon as its result is in, so without it
+// a Prime that stops reading responses would have the gateway read and
+// run transactions on and on, their results piling up in memory.
+func (g *Gateway) waitRoom(ctx context.Context) error {
+	if g.waiting.Load() < maxWaiting {
+		return nil
+	}
+	g.counters.throttled.Add(1)
+	g.log.Debug("gateway: results wait to be sent; not reading from Prime", "waiting", g.waiting.Load())
+	for g.waiting.Load() >= maxWaiting {
+		select {
+		case <-g.room:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// response is res as sent to Prime.
+func response(res *TxResult) *pb.SmartContractResponse {
+	return &pb.SmartContractResponse{
+		TransactionId: res.ID, ResultJson: res.ResultJSON, OutputToChain: res.OutputToChain,
+		Logs: res.Logs, Error: res.Error,
+	}
+}
+
+// bound returns res, or in its place an error answer when res encodes
+// larger than MaxResultBytes: Prime would end the stream on it, and
+// deliver it again, and again.
+func (g *Gateway) bound(res *TxResult) *TxResult {
+	n := proto.Size(response(res))
+	if n <= g.opts.MaxResultBytes {
+		return res
+	}
+	g.counters.tooLarge.Add(1)
+	g.counters.failed.Add(1)
+	msg := fmt.Sprintf("gateway: result too large: %d bytes encoded (result_json %d, logs %d, error %d), max_result_bytes is %d",
+		n, len(res.ResultJSON), len(res.Logs), len(res.Error), g.opts.MaxResultBytes)
+	g.log.Warn("gateway: result too large; answering with an error", "transaction_id", res.ID,
+		"bytes", n, "max_result_bytes", g.opts.MaxResultBytes)
+	return &TxResult{ID: res.ID, Error: msg}
 }
 
 // unpend forgets a transaction that was not answered.
@@ -370,22 +486,30 @@ func (g *Gateway) sentOK(res *TxResult, sess uint64) {
 // each went out on, to drop a redelivery that crossed our answer on the
 // same stream.
 type recentSet struct {
-	m    map[string]uint64
+	m    map[string]recentEntry
 	ring []string
 	next int
 }
 
-func newRecentSet(n int) recentSet {
-	return recentSet{m: make(map[string]uint64, n), ring: make([]string, n)}
+// recentEntry is an ID's stream and the ring slot it was last put in.
+type recentEntry struct {
+	sess uint64
+	slot int
 }
 
-func (r *recentSet) get(id string) uint64 { return r.m[id] }
+func newRecentSet(n int) recentSet {
+	return recentSet{m: make(map[string]recentEntry, n), ring: make([]string, n)}
+}
+
+func (r *recentSet) get(id string) uint64 { return r.m[id].sess }
 
 func (r *recentSet) put(id string, sess uint64) {
-	if old := r.ring[r.next]; old != "" && old != id {
+	// The slot's ID is forgotten only if no later slot holds it (an ID
+	// sent again on a later stream is in the ring twice).
+	if old := r.ring[r.next]; old != "" && r.m[old].slot == r.next {
 		delete(r.m, old)
 	}
 	r.ring[r.next] = id
-	r.m[id] = sess
+	r.m[id] = recentEntry{sess: sess, slot: r.next}
 	r.next = (r.next + 1) % len(r.ring)
 }

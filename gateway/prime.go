@@ -151,7 +151,9 @@ func (g *Gateway) connectAndServe(ctx context.Context) error {
 
 // session runs one Run stream: this goroutine receives, one sender
 // goroutine sends. A Send error cancels the stream, so the receive side
-// ends too; any receive error ends the session.
+// ends too; any receive error ends the session. It returns why the stream
+// ended: the receive error (Prime's status) when the stream ended under
+// the sender, else the sender's own error.
 func (g *Gateway) session(ctx context.Context, conn *grpc.ClientConn) error {
 	cfg := &g.opts.Prime
 	streamCtx, cancel := context.WithCancel(ctx)
@@ -182,11 +184,19 @@ func (g *Gateway) session(ctx context.Context, conn *grpc.ClientConn) error {
 	rerr := g.recvLoop(recvCtx, cs, sess)
 	cancel()
 	serr := <-sendErr
+	if errors.Is(serr, errStreamGone) {
+		g.log.Debug("gateway: send failed as the stream ended", "err", serr)
+		return rerr
+	}
 	if serr != nil {
 		return serr
 	}
 	return rerr
 }
+
+// errStreamGone marks a Send that failed because the stream had ended (or
+// was ending): the receive side has the reason.
+var errStreamGone = errors.New("stream ended")
 
 func (g *Gateway) recvLoop(ctx context.Context, cs grpc.ClientStream, sess uint64) error {
 	for {
@@ -202,27 +212,39 @@ func (g *Gateway) recvLoop(ctx context.Context, cs grpc.ClientStream, sess uint6
 }
 
 // sendLoop is the stream's only sender. A Send error tears the stream
-// down; the result it carried is in the journal, and Prime delivers the
-// transaction again on the next stream. When the gateway has drained, it
-// half-closes the stream.
+// down. When the stream had ended under it (gRPC's io.EOF, or the session
+// cancelled), the result stays pending and is sent first on the next
+// stream (Gateway.resend); otherwise it is left to Prime, which delivers
+// the transaction again on the next stream, answered from the journal.
+// When the gateway has drained, it half-closes the stream.
 func (g *Gateway) sendLoop(ctx context.Context, cancel context.CancelFunc, cs grpc.ClientStream, sess uint64) error {
 	send := func(res *TxResult) error {
-		err := cs.SendMsg(&pb.SmartContractResponse{
-			TransactionId: res.ID, ResultJson: res.ResultJSON, OutputToChain: res.OutputToChain,
-			Logs: res.Logs, Error: res.Error,
-		})
+		err := cs.SendMsg(response(res))
 		if err != nil {
 			g.counters.sendErrors.Add(1)
-			g.unpend(res.ID)
+			gone := errors.Is(err, io.EOF) || ctx.Err() != nil
 			cancel()
+			if gone {
+				g.resend <- res // never blocks: this sender emptied it first
+				return fmt.Errorf("gateway: send: %w: %w", errStreamGone, err)
+			}
+			g.unpend(res.ID)
 			return fmt.Errorf("gateway: send: %w", err)
 		}
 		g.sentOK(res, sess)
 		return nil
 	}
+	select {
+	case res := <-g.resend:
+		if err := send(res); err != nil {
+			return err
+		}
+	default:
+	}
 	for {
 		select {
 		case res := <-g.out:
+			g.dequeued()
 			if err := send(res); err != nil {
 				return err
 			}
@@ -230,6 +252,7 @@ func (g *Gateway) sendLoop(ctx context.Context, cancel context.CancelFunc, cs gr
 			for {
 				select {
 				case res := <-g.out:
+					g.dequeued()
 					if err := send(res); err != nil {
 						return err
 					}

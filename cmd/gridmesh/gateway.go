@@ -41,7 +41,8 @@ func runGateway(ctx context.Context, args []string, out io.Writer) error {
 	defer journal.Close()
 	gw, err := gateway.New(gateway.Options{
 		Prime: cfg.PrimeConfig, Runner: disp, Journal: journal,
-		TxTimeout: cfg.TransactionTimeout, DrainTimeout: cfg.DrainTimeout, Logger: logger,
+		TxTimeout: cfg.TransactionTimeout, DrainTimeout: cfg.DrainTimeout, MaxResultBytes: cfg.MaxResultBytes,
+		Logger: logger,
 	})
 	if err != nil {
 		return err
