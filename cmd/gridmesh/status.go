@@ -179,8 +179,8 @@ func printStats(out io.Writer, st grid.ManagerStats) {
 
 func printNodeStats(out io.Writer, ns gateway.NodeStats) {
 	if g := ns.Gateway; g != nil {
-		fmt.Fprintf(out, "gateway: prime connected %v, received %d, ran %d, from journal %d, duplicates %d, sent %d, send errors %d, failed %d, in flight %d, streams %d\n",
-			g.Connected, g.Received, g.Started, g.FromJournal, g.Duplicates, g.Sent, g.SendErrors, g.Failed, g.InFlight, g.Streams)
+		fmt.Fprintf(out, "gateway: prime connected %v, received %d, ran %d, from journal %d, duplicates %d, sent %d, send errors %d, failed %d (%d too large), in flight %d, throttled %d, streams %d\n",
+			g.Connected, g.Received, g.Started, g.FromJournal, g.Duplicates, g.Sent, g.SendErrors, g.Failed, g.TooLarge, g.InFlight, g.Throttled, g.Streams)
 		fmt.Fprintf(out, "journal: %d written, %d write errors, %d sent marks pending, %d dropped\n",
 			g.Journaled, g.JournalErrors, g.MarksPending, g.MarksDropped)
 	}
