@@ -81,25 +81,25 @@ func (b *blackhole) on(t testing.TB) {
 	}
 }
 
-// halfOpenTrial connects two nodes through a blackhole, turns it on and
-// returns how long each side took to declare the connection dead. Then it
-// lets the dialer reach the peer directly and checks that the pair
-// reconnects.
-func halfOpenTrial(t testing.TB, interval, timeout time.Duration) (dialer, acceptor time.Duration) {
+// blackholedPair starts two nodes, the dialer dialing the acceptor
+// through a blackhole (off), and waits until they are connected. tweak,
+// if not nil, adjusts each node's options before it starts; dialer says
+// which node it is.
+func blackholedPair(t testing.TB, tweak func(dialer bool, o *Options)) (d, a *node, hole *blackhole) {
+	t.Helper()
 	lns, names := listen(t, 2)
-	dIdx, aIdx := 0, 1
+	di, ai := 0, 1
 	if ShouldDial(names[1], names[0], names) {
-		dIdx, aIdx = 1, 0
+		di, ai = 1, 0
 	}
-	hole := newBlackhole(t, lns[aIdx].Addr().String())
-	dets := []*detector{newDetector(), newDetector()}
+	hole = newBlackhole(t, lns[ai].Addr().String())
 	nodes := make([]*node, 2)
 	for i := range nodes {
 		o := baseOptions(names[i], names)
-		o.PingInterval, o.PingTimeout = interval, timeout
-		o.HandshakeTimeout = 2 * time.Second
-		o.OnStateChange = dets[i].onChange
-		if i == dIdx {
+		if tweak != nil {
+			tweak(i == di, &o)
+		}
+		if i == di {
 			o.NetDial = hole.dial
 		}
 		nodes[i] = startNode(t, lns[i], o)
@@ -108,22 +108,39 @@ func halfOpenTrial(t testing.TB, interval, timeout time.Duration) (dialer, accep
 	for _, n := range nodes {
 		must(t, n.m.WaitForConnect(ctx))
 	}
-	must(t, nodes[dIdx].call(ctx, names[aIdx], "before"))
+	return nodes[di], nodes[ai], hole
+}
+
+// halfOpenTrial connects two nodes through a blackhole, turns it on and
+// returns how long each side took to declare the connection dead. Then it
+// lets the dialer reach the peer directly and checks that the pair
+// reconnects.
+func halfOpenTrial(t testing.TB, interval, timeout time.Duration) (dialer, acceptor time.Duration) {
+	dDet, aDet := newDetector(), newDetector()
+	d, a, hole := blackholedPair(t, func(isDialer bool, o *Options) {
+		o.PingInterval, o.PingTimeout = interval, timeout
+		o.HandshakeTimeout = 2 * time.Second
+		o.OnStateChange = aDet.onChange
+		if isDialer {
+			o.OnStateChange = dDet.onChange
+		}
+	})
+	ctx := testCtx(t)
+	must(t, d.call(ctx, a.name, "before"))
 
 	hole.on(t)
 	start := time.Now()
-	dialer = dets[dIdx].wait(t).Sub(start)
-	acceptor = dets[aIdx].wait(t).Sub(start)
+	dialer = dDet.wait(t).Sub(start)
+	acceptor = aDet.wait(t).Sub(start)
 	hole.direct.Store(true)
-	for _, n := range nodes {
+	for _, n := range []*node{d, a} {
 		must(t, n.m.WaitForConnect(ctx))
 	}
 	waitFor(t, "requests after the blackhole", func() bool {
-		return nodes[dIdx].call(ctx, names[aIdx], "after") == nil
+		return d.call(ctx, a.name, "after") == nil
 	})
-	for _, n := range nodes {
-		n.stop()
-	}
+	d.stop()
+	a.stop()
 	return dialer, acceptor
 }
 
@@ -145,26 +162,9 @@ func TestHalfOpenProxy(t *testing.T) {
 // will not come. The new instance's session replaces the old one, whose
 // calls must fail at once, not when the ping times out.
 func TestReplacedWhilePinging(t *testing.T) {
-	lns, names := listen(t, 2)
-	di, ai := 0, 1
-	if ShouldDial(names[1], names[0], names) {
-		di, ai = 1, 0
-	}
-	hole := newBlackhole(t, lns[ai].Addr().String())
-	nodes := make([]*node, 2)
-	for i := range nodes {
-		o := baseOptions(names[i], names)
+	d, a, hole := blackholedPair(t, func(_ bool, o *Options) {
 		o.PingInterval, o.PingTimeout = 50*time.Millisecond, time.Minute
-		if i == di {
-			o.NetDial = hole.dial
-		}
-		nodes[i] = startNode(t, lns[i], o)
-	}
-	d, a := nodes[di], nodes[ai]
-	ctx := testCtx(t)
-	for _, n := range nodes {
-		must(t, n.m.WaitForConnect(ctx))
-	}
+	})
 	errc := blockedCall(t, a, d)
 	hole.on(t)
 	// Several ping intervals: a's keep-alive is now waiting in a ping

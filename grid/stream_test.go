@@ -650,32 +650,19 @@ func livenessTrial(t *testing.T, dirs []string) {
 	// taken for a vanished peer. Blocked streams stay up for 12 pings.
 	const interval, timeout = 200 * time.Millisecond, time.Second
 	const alive = 2 * (interval + timeout)
-	lns, names := listen(t, 2)
-	dIdx, aIdx := 0, 1
-	if ShouldDial(names[1], names[0], names) {
-		dIdx, aIdx = 1, 0
-	}
-	hole := newBlackhole(t, lns[aIdx].Addr().String())
-	nodes := make([]*node, 2)
-	lives := make([]*liveHandlers, 2)
-	for i := range nodes {
-		o := baseOptions(names[i], names)
+	d, a, hole := blackholedPair(t, func(_ bool, o *Options) {
 		o.PingInterval, o.PingTimeout = interval, timeout
 		o.HandshakeTimeout = 2 * time.Second
-		if i == dIdx {
-			o.NetDial = hole.dial
-		}
-		nodes[i] = startNode(t, lns[i], o)
+	})
+	nodes := []*node{d, a}
+	lives := make([]*liveHandlers, 2)
+	for i, n := range nodes {
 		lives[i] = &liveHandlers{ended: make(chan error, 4)}
-		streamHandler(t, hsPush, handlers.StreamHandler{Handle: lives[i].push, OutCapacity: 1}, nodes[i])
-		streamHandler(t, hsWork, handlers.StreamHandler{Handle: lives[i].work}, nodes[i])
-		streamHandler(t, hsEcho, handlers.StreamHandler{Handle: streamtest.Echo, InCapacity: 1, OutCapacity: 1}, nodes[i])
+		streamHandler(t, hsPush, handlers.StreamHandler{Handle: lives[i].push, OutCapacity: 1}, n)
+		streamHandler(t, hsWork, handlers.StreamHandler{Handle: lives[i].work}, n)
+		streamHandler(t, hsEcho, handlers.StreamHandler{Handle: streamtest.Echo, InCapacity: 1, OutCapacity: 1}, n)
 	}
-	d, a := nodes[dIdx], nodes[aIdx]
 	ctx := testCtx(t)
-	for _, n := range nodes {
-		must(t, n.m.WaitForConnect(ctx))
-	}
 
 	// Both ways: a stream whose caller stops reading, and one whose handler
 	// computes without sending.

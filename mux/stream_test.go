@@ -145,8 +145,11 @@ type blockingHandler struct {
 	ended   chan error
 }
 
-func newBlocking() *blockingHandler {
-	return &blockingHandler{started: make(chan struct{}, 1), ended: make(chan error, 1)}
+func newBlocking() *blockingHandler { return newBlockingN(1) }
+
+// newBlockingN is newBlocking for n streams at once.
+func newBlockingN(n int) *blockingHandler {
+	return &blockingHandler{started: make(chan struct{}, n), ended: make(chan error, n)}
 }
 
 func (b *blockingHandler) handle(ctx context.Context, _ []byte, _ <-chan []byte, _ chan<- []byte) error {
@@ -392,9 +395,7 @@ func TestStreamsConcurrent(t *testing.T) {
 }
 
 func TestStreamLimit(t *testing.T) {
-	bh := newBlocking()
-	bh.started = make(chan struct{}, 10)
-	bh.ended = make(chan error, 10)
+	bh := newBlockingN(10)
 	reg := new(handlers.Registry)
 	mustStream(t, reg, hsBlock, handlers.StreamHandler{Handle: bh.handle})
 	p := newPair(t, transports[0], reg, mux.Config{}, mux.Config{MaxStreams: 2})
@@ -812,9 +813,7 @@ func TestStreamCancelEndsInput(t *testing.T) {
 // (in the accept) and on the calling side (after the accept).
 func TestStreamBufferBudget(t *testing.T) {
 	const maxMsg = 1 << 10
-	bh := newBlocking()
-	bh.started = make(chan struct{}, 100)
-	bh.ended = make(chan error, 100)
+	bh := newBlockingN(100)
 	reg := new(handlers.Registry)
 	mustStream(t, reg, hsBlock, handlers.StreamHandler{Handle: bh.handle, InCapacity: 4, OutCapacity: 2})
 	forEachTransport(t, func(t *testing.T, tr transport) {
@@ -940,9 +939,7 @@ func firstErr(rs []mux.Response) error {
 // leave nothing behind: no goroutine waits to deliver into the Responses
 // of a stream nobody has.
 func TestStreamAbandonedOpen(t *testing.T) {
-	bh := newBlocking()
-	bh.started = make(chan struct{}, 100)
-	bh.ended = make(chan error, 100)
+	bh := newBlockingN(100)
 	reg := new(handlers.Registry)
 	mustStream(t, reg, hsBlock, handlers.StreamHandler{Handle: bh.handle})
 	p := newPair(t, transports[1], reg, mux.Config{}, mux.Config{})
