@@ -1,11 +1,14 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/gridmesh/gridmesh/gateway/primesim"
 )
 
 // testCluster lays out the configuration files of a gateway and workers
@@ -76,4 +79,19 @@ func processWorker(t *testing.T, processes, inFlight int, stopGrace, args string
 	command, env := testCommand(t, args)
 	return fmt.Sprintf("mode: process\ncommand: [%q, %q]\nprocess:\n  processes: %d\n  in_flight: %d\n  stop_grace: %s\n  env: [%q, %q]\n",
 		command[0], command[1], processes, inFlight, stopGrace, env[0], env[1])
+}
+
+// processTest starts what a test of real processes needs: it skips the
+// test in -short mode, and returns a running Prime simulator and a context
+// bounded by gatewayTestTimeout, both ended when the test ends.
+func processTest(t *testing.T) (*primesim.Server, context.Context) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	prime := startPrime(t)
+	t.Cleanup(func() { prime.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), gatewayTestTimeout)
+	t.Cleanup(cancel)
+	return prime, ctx
 }

@@ -216,18 +216,12 @@ func scrapeStats(ctx context.Context, hostport string) (gateway.NodeStats, error
 // contract's true result; the results of cases 2 and 3 must come from the
 // journal.
 func TestProcessesKill9Gateway(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts processes")
-	}
 	const (
 		n     = 3000
 		rate  = 300 // transactions per second
 		delay = 100 * time.Millisecond
 	)
-	ctx, cancel := context.WithTimeout(context.Background(), gatewayTestTimeout)
-	defer cancel()
-	prime := startPrime(t)
-	defer prime.Close()
+	prime, ctx := processTest(t)
 	primeAddr := prime.Addr().String()
 	proxy := startProxy(t, primeAddr)
 

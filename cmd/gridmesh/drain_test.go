@@ -182,14 +182,8 @@ func waitRunning(t *testing.T, ctx context.Context, dir string, c *child) []stri
 // exactly once over both workers (none is re-dispatched), none counts as
 // failed, and Prime has every answer exactly once.
 func TestProcessWorkerDrain(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts processes")
-	}
 	const n = 60
-	prime := startPrime(t)
-	defer prime.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), gatewayTestTimeout)
-	defer cancel()
+	prime, ctx := processTest(t)
 	dir, cfgs, gwAddr := drainSetup(t, prime.Addr().String(), 2, 300*time.Millisecond)
 	w1 := startChild(t, ctx, "worker", "-drain-timeout", "40s", "-config", cfgs[1])
 	w2 := startChild(t, ctx, "worker", "-config", cfgs[2])
@@ -272,13 +266,7 @@ func TestProcessWorkerDrain(t *testing.T) {
 // TestProcessWorkerSecondSignal: a worker draining a transaction that
 // would take an hour closes at once at a second SIGTERM, and exits 0.
 func TestProcessWorkerSecondSignal(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts processes")
-	}
-	prime := startPrime(t)
-	defer prime.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), gatewayTestTimeout)
-	defer cancel()
+	prime, ctx := processTest(t)
 	dir, cfgs, _ := drainSetup(t, prime.Addr().String(), 1, time.Hour)
 	w := startChild(t, ctx, "worker", "-drain-timeout", "1h", "-config", cfgs[1])
 	gw := startChild(t, ctx, "gateway", "-config", cfgs[0])
@@ -318,13 +306,7 @@ func waitRecord(t *testing.T, ctx context.Context, dir, what string, c *child) s
 // SIGTERM and exits 0; the transaction is cancelled on the worker, down
 // to its contract process, and not answered (Prime delivers it again).
 func TestGatewaySecondSignal(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts processes")
-	}
-	prime := startPrime(t)
-	defer prime.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), gatewayTestTimeout)
-	defer cancel()
+	prime, ctx := processTest(t)
 	dir, cfgs, _ := drainSetup(t, prime.Addr().String(), 1, time.Hour, "drain_timeout: 1h", "transaction_timeout: 2h")
 	w := startChild(t, ctx, "worker", "-config", cfgs[1])
 	gw := startChild(t, ctx, "gateway", "-config", cfgs[0])
@@ -352,13 +334,7 @@ func TestGatewaySecondSignal(t *testing.T) {
 // process, which sees gateway.ErrProcessCancelled, and Prime is answered
 // with the timeout.
 func TestProcessWorkerCancel(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts processes")
-	}
-	prime := startPrime(t)
-	defer prime.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), gatewayTestTimeout)
-	defer cancel()
+	prime, ctx := processTest(t)
 	dir, cfgs, _ := drainSetup(t, prime.Addr().String(), 1, time.Hour, "transaction_timeout: 1s")
 	w := startChild(t, ctx, "worker", "-config", cfgs[1])
 	gw := startChild(t, ctx, "gateway", "-config", cfgs[0])

@@ -87,14 +87,8 @@ func (c *child) wait(t *testing.T) error {
 // the surviving worker get SIGTERM and exit cleanly, and every transaction
 // was answered exactly once.
 func TestProcessesKill9WorkerAndSIGTERM(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts processes")
-	}
 	const n = 300
-	prime := startPrime(t)
-	defer prime.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), gatewayTestTimeout)
-	defer cancel()
+	prime, ctx := processTest(t)
 
 	c := newTestCluster(t, 2)
 	dir := c.dir
