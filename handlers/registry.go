@@ -65,8 +65,8 @@ type StreamHandler struct {
 }
 
 // ServerStream is one open stream as a StreamHandler's Serve sees it. Its
-// methods may be called concurrently; concurrent Sends leave in the order
-// they took credit.
+// methods may be called concurrently; concurrent Sends take turns, so each
+// message leaves whole, in the order of their turns.
 //
 // Both methods take a context, which may be the stream's own (the ctx Serve
 // was given) or one derived from it; they return its error when it is done
@@ -113,8 +113,9 @@ func (r *Registry) RegisterSingle(id HandlerID, h SingleHandler) error {
 }
 
 // RegisterStream registers h to serve streams for id. Registering an id
-// twice (as a single or stream handler), an id out of range, a nil Handle
-// or a capacity outside 0..MaxStreamCapacity is an error.
+// twice (as a single or stream handler), an id out of range, neither or
+// both of Serve and Handle, or a capacity outside 0..MaxStreamCapacity is
+// an error.
 func (r *Registry) RegisterStream(id HandlerID, h StreamHandler) error {
 	if (h.Handle == nil) == (h.Serve == nil) {
 		if h.Handle != nil {

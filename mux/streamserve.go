@@ -35,6 +35,7 @@ type sstream struct {
 	out      chan []byte   // from a Handle handler
 	notify   chan struct{} // wakes the pump, or a direct stream's Recv
 	sendWake chan struct{} // wakes a direct stream's Send; nil for Handle
+	sendTok  chan struct{} // held by the direct stream's one Send under way; nil for Handle
 	outCap   int
 	commit   int64 // of Session.committed
 
@@ -116,6 +117,7 @@ func (s *Session) serveStream(h handlers.HandlerID, id uint64, deadline uint32, 
 	case sh.Serve != nil:
 		ss.direct = true
 		ss.sendWake = make(chan struct{}, 1)
+		ss.sendTok = make(chan struct{}, 1)
 	default:
 		goroutines = 2
 		ss.out = make(chan []byte)
@@ -226,12 +228,27 @@ func (d directStream) Recv(ctx context.Context) ([]byte, error) {
 	}
 }
 
-// Send takes one credit, waiting for it, and queues msg.
+// Send takes one credit, waiting for it, and queues msg. Concurrent Sends
+// take turns (the send token): a message in chunks must not interleave
+// with another's, and the messages leave in the order of their turns.
 func (d directStream) Send(ctx context.Context, msg []byte) error {
 	ss, s := d.ss, d.ss.s
 	if len(msg) > s.maxSend {
 		return s.refuseOut(ss, len(msg))
 	}
+	select {
+	case ss.sendTok <- struct{}{}:
+	default:
+		// Another Send holds the token. It returns once it has queued
+		// its message or the stream ended, so this wait is bounded by
+		// the stream's life; ctx may cut it short.
+		select {
+		case ss.sendTok <- struct{}{}:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	defer func() { <-ss.sendTok }()
 	for {
 		ss.mu.Lock()
 		ended := ss.cancelled || ss.sessionOver || ss.sendErr != nil
@@ -239,11 +256,7 @@ func (d directStream) Send(ctx context.Context, msg []byte) error {
 		if ok {
 			ss.credit--
 		}
-		more := ss.credit > 0
 		ss.mu.Unlock()
-		if ok && more {
-			signal(ss.sendWake) // for a concurrent Send
-		}
 		if err := ss.ended(ended); err != nil {
 			return err
 		}

@@ -438,3 +438,50 @@ func TestServeLeftBehind(t *testing.T) {
 	}
 	waitNoStreams(t, p)
 }
+
+// TestServeConcurrentBigSends: Sends from several goroutines of one Serve
+// handler, each message large enough to go in chunks, arrive whole: the
+// chunks of two messages must not interleave (the peer would end the
+// session for it).
+func TestServeConcurrentBigSends(t *testing.T) {
+	const senders, each, size = 4, 3, 300 << 10
+	reg := new(handlers.Registry)
+	mustStream(t, reg, hsServe, handlers.StreamHandler{OutCapacity: 4, Serve: func(ctx context.Context, _ []byte, st handlers.ServerStream) error {
+		var wg sync.WaitGroup
+		errs := make(chan error, senders)
+		for g := range senders {
+			wg.Go(func() {
+				msg := bytes.Repeat([]byte{byte('a' + g)}, size)
+				for range each {
+					if err := st.Send(ctx, msg); err != nil {
+						errs <- err
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		return <-errs
+	}})
+	p := newPair(t, transports[1], reg, mux.Config{}, mux.Config{})
+	st, err := p.client.NewStream(testCtx(t), hsServe, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs := waitClosed(t, st)
+	counts := make(map[byte]int)
+	for i, r := range rs {
+		if r.Err != nil {
+			t.Fatalf("response %d of %d: %v", i, len(rs), r.Err)
+		}
+		if len(r.Msg) != size || !bytes.Equal(r.Msg, bytes.Repeat(r.Msg[:1], size)) {
+			t.Fatalf("message %d: %d bytes, not one sender's whole message", i, len(r.Msg))
+		}
+		counts[r.Msg[0]]++
+	}
+	if len(rs) != senders*each || len(counts) != senders {
+		t.Fatalf("got %d messages from %d senders, want %d from %d", len(rs), len(counts), senders*each, senders)
+	}
+	waitNoStreams(t, p)
+}
