@@ -290,7 +290,7 @@ func (c *Connection) shutdown() {
 }
 
 // serve runs a session over ws until it ends, on the goroutine of the dial
-// loop or of the HTTP handler that accepted the peer.
+// loop, or on one started for the session the HTTP handler accepted.
 func (c *Connection) serve(ws *websocket.Conn, cork *corkConn, peerInst string) {
 	nc := newWSPipe(ws, cork)
 	cfg := c.m.opts.Mux

@@ -50,7 +50,9 @@
 // connection under the WebSocket gathers the library's 4 KiB buffer
 // flushes while a message is written (up to 128 KiB at a time), and, once
 // a read filled the library's 4 KiB, reads ahead up to 64 KiB in one call.
-// Both buffers are pooled and held only while in use.
+// Both buffers are pooled and held only while in use (except that a read
+// which exactly filled its buffer may, if the peer then goes quiet, wait
+// holding the read-ahead buffer until the next message).
 //
 // # Streams
 //
@@ -77,8 +79,8 @@
 //
 // All methods of Manager and Connection may be called concurrently. A
 // Manager owns every goroutine it starts (a dial loop per dialed peer, a
-// keep-alive loop per live connection on the dial loop's goroutine or the
-// HTTP handler's that accepted it, and each mux session's goroutines),
+// keep-alive loop per live connection, on the dial loop's goroutine or on
+// one started for an accepted session, and each mux session's goroutines),
 // and Close waits for all of them. State changes are reported to
 // Options.OnStateChange in order, one connection at a time, and wake the
 // readers of Connection.StateChanged, which code that gets a Manager

@@ -39,7 +39,7 @@ type Manager struct {
 
 	mu     sync.Mutex // guards closed against wg.Add
 	closed bool
-	wg     sync.WaitGroup // dial loops and HTTP handlers
+	wg     sync.WaitGroup // dial loops, HTTP handlers and accepted sessions
 
 	rejMu   sync.Mutex
 	rejSeen map[string]bool // "from\x00kind" (or "kind" for an unknown from) of logged rejections

@@ -55,8 +55,9 @@
 // payload is valid only until the handler returns (the session reuses its
 // memory); a handler may return it as its answer.
 //
-// Responses and stream messages are read into buffers from a pool shared
-// by all sessions. A caller that is done with one may give it back with
+// Responses and stream messages that arrive in one frame are read into
+// buffers from a pool shared by all sessions (a message in chunks is
+// gathered into a buffer of its own). A caller that is done with one may give it back with
 // Recycle, so that a later message reuses the memory instead of making
 // garbage: at 512 bytes per request that halves the allocations of a round
 // trip and leaves the garbage collector almost nothing to do. Recycling is

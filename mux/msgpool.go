@@ -78,7 +78,7 @@ func getMsg(n int) []byte {
 // again: the next message may be read into it. Recycling is optional; a
 // message never recycled is reclaimed by the garbage collector as usual.
 // Recycle does nothing for slices with less than 64 bytes of capacity or
-// more than 16 MiB.
+// more than 32 MiB (twice the largest class).
 func Recycle(b []byte) {
 	c := cap(b)
 	if c < minMsgClass || c > 2*maxMsgClass {
