@@ -359,16 +359,15 @@ func (g *Gateway) runTx(s slot, req *TxRequest) {
 	ctx, cancel := context.WithTimeout(g.hard, g.opts.TxTimeout)
 	res, err := g.runner.run(ctx, s, req)
 	cancel()
+	if err != nil && g.hard.Err() != nil {
+		g.counters.handedBack.Add(1)
+		g.unpend(req.ID)
+		return
+	}
 	// The slot is free again: from here until the sender takes it, the
 	// result counts against maxWaiting, journaling included.
 	g.waiting.Add(1)
 	if err != nil {
-		if g.hard.Err() != nil {
-			g.dequeued()
-			g.counters.handedBack.Add(1)
-			g.unpend(req.ID)
-			return
-		}
 		msg := err.Error()
 		if errors.Is(err, context.DeadlineExceeded) {
 			msg = fmt.Sprintf("transaction timed out after %v: %v", g.opts.TxTimeout, err)

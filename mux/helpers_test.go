@@ -109,3 +109,16 @@ func echoRegistry(tb testing.TB) *handlers.Registry {
 	mustRegister(tb, reg, hEcho, func(_ context.Context, p []byte) ([]byte, error) { return p, nil })
 	return reg
 }
+
+// recv receives from ch within testTimeout.
+func recv[T any](tb testing.TB, ch <-chan T) T {
+	tb.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(testTimeout):
+		tb.Fatal("nothing received within the test timeout")
+		var zero T
+		return zero
+	}
+}

@@ -65,6 +65,8 @@ func TestRecycleReuses(t *testing.T) {
 			t.Errorf("a buffer of capacity %d was never reused for %d bytes", tc.capacity-1, tc.n)
 		}
 	}
+	// Slices outside the pool's classes are ignored: they must not panic
+	// (nor land in a class, which the loop above would then hand out).
 	Recycle(nil)
 	Recycle(make([]byte, 10))
 	Recycle(make([]byte, 0, 2*maxMsgClass+1))

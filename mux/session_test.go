@@ -138,7 +138,7 @@ func TestCancelReachesHandler(t *testing.T) {
 		}()
 		waitFor(t, started)
 		cancel()
-		if err := <-errc; !errors.Is(err, context.Canceled) {
+		if err := recv(t, errc); !errors.Is(err, context.Canceled) {
 			t.Fatalf("caller: got %v", err)
 		}
 		select {
@@ -314,7 +314,7 @@ func TestCloseFailsInFlightAndTellsPeer(t *testing.T) {
 		}()
 		waitFor(t, started)
 		p.server.Close() // cancels the handler, tells the client
-		if err := <-errc; !errors.Is(err, mux.ErrDisconnected) {
+		if err := recv(t, errc); !errors.Is(err, mux.ErrDisconnected) {
 			t.Fatalf("caller got %v", err)
 		}
 		<-p.client.Done()
@@ -492,7 +492,7 @@ func TestUnanswered(t *testing.T) {
 		t.Fatalf("handler running: unanswered %d, running %d; want 1 and 1", st.Unanswered, st.Running)
 	}
 	close(release)
-	if err := <-done; err != nil {
+	if err := recv(t, done); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(testTimeout)
@@ -541,10 +541,10 @@ func TestCloseFailsOwnCalls(t *testing.T) {
 			last := make(chan []mux.Response, 1)
 			go func() { last <- waitClosed(t, st) }()
 			p.client.Close()
-			if err := <-errc; !errors.Is(err, mux.ErrDisconnected) {
+			if err := recv(t, errc); !errors.Is(err, mux.ErrDisconnected) {
 				t.Fatalf("round %d: caller got %v", i, err)
 			}
-			if rs := <-last; len(rs) != 1 || !errors.Is(rs[0].Err, mux.ErrDisconnected) {
+			if rs := recv(t, last); len(rs) != 1 || !errors.Is(rs[0].Err, mux.ErrDisconnected) {
 				t.Fatalf("round %d: stream ended with %+v", i, rs)
 			}
 			p.server.Close()
@@ -557,7 +557,7 @@ func TestCloseFailsOwnCalls(t *testing.T) {
 type breakingConn struct {
 	net.Conn
 	broken atomic.Bool
-	sum    atomic.Uint64
+	sum    atomic.Uint64 // what the broken writes read, so that the reads stay
 }
 
 func (c *breakingConn) Write(b []byte) (int, error) {
@@ -630,7 +630,7 @@ func TestWriteErrorWithAnswersQueued(t *testing.T) {
 		s.Close()
 		b.Close()
 		for range n {
-			if err := <-errs; !errors.Is(err, mux.ErrDisconnected) {
+			if err := recv(t, errs); !errors.Is(err, mux.ErrDisconnected) {
 				t.Fatalf("round %d: caller got %v", round, err)
 			}
 		}

@@ -244,7 +244,7 @@ func (s *Session) openStream(ctx context.Context, h handlers.HandlerID, payload 
 	}
 	if !s.commitC(cs, int64(cs.out.window)*int64(s.cfg.MaxMessageSize)) {
 		cs.mu.Lock()
-		cs.abandoned, cs.final = true, true // nobody reads resp: drop until the end
+		cs.final = true // nobody reads resp: drop until the end
 		cs.mu.Unlock()
 		s.control(Header{Op: OpCancel, ID: cs.id})
 		return nil, fmt.Errorf("%w: %v: stream buffer budget of %d bytes exhausted (Config.MaxStreamBytes)", ErrTooManyStreams, h, s.cfg.MaxStreamBytes)
@@ -365,7 +365,6 @@ func (s *Session) abandonStream(cs *cstream, sent bool) {
 	// its accept and end drop what they bring instead of delivering it
 	// (into a channel nobody reads, by a forwarder that would wait there
 	// until the session ends).
-	cs.abandoned = true
 	if !cs.final {
 		cs.finishLocked(nil, true, false)
 	}
@@ -466,7 +465,6 @@ type cstream struct {
 
 	mu        sync.Mutex
 	opened    bool // NewStream returned the stream
-	abandoned bool // the caller gave up: drop what arrives until the end
 	out       credit
 	over      msgQueue[Response] // messages waiting for room in resp
 	fwd       bool               // a goroutine is moving over into resp
@@ -476,7 +474,7 @@ type cstream struct {
 	parked    bool               // the send token waits for credit
 	inClosed  bool               // our input ended
 	ended     bool               // OpStreamEnd (or a refusal) arrived
-	final     bool               // the last Response is decided
+	final     bool               // the last Response is decided (or nobody reads them): drop what arrives
 	finalErr  error              // it (nil: Responses just closes)
 	pending   bool               // the final is still to be delivered by the forwarder
 	delivered bool               // Responses is closed
@@ -616,7 +614,6 @@ func (cs *cstream) abort(err error) {
 		cs.mu.Unlock()
 		return
 	}
-	cs.abandoned = true
 	ended := cs.ended
 	cs.finishLocked(err, true, false)
 	cs.mu.Unlock()
@@ -811,7 +808,6 @@ func (s *Session) endStreams(err error) {
 		cs.mu.Lock()
 		switch {
 		case !cs.final:
-			cs.abandoned = true
 			cs.finishLocked(err, true, true)
 		case cs.pending && !cs.fwd:
 			cs.startForwarderLocked(true)
@@ -924,7 +920,7 @@ func (s *Session) handleStreamOut(br *bufio.Reader, h Header) error {
 		return fmt.Errorf("%w: message for stream %d before its accept", ErrProtocol, h.ID)
 	}
 	msg, complete, err := s.gather(&cs.partial, &cs.chunk, h, p)
-	if err != nil || !complete || cs.abandoned || cs.final {
+	if err != nil || !complete || cs.final {
 		return err
 	}
 	if cs.out.full() {

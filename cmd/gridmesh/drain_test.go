@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -106,7 +108,8 @@ func records(t *testing.T, dir string) map[string]map[string]int {
 }
 
 // drainSetup writes the configurations of a gateway (drain_timeout 2s,
-// transaction_timeout 50s, unless gwYAML sets them) and of workers
+// transaction_timeout 50s, and the "key: value" lines of gwYAML, which
+// override those) and of workers
 // 1..workers running contract-record with delay, each recording in
 // dir/w<i>, on a grid of fresh loopback addresses. It returns the
 // configuration files (gateway first) and the gateway's address.
@@ -118,7 +121,11 @@ func drainSetup(t *testing.T, primeAddr string, workers int, delay time.Duration
 		k, v, _ := strings.Cut(kv, ": ")
 		gw[k] = v
 	}
-	cfgs = append(cfgs, c.gatewayConfig(primeAddr, fmt.Sprintf("drain_timeout: %s\ntransaction_timeout: %s\n", gw["drain_timeout"], gw["transaction_timeout"])))
+	var yaml strings.Builder
+	for _, k := range slices.Sorted(maps.Keys(gw)) {
+		fmt.Fprintf(&yaml, "%s: %s\n", k, gw[k])
+	}
+	cfgs = append(cfgs, c.gatewayConfig(primeAddr, yaml.String()))
 	for i := 1; i <= workers; i++ {
 		rec := filepath.Join(c.dir, fmt.Sprintf("w%d", i))
 		if err := os.Mkdir(rec, 0o700); err != nil {
