@@ -1024,6 +1024,10 @@ func (s *Session) handleCredit(h Header, p []byte) error {
 	if bad {
 		return fmt.Errorf("%w: stream %d credit beyond capacity %d", ErrProtocol, h.ID, ss.outCap)
 	}
-	ss.wake()
+	if ss.sendWake != nil {
+		signal(ss.sendWake) // a direct stream's Send; not its Recv
+	} else {
+		signal(ss.notify) // the pump
+	}
 	return nil
 }

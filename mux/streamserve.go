@@ -550,7 +550,7 @@ func (s *Session) handleStreamIn(br *bufio.Reader, h Header) error {
 		}
 	}
 	ss.over.push(msg)
-	ss.wake()
+	signal(ss.notify) // for the pump, or a direct stream's Recv; not its Send
 	s.grantInLocked(ss)
 	return nil
 }
