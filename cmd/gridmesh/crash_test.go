@@ -366,12 +366,7 @@ func TestProcessesKill9Gateway(t *testing.T) {
 			}
 		}
 	}
-	if err := last.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if err := last.wait(t); err != nil {
-		t.Fatalf("gateway exit after SIGTERM: %v\n%s", err, last.stderr.String())
-	}
+	last.term(t, "gateway")
 
 	r := prime.Report()
 	for i, st := range stats {

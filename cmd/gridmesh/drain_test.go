@@ -200,12 +200,7 @@ func TestProcessWorkerDrain(t *testing.T) {
 	}
 
 	running := waitRunning(t, ctx, filepath.Join(dir, "w1"), w1)
-	if err := w1.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if err := w1.wait(t); err != nil {
-		t.Fatalf("worker exit after SIGTERM: %v\n%s", err, w1.stderr.String())
-	}
+	w1.term(t, "worker")
 	for _, want := range []string{"worker: draining", "worker: drained", "worker: stopping"} {
 		if !strings.Contains(w1.stderr.String(), want) {
 			t.Errorf("worker log lacks %q:\n%s", want, w1.stderr.String())
@@ -258,12 +253,7 @@ func TestProcessWorkerDrain(t *testing.T) {
 		len(started1), len(running), len(started2), st.Dispatch.Redispatched)
 
 	for _, c := range []*child{gw, w2} {
-		if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-			t.Fatal(err)
-		}
-		if err := c.wait(t); err != nil {
-			t.Fatalf("exit after SIGTERM: %v\n%s", err, c.stderr.String())
-		}
+		c.term(t, "process")
 	}
 	if r := prime.Report(); !r.OK() || r.Submitted != n || r.ErrorResponses != 0 {
 		t.Fatalf("report:\n%v", r)
@@ -285,12 +275,7 @@ func TestProcessWorkerSecondSignal(t *testing.T) {
 	if _, done := runs(t, filepath.Join(dir, "w1")); len(done) != 0 {
 		t.Errorf("a transaction finished: %v", done)
 	}
-	if err := gw.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if err := gw.wait(t); err != nil {
-		t.Fatalf("gateway exit after SIGTERM: %v\n%s", err, gw.stderr.String())
-	}
+	gw.term(t, "gateway")
 }
 
 // waitRecord waits until dir has a record of kind what for some
@@ -328,12 +313,7 @@ func TestGatewaySecondSignal(t *testing.T) {
 	if r := prime.Report(); r.Answered != 0 {
 		t.Errorf("Prime has answers:\n%v", r)
 	}
-	if err := w.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.wait(t); err != nil {
-		t.Fatalf("worker exit after SIGTERM: %v\n%s", err, w.stderr.String())
-	}
+	w.term(t, "worker")
 }
 
 // TestProcessWorkerCancel: a transaction past the gateway's
@@ -356,12 +336,7 @@ func TestProcessWorkerCancel(t *testing.T) {
 		t.Errorf("want the timeout answered as an error:\n%v", r)
 	}
 	for _, c := range []*child{gw, w} {
-		if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-			t.Fatal(err)
-		}
-		if err := c.wait(t); err != nil {
-			t.Fatalf("exit after SIGTERM: %v\n%s", err, c.stderr.String())
-		}
+		c.term(t, "process")
 	}
 	if recs := records(t, filepath.Join(dir, "w1")); len(recs["done"]) != 0 || len(recs["stop"]) != 0 {
 		t.Errorf("records %v", recs)

@@ -68,6 +68,18 @@ func startChild(t *testing.T, ctx context.Context, args ...string) *child {
 	return c
 }
 
+// term sends the child SIGTERM and checks that it exits cleanly; what
+// names it in the failure.
+func (c *child) term(t *testing.T, what string) {
+	t.Helper()
+	if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.wait(t); err != nil {
+		t.Fatalf("%s exit after SIGTERM: %v\n%s", what, err, c.stderr.String())
+	}
+}
+
 // wait waits for the child to exit and returns its error.
 func (c *child) wait(t *testing.T) error {
 	t.Helper()
@@ -121,12 +133,7 @@ func TestProcessesKill9WorkerAndSIGTERM(t *testing.T) {
 		t.Fatalf("%v\n%v\ngateway:\n%s", err, prime.Report(), gw.stderr.String())
 	}
 	for _, c := range []*child{gw, w2} {
-		if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-			t.Fatal(err)
-		}
-		if err := c.wait(t); err != nil {
-			t.Fatalf("exit after SIGTERM: %v\n%s", err, c.stderr.String())
-		}
+		c.term(t, "process")
 	}
 	if r := prime.Report(); !r.OK() {
 		t.Fatalf("report:\n%v", r)
