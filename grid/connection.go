@@ -82,7 +82,7 @@ type Connection struct {
 // session is one mux session with the peer and what the grid knows of it.
 type session struct {
 	s        *mux.Session
-	pipe     *wsPipe
+	pipe     *wsPipe // read only by tests (both ends corked)
 	peerInst string
 	// ctx ends when a newer session takes this one's place (replace) or
 	// the Manager closes; it bounds the keep-alive's pings too, so that a

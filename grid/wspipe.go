@@ -208,6 +208,6 @@ func (c *corkConn) flushLocked() error {
 	return err
 }
 
-// NetConn returns the connection under c, so that socket options can
-// still reach it.
+// NetConn returns the connection under c, as tls.Conn's does. The grid
+// sets its socket options before wrapping; tests read them through it.
 func (c *corkConn) NetConn() net.Conn { return c.Conn }
