@@ -25,8 +25,8 @@ type testCluster struct {
 func newTestCluster(t *testing.T, workers int) *testCluster {
 	t.Helper()
 	c := &testCluster{t: t, dir: t.TempDir()}
-	for range workers + 1 {
-		c.names = append(c.names, "http://"+freeAddr(t))
+	for _, a := range freeAddrs(t, workers+1) {
+		c.names = append(c.names, "http://"+a)
 	}
 	c.grid = fmt.Sprintf("grid:\n  hosts: [%s]\n  secret: s\n", strings.Join(c.names, ", "))
 	return c
