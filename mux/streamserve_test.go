@@ -352,23 +352,9 @@ func TestServeGoroutines(t *testing.T) {
 func TestServeConcurrentSends(t *testing.T) {
 	const senders, each = 4, 100
 	reg := new(handlers.Registry)
-	mustStream(t, reg, hsPush, handlers.StreamHandler{OutCapacity: 3, Serve: func(ctx context.Context, _ []byte, st handlers.ServerStream) error {
-		var wg sync.WaitGroup
-		errs := make(chan error, senders)
-		for g := range senders {
-			wg.Go(func() {
-				for i := range each {
-					if err := st.Send(ctx, fmt.Appendf(nil, "%d %d", g, i)); err != nil {
-						errs <- err
-						return
-					}
-				}
-			})
-		}
-		wg.Wait()
-		close(errs)
-		return <-errs
-	}})
+	mustStream(t, reg, hsPush, handlers.StreamHandler{OutCapacity: 3, Serve: concurrentSends(senders, each, func(g, i int) []byte {
+		return fmt.Appendf(nil, "%d %d", g, i)
+	})})
 	p := newPair(t, transports[1], reg, mux.Config{}, mux.Config{})
 	st, err := p.client.NewStream(testCtx(t), hsPush, nil)
 	if err != nil {
@@ -446,24 +432,9 @@ func TestServeLeftBehind(t *testing.T) {
 func TestServeConcurrentBigSends(t *testing.T) {
 	const senders, each, size = 4, 3, 300 << 10
 	reg := new(handlers.Registry)
-	mustStream(t, reg, hsServe, handlers.StreamHandler{OutCapacity: 4, Serve: func(ctx context.Context, _ []byte, st handlers.ServerStream) error {
-		var wg sync.WaitGroup
-		errs := make(chan error, senders)
-		for g := range senders {
-			wg.Go(func() {
-				msg := bytes.Repeat([]byte{byte('a' + g)}, size)
-				for range each {
-					if err := st.Send(ctx, msg); err != nil {
-						errs <- err
-						return
-					}
-				}
-			})
-		}
-		wg.Wait()
-		close(errs)
-		return <-errs
-	}})
+	mustStream(t, reg, hsServe, handlers.StreamHandler{OutCapacity: 4, Serve: concurrentSends(senders, each, func(g, _ int) []byte {
+		return bytes.Repeat([]byte{byte('a' + g)}, size)
+	})})
 	p := newPair(t, transports[1], reg, mux.Config{}, mux.Config{})
 	st, err := p.client.NewStream(testCtx(t), hsServe, nil)
 	if err != nil {
@@ -484,4 +455,26 @@ func TestServeConcurrentBigSends(t *testing.T) {
 		t.Fatalf("got %d messages from %d senders, want %d from %d", len(rs), len(counts), senders*each, senders)
 	}
 	waitNoStreams(t, p)
+}
+
+// concurrentSends is a Serve handler whose senders goroutines each Send
+// each messages, msg(sender, i), at once; it returns the first error.
+func concurrentSends(senders, each int, msg func(g, i int) []byte) func(context.Context, []byte, handlers.ServerStream) error {
+	return func(ctx context.Context, _ []byte, st handlers.ServerStream) error {
+		var wg sync.WaitGroup
+		errs := make(chan error, senders)
+		for g := range senders {
+			wg.Go(func() {
+				for i := range each {
+					if err := st.Send(ctx, msg(g, i)); err != nil {
+						errs <- err
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		return <-errs
+	}
 }
