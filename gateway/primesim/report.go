@@ -6,6 +6,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/gridmesh/gridmesh/internal/latency"
 )
 
 // maxMissingIDs caps Report.MissingIDs.
@@ -112,21 +114,7 @@ func (s *Server) Report() Report {
 	for _, tx := range missing[:min(len(missing), maxMissingIDs)] {
 		r.MissingIDs = append(r.MissingIDs, tx.id)
 	}
-	if len(latencies) > 0 {
-		slices.Sort(latencies)
-		r.LatencyP50 = percentile(latencies, 50)
-		r.LatencyP99 = percentile(latencies, 99)
-		r.LatencyMax = latencies[len(latencies)-1]
-	}
+	p := latency.Percentiles(latencies, 50, 99, 100)
+	r.LatencyP50, r.LatencyP99, r.LatencyMax = p[0], p[1], p[2]
 	return r
-}
-
-// percentile returns the nearest-rank percentile p of sorted, which must not
-// be empty.
-func percentile(sorted []time.Duration, p int) time.Duration {
-	rank := (p*len(sorted) + 99) / 100 // ceil(p/100 * n)
-	if rank < 1 {
-		rank = 1
-	}
-	return sorted[rank-1]
 }

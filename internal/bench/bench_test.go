@@ -352,22 +352,3 @@ func TestRunErrors(t *testing.T) {
 type callerFunc func(context.Context, []byte) ([]byte, error)
 
 func (f callerFunc) Call(ctx context.Context, p []byte) ([]byte, error) { return f(ctx, p) }
-
-func TestPercentile(t *testing.T) {
-	s := make([]time.Duration, 100)
-	for i := range s {
-		s[i] = time.Duration(i + 1)
-	}
-	if p := percentile(s, 50); p != 50 {
-		t.Errorf("p50 = %v", p)
-	}
-	if p := percentile(s, 99); p != 99 {
-		t.Errorf("p99 = %v", p)
-	}
-	if p := percentile(s[:1], 99); p != 1 {
-		t.Errorf("p99 of one = %v", p)
-	}
-	if p := percentile(nil, 50); p != 0 {
-		t.Errorf("p50 of none = %v", p)
-	}
-}

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/gridmesh/gridmesh/internal/latency"
 )
 
 // DefaultSamples is the default number of latency samples [Run] keeps.
@@ -147,21 +149,10 @@ func Run(ctx context.Context, c Caller, l Load) (Result, error) {
 	elapsed := time.Since(start)
 	m1 := readMem()
 
-	all := slices.Concat(lat...)
-	slices.Sort(all)
 	r := Result{Ops: ops.Load(), Duration: elapsed}
 	r.setRate()
 	r.setAllocs(m0, m1)
-	r.P50 = percentile(all, 50)
-	r.P99 = percentile(all, 99)
+	p := latency.Percentiles(slices.Concat(lat...), 50, 99)
+	r.P50, r.P99 = p[0], p[1]
 	return r, firstErr
-}
-
-// percentile returns the nearest-rank p-th percentile of sorted.
-func percentile(sorted []time.Duration, p int) time.Duration {
-	if len(sorted) == 0 {
-		return 0
-	}
-	i := (len(sorted)*p + 99) / 100 // ceil(len*p/100), 1-based rank
-	return sorted[max(i, 1)-1]
 }

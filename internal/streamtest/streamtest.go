@@ -8,11 +8,11 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"slices"
 	"testing"
 	"time"
 
 	"github.com/gridmesh/gridmesh/handlers"
+	"github.com/gridmesh/gridmesh/internal/latency"
 	"github.com/gridmesh/gridmesh/mux"
 )
 
@@ -81,12 +81,12 @@ func Drain(tb testing.TB, st *mux.Stream, timeout time.Duration) []mux.Response 
 	}
 }
 
-// Latencies summarises latencies (sorting lat): median, 90th percentile,
-// worst.
+// Latencies summarises latencies: median, 90th percentile, worst, as
+// nearest-rank percentiles (package latency). lat is not modified.
 func Latencies(lat []time.Duration) string {
 	if len(lat) == 0 {
 		return "none"
 	}
-	slices.Sort(lat)
-	return fmt.Sprintf("median %v, p90 %v, worst %v", lat[len(lat)/2], lat[len(lat)*9/10], lat[len(lat)-1])
+	p := latency.Percentiles(lat, 50, 90, 100)
+	return fmt.Sprintf("median %v, p90 %v, worst %v", p[0], p[1], p[2])
 }
