@@ -2,6 +2,7 @@ package mux_test
 
 import (
 	"context"
+	"math/rand/v2"
 	"net"
 	"testing"
 	"time"
@@ -120,5 +121,23 @@ func recv[T any](tb testing.TB, ch <-chan T) T {
 		tb.Fatal("nothing received within the test timeout")
 		var zero T
 		return zero
+	}
+}
+
+func randomBytes(n int) []byte {
+	b := make([]byte, n)
+	r := rand.New(rand.NewPCG(uint64(n), 7))
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	return b
+}
+
+func waitFor(tb testing.TB, ch <-chan struct{}) {
+	tb.Helper()
+	select {
+	case <-ch:
+	case <-time.After(testTimeout):
+		tb.Fatal("timed out")
 	}
 }

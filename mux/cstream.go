@@ -1,0 +1,232 @@
+package mux
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/gridmesh/gridmesh/handlers"
+)
+
+// cstream is the caller's side of a stream. It has no goroutine of its
+// own: the reader delivers the handler's messages into resp, Send puts the
+// caller's straight on the writer's queue, and a goroutine runs only while
+// messages overflow resp (and, for NewStream, to forward Requests).
+type cstream struct {
+	s   *Session
+	h   handlers.HandlerID
+	id  uint64
+	sig chan struct{} // cap 1: the accept arrived; then the send token
+
+	// Set by the reader before it signals the accept.
+	inCap   int
+	resp    chan Response
+	openErr error
+
+	mu        sync.Mutex
+	opened    bool // NewStream returned the stream
+	out       credit
+	over      msgQueue[Response] // messages waiting for room in resp
+	fwd       bool               // a goroutine is moving over into resp
+	partial   []byte             // a message whose chunks are still arriving
+	chunk     uint32             // next chunk expected
+	inCredit  int                // messages we may still send
+	parked    bool               // the send token waits for credit
+	inClosed  bool               // our input ended
+	ended     bool               // OpStreamEnd (or a refusal) arrived
+	final     bool               // the last Response is decided (or nobody reads them): drop what arrives
+	finalErr  error              // it (nil: Responses just closes)
+	pending   bool               // the final is still to be delivered by the forwarder
+	delivered bool               // Responses is closed
+	done      chan struct{}      // closed with Responses; made on demand
+	stop      func() bool        // stops the AfterFunc watching ctx
+	commit    int64              // of Session.committed; guarded by Session.strMu
+}
+
+// send sends one message on the stream within credit.
+func (cs *cstream) send(ctx context.Context, msg []byte) error {
+	if err := cs.checkSize(msg); err != nil {
+		return err
+	}
+	select {
+	case <-cs.sig:
+	default:
+		select {
+		case <-cs.sig:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return cs.sendHeld(ctx, msg)
+}
+
+func (cs *cstream) checkSize(msg []byte) error {
+	if len(msg) > cs.s.maxSend {
+		return fmt.Errorf("%w: %v stream message of %d bytes exceeds %d", ErrMessageTooLarge, cs.h, len(msg), cs.s.maxSend)
+	}
+	return nil
+}
+
+// sendHeld sends msg holding the send token (which it releases): the
+// token is there only while there is credit, so that one sender at a time
+// puts its message (all its chunks) on the queue.
+func (cs *cstream) sendHeld(ctx context.Context, msg []byte) error {
+	s := cs.s
+	cs.mu.Lock()
+	if cs.final || cs.inClosed {
+		cs.releaseTokenLocked()
+		cs.mu.Unlock()
+		return ErrStreamEnded
+	}
+	cs.inCredit--
+	cs.mu.Unlock()
+	sent, err := s.send(ctx, Header{Op: OpStreamIn, ID: cs.id}, msg)
+	cs.mu.Lock()
+	if !sent {
+		cs.inCredit++
+	}
+	cs.releaseTokenLocked()
+	cs.mu.Unlock()
+	if err != nil {
+		if sent {
+			cs.abort(s.sendError(err)) // half a message went out
+		}
+		return s.sendError(err)
+	}
+	return nil
+}
+
+// releaseTokenLocked puts the send token back if a send may proceed (or
+// must learn that the stream ended), else parks it until credit arrives.
+func (cs *cstream) releaseTokenLocked() {
+	if !cs.opened || cs.inCap == 0 {
+		return
+	}
+	if cs.inCredit > 0 || cs.final || cs.inClosed {
+		cs.parked = false
+		select {
+		case cs.sig <- struct{}{}:
+		default:
+		}
+		return
+	}
+	cs.parked = true
+}
+
+// closeSend ends the caller's input.
+func (cs *cstream) closeSend() {
+	cs.mu.Lock()
+	if cs.inCap == 0 || cs.inClosed || cs.final {
+		cs.mu.Unlock()
+		return
+	}
+	cs.inClosed = true
+	cs.releaseTokenLocked()
+	cs.mu.Unlock()
+	cs.s.control(Header{Op: OpStreamCloseIn, ID: cs.id})
+}
+
+// forwardRequests moves the messages sent on Requests to the peer, for a
+// stream opened by NewStream. It takes a message from Requests only while
+// it holds the send token, that is while there is credit, so that a send
+// on Requests blocks while the handler's input is full.
+func (cs *cstream) forwardRequests(ctx context.Context, reqs <-chan []byte) {
+	defer cs.s.handlers.Done()
+	for {
+		select {
+		case <-cs.sig:
+		case <-cs.done:
+			return
+		}
+		select {
+		case msg, ok := <-reqs:
+			if !ok {
+				cs.mu.Lock()
+				cs.releaseTokenLocked()
+				cs.mu.Unlock()
+				cs.closeSend()
+				return
+			}
+			if err := cs.checkSize(msg); err != nil {
+				cs.mu.Lock()
+				cs.releaseTokenLocked()
+				cs.mu.Unlock()
+				cs.abort(err) // the only way to tell a sender on Requests
+				return
+			}
+			if err := cs.sendHeld(ctx, msg); err != nil {
+				return
+			}
+		case <-cs.done:
+			return
+		}
+	}
+}
+
+// abort ends the stream early with err: the peer is told to cancel (unless
+// err is a deadline, which the peer sees too, or the session is gone), the
+// messages not yet taken are dropped, and err is the last Response. The
+// state stays until the peer's OpStreamEnd, so slot accounting stays exact.
+func (cs *cstream) abort(err error) {
+	s := cs.s
+	cs.mu.Lock()
+	if cs.final {
+		cs.mu.Unlock()
+		return
+	}
+	ended := cs.ended
+	cs.finishLocked(err, true, false)
+	cs.mu.Unlock()
+	switch {
+	case ended:
+		s.dropCStream(cs)
+	case errors.Is(err, ErrDisconnected):
+	case err != context.DeadlineExceeded:
+		s.control(Header{Op: OpCancel, ID: cs.id})
+	}
+}
+
+func (s *Session) dropCStream(cs *cstream) {
+	s.strMu.Lock()
+	if s.cstreams[cs.id] == cs {
+		delete(s.cstreams, cs.id)
+		s.committed -= cs.commit
+		<-s.cslots
+	}
+	s.strMu.Unlock()
+}
+
+// endStreams ends every stream once the session has ended: the caller's
+// streams get err as their last Response, and the state of both sides'
+// streams is dropped (after cancelServing cancelled the served ones), so
+// that Stats reports no open streams on a dead session. Stream slots no
+// longer matter.
+func (s *Session) endStreams(err error) {
+	s.strMu.Lock()
+	css := make([]*cstream, 0, len(s.cstreams))
+	for _, cs := range s.cstreams {
+		css = append(css, cs)
+	}
+	clear(s.cstreams)
+	clear(s.sstreams)
+	s.committed = 0
+	s.strMu.Unlock()
+	for _, cs := range css {
+		cs.mu.Lock()
+		switch {
+		case !cs.final:
+			cs.finishLocked(err, true, true)
+		case cs.pending && !cs.fwd:
+			cs.startForwarderLocked(true)
+		}
+		cs.mu.Unlock()
+	}
+}
+
+// control queues a control frame; failing to means the session is over.
+func (s *Session) control(h Header) {
+	if err := s.q.put(context.Background(), s.closing, h, nil, control); err != nil && !errors.Is(err, ErrDisconnected) {
+		s.fail(err)
+	}
+}

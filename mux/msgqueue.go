@@ -1,0 +1,41 @@
+package mux
+
+// Buffering of stream messages. The reader hands a complete message
+// straight to the consumer's channel (Responses, or the handler's input)
+// when the channel has room, and otherwise to an overflow queue that a
+// goroutine moves into the channel as the consumer takes messages. The
+// channel holds at most min(capacity-1, directSlots) messages, so that
+// when the sender's credit is used up, either some message has been taken
+// (and the reader grants credit for it) or one waits in the overflow
+// queue, whose goroutine sees the next one taken: credit always flows
+// back, although nothing watches the consumer's channel.
+const directSlots = 4
+
+func directCap(capacity int) int { return min(capacity-1, directSlots) }
+
+// msgQueue is a FIFO of messages: a slice used as a queue whose storage is
+// reused once it empties, so a steady stream allocates nothing.
+type msgQueue[T any] struct {
+	buf  []T
+	head int
+}
+
+func (q *msgQueue[T]) len() int { return len(q.buf) - q.head }
+
+func (q *msgQueue[T]) push(v T) { q.buf = append(q.buf, v) }
+
+func (q *msgQueue[T]) pop() T {
+	var zero T
+	v := q.buf[q.head]
+	q.buf[q.head] = zero
+	q.head++
+	if q.head == len(q.buf) {
+		q.buf, q.head = q.buf[:0], 0
+	}
+	return v
+}
+
+func (q *msgQueue[T]) clear() {
+	clear(q.buf)
+	q.buf, q.head = nil, 0
+}

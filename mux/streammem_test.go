@@ -1,0 +1,123 @@
+package mux_test
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"testing"
+
+	"github.com/gridmesh/gridmesh/handlers"
+	"github.com/gridmesh/gridmesh/internal/streamtest"
+	"github.com/gridmesh/gridmesh/mux"
+)
+
+// TestStreamIdleMemory opens 10,000 idle streams on one session and reports
+// what they cost, heap and goroutine stacks, both sides together, then
+// closes them all. "chan" streams come from NewStream (the caller's
+// Requests channel needs a goroutine to forward it); "send" streams from
+// OpenStream, each used for one echo first, as gridmesh bench does (the
+// caller's side has no goroutine). On the serving side each stream has the
+// handler's goroutine and one more that takes the handler's messages from
+// its out channel. "serve" streams are "send" streams to a handler in the
+// Serve form, whose streams have the handler's goroutine only; they must
+// stay within 64 MiB for the 10,000, both sides together.
+func TestStreamIdleMemory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("opens 10,000 streams")
+	}
+	for _, api := range []string{"chan", "send", "serve"} {
+		t.Run(api, func(t *testing.T) { testStreamIdleMemory(t, api != "chan", api == "serve") })
+	}
+}
+
+func testStreamIdleMemory(t *testing.T, useSend, serveForm bool) {
+	const n = 10000
+	reg := echoRegistry(t)
+	if serveForm {
+		mustStream(t, reg, hsEcho, handlers.StreamHandler{Serve: streamtest.ServeEcho, InCapacity: 32, OutCapacity: 32})
+	} else {
+		mustStream(t, reg, hsEcho, handlers.StreamHandler{Handle: streamtest.Echo, InCapacity: 32, OutCapacity: 32})
+	}
+	mustStream(t, reg, hsBlock, handlers.StreamHandler{InCapacity: 1, OutCapacity: 1, Handle: func(ctx context.Context, _ []byte, in <-chan []byte, _ chan<- []byte) error {
+		for {
+			select {
+			case _, ok := <-in:
+				if !ok {
+					return nil
+				}
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+	}})
+	p := newPair(t, transports[1], reg, mux.Config{}, mux.Config{})
+	ctx, cancel := context.WithCancel(testCtx(t))
+	defer cancel()
+	singleRequests(t, p.client, 1) // the session is up
+	open := func() *mux.Stream {
+		if !useSend {
+			st, err := p.client.NewStream(ctx, hsBlock, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return st
+		}
+		raw, err := p.client.OpenStream(ctx, hsEcho, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := raw.(*mux.Stream)
+		msg := make([]byte, 512)
+		if err := st.Send(ctx, msg); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := st.Recv(); err != nil || len(got) != len(msg) {
+			t.Fatalf("echo: %d bytes, %v", len(got), err)
+		}
+		return st
+	}
+	open().Cancel() // warm up
+	before := memInUse()
+	streams := make([]*mux.Stream, 0, n)
+	for range n {
+		streams = append(streams, open())
+	}
+	if c, s := p.client.Stats(), p.server.Stats(); c.StreamsOut < n || s.StreamsIn < n {
+		t.Fatalf("open streams: caller %d, server %d", c.StreamsOut, s.StreamsIn)
+	}
+	after := memInUse()
+	heap, stacks := (after.heap-before.heap)/n, (after.stacks-before.stacks)/n
+	t.Logf("%d idle streams: %d bytes/stream, %.1f MiB in all (heap %d + stacks %d, caller and server side together; %d goroutines/stream)",
+		n, heap+stacks, float64((heap+stacks)*n)/(1<<20), heap, stacks, (after.goroutines-before.goroutines)/n)
+	if serveForm {
+		if g := after.goroutines - before.goroutines; g > n+n/100 {
+			t.Errorf("%d goroutines for %d streams, want one each", g, n)
+		}
+		if total := (heap + stacks) * n; !mux.RaceEnabled && total > 64<<20 {
+			t.Errorf("%.1f MiB for %d idle streams, want at most 64 MiB", float64(total)/(1<<20), n)
+		}
+	}
+	for _, st := range streams[:n/2] {
+		st.CloseSend() // half end cleanly
+	}
+	cancel() // the rest are cancelled
+	for _, st := range streams {
+		for r := range st.Responses {
+			if r.Err != nil && !errors.Is(r.Err, context.Canceled) {
+				t.Fatalf("stream ended with %v", r.Err)
+			}
+		}
+	}
+	waitNoStreams(t, p)
+}
+
+type memUse struct{ heap, stacks, goroutines int64 }
+
+// memInUse returns the heap in use and goroutine stacks after a GC.
+func memInUse() memUse {
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return memUse{int64(ms.HeapAlloc), int64(ms.StackInuse), int64(runtime.NumGoroutine())}
+}
