@@ -3,7 +3,7 @@ GO        ?= go
 FUZZTIME  ?= 10s
 PKGS      := ./...
 # Every fuzz target, as package:Target.
-FUZZ_TARGETS := ./mux:FuzzParseHeader ./mux:FuzzSession ./grid:FuzzHandshake ./gateway:FuzzServeProcess
+FUZZ_TARGETS := ./mux:FuzzParseHeader ./mux:FuzzSession ./grid:FuzzHandshake ./gateway/contract:FuzzServeProcess
 
 .PHONY: all test ci lint vet staticcheck fmt-check generate-check unit fuzz fuzz-long bench bench-smoke demo
 

@@ -9,8 +9,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gridmesh/gridmesh/gateway/wire"
 	"github.com/gridmesh/gridmesh/grid"
 	"github.com/gridmesh/gridmesh/handlers"
+	"github.com/gridmesh/gridmesh/internal/backoff"
 	"github.com/gridmesh/gridmesh/internal/defaults"
 	"github.com/gridmesh/gridmesh/mux"
 )
@@ -22,13 +24,16 @@ type DispatcherOptions struct {
 	// answered capacity 0 (a draining worker does), failed or timed out,
 	// or that has no info handler (a worker still starting, or another
 	// gateway). The wait doubles after each such answer, up to
-	// MaxProbeInterval, and starts over when the peer reconnects.
+	// MaxProbeInterval, plus a jitter in [0, ProbeInterval) so that a
+	// gateway's probes of many workers spread out (internal/backoff, the
+	// grid's reconnect formula), and starts over when the peer
+	// reconnects.
 	// Workers joining, leaving and reconnecting are noticed at once from
 	// the grid's state changes (grid.Connection.StateChanged), not by
 	// polling. Default 100 ms.
 	ProbeInterval time.Duration
 	// MaxProbeInterval caps the wait between two asks of a peer that is
-	// not ready. Default 5 s.
+	// not ready, before the jitter. Default 5 s.
 	MaxProbeInterval time.Duration
 	// ProbeTimeout bounds one call of a worker's info handler. Default 2 s.
 	ProbeTimeout time.Duration
@@ -38,13 +43,13 @@ type DispatcherOptions struct {
 }
 
 // Dispatcher runs transactions on the workers of a grid. It finds the
-// workers among the Manager's peers by calling HandlerInfo on each peer
-// as soon as its connection comes up (again after every reconnect), and
+// workers among the Manager's peers by calling wire.HandlerInfo on each
+// peer as soon as its connection comes up (again after every reconnect), and
 // sends each transaction to the connected worker with the most free
 // capacity relative to its size. When every worker is full, reserve
 // waits, so the gateway stops reading from Prime. A transaction whose
 // worker is lost mid-call (grid.ErrDisconnected), or that a draining
-// worker refused (TxResult.Draining), is sent to another worker.
+// worker refused (wire.TxResult.Draining), is sent to another worker.
 //
 // It watches each connection on a goroutine of its own, woken by the
 // connection's state changes; a timer runs only while a connected peer
@@ -176,9 +181,9 @@ func (d *Dispatcher) watch(w *workerState) {
 	retry.Stop()
 	defer retry.Stop()
 	var (
-		seen  uint64        // the session count at the last probe
-		delay time.Duration // the current backoff; 0 after a ready answer
-		due   bool          // ask again now: kicked or backed off
+		seen  uint64 // the session count at the last probe
+		due   bool   // ask again now: kicked or backed off
+		delay = backoff.Backoff{Base: d.opts.ProbeInterval, Max: d.opts.MaxProbeInterval}
 	)
 	for {
 		changed := w.conn.StateChanged() // before reading the state: no change is missed
@@ -187,21 +192,21 @@ func (d *Dispatcher) watch(w *workerState) {
 		case st.State != grid.StateConnected:
 			d.markDown(w, st.LastError)
 			retry.Stop()
-			delay, due = 0, false
+			delay.Reset()
+			due = false
 			if st.State == grid.StateClosed {
 				return // final
 			}
 		case st.Connects != seen || due:
 			if st.Connects != seen {
-				delay = 0 // a new session: back off from the start
+				delay.Reset() // a new session: back off from the start
 			}
 			seen, due = st.Connects, false
 			if d.probe(w) {
 				retry.Stop()
-				delay = 0
+				delay.Reset()
 			} else {
-				delay = nextProbeDelay(delay, d.opts.ProbeInterval, d.opts.MaxProbeInterval)
-				retry.Reset(delay)
+				retry.Reset(delay.Next())
 			}
 		}
 		select {
@@ -214,14 +219,6 @@ func (d *Dispatcher) watch(w *workerState) {
 			return
 		}
 	}
-}
-
-// nextProbeDelay doubles delay within [base, maxDelay].
-func nextProbeDelay(delay, base, maxDelay time.Duration) time.Duration {
-	if delay < base {
-		return base
-	}
-	return min(2*delay, maxDelay)
 }
 
 // markDown notes that w's connection is down.
@@ -238,7 +235,7 @@ func (d *Dispatcher) markDown(w *workerState, reason string) {
 // probe asks w for its capacity and reports whether it is ready to work.
 func (d *Dispatcher) probe(w *workerState) bool {
 	ctx, cancel := context.WithTimeout(d.ctx, d.opts.ProbeTimeout)
-	info, err := infoCall.Call(ctx, w.conn, &handlers.NoPayload{})
+	info, err := wire.InfoCall.Call(ctx, w.conn, &handlers.NoPayload{})
 	cancel()
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -323,10 +320,10 @@ func (d *Dispatcher) release(w *workerState, ok, lost, refused bool) {
 	d.broadcastLocked()
 }
 
-func (d *Dispatcher) run(ctx context.Context, s slot, req *TxRequest) (*TxResult, error) {
+func (d *Dispatcher) run(ctx context.Context, s slot, req *wire.TxRequest) (*wire.TxResult, error) {
 	w := s.(*workerState)
 	for {
-		res, err := runCall.Call(ctx, w.conn, req)
+		res, err := wire.RunCall.Call(ctx, w.conn, req)
 		refused := err == nil && res.Draining
 		lost := errors.Is(err, grid.ErrDisconnected)
 		d.release(w, err == nil && !refused, lost, refused)
@@ -334,7 +331,7 @@ func (d *Dispatcher) run(ctx context.Context, s slot, req *TxRequest) (*TxResult
 		case err == nil && !refused:
 			return res, nil
 		case refused && ctx.Err() != nil:
-			return nil, fmt.Errorf("%w: %s", ErrDraining, w.conn.Host())
+			return nil, fmt.Errorf("%w: %s", wire.ErrDraining, w.conn.Host())
 		case err != nil && (ctx.Err() != nil || (!lost && !errors.Is(err, mux.ErrBusy))):
 			return nil, err
 		}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gridmesh/gridmesh/gateway/wire"
 	"github.com/gridmesh/gridmesh/grid"
 	"github.com/gridmesh/gridmesh/handlers"
 )
@@ -32,14 +33,14 @@ func (f *fakeWorker) serve(tb testing.TB, ln net.Listener, name string, hosts []
 	if err != nil {
 		tb.Fatal(err)
 	}
-	err = infoCall.Register(m.Registry(), func(context.Context, *handlers.NoPayload) (*WorkerInfo, error) {
+	err = wire.InfoCall.Register(m.Registry(), func(context.Context, *handlers.NoPayload) (*wire.WorkerInfo, error) {
 		f.infos.Add(1)
-		return &WorkerInfo{Capacity: int(f.capacity.Load()), Mode: "fake"}, nil
+		return &wire.WorkerInfo{Capacity: int(f.capacity.Load()), Mode: "fake"}, nil
 	})
 	if err == nil {
-		err = runCall.Register(m.Registry(), func(_ context.Context, req *TxRequest) (*TxResult, error) {
+		err = wire.RunCall.Register(m.Registry(), func(_ context.Context, req *wire.TxRequest) (*wire.TxResult, error) {
 			f.runs.Add(1)
-			return &TxResult{ID: req.ID, ResultJSON: "{}"}, nil
+			return &wire.TxResult{ID: req.ID, ResultJSON: "{}"}, nil
 		})
 	}
 	if err != nil {
@@ -97,7 +98,7 @@ func gatewayAndWorkerNames(tb testing.TB) (gw, wk net.Listener, hosts []string) 
 // it.
 func startDispatcher(tb testing.TB, ln net.Listener, hosts []string, opts DispatcherOptions) *Dispatcher {
 	tb.Helper()
-	n, err := StartNode(context.Background(), ln, dispatchGridOptions(hosts[0], hosts))
+	n, err := grid.StartNode(context.Background(), ln, dispatchGridOptions(hosts[0], hosts))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -115,7 +116,7 @@ func runOne(tb testing.TB, ctx context.Context, d *Dispatcher, id string) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	if res, err := d.run(ctx, s, &TxRequest{ID: id}); err != nil || res.ID != id {
+	if res, err := d.run(ctx, s, &wire.TxRequest{ID: id}); err != nil || res.ID != id {
 		tb.Fatalf("run %s: %v, %+v", id, err, res)
 	}
 }
@@ -154,7 +155,7 @@ func TestDispatcherReconnectedWorkerAtOnce(t *testing.T) {
 	go func() {
 		s, err := d.reserve(ctx)
 		if err == nil {
-			_, err = d.run(ctx, s, &TxRequest{ID: "after"})
+			_, err = d.run(ctx, s, &wire.TxRequest{ID: "after"})
 		}
 		done <- err
 	}()
@@ -216,21 +217,5 @@ func TestDispatcherCapacityZeroBackoff(t *testing.T) {
 	runOne(t, ctx, d, "tx")
 	if ws := d.Workers(); len(ws) != 1 || ws[0].Capacity != 3 || ws[0].Done != 1 {
 		t.Errorf("workers %+v", ws)
-	}
-}
-
-func TestNextProbeDelay(t *testing.T) {
-	base, maxDelay := 100*time.Millisecond, time.Second
-	var got []time.Duration
-	d := time.Duration(0)
-	for range 6 {
-		d = nextProbeDelay(d, base, maxDelay)
-		got = append(got, d)
-	}
-	want := []time.Duration{100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond, 800 * time.Millisecond, time.Second, time.Second}
-	for i := range want {
-		if got[i] != want[i] {
-			t.Fatalf("delays %v, want %v", got, want)
-		}
 	}
 }

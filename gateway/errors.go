@@ -11,10 +11,6 @@ var (
 	ErrMaxReconnects = errors.New("gateway: max reconnect attempts reached")
 	// ErrNoWorker: a transaction could not get a worker before its deadline.
 	ErrNoWorker = errors.New("gateway: no worker with free capacity")
-	// ErrDraining: a worker refused a transaction because it is shutting
-	// down (Worker.Drain); the gateway sends such transactions to another
-	// worker.
-	ErrDraining = errors.New("gateway: worker draining")
 	// ErrJournalClosed: the journal was used after Close.
 	ErrJournalClosed = errors.New("gateway: journal closed")
 )

@@ -9,14 +9,16 @@ import (
 	"time"
 
 	"github.com/gridmesh/gridmesh/gateway"
+	"github.com/gridmesh/gridmesh/gateway/contract"
 	"github.com/gridmesh/gridmesh/gateway/primesim"
+	"github.com/gridmesh/gridmesh/gateway/worker"
 	"github.com/gridmesh/gridmesh/grid"
 )
 
 // Example runs a Prime simulator, a gateway node and one worker node on
 // loopback and pushes ten transactions through them.
 func Example() {
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
 	prime, _ := primesim.New(primesim.Config{APIKey: "key", Contracts: []string{"sc"}})
@@ -30,15 +32,15 @@ func Example() {
 	secret := []byte("shared grid secret")
 
 	// The worker's handlers are registered before its node starts.
-	worker, _, _ := gateway.StartWorker(ctx, wkLn, grid.Options{Local: hosts[1], Hosts: hosts, Secret: secret}, gateway.WorkerOptions{
+	wkNode, _, _ := worker.Start(ctx, wkLn, grid.Options{Local: hosts[1], Hosts: hosts, Secret: secret}, worker.Options{
 		Capacity: 4,
-		Contract: func(ctx context.Context, txJSON string, env, secrets map[string]string) (gateway.Output, error) {
-			return gateway.Output{ResultJSON: `{"ok":true}`, OutputToChain: true}, nil
+		Contract: func(ctx context.Context, txJSON string, env, secrets map[string]string) (contract.Output, error) {
+			return contract.Output{ResultJSON: `{"ok":true}`, OutputToChain: true}, nil
 		},
 	})
-	defer worker.Close()
+	defer wkNode.Close()
 
-	node, _ := gateway.StartNode(ctx, gwLn, grid.Options{Local: hosts[0], Hosts: hosts, Secret: secret})
+	node, _ := grid.StartNode(ctx, gwLn, grid.Options{Local: hosts[0], Hosts: hosts, Secret: secret})
 	defer node.Close()
 	disp := gateway.NewDispatcher(node.Manager, gateway.DispatcherOptions{})
 	defer disp.Close()

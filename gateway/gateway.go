@@ -11,6 +11,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/gridmesh/gridmesh/gateway/wire"
 	"github.com/gridmesh/gridmesh/internal/defaults"
 	pb "github.com/gridmesh/gridmesh/proto"
 )
@@ -19,9 +20,9 @@ import (
 // under the 4 MiB a default gRPC server (Prime) accepts in one message.
 const DefaultMaxResultBytes = 4<<20 - 64<<10
 
-// minResultBytes is the least Options.MaxResultBytes: room for the error
+// MinResultBytes is the least Options.MaxResultBytes: room for the error
 // answer that replaces a result over it.
-const minResultBytes = 1 << 10
+const MinResultBytes = 1 << 10
 
 // Options configure a Gateway.
 type Options struct {
@@ -82,10 +83,10 @@ type Gateway struct {
 	runner Runner
 	j      *Journal
 
-	out     chan *TxResult // results waiting for the stream's sender
-	resend  chan *TxResult // a result whose Send failed as its stream ended: sent first on the next one
-	waiting atomic.Int64   // results finished and not yet taken by the sender (being journaled, in out, or on their way in)
-	room    chan struct{}  // signalled when the sender takes a result: deliver may go on
+	out     chan *wire.TxResult // results waiting for the stream's sender
+	resend  chan *wire.TxResult // a result whose Send failed as its stream ended: sent first on the next one
+	waiting atomic.Int64        // results finished and not yet taken by the sender (being journaled, in out, or on their way in)
+	room    chan struct{}       // signalled when the sender takes a result: deliver may go on
 
 	mu       sync.Mutex
 	pending  map[string]struct{} // running, or result waiting to be sent
@@ -165,8 +166,8 @@ func New(opts Options) (*Gateway, error) {
 		log:     opts.Logger,
 		runner:  opts.Runner,
 		j:       opts.Journal,
-		out:     make(chan *TxResult, maxWaiting),
-		resend:  make(chan *TxResult, 1),
+		out:     make(chan *wire.TxResult, maxWaiting),
+		resend:  make(chan *wire.TxResult, 1),
 		room:    make(chan struct{}, 1),
 		pending: make(map[string]struct{}),
 		sentOn:  newRecentSet(1 << 16),
@@ -349,12 +350,12 @@ func (g *Gateway) deliver(ctx context.Context, req *pb.SmartContractRequest, ses
 	}
 	g.counters.started.Add(1)
 	g.txWG.Add(1)
-	go g.runTx(s, &TxRequest{ID: id, JSON: req.GetTransactionJson(), EnvVars: req.GetEnvVars(), Secrets: req.GetSecrets()})
+	go g.runTx(s, &wire.TxRequest{ID: id, JSON: req.GetTransactionJson(), EnvVars: req.GetEnvVars(), Secrets: req.GetSecrets()})
 }
 
 // runTx runs one transaction, journals its result and queues it for
 // sending.
-func (g *Gateway) runTx(s slot, req *TxRequest) {
+func (g *Gateway) runTx(s slot, req *wire.TxRequest) {
 	defer g.txWG.Done()
 	ctx, cancel := context.WithTimeout(g.hard, g.opts.TxTimeout)
 	res, err := g.runner.run(ctx, s, req)
@@ -374,7 +375,7 @@ func (g *Gateway) runTx(s slot, req *TxRequest) {
 		}
 		g.counters.failed.Add(1)
 		g.log.Warn("gateway: transaction failed", "transaction_id", req.ID, "err", msg)
-		res = &TxResult{Error: "gateway: " + msg}
+		res = &wire.TxResult{Error: "gateway: " + msg}
 	}
 	res.ID = req.ID
 	res = g.bound(res)
@@ -396,7 +397,7 @@ func (g *Gateway) runTx(s slot, req *TxRequest) {
 
 // enqueue queues res, already counted in waiting, for the sender. It
 // gives up when done is closed and reports whether res was queued.
-func (g *Gateway) enqueue(res *TxResult, done <-chan struct{}) bool {
+func (g *Gateway) enqueue(res *wire.TxResult, done <-chan struct{}) bool {
 	select {
 	case g.out <- res:
 		return true
@@ -438,7 +439,7 @@ func (g *Gateway) waitRoom(ctx context.Context) error {
 }
 
 // response is res as sent to Prime.
-func response(res *TxResult) *pb.SmartContractResponse {
+func response(res *wire.TxResult) *pb.SmartContractResponse {
 	return &pb.SmartContractResponse{
 		TransactionId: res.ID, ResultJson: res.ResultJSON, OutputToChain: res.OutputToChain,
 		Logs: res.Logs, Error: res.Error,
@@ -448,7 +449,7 @@ func response(res *TxResult) *pb.SmartContractResponse {
 // bound returns res, or in its place an error answer when res encodes
 // larger than MaxResultBytes: Prime would end the stream on it, and
 // deliver it again, and again.
-func (g *Gateway) bound(res *TxResult) *TxResult {
+func (g *Gateway) bound(res *wire.TxResult) *wire.TxResult {
 	n := proto.Size(response(res))
 	if n <= g.opts.MaxResultBytes {
 		return res
@@ -459,7 +460,7 @@ func (g *Gateway) bound(res *TxResult) *TxResult {
 		n, len(res.ResultJSON), len(res.Logs), len(res.Error), g.opts.MaxResultBytes)
 	g.log.Warn("gateway: result too large; answering with an error", "transaction_id", res.ID,
 		"bytes", n, "max_result_bytes", g.opts.MaxResultBytes)
-	return &TxResult{ID: res.ID, Error: msg}
+	return &wire.TxResult{ID: res.ID, Error: msg}
 }
 
 // unpend forgets a transaction that was not answered.
@@ -471,7 +472,7 @@ func (g *Gateway) unpend(id string) {
 }
 
 // sentOK records that res went out on stream number sess.
-func (g *Gateway) sentOK(res *TxResult, sess uint64) {
+func (g *Gateway) sentOK(res *wire.TxResult, sess uint64) {
 	g.mu.Lock()
 	delete(g.pending, res.ID)
 	g.sentOn.put(res.ID, sess)

@@ -12,29 +12,32 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/gridmesh/gridmesh/gateway"
+	"github.com/gridmesh/gridmesh/gateway/contract"
 	"github.com/gridmesh/gridmesh/gateway/primesim"
+	"github.com/gridmesh/gridmesh/internal/testcluster"
+	"github.com/gridmesh/gridmesh/internal/testutil"
 )
 
 func TestEndToEnd(t *testing.T) {
 	const n = 500
-	prime := startPrime(t, primesim.Config{})
-	c := startCluster(t, clusterOptions{workers: 3, prime: primeConfig(prime)})
-	if err := prime.Generate(testCtx(t), contract, n, 0); err != nil {
+	prime := testcluster.StartPrime(t, primesim.Config{})
+	c := testcluster.Start(t, testcluster.Options{Workers: 3, Prime: testcluster.PrimeConfig(prime)})
+	if err := prime.Generate(testutil.Context(t), testcluster.ContractID, n, 0); err != nil {
 		t.Fatal(err)
 	}
-	waitAnswered(t, prime, n, c)
-	if got := c.journal.Len(); got != n {
+	testcluster.WaitAnswered(t, prime, n, c)
+	if got := c.Journal.Len(); got != n {
 		t.Fatalf("journal holds %d results, want %d", got, n)
 	}
-	c.stop()
-	checkReport(t, prime, n)
-	st := c.gw.Stats()
+	c.Stop()
+	testcluster.CheckReport(t, prime, n)
+	st := c.Gateway.Stats()
 	if st.Sent != n || st.Started != n || st.FromJournal != 0 {
 		t.Fatalf("stats %+v", st)
 	}
-	for _, w := range c.disp.Workers() {
+	for _, w := range c.Dispatcher.Workers() {
 		if w.Done == 0 {
-			t.Errorf("worker %s ran nothing: %+v", w.Host, c.disp.Workers())
+			t.Errorf("worker %s ran nothing: %+v", w.Host, c.Dispatcher.Workers())
 		}
 	}
 }
@@ -45,23 +48,23 @@ func TestEndToEnd(t *testing.T) {
 // and the ones submitted while Prime was down.
 func TestPrimeRestart(t *testing.T) {
 	const n = 300
-	prime := startPrime(t, primesim.Config{})
+	prime := testcluster.StartPrime(t, primesim.Config{})
 	addr := prime.Addr().String()
-	g := newGate(func(string) bool { return true })
-	close(g.release) // nothing is held, but started is fed
-	c := startCluster(t, clusterOptions{workers: 2, prime: primeConfig(prime), contract: g.contract})
-	submit(t, prime, n)
-	waitUntil(t, "some answers", func() bool { return prime.Report().Answered >= n/3 })
+	g := testcluster.NewGate(func(string) bool { return true })
+	close(g.Release) // nothing is held, but started is fed
+	c := testcluster.Start(t, testcluster.Options{Workers: 2, Prime: testcluster.PrimeConfig(prime), Contract: g.Contract})
+	testcluster.Submit(t, prime, n)
+	testutil.WaitUntil(t, "some answers", func() bool { return prime.Report().Answered >= n/3 })
 
 	prime.Pause()
-	submit(t, prime, 50) // queued while Prime is down
+	testcluster.Submit(t, prime, 50) // queued while Prime is down
 	if err := prime.Start(addr); err != nil {
 		t.Fatal(err)
 	}
-	waitAnswered(t, prime, n+50, c)
-	c.stop()
-	r := checkReport(t, prime, n+50)
-	if st := c.gw.Stats(); st.Streams < 2 {
+	testcluster.WaitAnswered(t, prime, n+50, c)
+	c.Stop()
+	r := testcluster.CheckReport(t, prime, n+50)
+	if st := c.Gateway.Stats(); st.Streams < 2 {
 		t.Fatalf("gateway opened %d streams, want a reconnect; report:\n%v", st.Streams, r)
 	}
 }
@@ -70,24 +73,24 @@ func TestPrimeRestart(t *testing.T) {
 // (on a new stream) while it is still running; it runs once and is
 // answered once.
 func TestDuplicateInFlightNotRunTwice(t *testing.T) {
-	prime := startPrime(t, primesim.Config{})
+	prime := testcluster.StartPrime(t, primesim.Config{})
 	addr := prime.Addr().String()
-	g := newGate(func(tx string) bool { return strings.Contains(tx, `"seq":0,`) })
-	c := startCluster(t, clusterOptions{workers: 1, prime: primeConfig(prime), contract: g.contract})
-	ids := submit(t, prime, 1)
-	if got := g.recv(t); got != ids[0] {
+	g := testcluster.NewGate(func(tx string) bool { return strings.Contains(tx, `"seq":0,`) })
+	c := testcluster.Start(t, testcluster.Options{Workers: 1, Prime: testcluster.PrimeConfig(prime), Contract: g.Contract})
+	ids := testcluster.Submit(t, prime, 1)
+	if got := g.Recv(t); got != ids[0] {
 		t.Fatalf("started %s, want %s", got, ids[0])
 	}
 	prime.Pause()
 	if err := prime.Start(addr); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "the redelivery", func() bool { return c.gw.Stats().Duplicates >= 1 })
-	close(g.release)
-	waitAnswered(t, prime, 1, c)
-	c.stop()
-	checkReport(t, prime, 1)
-	if runs := g.runsOf(ids[0]); runs != 1 {
+	testutil.WaitUntil(t, "the redelivery", func() bool { return c.Gateway.Stats().Duplicates >= 1 })
+	close(g.Release)
+	testcluster.WaitAnswered(t, prime, 1, c)
+	c.Stop()
+	testcluster.CheckReport(t, prime, 1)
+	if runs := g.RunsOf(ids[0]); runs != 1 {
 		t.Fatalf("transaction ran %d times", runs)
 	}
 }
@@ -96,27 +99,27 @@ func TestDuplicateInFlightNotRunTwice(t *testing.T) {
 // they go to the other workers and everything is answered exactly once.
 func TestWorkerKilled(t *testing.T) {
 	const n = 200
-	prime := startPrime(t, primesim.Config{})
-	g := newGate(func(string) bool { return true }) // worker 0 holds all it gets
-	c := startCluster(t, clusterOptions{
-		workers: 3, prime: primeConfig(prime),
-		contractFor: func(i int) gateway.Contract {
+	prime := testcluster.StartPrime(t, primesim.Config{})
+	g := testcluster.NewGate(func(string) bool { return true }) // worker 0 holds all it gets
+	c := testcluster.Start(t, testcluster.Options{
+		Workers: 3, Prime: testcluster.PrimeConfig(prime),
+		ContractFor: func(i int) contract.Func {
 			if i == 0 {
-				return g.contract
+				return g.Contract
 			}
-			return echoContract
+			return testcluster.Echo
 		},
 	})
-	submit(t, prime, n)
-	g.recv(t) // worker 0 is running a transaction
-	_ = c.workers[0].Close()
-	waitAnswered(t, prime, n, c)
-	c.stop()
-	checkReport(t, prime, n)
-	if c.disp.Redispatched() == 0 {
+	testcluster.Submit(t, prime, n)
+	g.Recv(t) // worker 0 is running a transaction
+	_ = c.WorkerNodes[0].Close()
+	testcluster.WaitAnswered(t, prime, n, c)
+	c.Stop()
+	testcluster.CheckReport(t, prime, n)
+	if c.Dispatcher.Redispatched() == 0 {
 		t.Fatalf("no transaction was re-dispatched")
 	}
-	if !strings.Contains(c.log.String(), "re-dispatching") {
+	if !strings.Contains(c.Log.String(), "re-dispatching") {
 		t.Fatalf("re-dispatch not logged")
 	}
 }
@@ -139,10 +142,10 @@ func (s failingStream) SendMsg(m any) error {
 // the journal, not run again.
 func TestSendFailure(t *testing.T) {
 	const n = 100
-	prime := startPrime(t, primesim.Config{})
+	prime := testcluster.StartPrime(t, primesim.Config{})
 	var fail atomic.Int64
 	fail.Store(40) // the 40th Send fails
-	pc := primeConfig(prime)
+	pc := testcluster.PrimeConfig(prime)
 	pc.DialOptions = []grpc.DialOption{grpc.WithStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
 		cs, err := streamer(ctx, desc, cc, method, opts...)
 		if err != nil {
@@ -150,23 +153,23 @@ func TestSendFailure(t *testing.T) {
 		}
 		return failingStream{cs, &fail}, nil
 	})}
-	g := newGate(nil)
-	c := startCluster(t, clusterOptions{workers: 2, prime: pc, contract: g.contract})
-	ids := submit(t, prime, n)
-	waitAnswered(t, prime, n, c)
-	c.stop()
-	checkReport(t, prime, n)
-	st := c.gw.Stats()
+	g := testcluster.NewGate(nil)
+	c := testcluster.Start(t, testcluster.Options{Workers: 2, Prime: pc, Contract: g.Contract})
+	ids := testcluster.Submit(t, prime, n)
+	testcluster.WaitAnswered(t, prime, n, c)
+	c.Stop()
+	testcluster.CheckReport(t, prime, n)
+	st := c.Gateway.Stats()
 	if st.SendErrors != 1 || st.Streams < 2 || st.FromJournal < 1 {
 		t.Fatalf("want 1 send error, a reconnect and an answer from the journal: %+v", st)
 	}
 	for _, id := range ids {
-		if g.runsOf(id) != 1 {
-			t.Fatalf("%s ran %d times", id, g.runsOf(id))
+		if g.RunsOf(id) != 1 {
+			t.Fatalf("%s ran %d times", id, g.RunsOf(id))
 		}
 	}
-	if !strings.Contains(c.log.String(), "injected send failure") {
-		t.Fatalf("send failure not logged:\n%s", tail(c.log.String(), 3000))
+	if !strings.Contains(c.Log.String(), "injected send failure") {
+		t.Fatalf("send failure not logged:\n%s", c.Log.Tail(3000))
 	}
 }
 
@@ -174,24 +177,24 @@ func TestSendFailure(t *testing.T) {
 // gateway says so in a clear log line and keeps retrying, and shuts down
 // cleanly.
 func TestMissingChainID(t *testing.T) {
-	prime := startPrime(t, primesim.Config{})
-	pc := primeConfig(prime)
+	prime := testcluster.StartPrime(t, primesim.Config{})
+	pc := testcluster.PrimeConfig(prime)
 	pc.DialOptions = []grpc.DialOption{grpc.WithStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
 		md, _ := metadata.FromOutgoingContext(ctx)
 		md = md.Copy()
 		md.Delete(gateway.MetadataChainID)
 		return streamer(metadata.NewOutgoingContext(ctx, md), desc, cc, method, opts...)
 	})}
-	c := startCluster(t, clusterOptions{workers: 1, prime: pc})
-	waitUntil(t, "the refusal in the log", func() bool {
-		return strings.Contains(c.log.String(), "missing chain ID") && strings.Contains(c.log.String(), "Prime refused the stream")
+	c := testcluster.Start(t, testcluster.Options{Workers: 1, Prime: pc})
+	testutil.WaitUntil(t, "the refusal in the log", func() bool {
+		return strings.Contains(c.Log.String(), "missing chain ID") && strings.Contains(c.Log.String(), "Prime refused the stream")
 	})
-	c.stop()
+	c.Stop()
 	if r := prime.Report(); r.StreamsRejected == 0 || r.StreamsAccepted != 0 {
 		t.Fatalf("report:\n%v", r)
 	}
-	if !strings.Contains(c.log.String(), "set chain_id") {
-		t.Fatalf("no hint in the log:\n%s", tail(c.log.String(), 2000))
+	if !strings.Contains(c.Log.String(), "set chain_id") {
+		t.Fatalf("no hint in the log:\n%s", c.Log.Tail(2000))
 	}
 }
 
@@ -200,32 +203,32 @@ func TestMissingChainID(t *testing.T) {
 // which delivers them to the next gateway; all are answered exactly once.
 func TestGracefulShutdown(t *testing.T) {
 	const n = 100
-	prime := startPrime(t, primesim.Config{})
-	g := newGate(func(tx string) bool { return true })
+	prime := testcluster.StartPrime(t, primesim.Config{})
+	g := testcluster.NewGate(func(tx string) bool { return true })
 	journal := t.TempDir() + "/journal.db"
-	c := startCluster(t, clusterOptions{workers: 2, capacity: 2, prime: primeConfig(prime), contract: g.contract, journalPath: journal})
-	submit(t, prime, n)
+	c := testcluster.Start(t, testcluster.Options{Workers: 2, Capacity: 2, Prime: testcluster.PrimeConfig(prime), Contract: g.Contract, JournalPath: journal})
+	testcluster.Submit(t, prime, n)
 	for range 4 { // both workers full
-		g.recv(t)
+		g.Recv(t)
 	}
 	stopped := make(chan struct{})
-	go func() { c.stop(); close(stopped) }()
-	waitUntil(t, "the gateway to stop taking transactions", func() bool {
-		return strings.Contains(c.log.String(), "shutting down")
+	go func() { c.Stop(); close(stopped) }()
+	testutil.WaitUntil(t, "the gateway to stop taking transactions", func() bool {
+		return strings.Contains(c.Log.String(), "shutting down")
 	})
-	close(g.release)
+	close(g.Release)
 	<-stopped
-	st := c.gw.Stats()
+	st := c.Gateway.Stats()
 	if st.HandedBack != 0 || st.Sent != st.Started || st.Sent < 4 {
 		t.Fatalf("in-flight transactions not finished at shutdown: %+v", st)
 	}
 	if got := prime.Report().Answered; uint64(got) != st.Sent {
 		t.Fatalf("Prime has %d answers, gateway sent %d", got, st.Sent)
 	}
-	c2 := startCluster(t, clusterOptions{workers: 2, prime: primeConfig(prime), contract: g.contract, journalPath: journal})
-	waitAnswered(t, prime, n, c2)
-	c2.stop()
-	checkReport(t, prime, n)
+	c2 := testcluster.Start(t, testcluster.Options{Workers: 2, Prime: testcluster.PrimeConfig(prime), Contract: g.Contract, JournalPath: journal})
+	testcluster.WaitAnswered(t, prime, n, c2)
+	c2.Stop()
+	testcluster.CheckReport(t, prime, n)
 }
 
 // TestGatewayAbort: Abort cuts short a graceful shutdown that would wait
@@ -233,27 +236,26 @@ func TestGracefulShutdown(t *testing.T) {
 // cancelled on its worker and left to Prime, and nothing is answered.
 // Abort before Run makes Run return at once.
 func TestGatewayAbort(t *testing.T) {
-	prime := startPrime(t, primesim.Config{})
-	g := newGate(func(tx string) bool { return true })
+	prime := testcluster.StartPrime(t, primesim.Config{})
+	g := testcluster.NewGate(func(tx string) bool { return true })
 	cancelled := make(chan error, 1)
-	contract := func(ctx context.Context, txJSON string, env, secrets map[string]string) (gateway.Output, error) {
-		out, err := g.contract(ctx, txJSON, env, secrets)
+	fn := func(ctx context.Context, txJSON string, env, secrets map[string]string) (contract.Output, error) {
+		out, err := g.Contract(ctx, txJSON, env, secrets)
 		cancelled <- ctx.Err()
 		return out, err
 	}
-	c := startCluster(t, clusterOptions{workers: 1, capacity: 1, prime: primeConfig(prime), contract: contract, drain: time.Hour})
-	submit(t, prime, 1)
-	g.recv(t)
-	c.cancel()
-	waitUntil(t, "the graceful shutdown", func() bool { return strings.Contains(c.log.String(), "shutting down") })
-	c.gw.Abort()
+	c := testcluster.Start(t, testcluster.Options{Workers: 1, Capacity: 1, Prime: testcluster.PrimeConfig(prime), Contract: fn, Drain: time.Hour})
+	testcluster.Submit(t, prime, 1)
+	g.Recv(t)
+	c.Shutdown()
+	testutil.WaitUntil(t, "the graceful shutdown", func() bool { return strings.Contains(c.Log.String(), "shutting down") })
+	c.Gateway.Abort()
 	select {
-	case err := <-c.runErr:
-		if err != nil {
+	case <-c.RunDone():
+		if err := c.RunErr(); err != nil {
 			t.Fatalf("Run: %v", err)
 		}
-		c.runErr <- nil // for c.stop
-	case <-time.After(testTimeout):
+	case <-time.After(testutil.Timeout):
 		t.Fatal("Run did not return after Abort")
 	}
 	select {
@@ -261,16 +263,16 @@ func TestGatewayAbort(t *testing.T) {
 		if err == nil {
 			t.Fatal("the held transaction finished instead of being cancelled")
 		}
-	case <-time.After(testTimeout):
+	case <-time.After(testutil.Timeout):
 		t.Fatal("the held transaction was not cancelled on its worker")
 	}
-	if st := c.gw.Stats(); st.HandedBack != 1 || st.Sent != 0 {
+	if st := c.Gateway.Stats(); st.HandedBack != 1 || st.Sent != 0 {
 		t.Fatalf("stats %+v, want the transaction handed back", st)
 	}
 	if r := prime.Report(); r.Answered != 0 {
 		t.Fatalf("Prime has answers:\n%v", r)
 	}
-	c.gw.Abort() // idempotent
+	c.Gateway.Abort() // idempotent
 
 	t.Run("before Run", func(t *testing.T) {
 		j, err := gateway.OpenJournal(t.TempDir()+"/j.db", gateway.JournalOptions{})
@@ -278,12 +280,12 @@ func TestGatewayAbort(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer j.Close()
-		gw, err := gateway.New(gateway.Options{Prime: primeConfig(prime), Runner: gateway.NewLocal(echoContract, 1), Journal: j, DrainTimeout: time.Hour})
+		gw, err := gateway.New(gateway.Options{Prime: testcluster.PrimeConfig(prime), Runner: gateway.NewLocal(testcluster.Echo, 1), Journal: j, DrainTimeout: time.Hour})
 		if err != nil {
 			t.Fatal(err)
 		}
 		gw.Abort()
-		if err := gw.Run(testCtx(t)); err != nil {
+		if err := gw.Run(testutil.Context(t)); err != nil {
 			t.Fatalf("Run: %v", err)
 		}
 	})
@@ -292,34 +294,34 @@ func TestGatewayAbort(t *testing.T) {
 // TestBackpressure: with every worker full, the gateway does not take
 // more transactions from Prime than it can start.
 func TestBackpressure(t *testing.T) {
-	prime := startPrime(t, primesim.Config{})
-	g := newGate(func(tx string) bool { return true })
-	c := startCluster(t, clusterOptions{workers: 1, capacity: 1, prime: primeConfig(prime), contract: g.contract})
-	submit(t, prime, 50)
-	g.recv(t)
+	prime := testcluster.StartPrime(t, primesim.Config{})
+	g := testcluster.NewGate(func(tx string) bool { return true })
+	c := testcluster.Start(t, testcluster.Options{Workers: 1, Capacity: 1, Prime: testcluster.PrimeConfig(prime), Contract: g.Contract})
+	testcluster.Submit(t, prime, 50)
+	g.Recv(t)
 	// The receive loop takes the second transaction and waits for
 	// capacity; it cannot take a third while the first is held.
-	waitUntil(t, "the second transaction", func() bool { return c.gw.Stats().Received >= 2 })
-	if st := c.gw.Stats(); st.Received != 2 || st.Started != 1 {
+	testutil.WaitUntil(t, "the second transaction", func() bool { return c.Gateway.Stats().Received >= 2 })
+	if st := c.Gateway.Stats(); st.Received != 2 || st.Started != 1 {
 		t.Fatalf("gateway took more than it can run: %+v", st)
 	}
-	close(g.release)
-	waitAnswered(t, prime, 50, c)
-	c.stop()
-	checkReport(t, prime, 50)
+	close(g.Release)
+	testcluster.WaitAnswered(t, prime, 50, c)
+	c.Stop()
+	testcluster.CheckReport(t, prime, 50)
 }
 
 // TestTransactionTimeout: a transaction over its deadline is answered with
 // an error, once.
 func TestTransactionTimeout(t *testing.T) {
-	prime := startPrime(t, primesim.Config{})
-	g := newGate(func(tx string) bool { return strings.Contains(tx, `"seq":1,`) })
-	c := startCluster(t, clusterOptions{workers: 1, prime: primeConfig(prime), contract: g.contract, txTimeout: 200 * time.Millisecond})
-	ids := submit(t, prime, 3)
-	waitAnswered(t, prime, 3, c)
-	c.stop()
-	checkReport(t, prime, 3)
-	resp, _ := prime.Answer(contract, ids[1])
+	prime := testcluster.StartPrime(t, primesim.Config{})
+	g := testcluster.NewGate(func(tx string) bool { return strings.Contains(tx, `"seq":1,`) })
+	c := testcluster.Start(t, testcluster.Options{Workers: 1, Prime: testcluster.PrimeConfig(prime), Contract: g.Contract, TxTimeout: 200 * time.Millisecond})
+	ids := testcluster.Submit(t, prime, 3)
+	testcluster.WaitAnswered(t, prime, 3, c)
+	c.Stop()
+	testcluster.CheckReport(t, prime, 3)
+	resp, _ := prime.Answer(testcluster.ContractID, ids[1])
 	// Either the gateway's deadline or the worker's copy of it fires first.
 	if e := resp.GetError(); !strings.Contains(e, "timed out") && !strings.Contains(e, "deadline exceeded") {
 		t.Fatalf("answer %v, want a timeout error", resp)
@@ -329,8 +331,8 @@ func TestTransactionTimeout(t *testing.T) {
 // TestMaxReconnectAttempts: with nothing listening, Run gives up after
 // max_reconnect_attempts attempts.
 func TestMaxReconnectAttempts(t *testing.T) {
-	prime := startPrime(t, primesim.Config{})
-	pc := primeConfig(prime)
+	prime := testcluster.StartPrime(t, primesim.Config{})
+	pc := testcluster.PrimeConfig(prime)
 	_ = prime.Close() // nothing listens there any more
 	pc.MaxReconnectAttempts = 3
 	j, err := gateway.OpenJournal(t.TempDir()+"/j.db", gateway.JournalOptions{})
@@ -338,12 +340,12 @@ func TestMaxReconnectAttempts(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer j.Close()
-	var log logBuffer
-	gw, err := gateway.New(gateway.Options{Prime: pc, Runner: gateway.NewLocal(echoContract, 1), Journal: j, Logger: log.logger()})
+	var log testutil.LogBuffer
+	gw, err := gateway.New(gateway.Options{Prime: pc, Runner: gateway.NewLocal(testcluster.Echo, 1), Journal: j, Logger: log.Logger()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := gw.Run(testCtx(t)); !errors.Is(err, gateway.ErrMaxReconnects) {
+	if err := gw.Run(testutil.Context(t)); !errors.Is(err, gateway.ErrMaxReconnects) {
 		t.Fatalf("Run: %v, want ErrMaxReconnects", err)
 	}
 	if got := strings.Count(log.String(), "reconnecting to Prime"); got != 2 {
@@ -355,54 +357,54 @@ func TestMaxReconnectAttempts(t *testing.T) {
 // grid), as the template does.
 func TestDirectLocal(t *testing.T) {
 	const n = 200
-	prime := startPrime(t, primesim.Config{})
+	prime := testcluster.StartPrime(t, primesim.Config{})
 	j, err := gateway.OpenJournal(t.TempDir()+"/j.db", gateway.JournalOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer j.Close()
-	gw, err := gateway.New(gateway.Options{Prime: primeConfig(prime), Runner: gateway.NewLocal(echoContract, 8), Journal: j})
+	gw, err := gateway.New(gateway.Options{Prime: testcluster.PrimeConfig(prime), Runner: gateway.NewLocal(testcluster.Echo, 8), Journal: j})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(testCtx(t))
+	ctx, cancel := context.WithCancel(testutil.Context(t))
 	done := make(chan error, 1)
 	go func() { done <- gw.Run(ctx) }()
-	submit(t, prime, n)
-	waitAnswered(t, prime, n, nil)
+	testcluster.Submit(t, prime, n)
+	testcluster.WaitAnswered(t, prime, n, nil)
 	cancel()
 	select {
 	case err := <-done:
 		if err != nil {
 			t.Fatal(err)
 		}
-	case <-time.After(testTimeout):
+	case <-time.After(testutil.Timeout):
 		t.Fatal("Run did not return")
 	}
-	checkReport(t, prime, n)
+	testcluster.CheckReport(t, prime, n)
 }
 
 // TestChaos restarts Prime three times and kills a worker while 1,000
 // transactions go through; every one is answered exactly once.
 func TestChaos(t *testing.T) {
 	const n = 1000
-	prime := startPrime(t, primesim.Config{})
+	prime := testcluster.StartPrime(t, primesim.Config{})
 	addr := prime.Addr().String()
-	slow := func(ctx context.Context, txJSON string, env, secrets map[string]string) (gateway.Output, error) {
+	slow := func(ctx context.Context, txJSON string, env, secrets map[string]string) (contract.Output, error) {
 		select {
 		case <-time.After(time.Duration(len(txJSON)%3) * time.Millisecond):
 		case <-ctx.Done():
-			return gateway.Output{}, ctx.Err()
+			return contract.Output{}, ctx.Err()
 		}
-		return echoContract(ctx, txJSON, env, secrets)
+		return testcluster.Echo(ctx, txJSON, env, secrets)
 	}
-	c := startCluster(t, clusterOptions{workers: 3, capacity: 8, prime: primeConfig(prime), contract: slow})
+	c := testcluster.Start(t, testcluster.Options{Workers: 3, Capacity: 8, Prime: testcluster.PrimeConfig(prime), Contract: slow})
 	genErr := make(chan error, 1)
-	go func() { genErr <- prime.Generate(testCtx(t), contract, n, 4000) }()
+	go func() { genErr <- prime.Generate(testutil.Context(t), testcluster.ContractID, n, 4000) }()
 	for i, at := range []int{n / 5, 2 * n / 5, 3 * n / 5, 4 * n / 5} {
-		waitUntil(t, "progress", func() bool { return prime.Report().Answered >= at })
+		testutil.WaitUntil(t, "progress", func() bool { return prime.Report().Answered >= at })
 		if i == 2 {
-			_ = c.workers[1].Close()
+			_ = c.WorkerNodes[1].Close()
 			continue
 		}
 		prime.Pause()
@@ -413,27 +415,27 @@ func TestChaos(t *testing.T) {
 	if err := <-genErr; err != nil {
 		t.Fatal(err)
 	}
-	waitAnswered(t, prime, n, c)
-	c.stop()
-	r := checkReport(t, prime, n)
-	t.Logf("redelivered %d, gateway %+v, re-dispatched %d", r.Redelivered, c.gw.Stats(), c.disp.Redispatched())
+	testcluster.WaitAnswered(t, prime, n, c)
+	c.Stop()
+	r := testcluster.CheckReport(t, prime, n)
+	t.Logf("redelivered %d, gateway %+v, re-dispatched %d", r.Redelivered, c.Gateway.Stats(), c.Dispatcher.Redispatched())
 }
 
 // TestMethodPath: the gateway opens the stream at the configured method
 // path; a wrong one is logged with a hint.
 func TestMethodPath(t *testing.T) {
 	const path = "/acme.prime.v2.Contracts/Stream"
-	prime := startPrime(t, primesim.Config{MethodPath: path})
-	pc := primeConfig(prime)
+	prime := testcluster.StartPrime(t, primesim.Config{MethodPath: path})
+	pc := testcluster.PrimeConfig(prime)
 	pc.MethodPath = path
-	c := startCluster(t, clusterOptions{workers: 1, prime: pc})
-	submit(t, prime, 20)
-	waitAnswered(t, prime, 20, c)
-	c.stop()
-	checkReport(t, prime, 20)
+	c := testcluster.Start(t, testcluster.Options{Workers: 1, Prime: pc})
+	testcluster.Submit(t, prime, 20)
+	testcluster.WaitAnswered(t, prime, 20, c)
+	c.Stop()
+	testcluster.CheckReport(t, prime, 20)
 
-	wrong := startCluster(t, clusterOptions{workers: 1, prime: primeConfig(prime)}) // default path
-	waitUntil(t, "the refusal", func() bool { return strings.Contains(wrong.log.String(), "check method_path") })
+	wrong := testcluster.Start(t, testcluster.Options{Workers: 1, Prime: testcluster.PrimeConfig(prime)}) // default path
+	testutil.WaitUntil(t, "the refusal", func() bool { return strings.Contains(wrong.Log.String(), "check method_path") })
 }
 
 // TestJournalWriteFailure: when the journal cannot write a result (here:
@@ -443,20 +445,20 @@ func TestMethodPath(t *testing.T) {
 // for as long as the stream stays up.
 func TestJournalWriteFailure(t *testing.T) {
 	const n = 20
-	prime := startPrime(t, primesim.Config{})
-	c := startCluster(t, clusterOptions{workers: 1, prime: primeConfig(prime)})
-	waitUntil(t, "the stream", func() bool { return c.gw.Stats().Connected })
-	if err := c.journal.Close(); err != nil {
+	prime := testcluster.StartPrime(t, primesim.Config{})
+	c := testcluster.Start(t, testcluster.Options{Workers: 1, Prime: testcluster.PrimeConfig(prime)})
+	testutil.WaitUntil(t, "the stream", func() bool { return c.Gateway.Stats().Connected })
+	if err := c.Journal.Close(); err != nil {
 		t.Fatal(err)
 	}
-	submit(t, prime, n)
-	waitAnswered(t, prime, n, c)
-	c.stop()
-	checkReport(t, prime, n)
-	if st := c.gw.Stats(); st.JournalErrors != n || st.Journaled != 0 || st.Sent != n || st.Streams != 1 {
+	testcluster.Submit(t, prime, n)
+	testcluster.WaitAnswered(t, prime, n, c)
+	c.Stop()
+	testcluster.CheckReport(t, prime, n)
+	if st := c.Gateway.Stats(); st.JournalErrors != n || st.Journaled != 0 || st.Sent != n || st.Streams != 1 {
 		t.Fatalf("want %d journal errors and %d sent on one stream: %+v", n, n, st)
 	}
-	if !strings.Contains(c.log.String(), "cannot journal result") {
-		t.Fatalf("journal failure not logged:\n%s", tail(c.log.String(), 2000))
+	if !strings.Contains(c.Log.String(), "cannot journal result") {
+		t.Fatalf("journal failure not logged:\n%s", c.Log.Tail(2000))
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/gridmesh/gridmesh/gateway/primesim"
+	"github.com/gridmesh/gridmesh/internal/testcluster"
+	"github.com/gridmesh/gridmesh/internal/testutil"
 )
 
 // TestPrimeHalfOpen puts a proxy between the gateway and Prime that
@@ -21,7 +23,7 @@ func TestPrimeHalfOpen(t *testing.T) {
 		t.Skip("takes about 15 s")
 	}
 	t.Parallel()
-	prime := startPrime(t, primesim.Config{})
+	prime := testcluster.StartPrime(t, primesim.Config{})
 	srv := toxiproxy.NewServer(toxiproxy.NewMetricsContainer(nil), zerolog.Nop())
 	proxy := toxiproxy.NewProxy(srv, "prime", "127.0.0.1:0", prime.Addr().String())
 	if err := proxy.Start(); err != nil {
@@ -29,11 +31,11 @@ func TestPrimeHalfOpen(t *testing.T) {
 	}
 	t.Cleanup(proxy.Stop)
 
-	pc := primeConfig(prime)
+	pc := testcluster.PrimeConfig(prime)
 	pc.ServerAddress = proxy.Listen
-	c := startCluster(t, clusterOptions{workers: 1, prime: pc})
-	submit(t, prime, 10)
-	waitAnswered(t, prime, 10, c)
+	c := testcluster.Start(t, testcluster.Options{Workers: 1, Prime: pc})
+	testcluster.Submit(t, prime, 10)
+	testcluster.WaitAnswered(t, prime, 10, c)
 
 	for _, dir := range []string{"upstream", "downstream"} {
 		if _, err := proxy.Toxics.AddToxicJson(strings.NewReader(
@@ -42,9 +44,9 @@ func TestPrimeHalfOpen(t *testing.T) {
 		}
 	}
 	holeAt := time.Now()
-	submit(t, prime, 10) // Prime queues them on a stream nobody hears
-	waitUntil(t, "the gateway to notice the dead stream", func() bool {
-		return strings.Contains(c.log.String(), "Prime stream ended")
+	testcluster.Submit(t, prime, 10) // Prime queues them on a stream nobody hears
+	testutil.WaitUntil(t, "the gateway to notice the dead stream", func() bool {
+		return strings.Contains(c.Log.String(), "Prime stream ended")
 	})
 	if took := time.Since(holeAt); took > 20*time.Second {
 		t.Fatalf("half-open connection noticed after %v, want about 13 s", took)
@@ -56,7 +58,7 @@ func TestPrimeHalfOpen(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitAnswered(t, prime, 20, c)
-	c.stop()
-	checkReport(t, prime, 20)
+	testcluster.WaitAnswered(t, prime, 20, c)
+	c.Stop()
+	testcluster.CheckReport(t, prime, 20)
 }

@@ -10,6 +10,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 
+	"github.com/gridmesh/gridmesh/gateway/wire"
 	"github.com/gridmesh/gridmesh/internal/defaults"
 )
 
@@ -134,11 +135,11 @@ func openJournal(path string, opts JournalOptions, beforeMarks func(n int)) (*Jo
 }
 
 // Put records res durably.
-func (j *Journal) Put(res *TxResult) error {
+func (j *Journal) Put(res *wire.TxResult) error {
 	return j.put(res, time.Now())
 }
 
-func (j *Journal) put(res *TxResult, now time.Time) error {
+func (j *Journal) put(res *wire.TxResult, now time.Time) error {
 	e := journalEntry{Result: *res, Done: now.UnixNano()}
 	val, err := e.MarshalMsg(nil)
 	if err != nil {
@@ -154,7 +155,7 @@ func (j *Journal) put(res *TxResult, now time.Time) error {
 }
 
 // Get returns the result recorded for the transaction id.
-func (j *Journal) Get(id string) (*TxResult, bool, error) {
+func (j *Journal) Get(id string) (*wire.TxResult, bool, error) {
 	var e journalEntry
 	var found bool
 	err := j.db.View(func(tx *bolt.Tx) error {

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/gridmesh/gridmesh/gateway/wire"
 )
 
 // syncLog is a log destination tests can read while loggers write.
@@ -68,7 +70,7 @@ func TestJournalMarksSlowDisk(t *testing.T) {
 	}()
 	id := func(i int) string { return fmt.Sprintf("tx-%d", i) }
 	for i := range marks + 1 {
-		if err := j.Put(&TxResult{ID: id(i), ResultJSON: "{}"}); err != nil {
+		if err := j.Put(&wire.TxResult{ID: id(i), ResultJSON: "{}"}); err != nil {
 			t.Fatal(err)
 		}
 	}

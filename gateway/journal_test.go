@@ -7,6 +7,9 @@ import (
 
 	"github.com/gridmesh/gridmesh/gateway"
 	"github.com/gridmesh/gridmesh/gateway/primesim"
+	"github.com/gridmesh/gridmesh/gateway/wire"
+	"github.com/gridmesh/gridmesh/internal/testcluster"
+	"github.com/gridmesh/gridmesh/internal/testutil"
 )
 
 func TestJournalPutGetPrune(t *testing.T) {
@@ -17,7 +20,7 @@ func TestJournalPutGetPrune(t *testing.T) {
 	}
 	defer j.Close()
 	for _, id := range []string{"a", "b"} {
-		if err := j.Put(&gateway.TxResult{ID: id, ResultJSON: `{"id":"` + id + `"}`}); err != nil {
+		if err := j.Put(&wire.TxResult{ID: id, ResultJSON: `{"id":"` + id + `"}`}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -30,7 +33,7 @@ func TestJournalPutGetPrune(t *testing.T) {
 	}
 	j.MarkSent("a")
 	// Marks are written in the background: prune until a's is.
-	waitUntil(t, "a to be pruned", func() bool {
+	testutil.WaitUntil(t, "a to be pruned", func() bool {
 		n, err := j.Prune(time.Now().Add(2 * time.Hour))
 		return err == nil && n == 1
 	})
@@ -56,46 +59,46 @@ func TestJournalPutGetPrune(t *testing.T) {
 func TestJournalAnswersRedelivery(t *testing.T) {
 	const n = 50
 	journal := filepath.Join(t.TempDir(), "journal.db")
-	first := startPrime(t, primesim.Config{})
-	g1 := newGate(nil)
-	c1 := startCluster(t, clusterOptions{workers: 2, prime: primeConfig(first), contract: g1.contract, journalPath: journal})
-	ids := submit(t, first, n)
-	waitAnswered(t, first, n, c1)
-	c1.stop()
+	first := testcluster.StartPrime(t, primesim.Config{})
+	g1 := testcluster.NewGate(nil)
+	c1 := testcluster.Start(t, testcluster.Options{Workers: 2, Prime: testcluster.PrimeConfig(first), Contract: g1.Contract, JournalPath: journal})
+	ids := testcluster.Submit(t, first, n)
+	testcluster.WaitAnswered(t, first, n, c1)
+	c1.Stop()
 
-	second := startPrime(t, primesim.Config{})
+	second := testcluster.StartPrime(t, primesim.Config{})
 	for i, id := range ids {
-		tx, err := second.NewTransaction(contract, i, n)
+		tx, err := second.NewTransaction(testcluster.ContractID, i, n)
 		if err != nil {
 			t.Fatal(err)
 		}
 		tx.ID = id
-		if _, err := second.Submit(contract, tx); err != nil {
+		if _, err := second.Submit(testcluster.ContractID, tx); err != nil {
 			t.Fatal(err)
 		}
 	}
-	fresh := submit(t, second, 10)
-	g2 := newGate(nil)
-	c2 := startCluster(t, clusterOptions{workers: 2, prime: primeConfig(second), contract: g2.contract, journalPath: journal})
-	waitAnswered(t, second, n+10, c2)
-	c2.stop()
-	checkReport(t, second, n+10)
-	if st := c2.gw.Stats(); st.FromJournal != n || st.Started != 10 {
+	fresh := testcluster.Submit(t, second, 10)
+	g2 := testcluster.NewGate(nil)
+	c2 := testcluster.Start(t, testcluster.Options{Workers: 2, Prime: testcluster.PrimeConfig(second), Contract: g2.Contract, JournalPath: journal})
+	testcluster.WaitAnswered(t, second, n+10, c2)
+	c2.Stop()
+	testcluster.CheckReport(t, second, n+10)
+	if st := c2.Gateway.Stats(); st.FromJournal != n || st.Started != 10 {
 		t.Fatalf("want %d from the journal and 10 run: %+v", n, st)
 	}
 	for _, id := range ids {
-		if g2.runsOf(id) != 0 {
+		if g2.RunsOf(id) != 0 {
 			t.Fatalf("%s ran again", id)
 		}
-		a, _ := first.Answer(contract, id)
-		b, _ := second.Answer(contract, id)
+		a, _ := first.Answer(testcluster.ContractID, id)
+		b, _ := second.Answer(testcluster.ContractID, id)
 		if a.GetResultJson() != b.GetResultJson() || a.GetResultJson() == "" {
 			t.Fatalf("journal answer %q, original %q", b.GetResultJson(), a.GetResultJson())
 		}
 	}
 	for _, id := range fresh {
-		if g2.runsOf(id) != 1 {
-			t.Fatalf("new transaction %s ran %d times", id, g2.runsOf(id))
+		if g2.RunsOf(id) != 1 {
+			t.Fatalf("new transaction %s ran %d times", id, g2.RunsOf(id))
 		}
 	}
 }
@@ -111,7 +114,7 @@ func TestJournalPrunesUnmarkedAfterMaxAge(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := j.Put(&gateway.TxResult{ID: "unmarked", ResultJSON: `{}`}); err != nil {
+	if err := j.Put(&wire.TxResult{ID: "unmarked", ResultJSON: `{}`}); err != nil {
 		t.Fatal(err)
 	}
 	// No MarkSent, as after a crash; the next gateway opens the file.

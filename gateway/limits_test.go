@@ -16,7 +16,11 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/gridmesh/gridmesh/gateway"
+	"github.com/gridmesh/gridmesh/gateway/contract"
 	"github.com/gridmesh/gridmesh/gateway/primesim"
+	"github.com/gridmesh/gridmesh/gateway/wire"
+	"github.com/gridmesh/gridmesh/internal/testcluster"
+	"github.com/gridmesh/gridmesh/internal/testutil"
 	pb "github.com/gridmesh/gridmesh/proto"
 )
 
@@ -25,7 +29,7 @@ import (
 type localGateway struct {
 	gw     *gateway.Gateway
 	j      *gateway.Journal
-	log    *logBuffer
+	log    *testutil.LogBuffer
 	cancel context.CancelFunc
 	done   chan error
 }
@@ -43,8 +47,8 @@ func startLocal(tb testing.TB, opts gateway.Options, j func(*gateway.Journal)) *
 	if j != nil {
 		j(journal)
 	}
-	l := &localGateway{j: journal, log: new(logBuffer), done: make(chan error, 1)}
-	opts.Journal, opts.Logger = journal, l.log.logger()
+	l := &localGateway{j: journal, log: new(testutil.LogBuffer), done: make(chan error, 1)}
+	opts.Journal, opts.Logger = journal, l.log.Logger()
 	if opts.DrainTimeout == 0 {
 		opts.DrainTimeout = 5 * time.Second
 	}
@@ -70,7 +74,7 @@ func (l *localGateway) stop(tb testing.TB) error {
 			close(l.done)
 		}
 		return err
-	case <-time.After(testTimeout):
+	case <-time.After(testutil.Timeout):
 		l.gw.Abort()
 		tb.Fatal("gateway Run did not return")
 		return nil
@@ -93,7 +97,7 @@ func rawPrime(tb testing.TB, handle func(n int, st grpc.ServerStream) error) gat
 	go func() { _ = srv.Serve(ln) }()
 	tb.Cleanup(srv.Stop)
 	return gateway.PrimeConfig{
-		ServerAddress: ln.Addr().String(), ChainID: chainID, SmartContractID: contract, APIKey: apiKey,
+		ServerAddress: ln.Addr().String(), ChainID: testcluster.ChainID, SmartContractID: testcluster.ContractID, APIKey: testcluster.APIKey,
 		ReconnectDelay: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
 	}
 }
@@ -106,43 +110,43 @@ func rawPrime(tb testing.TB, handle func(n int, st grpc.ServerStream) error) gat
 // gateway journaled.
 func TestResultTooLarge(t *testing.T) {
 	const n = 20
-	prime := startPrime(t, primesim.Config{})
+	prime := testcluster.StartPrime(t, primesim.Config{})
 	big := `"` + strings.Repeat("x", 5<<20) + `"`
-	fn := func(ctx context.Context, txJSON string, env, secrets map[string]string) (gateway.Output, error) {
+	fn := func(ctx context.Context, txJSON string, env, secrets map[string]string) (contract.Output, error) {
 		if strings.Contains(txJSON, `"seq":0,`) {
-			return gateway.Output{ResultJSON: big, OutputToChain: true, Logs: "made a big one"}, nil
+			return contract.Output{ResultJSON: big, OutputToChain: true, Logs: "made a big one"}, nil
 		}
-		return echoContract(ctx, txJSON, env, secrets)
+		return testcluster.Echo(ctx, txJSON, env, secrets)
 	}
-	old, err := prime.NewTransaction(contract, n, n+1)
+	old, err := prime.NewTransaction(testcluster.ContractID, n, n+1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := startLocal(t, gateway.Options{Prime: primeConfig(prime), Runner: gateway.NewLocal(fn, 4)}, func(j *gateway.Journal) {
-		if err := j.Put(&gateway.TxResult{ID: old.ID, ResultJSON: big}); err != nil {
+	l := startLocal(t, gateway.Options{Prime: testcluster.PrimeConfig(prime), Runner: gateway.NewLocal(fn, 4)}, func(j *gateway.Journal) {
+		if err := j.Put(&wire.TxResult{ID: old.ID, ResultJSON: big}); err != nil {
 			t.Fatal(err)
 		}
 	})
-	ids := submit(t, prime, n)
-	if _, err := prime.Submit(contract, old); err != nil {
+	ids := testcluster.Submit(t, prime, n)
+	if _, err := prime.Submit(testcluster.ContractID, old); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), testutil.Timeout)
 	defer cancel()
 	if err := prime.WaitAnswered(ctx, n+1); err != nil {
-		t.Fatalf("%v\n%v\ngateway %+v\n%s", err, prime.Report(), l.gw.Stats(), tail(l.log.String(), 2000))
+		t.Fatalf("%v\n%v\ngateway %+v\n%s", err, prime.Report(), l.gw.Stats(), l.log.Tail(2000))
 	}
 	if err := l.stop(t); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	checkReport(t, prime, n+1)
+	testcluster.CheckReport(t, prime, n+1)
 	for _, id := range []string{ids[0], old.ID} {
-		resp, _ := prime.Answer(contract, id)
+		resp, _ := prime.Answer(testcluster.ContractID, id)
 		if !strings.Contains(resp.GetError(), "result too large") || resp.GetResultJson() != "" || resp.GetOutputToChain() {
 			t.Fatalf("answer for %s: error %q, %d bytes of result, want an error answer", id, resp.GetError(), len(resp.GetResultJson()))
 		}
 	}
-	if resp, _ := prime.Answer(contract, ids[1]); resp.GetError() != "" || !strings.Contains(resp.GetResultJson(), `"seq":1,`) {
+	if resp, _ := prime.Answer(testcluster.ContractID, ids[1]); resp.GetError() != "" || !strings.Contains(resp.GetResultJson(), `"seq":1,`) {
 		t.Fatalf("answer for a small result: %v", resp)
 	}
 	if st := l.gw.Stats(); st.Streams != 1 || st.SendErrors != 0 || st.TooLarge != 2 || st.Failed != 2 || st.Sent != n+1 || st.FromJournal != 1 {
@@ -153,36 +157,36 @@ func TestResultTooLarge(t *testing.T) {
 		t.Fatalf("journal holds %d bytes of result, error %q (found %v, %v), want the error answer", len(res.ResultJSON), res.Error, found, err)
 	}
 	if !strings.Contains(l.log.String(), "result too large") {
-		t.Fatalf("not logged:\n%s", tail(l.log.String(), 2000))
+		t.Fatalf("not logged:\n%s", l.log.Tail(2000))
 	}
 }
 
 // TestMaxResultBytes: the bound applies to the response as encoded, and
 // is checked.
 func TestMaxResultBytes(t *testing.T) {
-	prime := startPrime(t, primesim.Config{})
-	if _, err := gateway.New(gateway.Options{Prime: primeConfig(prime), Runner: gateway.NewLocal(echoContract, 1),
+	prime := testcluster.StartPrime(t, primesim.Config{})
+	if _, err := gateway.New(gateway.Options{Prime: testcluster.PrimeConfig(prime), Runner: gateway.NewLocal(testcluster.Echo, 1),
 		Journal: new(gateway.Journal), MaxResultBytes: 100}); !errors.Is(err, gateway.ErrConfig) || !strings.Contains(err.Error(), "MaxResultBytes") {
 		t.Fatalf("New with MaxResultBytes 100: %v", err)
 	}
 	const limit = 2000
-	fn := func(_ context.Context, txJSON string, _, _ map[string]string) (gateway.Output, error) {
+	fn := func(_ context.Context, txJSON string, _, _ map[string]string) (contract.Output, error) {
 		size := 1000 // a result, and the response around it, under max
 		if strings.Contains(txJSON, `"seq":1,`) {
 			size = limit // the result alone is the limit: the response is over
 		}
-		return gateway.Output{ResultJSON: strings.Repeat("x", size)}, nil
+		return contract.Output{ResultJSON: strings.Repeat("x", size)}, nil
 	}
-	l := startLocal(t, gateway.Options{Prime: primeConfig(prime), Runner: gateway.NewLocal(fn, 2), MaxResultBytes: limit}, nil)
-	ids := submit(t, prime, 2)
-	waitAnswered(t, prime, 2, nil)
+	l := startLocal(t, gateway.Options{Prime: testcluster.PrimeConfig(prime), Runner: gateway.NewLocal(fn, 2), MaxResultBytes: limit}, nil)
+	ids := testcluster.Submit(t, prime, 2)
+	testcluster.WaitAnswered(t, prime, 2, nil)
 	if err := l.stop(t); err != nil {
 		t.Fatal(err)
 	}
-	if resp, _ := prime.Answer(contract, ids[0]); resp.GetError() != "" || len(resp.GetResultJson()) != 1000 {
+	if resp, _ := prime.Answer(testcluster.ContractID, ids[0]); resp.GetError() != "" || len(resp.GetResultJson()) != 1000 {
 		t.Fatalf("answer under the bound: error %q, %d bytes of result", resp.GetError(), len(resp.GetResultJson()))
 	}
-	if resp, _ := prime.Answer(contract, ids[1]); !strings.Contains(resp.GetError(), "max_result_bytes is 2000") || resp.GetResultJson() != "" {
+	if resp, _ := prime.Answer(testcluster.ContractID, ids[1]); !strings.Contains(resp.GetError(), "max_result_bytes is 2000") || resp.GetResultJson() != "" {
 		t.Fatalf("answer over the bound: error %q, %d bytes of result", resp.GetError(), len(resp.GetResultJson()))
 	}
 }
@@ -245,9 +249,9 @@ func TestSendFailsAsStreamEnds(t *testing.T) {
 		pc := prime(t, sending, answers)
 		pc.DialOptions = []grpc.DialOption{intercept(sending)}
 		runs := new(atomic.Int64)
-		fn := func(ctx context.Context, txJSON string, env, secrets map[string]string) (gateway.Output, error) {
+		fn := func(ctx context.Context, txJSON string, env, secrets map[string]string) (contract.Output, error) {
 			runs.Add(1)
-			return echoContract(ctx, txJSON, env, secrets)
+			return testcluster.Echo(ctx, txJSON, env, secrets)
 		}
 		l := startLocal(t, gateway.Options{Prime: pc, Runner: gateway.NewLocal(fn, 1)}, nil)
 		select {
@@ -255,10 +259,10 @@ func TestSendFailsAsStreamEnds(t *testing.T) {
 			if resp.GetTransactionId() != "tx-1" || resp.GetError() != "" || !strings.Contains(resp.GetResultJson(), `"payload":1`) {
 				t.Fatalf("answer %v", resp)
 			}
-		case <-time.After(testTimeout):
-			t.Fatalf("no answer on the second stream; gateway %+v\n%s", l.gw.Stats(), tail(l.log.String(), 3000))
+		case <-time.After(testutil.Timeout):
+			t.Fatalf("no answer on the second stream; gateway %+v\n%s", l.gw.Stats(), l.log.Tail(3000))
 		}
-		waitUntil(t, "the redelivery", func() bool { st := l.gw.Stats(); return st.Duplicates+st.FromJournal+st.Started > 1 })
+		testutil.WaitUntil(t, "the redelivery", func() bool { st := l.gw.Stats(); return st.Duplicates+st.FromJournal+st.Started > 1 })
 		if err := l.stop(t); err != nil {
 			t.Fatalf("Run: %v", err)
 		}
@@ -276,12 +280,12 @@ func TestSendFailsAsStreamEnds(t *testing.T) {
 		pc := prime(t, sending, nil)
 		pc.DialOptions = []grpc.DialOption{intercept(sending)}
 		pc.MaxReconnectAttempts = 1
-		l := startLocal(t, gateway.Options{Prime: pc, Runner: gateway.NewLocal(echoContract, 1)}, nil)
+		l := startLocal(t, gateway.Options{Prime: pc, Runner: gateway.NewLocal(testcluster.Echo, 1)}, nil)
 		var err error
 		select {
 		case err = <-l.done:
 			close(l.done)
-		case <-time.After(testTimeout):
+		case <-time.After(testutil.Timeout):
 			t.Fatal("Run did not give up")
 		}
 		if !errors.Is(err, gateway.ErrMaxReconnects) || status.Code(err) != codes.Aborted || !strings.Contains(err.Error(), "prime restarting") {
@@ -360,8 +364,8 @@ func TestPrimeNotReading(t *testing.T) {
 		}
 	})
 	res := `"` + strings.Repeat("r", 8<<10) + `"`
-	fn := func(context.Context, string, map[string]string, map[string]string) (gateway.Output, error) {
-		return gateway.Output{ResultJSON: res}, nil
+	fn := func(context.Context, string, map[string]string, map[string]string) (contract.Output, error) {
+		return contract.Output{ResultJSON: res}, nil
 	}
 	l := startLocal(t, gateway.Options{Prime: pc, Runner: gateway.NewLocal(fn, capacity)}, nil)
 
@@ -372,11 +376,11 @@ func TestPrimeNotReading(t *testing.T) {
 		}
 		return st
 	}
-	waitUntil(t, "the gateway to stop reading from Prime", func() bool { return bounded().Throttled > 0 })
+	testutil.WaitUntil(t, "the gateway to stop reading from Prime", func() bool { return bounded().Throttled > 0 })
 	// The sender may still take a few results, until gRPC flow control
 	// holds it; then nothing moves, and the bound holds all along.
 	var last gateway.Stats
-	deadline := time.Now().Add(testTimeout)
+	deadline := time.Now().Add(testutil.Timeout)
 	for still := 0; still < 20; {
 		if time.Now().After(deadline) {
 			t.Fatalf("the gateway kept reading or sending: %+v", last)
@@ -397,7 +401,7 @@ func TestPrimeNotReading(t *testing.T) {
 	close(read)
 	select {
 	case <-answered:
-	case <-time.After(testTimeout):
+	case <-time.After(testutil.Timeout):
 		t.Fatalf("Prime did not get every answer: %+v", bounded())
 	}
 	if err := l.stop(t); err != nil {

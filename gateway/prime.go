@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/gridmesh/gridmesh/gateway/wire"
 	"github.com/gridmesh/gridmesh/internal/backoff"
 	pb "github.com/gridmesh/gridmesh/proto"
 )
@@ -218,7 +219,7 @@ func (g *Gateway) recvLoop(ctx context.Context, cs grpc.ClientStream, sess uint6
 // the transaction again on the next stream, answered from the journal.
 // When the gateway has drained, it half-closes the stream.
 func (g *Gateway) sendLoop(ctx context.Context, cancel context.CancelFunc, cs grpc.ClientStream, sess uint64) error {
-	send := func(res *TxResult) error {
+	send := func(res *wire.TxResult) error {
 		err := cs.SendMsg(response(res))
 		if err != nil {
 			g.counters.sendErrors.Add(1)

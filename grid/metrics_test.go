@@ -59,7 +59,4 @@ func TestMetricsHandler(t *testing.T) {
 	if rec.Code != http.StatusMethodNotAllowed {
 		t.Errorf("DELETE: %d, want 405", rec.Code)
 	}
-	if got := escapeLabel("a\"b\\c\nd"); got != `a\"b\\c\nd` {
-		t.Errorf("escapeLabel: %s", got)
-	}
 }

@@ -5,7 +5,7 @@ import (
 	"io"
 	"os"
 
-	"github.com/gridmesh/gridmesh/gateway"
+	"github.com/gridmesh/gridmesh/gateway/contract"
 )
 
 // hiddenCommands run but are not listed in the usage: they serve other
@@ -22,5 +22,5 @@ func runContractDemo(ctx context.Context, args []string, out io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	return gateway.ServeProcess(ctx, os.Stdin, out, demoContractFunc)
+	return contract.ServeProcess(ctx, os.Stdin, out, demoContractFunc)
 }

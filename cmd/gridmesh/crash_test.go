@@ -16,7 +16,9 @@ import (
 	"time"
 
 	"github.com/gridmesh/gridmesh/gateway"
+	"github.com/gridmesh/gridmesh/gateway/contract"
 	"github.com/gridmesh/gridmesh/gateway/primesim"
+	"github.com/gridmesh/gridmesh/gateway/worker"
 )
 
 func init() {
@@ -31,13 +33,13 @@ func runContractSlow(ctx context.Context, args []string, out io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	return gateway.ServeProcess(ctx, os.Stdin, out, func(ctx context.Context, txJSON string, env, secrets map[string]string) (gateway.Output, error) {
+	return contract.ServeProcess(ctx, os.Stdin, out, func(ctx context.Context, txJSON string, env, secrets map[string]string) (contract.Output, error) {
 		t := time.NewTimer(*delay)
 		defer t.Stop()
 		select {
 		case <-t.C:
 		case <-ctx.Done():
-			return gateway.Output{}, ctx.Err()
+			return contract.Output{}, ctx.Err()
 		}
 		return demoContractFunc(ctx, txJSON, env, secrets)
 	})
@@ -353,13 +355,13 @@ func TestProcessesKill9Gateway(t *testing.T) {
 	// The same counters in the Prometheus text format, from the gateway
 	// and from a worker (mode process: its pool's counters too).
 	for _, c := range []struct {
-		host string
-		want []string
+		host, path string
+		want       []string
 	}{
-		{gwAddr, []string{"gridmesh_gateway_from_journal_total ", "gridmesh_gateway_worker_running{worker=\"" + names[1] + "\"} "}},
-		{strings.TrimPrefix(names[1], "http://"), []string{"gridmesh_worker_capacity 32", "gridmesh_worker_processes_running 2"}},
+		{gwAddr, gateway.MetricsPath, []string{"gridmesh_gateway_from_journal_total ", "gridmesh_gateway_worker_running{worker=\"" + names[1] + "\"} "}},
+		{strings.TrimPrefix(names[1], "http://"), worker.MetricsPath, []string{"gridmesh_worker_capacity 32", "gridmesh_worker_processes_running 2"}},
 	} {
-		body := get(t, ctx, "http://"+c.host+gateway.MetricsPath)
+		body := get(t, ctx, "http://"+c.host+c.path)
 		for _, want := range c.want {
 			if !strings.Contains(body, "\n"+want) {
 				t.Errorf("metrics of %s lack %q:\n%s", c.host, want, body)

@@ -16,7 +16,9 @@ import (
 	"time"
 
 	"github.com/gridmesh/gridmesh/gateway"
+	"github.com/gridmesh/gridmesh/gateway/contract"
 	"github.com/gridmesh/gridmesh/gateway/primesim"
+	"github.com/gridmesh/gridmesh/gateway/worker"
 	"github.com/gridmesh/gridmesh/grid"
 )
 
@@ -206,7 +208,7 @@ func demoRun(ctx context.Context, out io.Writer, f demoFlags, direct bool) (floa
 // demoGrid starts the gateway's node and the worker nodes, each on its own
 // loopback listener, and the dispatcher on the gateway's node. The first
 // node returned is the gateway's.
-func demoGrid(f demoFlags, contracts []gateway.Contract, mode string, logger *slog.Logger) ([]*gateway.Node, *gateway.Dispatcher, error) {
+func demoGrid(f demoFlags, contracts []contract.Func, mode string, logger *slog.Logger) ([]*grid.Node, *gateway.Dispatcher, error) {
 	lns := make([]net.Listener, f.workers+1)
 	names := make([]string, len(lns))
 	closeAll := func() {
@@ -226,8 +228,8 @@ func demoGrid(f demoFlags, contracts []gateway.Contract, mode string, logger *sl
 	}
 	secret := make([]byte, 32)
 	copy(secret, fmt.Sprint(time.Now().UnixNano()))
-	var nodes []*gateway.Node
-	fail := func(err error) ([]*gateway.Node, *gateway.Dispatcher, error) {
+	var nodes []*grid.Node
+	fail := func(err error) ([]*grid.Node, *gateway.Dispatcher, error) {
 		for _, n := range nodes {
 			_ = n.Close()
 		}
@@ -238,12 +240,12 @@ func demoGrid(f demoFlags, contracts []gateway.Contract, mode string, logger *sl
 	}
 	for i, ln := range lns {
 		opts := grid.Options{Local: names[i], Hosts: names, Secret: secret, Logger: logger}
-		var n *gateway.Node
+		var n *grid.Node
 		var err error
 		if i == 0 {
-			n, err = gateway.StartNode(context.Background(), ln, opts)
+			n, err = grid.StartNode(context.Background(), ln, opts)
 		} else {
-			n, _, err = gateway.StartWorker(context.Background(), ln, opts, gateway.WorkerOptions{Contract: contracts[i-1], Capacity: f.capacity, Mode: mode})
+			n, _, err = worker.Start(context.Background(), ln, opts, worker.Options{Contract: contracts[i-1], Capacity: f.capacity, Mode: mode})
 		}
 		if err != nil {
 			return fail(err)
@@ -258,26 +260,26 @@ func demoGrid(f demoFlags, contracts []gateway.Contract, mode string, logger *sl
 // once: demoContractFunc itself, a command per transaction (-exec), or
 // procs processes of the contract-demo command per runner (-process),
 // returned so that the caller closes them.
-func demoContracts(f demoFlags, n, procs, capacity int, logger *slog.Logger) ([]gateway.Contract, string, []*gateway.ProcessPool, error) {
-	contracts := make([]gateway.Contract, n)
+func demoContracts(f demoFlags, n, procs, capacity int, logger *slog.Logger) ([]contract.Func, string, []*worker.ProcessPool, error) {
+	contracts := make([]contract.Func, n)
 	switch {
 	case f.exec:
-		c, err := gateway.ExecContract(gateway.ExecConfig{
+		c, err := worker.ExecContract(worker.ExecConfig{
 			Command:       []string{"sh", "-c", `cat >/dev/null; printf '{"ok":true,"contract":"%s"}' "$SMART_CONTRACT_ID"`},
 			OutputToChain: true,
 		})
 		for i := range contracts {
 			contracts[i] = c
 		}
-		return contracts, gateway.ModeExec, nil, err
+		return contracts, worker.ModeExec, nil, err
 	case f.process:
 		command, env, err := demoProcessCommand()
 		if err != nil {
 			return nil, "", nil, err
 		}
-		var pools []*gateway.ProcessPool
+		var pools []*worker.ProcessPool
 		for i := range contracts {
-			p, err := gateway.StartProcesses(gateway.ProcessConfig{
+			p, err := worker.StartProcesses(worker.ProcessConfig{
 				Command: command, Env: env, Processes: procs, InFlight: (capacity + procs - 1) / procs,
 				RestartDelay: 50 * time.Millisecond, StopGrace: 2 * time.Second, Logger: logger,
 			})
@@ -286,7 +288,7 @@ func demoContracts(f demoFlags, n, procs, capacity int, logger *slog.Logger) ([]
 			}
 			pools, contracts[i] = append(pools, p), p.Contract
 		}
-		return contracts, gateway.ModeProcess, pools, nil
+		return contracts, worker.ModeProcess, pools, nil
 	}
 	for i := range contracts {
 		contracts[i] = demoContractFunc
@@ -299,7 +301,7 @@ func demoContracts(f demoFlags, n, procs, capacity int, logger *slog.Logger) ([]
 // contract-demo command. Re-running the binary needs nothing installed
 // besides it (no toolchain, no interpreter, no file written), and its
 // contract is demoContractFunc, the same Go code as the -process-less
-// demo, served by gateway.ServeProcess. Tests replace it, since their
+// demo, served by contract.ServeProcess. Tests replace it, since their
 // binary is the test binary.
 var demoProcessCommand = func() (command, env []string, err error) {
 	exe, err := os.Executable()
@@ -311,7 +313,7 @@ var demoProcessCommand = func() (command, env []string, err error) {
 
 // demoContractFunc is the demo's contract: it hashes the transaction and
 // returns its ID, sequence number and digest.
-func demoContractFunc(_ context.Context, txJSON string, env, _ map[string]string) (gateway.Output, error) {
+func demoContractFunc(_ context.Context, txJSON string, env, _ map[string]string) (contract.Output, error) {
 	var tx struct {
 		Header struct {
 			TxnID string `json:"txn_id"`
@@ -321,14 +323,14 @@ func demoContractFunc(_ context.Context, txJSON string, env, _ map[string]string
 		} `json:"payload"`
 	}
 	if err := json.Unmarshal([]byte(txJSON), &tx); err != nil {
-		return gateway.Output{}, fmt.Errorf("bad transaction: %w", err)
+		return contract.Output{}, fmt.Errorf("bad transaction: %w", err)
 	}
 	sum := sha256.Sum256([]byte(txJSON))
 	res, err := json.Marshal(map[string]any{
 		"txn_id": tx.Header.TxnID, "seq": tx.Payload.Seq,
 		"sha256": hex.EncodeToString(sum[:]), "contract": env["SMART_CONTRACT_ID"],
 	})
-	return gateway.Output{ResultJSON: string(res), OutputToChain: true}, err
+	return contract.Output{ResultJSON: string(res), OutputToChain: true}, err
 }
 
 // startProgress shows done()/total with the rate: a line redrawn every

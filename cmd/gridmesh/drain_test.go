@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/gridmesh/gridmesh/gateway"
+	"github.com/gridmesh/gridmesh/gateway/contract"
 )
 
 func init() {
@@ -27,7 +28,7 @@ func init() {
 // runContractRecord is the demo's contract served as a process whose
 // every transaction takes -delay and is recorded in a file of its own in
 // -dir: a line "start ID" when it begins, "done ID" when it has finished,
-// "cancel ID" when the worker cancelled it (gateway.ErrProcessCancelled)
+// "cancel ID" when the worker cancelled it (contract.ErrCancelled)
 // and "stop ID" when its context ended otherwise.
 func runContractRecord(ctx context.Context, args []string, out io.Writer) error {
 	fs := newFlags("contract-record", out)
@@ -47,7 +48,7 @@ func runContractRecord(ctx context.Context, args []string, out io.Writer) error 
 		defer mu.Unlock()
 		fmt.Fprintf(f, "%s %s\n", what, id)
 	}
-	return gateway.ServeProcess(ctx, os.Stdin, out, func(ctx context.Context, txJSON string, env, secrets map[string]string) (gateway.Output, error) {
+	return contract.ServeProcess(ctx, os.Stdin, out, func(ctx context.Context, txJSON string, env, secrets map[string]string) (contract.Output, error) {
 		var tx struct {
 			Header struct {
 				TxnID string `json:"txn_id"`
@@ -60,12 +61,12 @@ func runContractRecord(ctx context.Context, args []string, out io.Writer) error 
 		select {
 		case <-t.C:
 		case <-ctx.Done():
-			if errors.Is(context.Cause(ctx), gateway.ErrProcessCancelled) {
+			if errors.Is(context.Cause(ctx), contract.ErrCancelled) {
 				record("cancel", tx.Header.TxnID)
 			} else {
 				record("stop", tx.Header.TxnID)
 			}
-			return gateway.Output{}, context.Cause(ctx)
+			return contract.Output{}, context.Cause(ctx)
 		}
 		record("done", tx.Header.TxnID)
 		return demoContractFunc(ctx, txJSON, env, secrets)
@@ -318,7 +319,7 @@ func TestGatewaySecondSignal(t *testing.T) {
 
 // TestProcessWorkerCancel: a transaction past the gateway's
 // transaction_timeout is cancelled on its worker down to its contract
-// process, which sees gateway.ErrProcessCancelled, and Prime is answered
+// process, which sees contract.ErrCancelled, and Prime is answered
 // with the timeout.
 func TestProcessWorkerCancel(t *testing.T) {
 	prime, ctx := processTest(t)

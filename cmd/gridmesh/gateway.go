@@ -5,10 +5,12 @@ import (
 	"flag"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 
 	"github.com/gridmesh/gridmesh/gateway"
 	"github.com/gridmesh/gridmesh/grid"
+	"github.com/gridmesh/gridmesh/internal/config"
 )
 
 // runGateway runs a Prime gateway from a YAML configuration until
@@ -19,7 +21,7 @@ func runGateway(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := gateway.LoadGatewayConfig(path)
+	cfg, err := config.LoadGateway(path)
 	if err != nil {
 		return err
 	}
@@ -47,7 +49,7 @@ func runGateway(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	serveMetrics(node, &gateway.Metrics{Gateway: gw, Dispatcher: disp})
+	serveMetrics(node, gateway.MetricsPath, gateway.StatsPath, &gateway.Metrics{Gateway: gw, Dispatcher: disp})
 	stop := context.AfterFunc(forceContext(ctx), func() {
 		logger.Warn("gateway: second signal: closing at once; Prime redelivers what was in flight")
 		gw.Abort()
@@ -76,12 +78,12 @@ func parseConfigFlags(name string, args []string, out io.Writer, more ...func(*f
 // listenNode starts the grid node that g describes, logging to logger,
 // and returns it with its listen address. The node outlives ctx; the
 // caller closes it.
-func listenNode(ctx context.Context, g gateway.GridConfig, logger *slog.Logger) (*gateway.Node, string, error) {
+func listenNode(ctx context.Context, g config.Grid, logger *slog.Logger) (*grid.Node, string, error) {
 	addr, opts, err := nodeOptions(g, logger)
 	if err != nil {
 		return nil, "", err
 	}
-	node, err := gateway.ListenNode(context.WithoutCancel(ctx), addr, opts)
+	node, err := grid.ListenNode(context.WithoutCancel(ctx), addr, opts)
 	if err != nil {
 		return nil, "", err
 	}
@@ -90,7 +92,7 @@ func listenNode(ctx context.Context, g gateway.GridConfig, logger *slog.Logger) 
 
 // nodeOptions returns the listen address and grid options of the node
 // that g describes, logging to logger.
-func nodeOptions(g gateway.GridConfig, logger *slog.Logger) (string, grid.Options, error) {
+func nodeOptions(g config.Grid, logger *slog.Logger) (string, grid.Options, error) {
 	addr, err := g.ListenAddr()
 	if err != nil {
 		return "", grid.Options{}, err
@@ -100,10 +102,17 @@ func nodeOptions(g gateway.GridConfig, logger *slog.Logger) (string, grid.Option
 	return addr, opts, nil
 }
 
-// serveMetrics serves m's Prometheus metrics and JSON stats on node.
-func serveMetrics(node *gateway.Node, m *gateway.Metrics) {
-	node.Handle(gateway.MetricsPath, m.Handler())
-	node.Handle(gateway.StatsPath, m.StatsHandler())
+// nodeMetrics is a gateway's or a worker's Metrics.
+type nodeMetrics interface {
+	Handler() http.Handler      // Prometheus text
+	StatsHandler() http.Handler // JSON
+}
+
+// serveMetrics serves m's Prometheus metrics at metricsPath and its JSON
+// stats at statsPath on node.
+func serveMetrics(node *grid.Node, metricsPath, statsPath string, m nodeMetrics) {
+	node.Handle(metricsPath, m.Handler())
+	node.Handle(statsPath, m.StatsHandler())
 }
 
 func newLogger(debug bool) *slog.Logger {

@@ -155,7 +155,7 @@ func TestWorkerCommandFirstProbe(t *testing.T) {
 				wkName = "http://" + freeAddr(t)
 			}
 			hosts := []string{gwName, wkName}
-			node, err := gateway.StartNode(ctx, gwLn, grid.Options{Local: gwName, Hosts: hosts, Secret: []byte("s")})
+			node, err := grid.StartNode(ctx, gwLn, grid.Options{Local: gwName, Hosts: hosts, Secret: []byte("s")})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gridmesh/gridmesh/gateway"
+	"github.com/gridmesh/gridmesh/gateway/worker"
 	"github.com/gridmesh/gridmesh/grid"
 )
 
@@ -60,7 +61,7 @@ func runStatus(ctx context.Context, args []string, out io.Writer) error {
 			continue
 		}
 		printStats(out, *st.Grid)
-		printNodeStats(out, st.NodeStats)
+		printNodeStats(out, st)
 	}
 	if failed > 0 {
 		return fmt.Errorf("%d of %d nodes did not answer", failed, fs.NArg())
@@ -74,16 +75,21 @@ func runStatus(ctx context.Context, args []string, out io.Writer) error {
 //   - "url": the grid stats URL asked;
 //   - "error": why the node did not answer; the fields below are then absent;
 //   - "grid": the node's grid.ManagerStats (connections, per peer under "Peers");
-//   - "gateway", "dispatch", "worker", "processes": the node's gateway
-//     parts, as gateway.NodeStats names them (gateway.Stats,
-//     gateway.DispatchStats, gateway.WorkerStatus, gateway.ProcessStats);
-//     each is absent when the node has no such part (a plain grid node
-//     has none).
+//   - "gateway", "dispatch": a gateway node's parts, as gateway.NodeStats
+//     names them (gateway.Stats, gateway.DispatchStats);
+//   - "worker", "processes": a worker node's, as worker.NodeStats names
+//     them (worker.Status, worker.ProcessStats);
+//
+// each absent when the node has no such part (a plain grid node has none).
 type nodeStatus struct {
 	URL   string             `json:"url"`
 	Error string             `json:"error,omitempty"`
 	Grid  *grid.ManagerStats `json:"grid,omitempty"`
-	gateway.NodeStats
+
+	Gateway   *gateway.Stats         `json:"gateway,omitempty"`
+	Dispatch  *gateway.DispatchStats `json:"dispatch,omitempty"`
+	Worker    *worker.Status         `json:"worker,omitempty"`
+	Processes *worker.ProcessStats   `json:"processes,omitempty"`
 }
 
 // errNotGridStats: a URL answered with something other than grid stats.
@@ -105,13 +111,20 @@ func fetchNodeStatus(ctx context.Context, u string, timeout time.Duration) (node
 	}
 	// A gateway or worker node also serves its own counters; a plain
 	// grid node answers 404 there, and is shown without them.
-	if body, err := fetchStats(ctx, sibling(u, gateway.StatsPath), timeout); err == nil {
-		var ns gateway.NodeStats
-		if json.Unmarshal(body, &ns) == nil {
-			st.NodeStats = ns
-		}
-	}
+	var gs gateway.NodeStats
+	fetchPart(ctx, sibling(u, gateway.StatsPath), timeout, &gs)
+	st.Gateway, st.Dispatch = gs.Gateway, gs.Dispatch
+	var ws worker.NodeStats
+	fetchPart(ctx, sibling(u, worker.StatsPath), timeout, &ws)
+	st.Worker, st.Processes = ws.Worker, ws.Processes
 	return st, nil
+}
+
+// fetchPart decodes the JSON at u into v, if the node serves it.
+func fetchPart(ctx context.Context, u string, timeout time.Duration, v any) {
+	if body, err := fetchStats(ctx, u, timeout); err == nil {
+		_ = json.Unmarshal(body, v)
+	}
 }
 
 // statsURL turns a node URL into the URL of its stats.
@@ -177,7 +190,7 @@ func printStats(out io.Writer, st grid.ManagerStats) {
 	tw.Flush()
 }
 
-func printNodeStats(out io.Writer, ns gateway.NodeStats) {
+func printNodeStats(out io.Writer, ns nodeStatus) {
 	if g := ns.Gateway; g != nil {
 		fmt.Fprintf(out, "gateway: prime connected %v, received %d, ran %d, from journal %d, duplicates %d, sent %d, send errors %d, failed %d (%d too large), in flight %d, throttled %d, streams %d\n",
 			g.Connected, g.Received, g.Started, g.FromJournal, g.Duplicates, g.Sent, g.SendErrors, g.Failed, g.TooLarge, g.InFlight, g.Throttled, g.Streams)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gridmesh/gridmesh/gateway"
+	"github.com/gridmesh/gridmesh/gateway/worker"
 	"github.com/gridmesh/gridmesh/grid"
 )
 
@@ -39,14 +40,20 @@ func TestStatus(t *testing.T) {
 		mux.Handle(grid.DefaultStatsPath, m.StatsHandler())
 		// Node 0 also plays a worker with contract processes, node 1 a
 		// gateway.
-		parts := []gateway.NodeStats{{
-			Worker:    &gateway.WorkerStatus{Capacity: 8, Running: 3, Done: 42, Refused: 2, Draining: true},
-			Processes: &gateway.ProcessStats{Processes: 2, Running: 2, Starts: 3, Ended: 1, Cancelled: 4},
-		}, {
-			Gateway:  &gateway.Stats{Received: 7, Sent: 6, Connected: true, Journaled: 6, MarksPending: 9, MarksDropped: 11},
-			Dispatch: &gateway.DispatchStats{Redispatched: 1, Workers: []gateway.WorkerStats{{Host: hosts[0], Up: true, Capacity: 8, Running: 3, Done: 5}}},
-		}}[i]
-		mux.HandleFunc(gateway.StatsPath, func(w http.ResponseWriter, _ *http.Request) {
+		var path string
+		var parts any
+		if i == 0 {
+			path, parts = worker.StatsPath, worker.NodeStats{
+				Worker:    &worker.Status{Capacity: 8, Running: 3, Done: 42, Refused: 2, Draining: true},
+				Processes: &worker.ProcessStats{Processes: 2, Running: 2, Starts: 3, Ended: 1, Cancelled: 4},
+			}
+		} else {
+			path, parts = gateway.StatsPath, gateway.NodeStats{
+				Gateway:  &gateway.Stats{Received: 7, Sent: 6, Connected: true, Journaled: 6, MarksPending: 9, MarksDropped: 11},
+				Dispatch: &gateway.DispatchStats{Redispatched: 1, Workers: []gateway.WorkerStats{{Host: hosts[0], Up: true, Capacity: 8, Running: 3, Done: 5}}},
+			}
+		}
+		mux.HandleFunc(path, func(w http.ResponseWriter, _ *http.Request) {
 			json.NewEncoder(w).Encode(parts)
 		})
 		srv := httptest.NewUnstartedServer(mux)
@@ -104,6 +111,8 @@ func TestStatus(t *testing.T) {
 		URL  string             `json:"url"`
 		Grid *grid.ManagerStats `json:"grid"`
 		gateway.NodeStats
+		Worker    *worker.Status       `json:"worker"`
+		Processes *worker.ProcessStats `json:"processes"`
 	}
 	if err := json.Unmarshal(objs[0], &st); err != nil {
 		t.Fatal(err)

@@ -8,7 +8,9 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/gridmesh/gridmesh/gateway"
+	"github.com/gridmesh/gridmesh/gateway/contract"
+	"github.com/gridmesh/gridmesh/gateway/worker"
+	"github.com/gridmesh/gridmesh/internal/config"
 )
 
 // runWorker runs a worker node from a YAML configuration until SIGINT or
@@ -24,14 +26,14 @@ func runWorker(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := gateway.LoadWorkerConfig(path)
+	cfg, err := config.LoadWorker(path)
 	if err != nil {
 		return err
 	}
 	if drain.set {
 		cfg.DrainTimeout = drain.d
 	}
-	contract, pool, closeContract, err := workerContract(cfg, logger)
+	fn, pool, closeContract, err := workerContract(cfg, logger)
 	if err != nil {
 		return err
 	}
@@ -44,13 +46,13 @@ func runWorker(ctx context.Context, args []string, out io.Writer) error {
 	}
 	// The handlers are registered before the node dials or accepts a
 	// gateway, so its first probe finds them. The node outlives ctx.
-	node, w, err := gateway.ListenWorker(context.WithoutCancel(ctx), addr, opts,
-		gateway.WorkerOptions{Contract: contract, Capacity: cfg.Capacity, Mode: cfg.Mode})
+	node, w, err := worker.Listen(context.WithoutCancel(ctx), addr, opts,
+		worker.Options{Contract: fn, Capacity: cfg.Capacity, Mode: cfg.Mode})
 	if err != nil {
 		return err
 	}
 	defer node.Close()
-	serveMetrics(node, &gateway.Metrics{Worker: w, Processes: pool})
+	serveMetrics(node, worker.MetricsPath, worker.StatsPath, &worker.Metrics{Worker: w, Processes: pool})
 	logger.Info("worker: ready", "grid", cfg.Grid.Local, "listen", addr, "capacity", cfg.Capacity, "mode", cfg.Mode, "command", cfg.Command)
 	<-ctx.Done()
 	drainWorker(ctx, w, cfg.DrainTimeout, logger)
@@ -62,7 +64,7 @@ func runWorker(ctx context.Context, args []string, out io.Writer) error {
 // (the gateway runs those elsewhere). Whatever still runs when it returns
 // fails on the gateway with grid.ErrDisconnected once the node closes,
 // and the gateway sends it to another worker.
-func drainWorker(ctx context.Context, w *gateway.Worker, timeout time.Duration, logger *slog.Logger) {
+func drainWorker(ctx context.Context, w *worker.Worker, timeout time.Duration, logger *slog.Logger) {
 	force := forceContext(ctx)
 	logger.Info("worker: draining: new transactions refused", "running", w.Running(), "drain_timeout", timeout)
 	dctx, cancel := context.WithTimeout(force, timeout)
@@ -106,14 +108,14 @@ func (o *optionalDuration) Set(s string) error {
 
 // workerContract returns the contract of cfg's mode, its process pool
 // (mode process; else nil) and a function that stops it.
-func workerContract(cfg *gateway.WorkerConfig, logger *slog.Logger) (gateway.Contract, *gateway.ProcessPool, func(), error) {
-	if cfg.Mode != gateway.ModeProcess {
-		c, err := gateway.ExecContract(cfg.Exec())
+func workerContract(cfg *config.Worker, logger *slog.Logger) (contract.Func, *worker.ProcessPool, func(), error) {
+	if cfg.Mode != worker.ModeProcess {
+		c, err := worker.ExecContract(cfg.Exec())
 		return c, nil, func() {}, err
 	}
 	pc := cfg.ProcessConfig()
 	pc.Logger = logger
-	pool, err := gateway.StartProcesses(pc)
+	pool, err := worker.StartProcesses(pc)
 	if err != nil {
 		return nil, nil, nil, err
 	}

@@ -1,9 +1,0 @@
-//go:build !unix
-
-package gateway
-
-import "os/exec"
-
-func setProcessGroup(*exec.Cmd) {}
-
-func killGroup(*exec.Cmd) {}

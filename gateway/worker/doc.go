@@ -1,0 +1,28 @@
+// Package worker is the worker side of the pipeline: a grid node that runs
+// the transactions a gateway sends it and answers their results.
+//
+//	gateway ──grid [wire.TxRequest]──▶ Worker ──▶ contract.Func
+//	                                             ├─ a Go function
+//	                                             ├─ ExecContract: a command per transaction
+//	                                             └─ ProcessPool: supervised long-lived processes
+//
+// A Worker serves wire.HandlerInfo (its capacity) and wire.HandlerRun on a
+// grid Manager; Start registers them before its node dials or accepts
+// anyone, so a gateway's first probe finds them. Drain refuses new
+// transactions (the gateway runs them elsewhere) and waits for those
+// running: a worker shut down that way runs nothing twice.
+//
+// ExecContract runs a command per transaction: the transaction JSON on
+// stdin, the result JSON on stdout, stderr as logs, in a process group
+// killed as a whole at the deadline. StartProcesses runs long-lived
+// processes that speak the line protocol of gateway/contract/PROCESS.md,
+// several transactions at once each, restarted with backoff when they end,
+// break the protocol or stop answering (ProcessConfig.WedgedAfter).
+//
+// Metrics serves the worker's and its pool's counters. A worker imports
+// nothing of the gateway's Prime side; the two share only package wire.
+//
+// Concurrency: every method of Worker, ProcessPool and Metrics may be
+// called concurrently. Each type owns the goroutines it starts; a
+// ProcessPool's Close stops its processes and waits for them.
+package worker
