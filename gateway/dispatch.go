@@ -35,8 +35,22 @@ type DispatcherOptions struct {
 	// MaxProbeInterval caps the wait between two asks of a peer that is
 	// not ready, before the jitter. Default 5 s.
 	MaxProbeInterval time.Duration
-	// ProbeTimeout bounds one call of a worker's info handler. Default 2 s.
+	// ProbeTimeout bounds one call of a worker's info handler, and of its
+	// handler that lists the transactions it remembers. Default 2 s.
 	ProbeTimeout time.Duration
+	// SettleTimeout bounds how long a new Dispatcher waits, before it
+	// starts the first transaction, for every peer to connect and be
+	// asked for its capacity and the transactions it remembers: a
+	// transaction Prime delivers again after a gateway restart then goes
+	// to the worker that ran it, and is not run twice. Keep it above the
+	// grid's BackoffMax (default 5 s), the longest a worker that dials the
+	// gateway may take to come back. Default 10 s.
+	SettleTimeout time.Duration
+	// AnswerGrace is how long past a transaction's own deadline
+	// (Options.TxTimeout) the dispatcher waits for its worker's answer
+	// before it gives up on that worker and sends the transaction to
+	// another. Default 10 s.
+	AnswerGrace time.Duration
 	// Logger receives workers joining and leaving and re-dispatches.
 	// Default: discard.
 	Logger *slog.Logger
@@ -62,12 +76,14 @@ type Dispatcher struct {
 	mu      sync.Mutex
 	workers []*workerState
 	changed chan struct{} // closed and replaced when capacity may have freed
+	homes   homes         // where remembered transactions ran
+	settle  settling      // closed once the first probes are in
 
-	redispatched atomic.Uint64
-	ctx          context.Context // cancelled by Close: stops the watchers and their probes
-	cancel       context.CancelFunc
-	wg           sync.WaitGroup // the watchers
-	closeOnce    sync.Once
+	redispatched, rerun, routedHome, fromRecord atomic.Uint64
+	ctx                                         context.Context // cancelled by Close: stops the watchers and their probes
+	cancel                                      context.CancelFunc
+	wg                                          sync.WaitGroup // the watchers
+	closeOnce                                   sync.Once
 }
 
 // workerState is one peer as the Dispatcher sees it. Its fields are
@@ -81,6 +97,8 @@ type workerState struct {
 	draining  bool // the worker said it is draining: it takes no new transactions
 	notWorker bool // the peer has no info handler
 	done      uint64
+	recentFor uint64 // the session (Connects) whose remembered IDs are in homes
+	probed    bool   // asked once: counted in settle
 }
 
 // WorkerStats describes one worker as the dispatcher sees it.
@@ -99,14 +117,17 @@ func NewDispatcher(m *grid.Manager, opts DispatcherOptions) *Dispatcher {
 	defaults.Set(&opts.MaxProbeInterval, 5*time.Second)
 	opts.MaxProbeInterval = max(opts.MaxProbeInterval, opts.ProbeInterval)
 	defaults.Set(&opts.ProbeTimeout, 2*time.Second)
+	defaults.Set(&opts.SettleTimeout, 10*time.Second)
+	defaults.Set(&opts.AnswerGrace, 10*time.Second)
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	d := &Dispatcher{opts: opts, changed: make(chan struct{})}
+	d := &Dispatcher{opts: opts, changed: make(chan struct{}), homes: newHomes(maxHomes)}
 	d.ctx, d.cancel = context.WithCancel(context.Background())
 	for _, c := range m.Connections() {
 		d.workers = append(d.workers, &workerState{conn: c, kick: make(chan struct{}, 1)})
 	}
+	d.settle.start(len(d.workers), opts.SettleTimeout)
 	for _, w := range d.workers {
 		d.wg.Add(1)
 		go d.watch(w)
@@ -119,13 +140,28 @@ func (d *Dispatcher) Close() error {
 	d.closeOnce.Do(func() {
 		d.cancel()
 		d.wg.Wait()
+		d.settle.stop()
 	})
 	return nil
 }
 
 // Redispatched returns how many times a transaction was sent to another
-// worker because its worker was lost, busy or draining.
+// worker because its worker was lost, busy, draining or did not answer.
 func (d *Dispatcher) Redispatched() uint64 { return d.redispatched.Load() }
+
+// Rerun returns how many transactions were sent to another worker while
+// a worker may have been running them (it was lost or closed mid-call, or
+// did not answer in time): each may have run more than once.
+func (d *Dispatcher) Rerun() uint64 { return d.rerun.Load() }
+
+// RoutedHome returns how many transactions were sent to the worker that
+// remembered running them (a gateway restart), and FromRecord how many
+// were answered so, without running again.
+func (d *Dispatcher) RoutedHome() uint64 { return d.routedHome.Load() }
+
+// FromRecord returns how many transactions a worker answered from its
+// record of runs, without running them again.
+func (d *Dispatcher) FromRecord() uint64 { return d.fromRecord.Load() }
 
 // Workers returns a snapshot of the known workers.
 func (d *Dispatcher) Workers() []WorkerStats {
@@ -202,7 +238,7 @@ func (d *Dispatcher) watch(w *workerState) {
 				delay.Reset() // a new session: back off from the start
 			}
 			seen, due = st.Connects, false
-			if d.probe(w) {
+			if d.probe(w, st.Connects) {
 				retry.Stop()
 				delay.Reset()
 			} else {
@@ -233,10 +269,16 @@ func (d *Dispatcher) markDown(w *workerState, reason string) {
 }
 
 // probe asks w for its capacity and reports whether it is ready to work.
-func (d *Dispatcher) probe(w *workerState) bool {
+// Before it counts a worker as up on a new session, it learns the
+// transactions the worker remembers (learnRecent).
+func (d *Dispatcher) probe(w *workerState, session uint64) bool {
+	defer d.settle.probed(&w.probed)
 	ctx, cancel := context.WithTimeout(d.ctx, d.opts.ProbeTimeout)
 	info, err := wire.InfoCall.Call(ctx, w.conn, &handlers.NoPayload{})
 	cancel()
+	if err == nil && info.Capacity > 0 {
+		d.learnRecent(w, session)
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	w.up = false
@@ -283,9 +325,20 @@ func (d *Dispatcher) pickLocked() *workerState {
 	return best
 }
 
-func (d *Dispatcher) reserve(ctx context.Context) (slot, error) {
+func (d *Dispatcher) reserve(ctx context.Context, id string) (slot, error) {
+	if err := d.settle.wait(ctx); err != nil {
+		return nil, err
+	}
 	for {
 		d.mu.Lock()
+		if w := d.homes.take(id); w != nil && w.up {
+			// The worker remembers the transaction: it answers without
+			// running it again, and needs no free capacity for that.
+			w.running++
+			d.mu.Unlock()
+			d.routedHome.Add(1)
+			return w, nil
+		}
 		if w := d.pickLocked(); w != nil {
 			w.running++
 			d.mu.Unlock()
@@ -322,37 +375,81 @@ func (d *Dispatcher) release(w *workerState, ok, lost, refused bool) {
 
 func (d *Dispatcher) run(ctx context.Context, s slot, req *wire.TxRequest) (*wire.TxResult, error) {
 	w := s.(*workerState)
+	retry := backoff.Backoff{Base: retryBase, Max: retryMax}
+	rerun := false // counted in d.rerun: once per transaction
+	mayHaveRun := func() {
+		if !rerun {
+			rerun = true
+			d.rerun.Add(1)
+		}
+	}
 	for {
-		res, err := wire.RunCall.Call(ctx, w.conn, req)
+		res, err := d.call(ctx, w, req)
 		refused := err == nil && res.Draining
 		lost := errors.Is(err, grid.ErrDisconnected)
 		d.release(w, err == nil && !refused, lost, refused)
-		switch {
-		case err == nil && !refused:
+		if err == nil && !refused {
+			if res.FromRecord {
+				d.fromRecord.Add(1)
+			}
 			return res, nil
-		case refused && ctx.Err() != nil:
-			return nil, fmt.Errorf("%w: %s", wire.ErrDraining, w.conn.Host())
-		case err != nil && (ctx.Err() != nil || (!lost && !errors.Is(err, mux.ErrBusy))):
-			return nil, err
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err() // given up: Prime delivers it again
 		}
 		d.redispatched.Add(1)
 		switch {
+		case refused && res.Abandoned:
+			mayHaveRun()
+			d.opts.Logger.Warn("gateway: worker closed mid-transaction, re-dispatching (it may run twice)",
+				"transaction_id", req.ID, "worker", w.conn.Host())
 		case refused: // it did not run: not a failure
 			d.opts.Logger.Info("gateway: worker draining, re-dispatching",
 				"transaction_id", req.ID, "worker", w.conn.Host())
 		case lost:
-			d.opts.Logger.Warn("gateway: worker lost mid-transaction, re-dispatching",
+			mayHaveRun()
+			d.opts.Logger.Warn("gateway: worker lost mid-transaction, re-dispatching (it may run twice)",
 				"transaction_id", req.ID, "worker", w.conn.Host(), "err", err)
-		case !sleepCtx(ctx, busyRetryDelay): // the worker had no free handler slot
-			return nil, err
+		case errors.Is(err, mux.ErrBusy): // the worker had no free handler slot
+			if !sleepCtx(ctx, busyRetryDelay) {
+				return nil, ctx.Err()
+			}
+		default:
+			if errors.Is(err, context.DeadlineExceeded) {
+				mayHaveRun()
+			}
+			delay := retry.Next()
+			d.opts.Logger.Warn("gateway: worker gave no answer, re-dispatching",
+				"transaction_id", req.ID, "worker", w.conn.Host(), "err", err, "retry_in", delay)
+			if !sleepCtx(ctx, delay) {
+				return nil, ctx.Err()
+			}
 		}
-		next, rerr := d.reserve(ctx)
+		next, rerr := d.reserve(ctx, req.ID)
 		if rerr != nil {
-			return nil, fmt.Errorf("%w: %w", ErrNoWorker, rerr)
+			return nil, rerr
 		}
 		w = next.(*workerState)
 	}
 }
+
+// call sends req to w, waiting for its answer up to AnswerGrace past the
+// transaction's own deadline, which the worker enforces.
+func (d *Dispatcher) call(ctx context.Context, w *workerState, req *wire.TxRequest) (*wire.TxResult, error) {
+	if req.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, time.Duration(req.Timeout)+d.opts.AnswerGrace)
+		defer cancel()
+	}
+	return wire.RunCall.Call(ctx, w.conn, req)
+}
+
+// The backoff between attempts at a transaction whose worker failed to
+// answer it (an error other than a lost connection or a busy worker).
+const (
+	retryBase = 50 * time.Millisecond
+	retryMax  = 5 * time.Second
+)
 
 // busyRetryDelay is the pause before re-dispatching a transaction a
 // worker refused for lack of handler slots.

@@ -112,7 +112,7 @@ func startDispatcher(tb testing.TB, ln net.Listener, hosts []string, opts Dispat
 
 func runOne(tb testing.TB, ctx context.Context, d *Dispatcher, id string) {
 	tb.Helper()
-	s, err := d.reserve(ctx)
+	s, err := d.reserve(ctx, "")
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -153,7 +153,7 @@ func TestDispatcherReconnectedWorkerAtOnce(t *testing.T) {
 	// worker comes back (a new process on the same address).
 	done := make(chan error, 1)
 	go func() {
-		s, err := d.reserve(ctx)
+		s, err := d.reserve(ctx, "")
 		if err == nil {
 			_, err = d.run(ctx, s, &wire.TxRequest{ID: "after"})
 		}

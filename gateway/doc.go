@@ -26,11 +26,27 @@
 //
 // Prime delivers at least once; the gateway answers once as far as it can
 // tell: it does not run a transaction_id again while it runs or its result
-// waits to be sent, and journals every result before sending it. Prime is
-// answered with an error for a transaction past Options.TxTimeout and for a
-// result larger than Options.MaxResultBytes. What a kill -9 leaves behind
-// is spelled out in the README's durability section and tested in
-// cmd/gridmesh.
+// waits to be sent, and journals every result before sending it.
+//
+// Prime treats an answer as final, so only three are errors: the
+// contract's own error, the contract running past Options.TxTimeout (its
+// worker cancels it and says so), and a result larger than
+// Options.MaxResultBytes. The gateway's or the grid's unavailability is
+// never an answer: a transaction without a worker waits for one (reading
+// from Prime pauses meanwhile), one whose worker was lost is sent to
+// another, and at shutdown one still waiting is left to Prime to deliver
+// again.
+//
+// A transaction runs once when only the gateway dies: workers keep running
+// what they run when their gateway's session ends, and remember by
+// transaction_id what they run and ran (package worker). A new Dispatcher
+// learns those IDs from each worker before it counts it as up, and starts
+// no transaction until every peer was asked or SettleTimeout passed; the
+// transactions Prime delivers again go to the worker that remembers them,
+// which joins them to their run or answers them from its record. What can
+// still run twice is a transaction whose worker died or was cut off
+// mid-run: Dispatcher.Rerun counts those. What a kill -9 leaves behind is
+// tested case by case in cmd/gridmesh.
 //
 // Concurrency: Gateway.Run is called once; Stats, Abort and every method of
 // Dispatcher, Journal and Metrics may be called concurrently. Each type

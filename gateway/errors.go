@@ -9,8 +9,6 @@ var (
 	// ErrMaxReconnects: the Prime stream could not be kept up within
 	// max_reconnect_attempts attempts.
 	ErrMaxReconnects = errors.New("gateway: max reconnect attempts reached")
-	// ErrNoWorker: a transaction could not get a worker before its deadline.
-	ErrNoWorker = errors.New("gateway: no worker with free capacity")
 	// ErrJournalClosed: the journal was used after Close.
 	ErrJournalClosed = errors.New("gateway: journal closed")
 )

@@ -34,8 +34,12 @@ type Options struct {
 	Runner Runner
 	// Journal keeps results until Prime has them. Required.
 	Journal *Journal
-	// TxTimeout bounds one transaction, re-dispatches included; when it
-	// passes, Prime is answered with an error. Default 60 s.
+	// TxTimeout is the contract's deadline: a contract still running at
+	// it is cancelled by its worker, and Prime is answered with the
+	// timeout as the transaction's error. It does not bound the wait for
+	// a worker, nor re-dispatches after a worker was lost: those are the
+	// grid's unavailability, which is never an answer (the transaction
+	// waits, or at shutdown is left to Prime). Default 60 s.
 	TxTimeout time.Duration
 	// DrainTimeout bounds how long Run waits, at shutdown, for the
 	// transactions in flight to finish and their results to be sent.
@@ -111,6 +115,7 @@ type counters struct {
 	received, started, fromJournal, duplicates, ignored atomic.Uint64
 	journaled, journalErrors, sent, sendErrors, failed  atomic.Uint64
 	handedBack, tooLarge, throttled                     atomic.Uint64
+	contractErrors, contractTimeouts                    atomic.Uint64
 }
 
 // Stats counts what a Gateway did.
@@ -126,13 +131,16 @@ type Stats struct {
 	MarksDropped  uint64 `json:"marks_dropped"`  // "sent" marks dropped, the journal's disk too far behind (kept until journal_max_age)
 	Sent          uint64 `json:"sent"`           // responses sent
 	SendErrors    uint64 `json:"send_errors"`    // failed Sends (each tore its stream down)
-	Failed        uint64 `json:"failed"`         // transactions answered with a gateway error (timeout, no worker, result too large)
+	Failed        uint64 `json:"failed"`         // transactions answered with an error of the gateway's: a result too large for Prime
 	TooLarge      uint64 `json:"too_large"`      // results over max_result_bytes, answered with an error instead (counted in failed too)
-	Throttled     uint64 `json:"throttled"`      // times reading from Prime paused because too many results waited to be sent (Prime not reading)
-	HandedBack    uint64 `json:"handed_back"`    // transactions given up at shutdown, left to Prime to redeliver
-	Streams       uint64 `json:"streams"`        // streams opened
-	Connected     bool   `json:"connected"`      // a stream to Prime is up
-	InFlight      int    `json:"in_flight"`      // transactions running or waiting to be sent
+
+	ContractErrors   uint64 `json:"contract_errors"`   // answers carrying the contract's own error (timeouts not included)
+	ContractTimeouts uint64 `json:"contract_timeouts"` // answers for a contract that ran past transaction_timeout
+	Throttled        uint64 `json:"throttled"`         // times reading from Prime paused because too many results waited to be sent (Prime not reading)
+	HandedBack       uint64 `json:"handed_back"`       // transactions given up at shutdown, left to Prime to redeliver
+	Streams          uint64 `json:"streams"`           // streams opened
+	Connected        bool   `json:"connected"`         // a stream to Prime is up
+	InFlight         int    `json:"in_flight"`         // transactions running or waiting to be sent
 }
 
 // New checks opts and returns a Gateway.
@@ -186,6 +194,7 @@ func (g *Gateway) Stats() Stats {
 		JournalErrors: c.journalErrors.Load(), Sent: c.sent.Load(),
 		SendErrors: c.sendErrors.Load(), Failed: c.failed.Load(), HandedBack: c.handedBack.Load(),
 		TooLarge: c.tooLarge.Load(), Throttled: c.throttled.Load(),
+		ContractErrors: c.contractErrors.Load(), ContractTimeouts: c.contractTimeouts.Load(),
 		Streams: g.streams.Load(), Connected: g.live.Load(), InFlight: int(g.unsent.Load()),
 		MarksPending: js.MarksPending, MarksDropped: js.MarksDropped,
 	}
@@ -343,7 +352,7 @@ func (g *Gateway) deliver(ctx context.Context, req *pb.SmartContractRequest, ses
 		g.unpend(id)
 		return
 	}
-	s, err := g.runner.reserve(ctx)
+	s, err := g.runner.reserve(ctx, id)
 	if err != nil { // the stream ended, or shutdown: Prime delivers it again
 		g.unpend(id)
 		return
@@ -354,13 +363,14 @@ func (g *Gateway) deliver(ctx context.Context, req *pb.SmartContractRequest, ses
 }
 
 // runTx runs one transaction, journals its result and queues it for
-// sending.
+// sending. The transaction has a result, or is given up at shutdown and
+// left to Prime: the gateway's or the grid's unavailability is never an
+// answer, so the runner keeps trying until one of the two.
 func (g *Gateway) runTx(s slot, req *wire.TxRequest) {
 	defer g.txWG.Done()
-	ctx, cancel := context.WithTimeout(g.hard, g.opts.TxTimeout)
-	res, err := g.runner.run(ctx, s, req)
-	cancel()
-	if err != nil && g.hard.Err() != nil {
+	req.Timeout = int64(g.opts.TxTimeout)
+	res, err := g.runner.run(g.hard, s, req)
+	if err != nil {
 		g.counters.handedBack.Add(1)
 		g.unpend(req.ID)
 		return
@@ -368,14 +378,11 @@ func (g *Gateway) runTx(s slot, req *wire.TxRequest) {
 	// The slot is free again: from here until the sender takes it, the
 	// result counts against maxWaiting, journaling included.
 	g.waiting.Add(1)
-	if err != nil {
-		msg := err.Error()
-		if errors.Is(err, context.DeadlineExceeded) {
-			msg = fmt.Sprintf("transaction timed out after %v: %v", g.opts.TxTimeout, err)
-		}
-		g.counters.failed.Add(1)
-		g.log.Warn("gateway: transaction failed", "transaction_id", req.ID, "err", msg)
-		res = &wire.TxResult{Error: "gateway: " + msg}
+	switch {
+	case res.TimedOut:
+		g.counters.contractTimeouts.Add(1)
+	case res.Error != "":
+		g.counters.contractErrors.Add(1)
 	}
 	res.ID = req.ID
 	res = g.bound(res)

@@ -38,7 +38,10 @@ type NodeStats struct {
 
 // DispatchStats is a Dispatcher's view of its workers.
 type DispatchStats struct {
-	Redispatched uint64        `json:"redispatched"` // transactions sent to another worker after theirs was lost, busy or draining
+	Redispatched uint64        `json:"redispatched"` // times a transaction was sent to another worker: its worker was lost, busy, draining or gave no answer
+	Rerun        uint64        `json:"rerun"`        // transactions sent to another worker while one may have been running them: they may have run twice
+	RoutedHome   uint64        `json:"routed_home"`  // transactions sent to the worker that remembered running them (after a gateway restart)
+	FromRecord   uint64        `json:"from_record"`  // transactions a worker answered from its record, without running them again
 	Workers      []WorkerStats `json:"workers"`
 }
 
@@ -50,7 +53,11 @@ func (m *Metrics) Stats() NodeStats {
 		st.Gateway = &s
 	}
 	if m.Dispatcher != nil {
-		st.Dispatch = &DispatchStats{Redispatched: m.Dispatcher.Redispatched(), Workers: m.Dispatcher.Workers()}
+		d := m.Dispatcher
+		st.Dispatch = &DispatchStats{
+			Redispatched: d.Redispatched(), Rerun: d.Rerun(), RoutedHome: d.RoutedHome(), FromRecord: d.FromRecord(),
+			Workers: d.Workers(),
+		}
 		if st.Dispatch.Workers == nil {
 			st.Dispatch.Workers = []WorkerStats{}
 		}
@@ -100,8 +107,12 @@ var gatewayFamilies = []promtext.Family[*Stats]{
 		func(s *Stats) float64 { return float64(s.Sent) }),
 	promtext.Counter("gridmesh_gateway_send_errors_total", "Failed sends to Prime (each tore its stream down).",
 		func(s *Stats) float64 { return float64(s.SendErrors) }),
-	promtext.Counter("gridmesh_gateway_failed_total", "Transactions answered with a gateway error (timeout, no worker, result too large).",
+	promtext.Counter("gridmesh_gateway_failed_total", "Transactions answered with an error of the gateway's: a result too large for Prime.",
 		func(s *Stats) float64 { return float64(s.Failed) }),
+	promtext.Counter("gridmesh_gateway_contract_errors_total", "Answers carrying the contract's own error (timeouts not included).",
+		func(s *Stats) float64 { return float64(s.ContractErrors) }),
+	promtext.Counter("gridmesh_gateway_contract_timeouts_total", "Answers for a contract that ran past transaction_timeout.",
+		func(s *Stats) float64 { return float64(s.ContractTimeouts) }),
 	promtext.Counter("gridmesh_gateway_results_too_large_total", "Results over max_result_bytes, answered with an error instead (counted in failed too).",
 		func(s *Stats) float64 { return float64(s.TooLarge) }),
 	promtext.Counter("gridmesh_gateway_throttled_total", "Times the gateway stopped reading from Prime because too many results waited to be sent.",
@@ -117,8 +128,14 @@ var gatewayFamilies = []promtext.Family[*Stats]{
 }
 
 var dispatchFamilies = []promtext.Family[*DispatchStats]{
-	promtext.Counter("gridmesh_gateway_redispatched_total", "Transactions sent to another worker after theirs was lost, busy or draining.",
+	promtext.Counter("gridmesh_gateway_redispatched_total", "Times a transaction was sent to another worker: its worker was lost, busy, draining or gave no answer.",
 		func(s *DispatchStats) float64 { return float64(s.Redispatched) }),
+	promtext.Counter("gridmesh_gateway_rerun_total", "Transactions sent to another worker while one may have been running them: they may have run twice.",
+		func(s *DispatchStats) float64 { return float64(s.Rerun) }),
+	promtext.Counter("gridmesh_gateway_routed_home_total", "Transactions sent to the worker that remembered running them, after a gateway restart.",
+		func(s *DispatchStats) float64 { return float64(s.RoutedHome) }),
+	promtext.Counter("gridmesh_gateway_from_record_total", "Transactions a worker answered from its record of runs, without running them again.",
+		func(s *DispatchStats) float64 { return float64(s.FromRecord) }),
 }
 
 // perWorkerFamilies are labelled worker="<host>".

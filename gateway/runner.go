@@ -11,12 +11,14 @@ import (
 // workers, a Local runner in this process. Its methods are unexported;
 // use NewDispatcher or NewLocal.
 type Runner interface {
-	// reserve waits until a transaction can start and reserves capacity
+	// reserve waits until transaction id can start and reserves capacity
 	// for it. The gateway stops reading from Prime while it waits.
-	reserve(ctx context.Context) (slot, error)
-	// run runs req with the reserved slot and releases it. An error means
-	// the transaction has no result (the gateway answers with an error
-	// or, at shutdown, leaves it to Prime to redeliver).
+	reserve(ctx context.Context, id string) (slot, error)
+	// run runs req with the reserved slot and releases it. It returns a
+	// result, or an error only once ctx ended: the gateway or the grid
+	// being unavailable is never an answer, so run waits and tries again
+	// until the transaction has a result or the gateway gives it up (and
+	// leaves it to Prime to deliver again).
 	run(ctx context.Context, s slot, req *wire.TxRequest) (*wire.TxResult, error)
 }
 
@@ -36,7 +38,7 @@ func NewLocal(fn contract.Func, capacity int) *Local {
 	return &Local{fn: fn, sem: make(chan struct{}, max(capacity, 1))}
 }
 
-func (l *Local) reserve(ctx context.Context) (slot, error) {
+func (l *Local) reserve(ctx context.Context, _ string) (slot, error) {
 	select {
 	case l.sem <- struct{}{}:
 		return nil, nil

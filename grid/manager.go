@@ -220,6 +220,12 @@ func (m *Manager) Close() error {
 	return nil
 }
 
+// Context returns a context that ends when the Manager starts closing
+// (Close, or NewManager's ctx ending), before its connections close: work
+// that a handler hands to a goroutine of its own, beyond its call, stops
+// with it.
+func (m *Manager) Context() context.Context { return m.ctx }
+
 // shutdown starts closing the Manager without waiting.
 func (m *Manager) shutdown() {
 	m.mu.Lock()

@@ -425,7 +425,7 @@ func (s *Session) cancelServing() {
 	s.servMu.Lock()
 	s.servClosed = true
 	for _, rc := range s.serving {
-		rc.cancel(context.Canceled)
+		rc.end(ctxSessionOver)
 	}
 	for id := range s.partial {
 		delete(s.partial, id) // the session is over: slots no longer matter
@@ -433,7 +433,7 @@ func (s *Session) cancelServing() {
 	s.servMu.Unlock()
 	s.strMu.Lock()
 	for _, ss := range s.sstreams {
-		ss.rc.cancel(context.Canceled)
+		ss.rc.end(ctxSessionOver)
 		ss.mu.Lock()
 		ss.sessionOver = true
 		ss.mu.Unlock()
@@ -463,24 +463,26 @@ type reqCtx struct {
 	id       uint64
 	deadline int64 // Unix nanoseconds; 0: none
 
-	mu    sync.Mutex
-	ended ctxEnd
-	done  chan struct{}
-	timer *time.Timer
+	mu     sync.Mutex
+	ended  ctxEnd
+	done   chan struct{}
+	timer  *time.Timer
+	afters []*func() // AfterFunc's, run when the context ends
 }
 
 // ctxEnd is why a reqCtx ended.
 type ctxEnd uint8
 
 const (
-	ctxLive     ctxEnd = iota
-	ctxCanceled        // context.Canceled
-	ctxDeadline        // context.DeadlineExceeded
+	ctxLive        ctxEnd = iota
+	ctxCanceled           // context.Canceled: the caller cancelled
+	ctxDeadline           // context.DeadlineExceeded
+	ctxSessionOver        // context.Canceled: the session ended (SessionEnded)
 )
 
 func (e ctxEnd) err() error {
 	switch e {
-	case ctxCanceled:
+	case ctxCanceled, ctxSessionOver:
 		return context.Canceled
 	case ctxDeadline:
 		return context.DeadlineExceeded
@@ -501,7 +503,28 @@ func (c *reqCtx) Deadline() (time.Time, bool) {
 	}
 	return time.Unix(0, c.deadline), true
 }
-func (c *reqCtx) Value(key any) any { return c.parent.Value(key) }
+func (c *reqCtx) Value(key any) any {
+	if key == (sessionEndKey{}) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.ended == ctxSessionOver
+	}
+	return c.parent.Value(key)
+}
+
+// sessionEndKey asks a handler's context whether its session ended it.
+type sessionEndKey struct{}
+
+// SessionEnded reports whether ctx, a handler's context or one derived
+// from it, ended because its session did (the connection was lost or
+// closed) rather than because the caller cancelled it or its deadline
+// passed. A handler whose work should outlive a lost caller (it is
+// recorded and answered when the caller comes back) tells the two apart
+// with it.
+func SessionEnded(ctx context.Context) bool {
+	ended, _ := ctx.Value(sessionEndKey{}).(bool)
+	return ended
+}
 
 func (c *reqCtx) Done() <-chan struct{} {
 	c.mu.Lock()
@@ -539,12 +562,51 @@ func (c *reqCtx) cancel(err error) {
 	c.mu.Unlock()
 }
 
+// AfterFunc runs f on a goroutine of its own once the context ends, and
+// returns a stop function as context.AfterFunc does. context.AfterFunc
+// and the contexts derived from a handler's use it, so that watching a
+// handler's context costs no goroutine while it is live.
+func (c *reqCtx) AfterFunc(f func()) (stop func() bool) {
+	c.Done() // arms the deadline's timer
+	fp := &f
+	c.mu.Lock()
+	if c.ended != ctxLive {
+		c.mu.Unlock()
+		go f()
+		return func() bool { return false }
+	}
+	c.afters = append(c.afters, fp)
+	c.mu.Unlock()
+	return func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		for i, g := range c.afters {
+			if g == fp {
+				c.afters = append(c.afters[:i], c.afters[i+1:]...)
+				return true
+			}
+		}
+		return false
+	}
+}
+
+// end ends the context for reason e, unless it already ended.
+func (c *reqCtx) end(e ctxEnd) {
+	c.mu.Lock()
+	c.cancelLocked(e)
+	c.mu.Unlock()
+}
+
 func (c *reqCtx) cancelLocked(e ctxEnd) {
 	if c.ended == ctxLive {
 		c.ended = e
 		if c.done != nil {
 			close(c.done)
 		}
+		for _, f := range c.afters {
+			go (*f)()
+		}
+		c.afters = nil
 	}
 	if c.timer != nil {
 		c.timer.Stop()
@@ -555,7 +617,7 @@ func (c *reqCtx) cancelLocked(e ctxEnd) {
 // for a request's context) and reports whether the caller had cancelled it.
 func (c *reqCtx) finish() (cancelled bool) {
 	c.mu.Lock()
-	cancelled = c.ended == ctxCanceled
+	cancelled = c.ended == ctxCanceled || c.ended == ctxSessionOver
 	c.cancelLocked(ctxCanceled)
 	c.mu.Unlock()
 	return cancelled

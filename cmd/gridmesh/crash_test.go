@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -30,10 +31,31 @@ func init() {
 func runContractSlow(ctx context.Context, args []string, out io.Writer) error {
 	fs := newFlags("contract-slow", out)
 	delay := fs.Duration("delay", 50*time.Millisecond, "time each transaction takes")
+	runs := fs.String("runs", "", "append each transaction's ID to this `file` as its run starts")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	var runLog *os.File
+	if *runs != "" {
+		f, err := os.OpenFile(*runs, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		runLog = f
+	}
 	return contract.ServeProcess(ctx, os.Stdin, out, func(ctx context.Context, txJSON string, env, secrets map[string]string) (contract.Output, error) {
+		if runLog != nil {
+			var tx struct {
+				Header struct {
+					TxnID string `json:"txn_id"`
+				} `json:"header"`
+			}
+			_ = json.Unmarshal([]byte(txJSON), &tx)
+			if _, err := runLog.WriteString(tx.Header.TxnID + "\n"); err != nil { // one O_APPEND write: lines never interleave
+				return contract.Output{}, err
+			}
+		}
 		t := time.NewTimer(*delay)
 		defer t.Stop()
 		select {
@@ -230,8 +252,9 @@ func TestProcessesKill9Gateway(t *testing.T) {
 	cl := newTestCluster(t, 2)
 	gwAddr, names := cl.gatewayAddr(), cl.names
 	gwCfg := cl.gatewayConfig(proxy.ln.Addr().String(), "reconnect_delay_seconds: 1\ndrain_timeout: 10s\ntransaction_timeout: 30s\n")
+	runLog := filepath.Join(t.TempDir(), "runs")
 	for i := 1; i <= 2; i++ {
-		cfg := cl.workerConfig(i, processWorker(t, 2, 16, "2s", fmt.Sprintf("contract-slow -delay %v", delay)))
+		cfg := cl.workerConfig(i, processWorker(t, 2, 16, "2s", fmt.Sprintf("contract-slow -delay %v -runs %s", delay, runLog)))
 		startChild(t, ctx, "worker", "-config", cfg)
 	}
 	var err error
@@ -421,4 +444,43 @@ func TestProcessesKill9Gateway(t *testing.T) {
 			t.Fatalf("transaction %s answered %v, want %s", tx.ID, got, want.ResultJSON)
 		}
 	}
+	// Only the gateway died, three times: the workers joined every
+	// transaction Prime delivered again to its run, or answered it from
+	// their record. Each ran once.
+	runs := countRuns(t, runLog)
+	twice := 0
+	for _, tx := range txs {
+		switch n := runs[tx.ID]; {
+		case n == 0:
+			t.Errorf("transaction %s never ran", tx.ID)
+		case n > 1:
+			twice++
+			if twice <= 5 {
+				t.Errorf("transaction %s ran %d times", tx.ID, n)
+			}
+		}
+	}
+	t.Logf("executions: %d transactions, %d runs, %d ran more than once", len(txs), sum(runs), twice)
+}
+
+// countRuns reads a contract-slow -runs file: runs per transaction ID.
+func countRuns(t *testing.T, path string) map[string]int {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runs := make(map[string]int)
+	for _, id := range strings.Fields(string(data)) {
+		runs[id]++
+	}
+	return runs
+}
+
+func sum(m map[string]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
 }

@@ -194,16 +194,21 @@ func printNodeStats(out io.Writer, ns nodeStatus) {
 	if g := ns.Gateway; g != nil {
 		fmt.Fprintf(out, "gateway: prime connected %v, received %d, ran %d, from journal %d, duplicates %d, sent %d, send errors %d, failed %d (%d too large), in flight %d, throttled %d, streams %d\n",
 			g.Connected, g.Received, g.Started, g.FromJournal, g.Duplicates, g.Sent, g.SendErrors, g.Failed, g.TooLarge, g.InFlight, g.Throttled, g.Streams)
+		fmt.Fprintf(out, "  contract errors %d, contract timeouts %d\n", g.ContractErrors, g.ContractTimeouts)
 		fmt.Fprintf(out, "journal: %d written, %d write errors, %d sent marks pending, %d dropped\n",
 			g.Journaled, g.JournalErrors, g.MarksPending, g.MarksDropped)
 	}
 	if d := ns.Dispatch; d != nil {
+		fmt.Fprintf(out, "dispatch: redispatched %d, may have run twice %d, routed to the worker that ran them %d, answered from workers' records %d\n",
+			d.Redispatched, d.Rerun, d.RoutedHome, d.FromRecord)
 		for _, w := range d.Workers {
 			fmt.Fprintf(out, "  worker %s: up %v, running %d of %d, done %d%s\n", w.Host, w.Up, w.Running, w.Capacity, w.Done, ifTrue(w.Draining, ", draining"))
 		}
 	}
 	if w := ns.Worker; w != nil {
 		fmt.Fprintf(out, "worker: running %d of %d, done %d, refused %d%s\n", w.Running, w.Capacity, w.Done, w.Refused, ifTrue(w.Draining, ", draining"))
+		fmt.Fprintf(out, "  contract errors %d, timeouts %d; answered from its record %d; remembers %d runs (%d bytes)\n",
+			w.ContractErrors, w.ContractTimeouts, w.FromRecord, w.Recorded, w.RecordedBytes)
 	}
 	if p := ns.Processes; p != nil {
 		fmt.Fprintf(out, "contract processes: %d of %d up, %d in flight, %d starts, %d ended, %d wedged, %d protocol errors, %d cancelled\n",

@@ -52,6 +52,10 @@ func runWorker(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	defer node.Close()
+	// Runs still going after the drain are given up first (answered as
+	// refused: the gateway runs them elsewhere), so that the node's Close
+	// does not wait for them.
+	defer w.Close()
 	serveMetrics(node, worker.MetricsPath, worker.StatsPath, &worker.Metrics{Worker: w, Processes: pool})
 	logger.Info("worker: ready", "grid", cfg.Grid.Local, "listen", addr, "capacity", cfg.Capacity, "mode", cfg.Mode, "command", cfg.Command)
 	<-ctx.Done()

@@ -5,7 +5,7 @@ package wire
 // A map's length comes from the peer, and the generated code allocates the
 // map at that size before reading an entry: without a bound, a 10-byte
 // message could ask for 2^32 entries and the process would die of it.
-//msgp:limit maps:1024
+//msgp:limit arrays:1048576 maps:1024
 
 // TxRequest is what the gateway sends a worker for one transaction: the
 // fields of Prime's SmartContractRequest.
@@ -14,6 +14,11 @@ type TxRequest struct {
 	JSON    string            `msg:"json"`
 	EnvVars map[string]string `msg:"env"`
 	Secrets map[string]string `msg:"sec"`
+	// Timeout is the contract's deadline in nanoseconds, counted from when
+	// the worker starts it; 0: none but the call's. A contract still
+	// running at it is cancelled, and its error is the transaction's
+	// answer (TxResult.TimedOut). Workers before it ignore the field.
+	Timeout int64 `msg:"tmo"`
 }
 
 // TxResult is a worker's answer for one transaction: the fields of Prime's
@@ -26,9 +31,29 @@ type TxResult struct {
 	Logs          string `msg:"logs"`
 	Error         string `msg:"err"`
 	// Draining is set, with Error, when the worker refused the
-	// transaction without running it because it is shutting down. The
-	// gateway sends it to another worker; it is not a result.
+	// transaction without running it because it is shutting down, or gave
+	// it up unfinished as it closed. The gateway sends it to another
+	// worker; it is not a result.
 	Draining bool `msg:"drain"`
+	// Abandoned is set, with Draining, when the worker had started the
+	// contract and gave it up unfinished (it was closing): running the
+	// transaction elsewhere may run it a second time.
+	Abandoned bool `msg:"abnd"`
+	// TimedOut: the contract ran past TxRequest.Timeout; Error says so.
+	// It is the transaction's answer, like any contract error.
+	TimedOut bool `msg:"tmo"`
+	// FromRecord: the worker did not run the transaction for this call: it
+	// had run it, or was running it, for an earlier call (the gateway that
+	// sent it died), and answered from its record of runs.
+	FromRecord bool `msg:"rec"`
+}
+
+// Recent is a worker's answer to HandlerRecent: the transactions it runs
+// or ran recently and still holds the results of, by transaction ID. A
+// gateway that starts (again) sends a transaction Prime delivers with one
+// of these IDs to that worker, which answers it without running it again.
+type Recent struct {
+	IDs []string `msg:"ids"`
 }
 
 // WorkerInfo is a worker's answer to the info handler: how many

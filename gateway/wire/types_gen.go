@@ -8,15 +8,95 @@ import (
 
 // Size limits for msgp deserialization
 const (
-	z94b1f360limitMaps = 1024
+	z94b1f360limitArrays = 1048576
+	z94b1f360limitMaps   = 1024
 )
+
+// MarshalMsg implements msgp.Marshaler
+func (z *Recent) MarshalMsg(b []byte) (o []byte, err error) {
+	o = msgp.Require(b, z.Msgsize())
+	// map header, size 1
+	// string "ids"
+	o = append(o, 0x81, 0xa3, 0x69, 0x64, 0x73)
+	o = msgp.AppendArrayHeader(o, uint32(len(z.IDs)))
+	for za0001 := range z.IDs {
+		o = msgp.AppendString(o, z.IDs[za0001])
+	}
+	return
+}
+
+// UnmarshalMsg implements msgp.Unmarshaler
+func (z *Recent) UnmarshalMsg(bts []byte) (o []byte, err error) {
+	var field []byte
+	_ = field
+	var zb0001 uint32
+	zb0001, bts, err = msgp.ReadMapHeaderBytes(bts)
+	if err != nil {
+		err = msgp.WrapError(err)
+		return
+	}
+	if zb0001 > z94b1f360limitMaps {
+		err = msgp.ErrLimitExceeded
+		return
+	}
+	for zb0001 > 0 {
+		zb0001--
+		field, bts, err = msgp.ReadMapKeyZC(bts)
+		if err != nil {
+			err = msgp.WrapError(err)
+			return
+		}
+		switch msgp.UnsafeString(field) {
+		case "ids":
+			var zb0002 uint32
+			zb0002, bts, err = msgp.ReadArrayHeaderBytes(bts)
+			if err != nil {
+				err = msgp.WrapError(err, "IDs")
+				return
+			}
+			if zb0002 > z94b1f360limitArrays {
+				err = msgp.ErrLimitExceeded
+				return
+			}
+			if cap(z.IDs) >= int(zb0002) {
+				z.IDs = (z.IDs)[:zb0002]
+			} else {
+				z.IDs = make([]string, zb0002)
+			}
+			for za0001 := range z.IDs {
+				z.IDs[za0001], bts, err = msgp.ReadStringBytes(bts)
+				if err != nil {
+					err = msgp.WrapError(err, "IDs", za0001)
+					return
+				}
+			}
+		default:
+			bts, err = msgp.Skip(bts)
+			if err != nil {
+				err = msgp.WrapError(err)
+				return
+			}
+		}
+	}
+	o = bts
+	return
+}
+
+// Msgsize returns an upper bound estimate of the number of bytes occupied by the serialized message
+func (z *Recent) Msgsize() (s int) {
+	s = 1 + 4 + msgp.ArrayHeaderSize
+	for za0001 := range z.IDs {
+		s += msgp.StringPrefixSize + len(z.IDs[za0001])
+	}
+	return
+}
 
 // MarshalMsg implements msgp.Marshaler
 func (z *TxRequest) MarshalMsg(b []byte) (o []byte, err error) {
 	o = msgp.Require(b, z.Msgsize())
-	// map header, size 4
+	// map header, size 5
 	// string "id"
-	o = append(o, 0x84, 0xa2, 0x69, 0x64)
+	o = append(o, 0x85, 0xa2, 0x69, 0x64)
 	o = msgp.AppendString(o, z.ID)
 	// string "json"
 	o = append(o, 0xa4, 0x6a, 0x73, 0x6f, 0x6e)
@@ -35,6 +115,9 @@ func (z *TxRequest) MarshalMsg(b []byte) (o []byte, err error) {
 		o = msgp.AppendString(o, za0003)
 		o = msgp.AppendString(o, za0004)
 	}
+	// string "tmo"
+	o = append(o, 0xa3, 0x74, 0x6d, 0x6f)
+	o = msgp.AppendInt64(o, z.Timeout)
 	return
 }
 
@@ -136,6 +219,12 @@ func (z *TxRequest) UnmarshalMsg(bts []byte) (o []byte, err error) {
 				}
 				z.Secrets[za0003] = za0004
 			}
+		case "tmo":
+			z.Timeout, bts, err = msgp.ReadInt64Bytes(bts)
+			if err != nil {
+				err = msgp.WrapError(err, "Timeout")
+				return
+			}
 		default:
 			bts, err = msgp.Skip(bts)
 			if err != nil {
@@ -164,15 +253,16 @@ func (z *TxRequest) Msgsize() (s int) {
 			s += msgp.StringPrefixSize + len(za0003) + msgp.StringPrefixSize + len(za0004)
 		}
 	}
+	s += 4 + msgp.Int64Size
 	return
 }
 
 // MarshalMsg implements msgp.Marshaler
 func (z *TxResult) MarshalMsg(b []byte) (o []byte, err error) {
 	o = msgp.Require(b, z.Msgsize())
-	// map header, size 6
+	// map header, size 9
 	// string "id"
-	o = append(o, 0x86, 0xa2, 0x69, 0x64)
+	o = append(o, 0x89, 0xa2, 0x69, 0x64)
 	o = msgp.AppendString(o, z.ID)
 	// string "res"
 	o = append(o, 0xa3, 0x72, 0x65, 0x73)
@@ -189,6 +279,15 @@ func (z *TxResult) MarshalMsg(b []byte) (o []byte, err error) {
 	// string "drain"
 	o = append(o, 0xa5, 0x64, 0x72, 0x61, 0x69, 0x6e)
 	o = msgp.AppendBool(o, z.Draining)
+	// string "abnd"
+	o = append(o, 0xa4, 0x61, 0x62, 0x6e, 0x64)
+	o = msgp.AppendBool(o, z.Abandoned)
+	// string "tmo"
+	o = append(o, 0xa3, 0x74, 0x6d, 0x6f)
+	o = msgp.AppendBool(o, z.TimedOut)
+	// string "rec"
+	o = append(o, 0xa3, 0x72, 0x65, 0x63)
+	o = msgp.AppendBool(o, z.FromRecord)
 	return
 }
 
@@ -250,6 +349,24 @@ func (z *TxResult) UnmarshalMsg(bts []byte) (o []byte, err error) {
 				err = msgp.WrapError(err, "Draining")
 				return
 			}
+		case "abnd":
+			z.Abandoned, bts, err = msgp.ReadBoolBytes(bts)
+			if err != nil {
+				err = msgp.WrapError(err, "Abandoned")
+				return
+			}
+		case "tmo":
+			z.TimedOut, bts, err = msgp.ReadBoolBytes(bts)
+			if err != nil {
+				err = msgp.WrapError(err, "TimedOut")
+				return
+			}
+		case "rec":
+			z.FromRecord, bts, err = msgp.ReadBoolBytes(bts)
+			if err != nil {
+				err = msgp.WrapError(err, "FromRecord")
+				return
+			}
 		default:
 			bts, err = msgp.Skip(bts)
 			if err != nil {
@@ -264,7 +381,7 @@ func (z *TxResult) UnmarshalMsg(bts []byte) (o []byte, err error) {
 
 // Msgsize returns an upper bound estimate of the number of bytes occupied by the serialized message
 func (z *TxResult) Msgsize() (s int) {
-	s = 1 + 3 + msgp.StringPrefixSize + len(z.ID) + 4 + msgp.StringPrefixSize + len(z.ResultJSON) + 4 + msgp.BoolSize + 5 + msgp.StringPrefixSize + len(z.Logs) + 4 + msgp.StringPrefixSize + len(z.Error) + 6 + msgp.BoolSize
+	s = 1 + 3 + msgp.StringPrefixSize + len(z.ID) + 4 + msgp.StringPrefixSize + len(z.ResultJSON) + 4 + msgp.BoolSize + 5 + msgp.StringPrefixSize + len(z.Logs) + 4 + msgp.StringPrefixSize + len(z.Error) + 6 + msgp.BoolSize + 5 + msgp.BoolSize + 4 + msgp.BoolSize + 4 + msgp.BoolSize
 	return
 }
 

@@ -19,6 +19,14 @@
 // several transactions at once each, restarted with backoff when they end,
 // break the protocol or stop answering (ProcessConfig.WedgedAfter).
 //
+// A Worker remembers, by transaction ID, what it runs and what it ran
+// recently with its result (Options.RecordRuns, RecordBytes, RecordTTL). A
+// run goes on when the session of the gateway that sent it ends (the
+// gateway died); the same transaction sent again, by that gateway's
+// successor, is joined to its run or answered from the record, so it runs
+// once. A run its caller cancels is cancelled; one past its deadline
+// (wire.TxRequest.Timeout) is answered with its timeout.
+//
 // Metrics serves the worker's and its pool's counters. A worker imports
 // nothing of the gateway's Prime side; the two share only package wire.
 //

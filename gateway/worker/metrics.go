@@ -42,11 +42,22 @@ type Status struct {
 	Done     uint64 `json:"done"`
 	Refused  uint64 `json:"refused"`  // transactions refused while draining (run elsewhere)
 	Draining bool   `json:"draining"` // shutting down: running what it has, taking nothing new
+
+	FromRecord       uint64 `json:"from_record"`       // transactions sent again, joined to their run or answered from the record
+	ContractErrors   uint64 `json:"contract_errors"`   // results whose contract failed (timeouts not included)
+	ContractTimeouts uint64 `json:"contract_timeouts"` // results whose contract ran past its deadline
+	Recorded         int    `json:"recorded"`          // runs remembered now, running and finished
+	RecordedBytes    int    `json:"recorded_bytes"`    // bytes of the finished runs' results remembered
 }
 
 // Status returns a snapshot of the worker's counts.
 func (w *Worker) Status() Status {
-	return Status{Capacity: w.Capacity(), Running: w.Running(), Done: w.Done(), Refused: w.Refused(), Draining: w.Draining()}
+	runs, bytes := w.rec.size()
+	return Status{
+		Capacity: w.Capacity(), Running: w.Running(), Done: w.Done(), Refused: w.Refused(), Draining: w.Draining(),
+		FromRecord: w.fromRecord.Load(), ContractErrors: w.contractErrors.Load(), ContractTimeouts: w.contractTimeouts.Load(),
+		Recorded: runs, RecordedBytes: bytes,
+	}
 }
 
 // Stats returns a snapshot of the parts that are set.
@@ -98,6 +109,16 @@ var workerFamilies = []promtext.Family[*Status]{
 		func(s *Status) float64 { return float64(s.Done) }),
 	promtext.Counter("gridmesh_worker_refused_total", "Transactions refused while draining, left to the gateway to run elsewhere.",
 		func(s *Status) float64 { return float64(s.Refused) }),
+	promtext.Counter("gridmesh_worker_from_record_total", "Transactions sent again that were joined to their run or answered from the record, not run twice.",
+		func(s *Status) float64 { return float64(s.FromRecord) }),
+	promtext.Counter("gridmesh_worker_contract_errors_total", "Results whose contract failed (timeouts not included).",
+		func(s *Status) float64 { return float64(s.ContractErrors) }),
+	promtext.Counter("gridmesh_worker_contract_timeouts_total", "Results whose contract ran past its deadline.",
+		func(s *Status) float64 { return float64(s.ContractTimeouts) }),
+	promtext.Gauge("gridmesh_worker_recorded_runs", "Runs remembered by transaction ID, running and finished.",
+		func(s *Status) float64 { return float64(s.Recorded) }),
+	promtext.Gauge("gridmesh_worker_recorded_bytes", "Bytes of the finished runs' results remembered.",
+		func(s *Status) float64 { return float64(s.RecordedBytes) }),
 	promtext.Gauge("gridmesh_worker_draining", "1 while the worker drains before shutting down, else 0.",
 		func(s *Status) float64 { return promtext.Bool(s.Draining) }),
 }

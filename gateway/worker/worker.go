@@ -35,6 +35,17 @@ type Options struct {
 	// Mode names the kind of contract for logs ("func", "exec",
 	// "process"). Default "func".
 	Mode string
+	// RecordRuns bounds how many finished runs the worker remembers, with
+	// their results, beside those running; RecordBytes bounds those
+	// results' bytes and RecordTTL their age. A transaction sent again
+	// while it is remembered (its gateway died and Prime delivered it to
+	// the next one) is joined to its run or answered from the record, not
+	// run twice. Defaults DefaultRecordRuns, DefaultRecordBytes,
+	// DefaultRecordTTL. The record's memory is at most RecordBytes plus
+	// about 200 bytes per run remembered.
+	RecordRuns  int
+	RecordBytes int
+	RecordTTL   time.Duration
 }
 
 // Worker serves transactions to the gateways of its grid. It registers
@@ -43,17 +54,26 @@ type Options struct {
 // Start or Listen, so that its handlers are there before any
 // gateway can call them.
 //
+// A run outlives the call that started it if that call's session ends
+// (the gateway died or its connection broke): the worker finishes it and
+// records the result, which the gateway gets when it sends the
+// transaction again. A call its caller cancels cancels its run.
+//
 // To shut a worker down without running any transaction twice, call
 // Drain before closing its node: it refuses new transactions (the gateway
-// sends them to another worker) and waits for the running ones.
+// sends them to another worker) and waits for the running ones. Close,
+// after the node's Close, gives up what still runs.
 //
 // All methods may be called concurrently.
 type Worker struct {
-	opts    Options
-	m       *grid.Manager // set once, before the Worker is returned
-	sem     chan struct{}
-	done    atomic.Uint64
-	refused atomic.Uint64
+	opts  Options
+	m     *grid.Manager // set once, before the Worker is returned
+	sem   chan struct{}
+	rec   *record
+	base  context.Context // cancelled by Close: runs still going are given up
+	close context.CancelCauseFunc
+
+	done, refused, fromRecord, contractErrors, contractTimeouts atomic.Uint64
 
 	mu       sync.Mutex
 	draining bool
@@ -71,7 +91,7 @@ func New(m *grid.Manager, opts Options) (*Worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	w.m = m
+	w.attach(m)
 	return w, nil
 }
 
@@ -93,7 +113,7 @@ func Start(ctx context.Context, ln net.Listener, gridOpts grid.Options, opts Opt
 	if err != nil {
 		return nil, nil, err
 	}
-	w.m = n.Manager
+	w.attach(n.Manager)
 	return n, w, nil
 }
 
@@ -105,6 +125,12 @@ func Listen(ctx context.Context, addr string, gridOpts grid.Options, opts Option
 		return nil, nil, fmt.Errorf("worker: listen %s: %w", addr, err)
 	}
 	return Start(ctx, ln, gridOpts, opts)
+}
+
+// attach sets the worker's Manager; the worker closes with it.
+func (w *Worker) attach(m *grid.Manager) {
+	w.m = m
+	context.AfterFunc(m.Context(), func() { _ = w.Close() })
 }
 
 // newWorker checks opts and registers a worker's handlers on reg; the
@@ -120,11 +146,24 @@ func newWorker(reg *handlers.Registry, opts Options) (*Worker, error) {
 	if opts.Mode == "" {
 		opts.Mode = ModeFunc
 	}
-	w := &Worker{opts: opts, sem: make(chan struct{}, opts.Capacity)}
+	if opts.RecordRuns < 0 || opts.RecordBytes < 0 || opts.RecordTTL < 0 {
+		return nil, configError("Options.RecordRuns, RecordBytes, RecordTTL", "must not be negative")
+	}
+	defaults.Set(&opts.RecordRuns, DefaultRecordRuns)
+	defaults.Set(&opts.RecordBytes, DefaultRecordBytes)
+	defaults.Set(&opts.RecordTTL, DefaultRecordTTL)
+	w := &Worker{
+		opts: opts, sem: make(chan struct{}, opts.Capacity),
+		rec: newRecord(opts.RecordRuns, opts.RecordBytes, opts.RecordTTL),
+	}
+	w.base, w.close = context.WithCancelCause(context.Background())
 	if err := wire.InfoCall.Register(reg, w.info); err != nil {
 		return nil, err
 	}
 	if err := wire.RunCall.Register(reg, w.run); err != nil {
+		return nil, err
+	}
+	if err := wire.RecentCall.Register(reg, w.recent); err != nil {
 		return nil, err
 	}
 	return w, nil
@@ -141,6 +180,17 @@ func (w *Worker) Done() uint64 { return w.done.Load() }
 
 // Refused returns the number of transactions refused while draining.
 func (w *Worker) Refused() uint64 { return w.refused.Load() }
+
+// Close gives up the runs still going: their contracts are cancelled and
+// their calls answered as refused (wire.TxResult.Draining), so that a
+// gateway still connected runs them elsewhere; none is recorded. Closing
+// the worker's Manager (its node) closes the worker too. Call it after
+// Drain, to give up what still runs before the node closes. It is
+// idempotent and returns nil.
+func (w *Worker) Close() error {
+	w.close(errClosing)
+	return nil
+}
 
 // Draining reports whether Drain was called.
 func (w *Worker) Draining() bool {
@@ -213,24 +263,6 @@ func (w *Worker) info(context.Context, *handlers.NoPayload) (*wire.WorkerInfo, e
 		info.Capacity, info.Draining = 0, true
 	}
 	return info, nil
-}
-
-func (w *Worker) run(ctx context.Context, req *wire.TxRequest) (*wire.TxResult, error) {
-	if !w.take() {
-		w.refused.Add(1)
-		return &wire.TxResult{ID: req.ID, Draining: true, Error: wire.ErrDraining.Error() + ": transaction not run"}, nil
-	}
-	defer w.leave()
-	select {
-	case w.sem <- struct{}{}:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	defer func() {
-		w.done.Add(1)
-		<-w.sem
-	}()
-	return wire.Run(ctx, w.opts.Contract, req), nil
 }
 
 // take counts a transaction in, unless the worker is draining.

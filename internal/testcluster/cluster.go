@@ -27,10 +27,11 @@ type Cluster struct {
 	Journal     *gateway.Journal
 	Gateway     *gateway.Gateway
 	Log         *testutil.LogBuffer // the gateway's, the dispatcher's and the journal's logs
+	opts        Options
 	cancel      context.CancelFunc
 	runDone     chan struct{} // closed when Gateway.Run returned runErr
 	runErr      error
-	stopped     sync.Once
+	stopped     *sync.Once // made anew for each gateway
 }
 
 // Options shape a Cluster. Only Prime is required.
@@ -70,7 +71,7 @@ func Start(tb testing.TB, o Options) *Cluster {
 	if o.JournalPath == "" {
 		o.JournalPath = filepath.Join(tb.TempDir(), "journal.db")
 	}
-	c := &Cluster{tb: tb, Log: new(testutil.LogBuffer), runDone: make(chan struct{})}
+	c := &Cluster{tb: tb, Log: new(testutil.LogBuffer), opts: o}
 	lns := listen(tb, o.Workers+1)
 	for _, ln := range lns {
 		c.Names = append(c.Names, "http://"+ln.Addr().String())
@@ -81,11 +82,7 @@ func Start(tb testing.TB, o Options) *Cluster {
 		if o.ContractFor != nil {
 			fn = o.ContractFor(i - 1)
 		}
-		n, w, err := worker.Start(ctx, lns[i], GridOptions(c.Names[i], c.Names), worker.Options{Contract: fn, Capacity: o.Capacity})
-		if err != nil {
-			tb.Fatal(err)
-		}
-		tb.Cleanup(func() { _ = n.Close() })
+		n, w := c.startWorker(lns[i], i, fn)
 		c.WorkerNodes = append(c.WorkerNodes, n)
 		c.Workers = append(c.Workers, w)
 	}
@@ -108,8 +105,22 @@ func listen(tb testing.TB, n int) []net.Listener {
 	return lns
 }
 
+// startWorker starts worker node i (1-based among the names) on ln.
+func (c *Cluster) startWorker(ln net.Listener, i int, fn contract.Func) (*grid.Node, *worker.Worker) {
+	n, w, err := worker.Start(context.Background(), ln, GridOptions(c.Names[i], c.Names), worker.Options{Contract: fn, Capacity: c.opts.Capacity})
+	if err != nil {
+		c.tb.Fatal(err)
+	}
+	c.tb.Cleanup(func() {
+		_ = w.Close() // gives up runs still going, so the node's Close does not wait for them
+		_ = n.Close()
+	})
+	return n, w
+}
+
 func (c *Cluster) startGateway(ctx context.Context, ln net.Listener, o Options) {
 	tb := c.tb
+	c.runDone, c.stopped = make(chan struct{}), new(sync.Once)
 	n, err := grid.StartNode(ctx, ln, GridOptions(c.Names[0], c.Names))
 	if err != nil {
 		tb.Fatal(err)

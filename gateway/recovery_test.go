@@ -1,0 +1,127 @@
+package gateway_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gridmesh/gridmesh/gateway/primesim"
+	"github.com/gridmesh/gridmesh/internal/testcluster"
+	"github.com/gridmesh/gridmesh/internal/testutil"
+)
+
+// TestGatewayKilledRunsOnce kills the gateway (its node first, so its
+// workers only see their sessions end) while its workers run
+// transactions, and starts another: Prime delivers the transactions again,
+// and the new gateway sends each to the worker that ran it, which answers
+// it from its record (the runs finished before the new gateway came) or
+// joins it to its run (they still run). Every transaction runs once and is
+// answered once.
+func TestGatewayKilledRunsOnce(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		releaseFirst bool // the runs finish before the new gateway starts
+	}{
+		{"answered from the record", true},
+		{"joined to the run", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if !tc.releaseFirst {
+				t.Skip("needs the grid to reconnect without waiting for the old session's handlers (issue 11, item 2)")
+			}
+			const n = 6
+			prime := testcluster.StartPrime(t, primesim.Config{})
+			g := testcluster.NewGate(func(string) bool { return true })
+			c := testcluster.Start(t, testcluster.Options{Workers: 2, Prime: testcluster.PrimeConfig(prime), Contract: g.Contract})
+			ids := testcluster.Submit(t, prime, n)
+			for range n {
+				g.Recv(t)
+			}
+			c.KillGateway()
+			if tc.releaseFirst {
+				close(g.Release)
+				testutil.WaitUntil(t, "the runs to be recorded", func() bool {
+					return c.Workers[0].Status().Done+c.Workers[1].Status().Done == n
+				})
+			}
+			c.StartGateway()
+			if !tc.releaseFirst {
+				close(g.Release)
+			}
+			testcluster.WaitAnswered(t, prime, n, c)
+			c.Stop()
+			r := testcluster.CheckReport(t, prime, n)
+			for _, id := range ids {
+				if runs := g.RunsOf(id); runs != 1 {
+					t.Errorf("transaction %s ran %d times", id, runs)
+				}
+			}
+			if r.ErrorResponses != 0 || r.Redelivered < n {
+				t.Errorf("report:\n%v", r)
+			}
+			if got := c.Dispatcher.RoutedHome(); got != n {
+				t.Errorf("%d transactions routed to the worker that ran them, want %d", got, n)
+			}
+			if got := c.Dispatcher.FromRecord(); got != n {
+				t.Errorf("%d answered from the workers' records, want %d", got, n)
+			}
+			var fromRecord uint64
+			for _, w := range c.Workers {
+				fromRecord += w.Status().FromRecord
+			}
+			if fromRecord != n {
+				t.Errorf("workers answered %d transactions from their records, want %d", fromRecord, n)
+			}
+		})
+	}
+}
+
+// TestAllWorkersDown: with every worker gone for longer than the
+// transaction timeout, Prime gets no answer at all (the gateway's or the
+// grid's unavailability is never one); once workers are back, every
+// transaction is answered once, with its result. Those that were running
+// when their workers died ran again, and are counted so.
+func TestAllWorkersDown(t *testing.T) {
+	const n = 4
+	const txTimeout = 300 * time.Millisecond
+	prime := testcluster.StartPrime(t, primesim.Config{})
+	first := testcluster.NewGate(func(string) bool { return true })
+	c := testcluster.Start(t, testcluster.Options{
+		Workers: 2, Capacity: 2, Prime: testcluster.PrimeConfig(prime), Contract: first.Contract, TxTimeout: txTimeout,
+	})
+	ids := testcluster.Submit(t, prime, n)
+	for range n {
+		first.Recv(t)
+	}
+	c.StopWorker(0)
+	c.StopWorker(1)
+	time.Sleep(4 * txTimeout) // well past every transaction's deadline
+	if r := prime.Report(); r.Answered != 0 {
+		t.Fatalf("Prime got answers while no worker was up:\n%v", r)
+	}
+	if st := c.Gateway.Stats(); st.Failed != 0 || st.Sent != 0 {
+		t.Fatalf("gateway answered while no worker was up: %+v", st)
+	}
+	second := testcluster.NewGate(nil)
+	c.StartWorker(0, second.Contract)
+	c.StartWorker(1, second.Contract)
+	testcluster.WaitAnswered(t, prime, n, c)
+	c.Stop()
+	r := testcluster.CheckReport(t, prime, n)
+	if r.ErrorResponses != 0 {
+		t.Fatalf("error answers:\n%v", r)
+	}
+	twice := 0
+	for _, id := range ids {
+		if first.RunsOf(id)+second.RunsOf(id) == 2 {
+			twice++
+		}
+		if resp, _ := prime.Answer(testcluster.ContractID, id); !strings.Contains(resp.GetResultJson(), `"payload"`) {
+			t.Errorf("answer for %s: %v", id, resp)
+		}
+	}
+	if rerun := c.Dispatcher.Rerun(); rerun != uint64(twice) || twice != n {
+		t.Errorf("%d transactions ran twice, %d counted as rerun; want %d both (each was running when its worker died)", twice, rerun, n)
+	}
+	t.Logf("Prime: %d answered, %d errors; ran twice: %d of %d (counted: %d)", r.Answered, r.ErrorResponses, twice, n, c.Dispatcher.Rerun())
+}

@@ -1,0 +1,121 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/gridmesh/gridmesh/gateway/wire"
+	"github.com/gridmesh/gridmesh/handlers"
+	"github.com/gridmesh/gridmesh/mux"
+)
+
+// Why a run's contract context ends early (context.Cause).
+var (
+	errCallerGone = errors.New("worker: the gateway cancelled the transaction")
+	errClosing    = errors.New("worker: closing")
+)
+
+// run is wire.HandlerRun: it runs req, or joins its run, or answers it
+// from the record.
+func (w *Worker) run(ctx context.Context, req *wire.TxRequest) (*wire.TxResult, error) {
+	rn, fresh := w.rec.start(req.ID)
+	if !fresh {
+		return w.join(ctx, rn)
+	}
+	if !w.take() {
+		w.refused.Add(1)
+		res := &wire.TxResult{ID: req.ID, Draining: true, Error: wire.ErrDraining.Error() + ": transaction not run"}
+		w.rec.forget(rn, res)
+		return res, nil
+	}
+	defer w.leave()
+	select {
+	case w.sem <- struct{}{}:
+	case <-ctx.Done():
+		w.rec.forget(rn, &wire.TxResult{ID: req.ID, Draining: true, Error: "worker: not run: " + ctx.Err().Error()})
+		return nil, ctx.Err()
+	case <-w.base.Done():
+		res := w.givenUp(req.ID)
+		w.rec.forget(rn, res)
+		return res, nil
+	}
+	defer func() { <-w.sem }()
+	return w.runContract(ctx, rn, req)
+}
+
+// runContract runs req's contract on a context of its own: it ends at the
+// contract's deadline, when the caller cancels the call, or at Close, but
+// not when the call's session ends, so that a gateway's death does not
+// cut a run short; its result is recorded for the gateway's successor.
+func (w *Worker) runContract(ctx context.Context, rn *run, req *wire.TxRequest) (*wire.TxResult, error) {
+	runCtx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	defer cancel(nil)
+	stopCaller := context.AfterFunc(ctx, func() {
+		if !mux.SessionEnded(ctx) {
+			cancel(errCallerGone)
+		}
+	})
+	defer stopCaller()
+	stopClose := context.AfterFunc(w.base, func() { cancel(errClosing) })
+	defer stopClose()
+
+	res := wire.Run(runCtx, w.opts.Contract, req)
+	switch cause := context.Cause(runCtx); {
+	case errors.Is(cause, errClosing):
+		res = w.givenUp(req.ID)
+		res.Abandoned = true
+		w.rec.forget(rn, res)
+		return res, nil
+	case errors.Is(cause, errCallerGone):
+		// The gateway gave the transaction up (it shuts down, or gave up
+		// on this worker) and may send it again: do not answer that from
+		// a cancelled run.
+		w.rec.forget(rn, res)
+		return nil, ctx.Err()
+	}
+	w.done.Add(1)
+	w.count(res)
+	w.rec.finish(rn, res, time.Now())
+	return res, nil
+}
+
+// join waits for rn, the run of a transaction sent before, and answers
+// its result. A run that ended without a result to keep (it was refused,
+// cancelled or given up) answers as it did: refused calls are sent
+// elsewhere by the gateway.
+func (w *Worker) join(ctx context.Context, rn *run) (*wire.TxResult, error) {
+	select {
+	case <-rn.done:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if rn.res == nil || rn.res.Draining {
+		return &wire.TxResult{ID: rn.id, Draining: true, Error: wire.ErrDraining.Error() + ": an earlier run of the transaction was not finished"}, nil
+	}
+	w.fromRecord.Add(1)
+	res := *rn.res
+	res.FromRecord = true
+	return &res, nil
+}
+
+// givenUp is the answer of a run Close gave up: not a result, so the
+// gateway runs it elsewhere.
+func (w *Worker) givenUp(id string) *wire.TxResult {
+	return &wire.TxResult{ID: id, Draining: true, Error: wire.ErrDraining.Error() + ": worker closed before the transaction finished"}
+}
+
+// count counts a result's contract error or timeout.
+func (w *Worker) count(res *wire.TxResult) {
+	switch {
+	case res.TimedOut:
+		w.contractTimeouts.Add(1)
+	case res.Error != "":
+		w.contractErrors.Add(1)
+	}
+}
+
+// recent is wire.HandlerRecent: the IDs of the runs the record holds.
+func (w *Worker) recent(context.Context, *handlers.NoPayload) (*wire.Recent, error) {
+	return &wire.Recent{IDs: w.rec.ids(time.Now())}, nil
+}
