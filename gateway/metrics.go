@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"encoding/json"
 	"io"
 	"net/http"
 
@@ -67,11 +66,7 @@ func (m *Metrics) Stats() NodeStats {
 
 // StatsHandler answers GET with Stats as JSON.
 func (m *Metrics) StatsHandler() http.Handler {
-	return promtext.Handler("application/json", func(w io.Writer) {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(m.Stats())
-	})
+	return promtext.JSONHandler(m.Stats)
 }
 
 // Handler answers GET with Stats in the Prometheus text exposition

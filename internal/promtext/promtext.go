@@ -2,6 +2,7 @@ package promtext
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -68,6 +69,15 @@ var labelEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
 // EscapeLabel escapes a label value as the text format requires:
 // backslash, double quote and newline.
 func EscapeLabel(v string) string { return labelEscaper.Replace(v) }
+
+// JSONHandler answers GET and HEAD with snapshot's value as indented JSON.
+func JSONHandler[T any](snapshot func() T) http.Handler {
+	return Handler("application/json", func(w io.Writer) {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(snapshot())
+	})
+}
 
 // Handler answers GET and HEAD with what write writes, buffered, under
 // contentType and Cache-Control: no-store; other methods get 405.

@@ -1,6 +1,7 @@
 package promtext_test
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -90,4 +91,23 @@ func ExampleWriteLabelled() {
 	// # HELP demo_rtt_seconds Last round trip.
 	// # TYPE demo_rtt_seconds gauge
 	// demo_rtt_seconds{peer="http://n1:9000"} 0.0012
+}
+
+func TestJSONHandler(t *testing.T) {
+	n := 0
+	h := promtext.JSONHandler(func() map[string]int { n++; return map[string]int{"calls": n} })
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	for want := 1; want <= 2; want++ {
+		resp, err := srv.Client().Get(srv.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.Header.Get("Content-Type") != "application/json" || string(body) != fmt.Sprintf("{\n  \"calls\": %d\n}\n", want) {
+			t.Fatalf("got %q %q", resp.Header.Get("Content-Type"), body)
+		}
+	}
+	srv.Client().CloseIdleConnections()
 }
