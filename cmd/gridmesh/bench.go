@@ -159,6 +159,15 @@ func workloads() []workload {
 			})
 		}
 	}
+	for _, n := range []int{4, 8, 16} {
+		ws = append(ws, workload{
+			name: fmt.Sprintf("mesh/512B/n%d/c64", n),
+			run: map[string]measurement{
+				sysGrid: pairLoad(func() (bench.Pair, error) { return bench.NewGridMesh(n) }, 512, 64),
+				sysGRPC: pairLoad(func() (bench.Pair, error) { return bench.NewGRPCMesh(n) }, 512, 64),
+			},
+		})
+	}
 	for _, callers := range []int{16, 64} {
 		ws = append(ws, workload{
 			name: fmt.Sprintf("bidi/512B/c%d", callers),
@@ -220,6 +229,8 @@ type benchRow struct {
 	P99         time.Duration     `json:"p99_ns,omitempty"`
 	AllocsPerOp float64           `json:"allocs_per_op,omitempty"`
 	BytesPerOp  float64           `json:"bytes_per_op,omitempty"`
+	CPUPerOp    time.Duration     `json:"cpu_per_op_ns,omitempty"`
+	CPUUse      float64           `json:"cpu_use,omitempty"` // CPU time per wall time: 2.0 is two cores busy
 	Mem         float64           `json:"mem_bytes,omitempty"`
 	MemUnit     string            `json:"mem_unit,omitempty"`
 	Vs          map[string]ratios `json:"vs,omitempty"`
@@ -233,6 +244,7 @@ type ratios struct {
 	P99         float64 `json:"p99,omitempty"`
 	AllocsPerOp float64 `json:"allocs_per_op,omitempty"`
 	BytesPerOp  float64 `json:"bytes_per_op,omitempty"`
+	CPUPerOp    float64 `json:"cpu_per_op,omitempty"`
 	Mem         float64 `json:"mem,omitempty"`
 }
 
@@ -250,6 +262,7 @@ func compare(g, o benchRow) ratios {
 		P99:         ratio(float64(g.P99), float64(o.P99)),
 		AllocsPerOp: ratio(g.AllocsPerOp, o.AllocsPerOp),
 		BytesPerOp:  ratio(g.BytesPerOp, o.BytesPerOp),
+		CPUPerOp:    ratio(float64(g.CPUPerOp), float64(o.CPUPerOp)),
 		Mem:         ratio(g.Mem, o.Mem),
 	}
 }
@@ -257,7 +270,7 @@ func compare(g, o benchRow) ratios {
 func runBench(ctx context.Context, args []string, out io.Writer) error {
 	fs := newFlags("bench", out)
 	dur := fs.Duration("duration", time.Second, "how long each measurement runs (plus a warm-up of a fifth of it)")
-	only := fs.String("only", "", "run only the workloads whose name matches this regular expression; names: req/{64B,512B,4KiB,1MiB}/c{1,2,16,64,256}, bidi/512B/c{16,64}, stream10x512B/s{2,8,64}, longstream/512B, idle/conn, idle/streams")
+	only := fs.String("only", "", "run only the workloads whose name matches this regular expression; names: req/{64B,512B,4KiB,1MiB}/c{1,2,16,64,256}, mesh/512B/n{4,8,16}/c64, bidi/512B/c{16,64}, stream10x512B/s{2,8,64}, longstream/512B, idle/conn, idle/streams")
 	asJSON := fs.Bool("json", false, "print one JSON object per measurement instead of a table")
 	conns := fs.Int("idle-conns", 100, "connections opened for the idle/conn workload")
 	streams := fs.Int("idle-streams", 10000, "streams opened for the idle/streams workload")
@@ -316,7 +329,8 @@ func runWorkload(ctx context.Context, w workload, cfg benchConfig) ([]benchRow, 
 		}
 		group = append(group, benchRow{
 			Workload: w.name, System: sys, OpsPerSec: res.OpsPerSec, P50: res.P50, P99: res.P99,
-			AllocsPerOp: res.AllocsPerOp, BytesPerOp: res.BytesPerOp, Mem: mem, MemUnit: w.memUnit,
+			AllocsPerOp: res.AllocsPerOp, BytesPerOp: res.BytesPerOp, CPUPerOp: res.CPUPerOp, CPUUse: res.CPUUse,
+			Mem: mem, MemUnit: w.memUnit,
 		})
 	}
 	for i := range group {
@@ -352,7 +366,7 @@ func measure(ctx context.Context, c bench.Caller, l bench.Load) (bench.Result, e
 // a row per other system with gridmesh's figures divided by that system's.
 func printTable(out io.Writer, rows []benchRow) {
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "workload\tsystem\tops/s\tp50\tp99\tallocs/op\tB/op\tmemory\t")
+	fmt.Fprintln(tw, "workload\tsystem\tops/s\tp50\tp99\tallocs/op\tB/op\tCPU/op\tCPU\tmemory\t")
 	for i, r := range rows {
 		name := r.Workload
 		if i > 0 && rows[i-1].Workload == r.Workload {
@@ -362,15 +376,16 @@ func printTable(out io.Writer, rows []benchRow) {
 		if r.MemUnit != "" {
 			mem = fmt.Sprintf("%s %s", fmtBytes(r.Mem), r.MemUnit)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", name, r.System, fmtNum(r.OpsPerSec, "%.0f"),
-			fmtDur(r.P50), fmtDur(r.P99), fmtNum(r.AllocsPerOp, "%.1f"), fmtNum(r.BytesPerOp, "%.0f"), mem)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", name, r.System, fmtNum(r.OpsPerSec, "%.0f"),
+			fmtDur(r.P50), fmtDur(r.P99), fmtNum(r.AllocsPerOp, "%.1f"), fmtNum(r.BytesPerOp, "%.0f"),
+			fmtDur(r.CPUPerOp), fmtNum(100*r.CPUUse, "%.0f%%"), mem)
 		for _, sys := range systems {
 			v, ok := r.Vs[sys]
 			if !ok {
 				continue
 			}
-			fmt.Fprintf(tw, "\t÷%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", sys, fmtRatio(v.OpsPerSec), fmtRatio(v.P50),
-				fmtRatio(v.P99), fmtRatio(v.AllocsPerOp), fmtRatio(v.BytesPerOp), fmtRatio(v.Mem))
+			fmt.Fprintf(tw, "\t÷%s\t%s\t%s\t%s\t%s\t%s\t%s\t\t%s\t\n", sys, fmtRatio(v.OpsPerSec), fmtRatio(v.P50),
+				fmtRatio(v.P99), fmtRatio(v.AllocsPerOp), fmtRatio(v.BytesPerOp), fmtRatio(v.CPUPerOp), fmtRatio(v.Mem))
 		}
 	}
 	tw.Flush()
@@ -378,6 +393,8 @@ func printTable(out io.Writer, rows []benchRow) {
 	fmt.Fprintln(out, "÷grpc, ÷rawws: the figure above divided by that system's (ops/s: higher is better; the rest: lower is better).")
 	fmt.Fprintln(out, "allocs/op and B/op count both ends; req: one round trip; stream10x512B: one whole stream incl. setup;")
 	fmt.Fprintln(out, "longstream: one echoed message; idle/conn: heap+stacks per idle used connection, both ends; idle/streams: heap+stacks of all idle streams.")
+	fmt.Fprintln(out, "mesh/512B/nN/c64: N nodes, every one connected to every other, 64 callers each from a random node to another (grpc: a ClientConn per ordered pair).")
+	fmt.Fprintln(out, "CPU/op: the process's CPU time (all nodes, both ends) per op; CPU: CPU time per wall time (200% is both cores of this machine).")
 }
 
 func fmtNum(v float64, f string) string {

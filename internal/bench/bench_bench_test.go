@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
-	"syscall"
 	"testing"
-	"time"
 )
 
 func BenchmarkMux(b *testing.B) { benchPair(b, NewMux) }
@@ -18,6 +16,23 @@ func BenchmarkGrid(b *testing.B) { benchPair(b, NewGrid) }
 func BenchmarkGRPCUnary(b *testing.B) { benchPair(b, NewGRPCUnary) }
 
 func BenchmarkRawWS(b *testing.B) { benchPair(b, NewRawWS) }
+
+// BenchmarkMesh is a full mesh of N nodes in this process, 64 callers each
+// sending 512 B from a random node to another (MinIO's
+// BenchmarkRequests/servers=N/bytes/par=64 shape), for gridmesh and for
+// grpc-go with a ClientConn per ordered pair.
+func BenchmarkMesh(b *testing.B) {
+	for _, n := range []int{4, 8} {
+		for _, sys := range []struct {
+			name string
+			new  func(int) (Pair, error)
+		}{{"grid", NewGridMesh}, {"grpc", NewGRPCMesh}} {
+			b.Run(fmt.Sprintf("%s/servers=%d", sys.name, n), func(b *testing.B) {
+				benchCaller(b, func() (Pair, error) { return sys.new(n) }, 512, 64)
+			})
+		}
+	}
+}
 
 // benchPair runs closed-loop round trips from a fixed number of caller
 // goroutines on one connection, one sub-benchmark per payload size and
@@ -115,16 +130,6 @@ func benchCaller(b *testing.B, newPair func() (Pair, error), size, callers int) 
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
 	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
-}
-
-// cpuTime returns the CPU time (user and system) this process has used. On
-// a shared, noisy machine CPU time per op varies less than wall time.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // BenchmarkMuxStream10x512 and BenchmarkGRPCStream10x512 measure whole

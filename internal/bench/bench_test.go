@@ -31,6 +31,8 @@ var pairs = []struct {
 	{"RawWSBidi", NewRawWSBidi},
 	{"Grid", NewGrid},
 	{"GridBidi", NewGridBidi},
+	{"GridMesh4", func() (Pair, error) { return NewGridMesh(4) }},
+	{"GRPCMesh4", func() (Pair, error) { return NewGRPCMesh(4) }},
 }
 
 var streamers = []struct {
@@ -352,3 +354,25 @@ func TestRunErrors(t *testing.T) {
 type callerFunc func(context.Context, []byte) ([]byte, error)
 
 func (f callerFunc) Call(ctx context.Context, p []byte) ([]byte, error) { return f(ctx, p) }
+
+// TestMeshSpreads: a mesh's calls go from every node to every other.
+func TestMeshSpreads(t *testing.T) {
+	p, err := NewGridMesh(4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if _, err := Run(context.Background(), p, Load{PayloadSize: 64, Callers: 8, Ops: 2000}); err != nil {
+		t.Fatal(err)
+	}
+	for i, m := range p.(*gridMesh).nodes {
+		for host, st := range m.Stats().Peers {
+			if st.RequestsOut == 0 || st.Served == 0 {
+				t.Errorf("node %d and %s: %d requests sent, %d served", i, host, st.RequestsOut, st.Served)
+			}
+		}
+	}
+	if _, err := NewGridMesh(1); err == nil {
+		t.Error("a mesh of one node")
+	}
+}

@@ -108,55 +108,73 @@ func NewGRPCUnary() (Pair, error) { return newGRPC() }
 func NewGRPCStream() (Streamer, error) { return newGRPC() }
 
 func newGRPC() (*grpcPair, error) {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	srv, lis, served, err := startGRPCServer()
 	if err != nil {
 		return nil, err
 	}
-	codec := rawCodec{}
-	srv := grpc.NewServer(
-		grpc.ForceServerCodecV2(codec),
-		grpc.MaxRecvMsgSize(MaxPayload),
-		grpc.MaxSendMsgSize(MaxPayload),
-		grpc.WaitForHandlers(true),
-	)
-	srv.RegisterService(&echoServiceDesc, struct{}{})
-	p := &grpcPair{srv: srv, served: make(chan struct{})}
-	go func() {
-		defer close(p.served)
-		_ = srv.Serve(lis)
-	}()
-
-	p.conn, err = grpc.NewClient("passthrough:///"+lis.Addr().String(),
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(
-			grpc.ForceCodecV2(codec),
-			grpc.MaxCallRecvMsgSize(MaxPayload),
-			grpc.MaxCallSendMsgSize(MaxPayload),
-		),
-	)
-	if err != nil {
+	p := &grpcPair{srv: srv, served: served}
+	if p.conn, err = dialGRPC(lis.Addr().String()); err != nil {
 		srv.Stop()
 		<-p.served
-		return nil, err
-	}
-	if err := p.waitReady(); err != nil {
-		_ = p.Close()
 		return nil, err
 	}
 	return p, nil
 }
 
-// waitReady connects eagerly so that setup is not measured by the first call.
-func (p *grpcPair) waitReady() error {
+// startGRPCServer starts the echo server on 127.0.0.1; served is closed
+// when its Serve loop returned.
+func startGRPCServer() (srv *grpc.Server, lis net.Listener, served chan struct{}, err error) {
+	lis, err = net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	srv = grpc.NewServer(
+		grpc.ForceServerCodecV2(rawCodec{}),
+		grpc.MaxRecvMsgSize(MaxPayload),
+		grpc.MaxSendMsgSize(MaxPayload),
+		grpc.WaitForHandlers(true),
+	)
+	srv.RegisterService(&echoServiceDesc, struct{}{})
+	served = make(chan struct{})
+	go func() {
+		defer close(served)
+		_ = srv.Serve(lis)
+	}()
+	return srv, lis, served, nil
+}
+
+// dialGRPC connects a ClientConn to the echo server at addr and waits
+// until it is ready, so that setup is not measured by the first call.
+func dialGRPC(addr string) (*grpc.ClientConn, error) {
+	conn, err := grpc.NewClient("passthrough:///"+addr,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(
+			grpc.ForceCodecV2(rawCodec{}),
+			grpc.MaxCallRecvMsgSize(MaxPayload),
+			grpc.MaxCallSendMsgSize(MaxPayload),
+		),
+	)
+	if err != nil {
+		return nil, err
+	}
+	if err := waitReady(conn); err != nil {
+		_ = conn.Close()
+		return nil, err
+	}
+	return conn, nil
+}
+
+// waitReady connects conn eagerly and waits until it is ready.
+func waitReady(conn *grpc.ClientConn) error {
 	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
 	defer cancel()
-	p.conn.Connect()
+	conn.Connect()
 	for {
-		s := p.conn.GetState()
+		s := conn.GetState()
 		if s == connectivity.Ready {
 			return nil
 		}
-		if !p.conn.WaitForStateChange(ctx, s) {
+		if !conn.WaitForStateChange(ctx, s) {
 			return fmt.Errorf("bench: grpc client not ready: %w (state %v)", ctx.Err(), s)
 		}
 	}

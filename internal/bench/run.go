@@ -43,6 +43,12 @@ type Result struct {
 	// process during the run, per op: both ends of the connection when
 	// client and server run in this process, as in every baseline here.
 	AllocsPerOp, BytesPerOp float64
+
+	// CPUPerOp is the CPU time (user and system) of the whole process
+	// during the run, per op; CPUUse the CPU time per wall time (2.0: two
+	// cores busy). Both are 0 where the process's CPU time is not known.
+	CPUPerOp time.Duration
+	CPUUse   float64
 }
 
 func (r *Result) setRate() {
@@ -58,9 +64,16 @@ func (r *Result) setAllocs(before, after memStats) {
 	}
 }
 
+func (r *Result) setCPU(cpu time.Duration) {
+	if r.Ops > 0 && cpu > 0 {
+		r.CPUPerOp = cpu / time.Duration(r.Ops)
+		r.CPUUse = cpu.Seconds() / r.Duration.Seconds()
+	}
+}
+
 func (r Result) String() string {
-	return fmt.Sprintf("%d ops in %v: %.0f ops/s, p50 %v, p99 %v, %.1f allocs/op, %.0f B/op",
-		r.Ops, r.Duration.Round(time.Millisecond), r.OpsPerSec, r.P50, r.P99, r.AllocsPerOp, r.BytesPerOp)
+	return fmt.Sprintf("%d ops in %v: %.0f ops/s, p50 %v, p99 %v, %.1f allocs/op, %.0f B/op, %v CPU/op (%.0f%% CPU)",
+		r.Ops, r.Duration.Round(time.Millisecond), r.OpsPerSec, r.P50, r.P99, r.AllocsPerOp, r.BytesPerOp, r.CPUPerOp, 100*r.CPUUse)
 }
 
 // Run runs the closed-loop workload l against c. Apart from what c itself
@@ -102,6 +115,7 @@ func Run(ctx context.Context, c Caller, l Load) (Result, error) {
 		recycle   = recycler(c)
 	)
 	m0 := readMem()
+	cpu0 := cpuTime()
 	start := time.Now()
 	deadline := start.Add(l.Duration)
 	for i := range l.Callers {
@@ -147,11 +161,13 @@ func Run(ctx context.Context, c Caller, l Load) (Result, error) {
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	cpu := cpuTime() - cpu0
 	m1 := readMem()
 
 	r := Result{Ops: ops.Load(), Duration: elapsed}
 	r.setRate()
 	r.setAllocs(m0, m1)
+	r.setCPU(cpu)
 	p := latency.Percentiles(slices.Concat(lat...), 50, 99)
 	r.P50, r.P99 = p[0], p[1]
 	return r, firstErr
