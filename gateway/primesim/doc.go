@@ -54,7 +54,9 @@
 //     commit that has any of those.
 //   - A transaction is delivered only once it is written, as a real
 //     chain commits a transaction before it invokes a contract; so no
-//     crash forgets a transaction that a client may have run.
+//     crash forgets a transaction that a client may have run. One not yet
+//     written when the process dies is lost with it, never delivered, as
+//     if never submitted (GenerateUpTo makes new ones in its place).
 //   - Answers are written at the first commit once they are
 //     Config.LossWindow old (default 0: the next commit). A kill -9 thus
 //     loses every answer received in its last LossWindow; those received

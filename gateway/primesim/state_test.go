@@ -167,6 +167,39 @@ func TestStateCloseWritesEverything(t *testing.T) {
 	}
 }
 
+// TestStateDeliversOnlyWritten: with a state file a transaction is not
+// delivered before it is written, so that a crash cannot forget one that
+// a client ran. The commit interval of an hour holds the second
+// transaction back until Close writes it.
+func TestStateDeliversOnlyWritten(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "prime.db")
+	cfg := primesim.Config{ChainID: chainID, StatePath: path, CommitInterval: time.Hour}
+	s := newServer(t, cfg)
+	st := openOK(t, dial(t, s), contract)
+	first := submitN(t, s, contract, 1) // written at once: nothing was for an hour
+	if got := ids(recvN(t, st, 1)); !equal(got, first) {
+		t.Fatalf("got %v, want %v", got, first)
+	}
+	second := submitN(t, s, contract, 1) // due in an hour
+	// Watch the stream for a moment; Close ends it.
+	closed := make(chan struct{})
+	go func() {
+		defer close(closed)
+		time.Sleep(100 * time.Millisecond)
+		_ = s.Close()
+	}()
+	req, err := st.Recv()
+	<-closed
+	if err == nil {
+		t.Fatalf("transaction %s delivered before it was written", req.GetTransactionId())
+	}
+	s = newServer(t, cfg)
+	st = openOK(t, dial(t, s), contract)
+	if got := ids(recvN(t, st, 2)); !equal(got, append(first, second...)) {
+		t.Fatalf("reopened, got %v, want %v", got, append(first, second...))
+	}
+}
+
 // TestStateRetentionPrunes: answered transactions leave the file after
 // Retention, and their counts stay.
 func TestStateRetentionPrunes(t *testing.T) {
