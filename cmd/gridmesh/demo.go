@@ -24,7 +24,7 @@ import (
 
 const (
 	demoAPIKey   = "demo-key"
-	demoChainID  = "demo-chain"
+	demoChainID  = primesim.DefaultChainID
 	demoContract = "demo-contract"
 )
 
@@ -169,9 +169,14 @@ func demoRun(ctx context.Context, out io.Writer, f demoFlags, direct bool) (floa
 	stopProgress := startProgress(out, f.n, func() int64 { return int64(gw.Stats().Sent) }, start)
 	wctx, cancel := context.WithTimeout(ctx, f.wait)
 	werr := prime.WaitAnswered(wctx, f.n)
-	cancel()
 	elapsed := time.Since(start)
 	stopProgress()
+	if werr == nil {
+		// Settle, so that late duplicate answers are in the report; cut
+		// short, the report is judged as it is.
+		_, _ = prime.WaitReport(wctx, f.n)
+	}
+	cancel()
 	if err := <-genErr; err != nil && werr == nil {
 		werr = err
 	}

@@ -3,6 +3,7 @@ package primesim
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"time"
 
 	pb "github.com/gridmesh/gridmesh/proto"
@@ -20,22 +21,31 @@ type Transaction struct {
 }
 
 type contract struct {
-	id      string
-	txs     map[string]*txState
-	order   []*txState // submission order; answered entries are pruned lazily
-	pending int        // unanswered transactions
-	session *session   // live stream, nil if none
+	id        string
+	txs       map[string]*txState
+	order     []*txState // deliverable, in submission order; answered entries are pruned lazily
+	pending   int        // unanswered transactions
+	submitted int        // transactions submitted ever (with a state file: over its life)
+	session   *session   // live stream, nil if none
 }
 
 type txState struct {
 	id          string
-	seq         int // submission order across the server, for reporting
+	contract    *contract
+	seq         int // submission order across the server: the state file's key
 	req         *pb.SmartContractRequest
 	submitted   time.Time
 	delivered   int
 	answered    int
 	firstAnswer time.Time
 	response    *pb.SmartContractResponse // first response
+
+	// With a state file: what of the above is written (durable: the
+	// submission), and whether the transaction waits in state.dirty.
+	durable      bool
+	durDelivered int
+	durAnswered  int
+	dirty        bool
 }
 
 // Submit queues tx for contractID and returns its transaction ID (generated
@@ -68,11 +78,24 @@ func (s *Server) Submit(contractID string, tx Transaction) (string, error) {
 	if c.pending >= s.cfg.MaxBacklog {
 		return "", fmt.Errorf("%w: contract %q has %d unanswered transactions", ErrBacklogFull, contractID, c.pending)
 	}
-	st := &txState{id: tx.ID, seq: s.stats.submitted, req: req, submitted: now}
+	st := &txState{id: tx.ID, contract: c, seq: s.nextSeq, req: req, submitted: now}
+	s.nextSeq++
 	s.stats.submitted++
+	c.submitted++
 	c.txs[tx.ID] = st
-	c.order = append(c.order, st)
 	c.pending++
+	if s.state != nil {
+		s.state.markDirty(st) // deliverable once written (release)
+		return tx.ID, nil
+	}
+	c.deliver(st, s.log)
+	return tx.ID, nil
+}
+
+// deliver appends st, a new transaction, to c's deliverable ones and to
+// the live stream's queue. Caller holds s.mu.
+func (c *contract) deliver(st *txState, log *slog.Logger) {
+	c.order = append(c.order, st)
 	if len(c.order) > 1024 && len(c.order) > 2*c.pending {
 		c.pruneOrder()
 	}
@@ -83,9 +106,8 @@ func (s *Server) Submit(contractID string, tx Transaction) (string, error) {
 		default:
 		}
 	} else {
-		s.log.Debug("no active gRPC connection", "smart_contract_id", contractID, "transaction_id", tx.ID)
+		log.Debug("no active gRPC connection", "smart_contract_id", c.id, "transaction_id", st.id)
 	}
-	return tx.ID, nil
 }
 
 func copyMap(m map[string]string) map[string]string {
@@ -155,6 +177,9 @@ func (s *Server) record(c *contract, resp *pb.SmartContractResponse) {
 		return
 	}
 	st.answered++
+	if s.state != nil {
+		s.state.answerArrived(st, now)
+	}
 	if st.answered > 1 {
 		if st.answered == 2 {
 			s.stats.answeredMoreThanOnce++
@@ -164,6 +189,7 @@ func (s *Server) record(c *contract, resp *pb.SmartContractResponse) {
 		return
 	}
 	st.firstAnswer = now
+	s.lastFirst = now
 	st.response = resp
 	st.req = nil // the request is never sent again
 	c.pending--

@@ -96,6 +96,31 @@ func (s *Server) NewTransaction(contractID string, seq, count int) (Transaction,
 // rate transactions per second (0 or less: as fast as possible). It returns
 // when all are submitted, at the first Submit error, or when ctx ends.
 func (s *Server) Generate(ctx context.Context, contractID string, count int, rate float64) error {
+	return s.generate(ctx, contractID, 0, count, count, rate)
+}
+
+// GenerateUpTo is Generate for a load of total transactions that may have
+// begun before a crash: it submits transactions to contractID until
+// total have been submitted to it over the server's life (with a state
+// file, the file's; without one, this Server's), numbering them on from
+// there. A Server restarted on its state file thus completes the load of
+// the one that died, with new transaction IDs.
+func (s *Server) GenerateUpTo(ctx context.Context, contractID string, total int, rate float64) error {
+	s.mu.Lock()
+	c := s.contracts[contractID]
+	from := 0
+	if c != nil {
+		from = c.submitted
+	}
+	s.mu.Unlock()
+	if c == nil {
+		return fmt.Errorf("%w: %q", ErrUnknownContract, contractID)
+	}
+	return s.generate(ctx, contractID, from, total, total, rate)
+}
+
+// generate submits transactions from to to-1 of a load of of.
+func (s *Server) generate(ctx context.Context, contractID string, from, to, of int, rate float64) error {
 	var interval time.Duration
 	if rate > 0 {
 		interval = time.Duration(float64(time.Second) / rate)
@@ -107,14 +132,14 @@ func (s *Server) Generate(ctx context.Context, contractID string, count int, rat
 			timer.Stop()
 		}
 	}()
-	for i := range count {
+	for i := from; i < to; i++ {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		if interval > 0 {
 			// Schedule against the start time so that timer slack does not
 			// accumulate; a late sender catches up in a short burst.
-			if wait := time.Until(start.Add(time.Duration(i) * interval)); wait > 0 {
+			if wait := time.Until(start.Add(time.Duration(i-from) * interval)); wait > 0 {
 				if timer == nil {
 					timer = time.NewTimer(wait)
 				} else {
@@ -127,7 +152,7 @@ func (s *Server) Generate(ctx context.Context, contractID string, count int, rat
 				}
 			}
 		}
-		tx, err := s.NewTransaction(contractID, i, count)
+		tx, err := s.NewTransaction(contractID, i, of)
 		if err != nil {
 			return err
 		}

@@ -59,9 +59,10 @@ func (s *Server) Addr() net.Addr {
 }
 
 // Close ends every stream with status Unavailable, stops the gRPC server
-// (gracefully, forcibly after a few seconds) and waits for all goroutines the
-// server started. The books stay readable through Report. Close is
-// idempotent and always returns nil.
+// (gracefully, forcibly after a few seconds), writes the state file, if
+// any, a last time, every answer included, closes it, and waits for all
+// goroutines the server started. The books stay readable through Report.
+// Close is idempotent and always returns nil.
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
 		s.mu.Lock()
@@ -74,6 +75,10 @@ func (s *Server) Close() error {
 		}
 		stopGRPC(g)
 		s.wg.Wait()
+		if s.state != nil {
+			close(s.state.quit)
+			<-s.state.done
+		}
 	})
 	return nil
 }

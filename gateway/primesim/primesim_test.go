@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -32,6 +33,9 @@ const (
 )
 
 func TestMain(m *testing.M) {
+	if spec := os.Getenv(childEnv); spec != "" {
+		os.Exit(runChild(spec))
+	}
 	goleak.VerifyTestMain(m)
 }
 
@@ -56,8 +60,13 @@ func newServer(t *testing.T, cfg primesim.Config) *primesim.Server {
 
 func dial(t *testing.T, s *primesim.Server, opts ...grpc.DialOption) *grpc.ClientConn {
 	t.Helper()
+	return dialAddr(t, s.Addr().String(), opts...)
+}
+
+func dialAddr(t *testing.T, addr string, opts ...grpc.DialOption) *grpc.ClientConn {
+	t.Helper()
 	opts = append(opts, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	conn, err := grpc.NewClient(s.Addr().String(), opts...)
+	conn, err := grpc.NewClient(addr, opts...)
 	if err != nil {
 		t.Fatalf("NewClient: %v", err)
 	}
@@ -167,6 +176,7 @@ func TestConfigValidation(t *testing.T) {
 		"bad path":     {APIKey: "k", Contracts: []string{"a"}, MethodPath: "Run"},
 		"dup contract": {APIKey: "k", Contracts: []string{"a", "a"}},
 		"neg backlog":  {APIKey: "k", Contracts: []string{"a"}, MaxBacklog: -1},
+		"neg settle":   {APIKey: "k", Contracts: []string{"a"}, Settle: -1},
 	} {
 		if _, err := primesim.New(cfg); err == nil {
 			t.Errorf("%s: New accepted %+v", name, cfg)
@@ -184,7 +194,8 @@ func TestMetadataChecks(t *testing.T) {
 		msg  string
 	}{
 		{"missing chain", []string{"x-api-key", apiKey, "x-smart-contract-id", contract}, codes.InvalidArgument, "missing chain ID"},
-		{"wrong chain", []string{"x-api-key", apiKey, "x-smart-contract-id", contract, "x-chain-id", "other"}, codes.InvalidArgument, "chain ID"},
+		{"wrong chain", []string{"x-api-key", apiKey, "x-smart-contract-id", contract, "x-chain-id", "other"}, codes.InvalidArgument,
+			`chain ID mismatch: the stream's x-chain-id is "other", this chain is "` + chainID + `"`},
 		{"wrong key", []string{"x-api-key", "nope", "x-smart-contract-id", contract, "x-chain-id", chainID}, codes.Unauthenticated, ""},
 		{"no key", []string{"x-smart-contract-id", contract, "x-chain-id", chainID}, codes.Unauthenticated, ""},
 		{"unknown contract", []string{"x-api-key", apiKey, "x-smart-contract-id", "sc-404", "x-chain-id", chainID}, codes.PermissionDenied, ""},
@@ -196,6 +207,24 @@ func TestMetadataChecks(t *testing.T) {
 	}
 	if r := s.Report(); r.StreamsRejected != len(cases) || r.StreamsAccepted != 0 {
 		t.Fatalf("rejected %d accepted %d, want %d and 0", r.StreamsRejected, r.StreamsAccepted, len(cases))
+	}
+}
+
+// TestDefaultChainRefusesOthers: a simulator on DefaultChainID, the
+// demo's chain, refuses a client naming another chain and serves one
+// naming it.
+func TestDefaultChainRefusesOthers(t *testing.T) {
+	if primesim.DefaultChainID != "demo-chain" {
+		t.Fatalf("DefaultChainID %q is not the chain the demo's gateway names", primesim.DefaultChainID)
+	}
+	s := newServer(t, primesim.Config{ChainID: primesim.DefaultChainID})
+	conn := dial(t, s)
+	expectStatus(t, open(t, conn, "x-api-key", apiKey, "x-smart-contract-id", contract, "x-chain-id", chainID),
+		codes.InvalidArgument, `chain ID mismatch: the stream's x-chain-id is "`+chainID+`", this chain is "demo-chain"`)
+	tx := submitN(t, s, contract, 1)
+	st := open(t, conn, "x-api-key", apiKey, "x-smart-contract-id", contract, "x-chain-id", primesim.DefaultChainID)
+	if got := ids(recvN(t, st, 1)); !equal(got, tx) {
+		t.Fatalf("got %v, want %v", got, tx)
 	}
 }
 

@@ -1,6 +1,7 @@
 package primesim
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -46,6 +47,13 @@ type Report struct {
 	StreamsAccepted int
 	StreamsRejected int
 	StreamsReplaced int
+	// With a state file (State true): the transactions read from it at
+	// start and how many of them were unanswered, to be delivered again;
+	// and the distinct transactions whose first answer is written to it.
+	State               bool
+	Recovered           int
+	RecoveredUnanswered int
+	DurableAnswered     int
 }
 
 // OK reports whether every submitted transaction was answered exactly once
@@ -71,11 +79,41 @@ func (r Report) String() string {
 	fmt.Fprintf(w, "  unexpected\t%d\t\n", r.Unexpected)
 	fmt.Fprintf(w, "  latency\tp50 %v\tp99 %v  max %v\n", r.LatencyP50, r.LatencyP99, r.LatencyMax)
 	fmt.Fprintf(w, "  streams\taccepted %d\trejected %d  replaced %d\n", r.StreamsAccepted, r.StreamsRejected, r.StreamsReplaced)
+	if r.State {
+		fmt.Fprintf(w, "  state file\trecovered %d\t(unanswered %d)  answers written %d\n", r.Recovered, r.RecoveredUnanswered, r.DurableAnswered)
+	}
 	_ = w.Flush()
 	if len(r.MissingIDs) > 0 {
 		fmt.Fprintf(&b, "  oldest missing: %s\n", strings.Join(r.MissingIDs, ", "))
 	}
 	return b.String()
+}
+
+// WaitReport waits until at least n distinct transactions have been
+// answered (as WaitAnswered) and then until Config.Settle has passed
+// since the last first answer, so that duplicate answers arriving late
+// are counted, and returns the report. If ctx ends first it returns the
+// report as it is then, with an error.
+func (s *Server) WaitReport(ctx context.Context, n int) (Report, error) {
+	if err := s.WaitAnswered(ctx, n); err != nil {
+		return s.Report(), err
+	}
+	t := time.NewTimer(time.Hour)
+	defer t.Stop()
+	for {
+		s.mu.Lock()
+		wait := time.Until(s.lastFirst.Add(s.cfg.Settle))
+		s.mu.Unlock()
+		if wait <= 0 {
+			return s.Report(), nil
+		}
+		t.Reset(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return s.Report(), fmt.Errorf("primesim: settling after the last answer: %w", context.Cause(ctx))
+		}
+	}
 }
 
 // Report returns a snapshot of the books. It may be called at any time,
@@ -95,6 +133,10 @@ func (s *Server) Report() Report {
 		StreamsAccepted:      st.streamsAccepted,
 		StreamsRejected:      st.streamsRejected,
 		StreamsReplaced:      st.streamsReplaced,
+		State:                s.state != nil,
+		Recovered:            st.recovered,
+		RecoveredUnanswered:  st.recoveredUnanswered,
+		DurableAnswered:      st.durableAnswered,
 	}
 	latencies := make([]time.Duration, 0, st.answered)
 	var missing []*txState

@@ -12,12 +12,26 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
 
+	"github.com/gridmesh/gridmesh/internal/defaults"
 	pb "github.com/gridmesh/gridmesh/proto"
 )
 
-// DefaultMaxBacklog is the per-contract bound on unanswered transactions used
-// when Config.MaxBacklog is zero.
-const DefaultMaxBacklog = 1_000_000
+// Defaults of Config's fields.
+const (
+	// DefaultChainID is the chain the demo's gateway names (x-chain-id) and
+	// `gridmesh primesim` serves unless told otherwise.
+	DefaultChainID = "demo-chain"
+	// DefaultMaxBacklog bounds the unanswered transactions per contract.
+	DefaultMaxBacklog = 1_000_000
+	// DefaultCommitInterval is how often the state file is written.
+	DefaultCommitInterval = 10 * time.Millisecond
+	// DefaultRetention is how long an answered transaction stays in the
+	// state file.
+	DefaultRetention = 10 * time.Minute
+	// DefaultSettle is how long WaitReport waits after the last first
+	// answer for late duplicates.
+	DefaultSettle = 200 * time.Millisecond
+)
 
 // Keepalive settings of the simulator. Clients may ping as often as every
 // KeepaliveMinTime, with or without an active stream.
@@ -42,6 +56,8 @@ var (
 	// ErrDuplicateID is returned by Submit when a transaction with the same ID
 	// was already submitted for the contract.
 	ErrDuplicateID = errors.New("primesim: duplicate transaction ID")
+	// ErrNoState is returned by WaitDurable when there is no state file.
+	ErrNoState = errors.New("primesim: no state file")
 )
 
 // Config configures a Server.
@@ -50,8 +66,11 @@ type Config struct {
 	APIKey string
 	// Contracts lists the smart-contract IDs the server knows. Required.
 	Contracts []string
-	// ChainID, if set, is the only x-chain-id accepted. A stream without any
-	// x-chain-id is always refused.
+	// ChainID, if set, is the only x-chain-id accepted: a stream naming
+	// another chain is refused with InvalidArgument "chain ID mismatch".
+	// Empty accepts any chain. A stream without any x-chain-id is always
+	// refused. `gridmesh primesim` sets DefaultChainID unless told
+	// otherwise.
 	ChainID string
 	// MethodPath is the full gRPC method path served, "/<service>/<method>".
 	// Default: smartcontractpb.DefaultRunMethod.
@@ -61,6 +80,37 @@ type Config struct {
 	// MaxBacklog bounds the unanswered transactions per contract.
 	// Default: DefaultMaxBacklog.
 	MaxBacklog int
+	// Settle is how long WaitReport waits after the last first answer,
+	// so that late duplicate answers are in the report.
+	// Default: DefaultSettle.
+	Settle time.Duration
+
+	// StatePath, if set, names a bbolt file that keeps the books across a
+	// crash of the process (see "State file" in the package doc): the
+	// transactions, their delivery and answer counts and the first
+	// answers. A Server started on the file of a dead one delivers again
+	// what is unanswered there, oldest first. Empty: everything is in
+	// memory (the default, and the fastest).
+	StatePath string
+	// CommitInterval is how often, with StatePath, the changes are written
+	// to the file, all in one transaction (one fsync). A new transaction
+	// is delivered only once written, so it adds up to this much latency.
+	// Default: DefaultCommitInterval.
+	CommitInterval time.Duration
+	// LossWindow, with StatePath, holds an answer back from the file until
+	// it is LossWindow old, so that a crash (kill -9) loses every answer
+	// of its last LossWindow, and some up to LossWindow+CommitInterval
+	// old, as a server with that commit interval would. The restarted
+	// Server treats them as never received: it delivers them again.
+	// Close writes every answer. Default 0: an answer is written at the
+	// next commit.
+	LossWindow time.Duration
+	// Retention is how long, with StatePath, an answered transaction
+	// stays, counted from its first answer; then it is deleted from the
+	// file and from memory (Answer and the report's latencies no longer
+	// see it; its counts stay), which bounds the file. Default:
+	// DefaultRetention.
+	Retention time.Duration
 }
 
 // Server is the simulated Prime endpoint. Create it with New.
@@ -73,13 +123,16 @@ type Server struct {
 
 	closeOnce sync.Once
 	wg        sync.WaitGroup // recv goroutines and Start's Serve goroutine
+	state     *state         // nil without Config.StatePath
 
 	mu        sync.Mutex
 	closing   bool
 	addr      net.Addr
 	contracts map[string]*contract
 	nextSess  uint64
+	nextSeq   int           // the next transaction's seq
 	answerCh  chan struct{} // closed and replaced whenever a first answer arrives
+	lastFirst time.Time     // when the last first answer arrived
 	stats     counters
 }
 
@@ -96,6 +149,12 @@ type counters struct {
 	streamsAccepted      int
 	streamsRejected      int
 	streamsReplaced      int
+	// With a state file: transactions read from it at start, how many of
+	// them were unanswered, and the distinct answered transactions whose
+	// first answer is written.
+	recovered           int
+	recoveredUnanswered int
+	durableAnswered     int
 }
 
 // New validates cfg and builds a Server. It does not listen; call Serve or
@@ -114,12 +173,16 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	if cfg.MaxBacklog < 0 {
-		return nil, errors.New("primesim: Config.MaxBacklog must not be negative")
+	if cfg.MaxBacklog < 0 || cfg.Settle < 0 || cfg.CommitInterval < 0 || cfg.LossWindow < 0 || cfg.Retention < 0 {
+		return nil, errors.New("primesim: Config.MaxBacklog, Settle, CommitInterval, LossWindow and Retention must not be negative")
 	}
-	if cfg.MaxBacklog == 0 {
-		cfg.MaxBacklog = DefaultMaxBacklog
+	if cfg.LossWindow > 0 && cfg.StatePath == "" {
+		return nil, errors.New("primesim: Config.LossWindow needs Config.StatePath: without a state file a crash loses everything")
 	}
+	defaults.Set(&cfg.MaxBacklog, DefaultMaxBacklog)
+	defaults.Set(&cfg.Settle, DefaultSettle)
+	defaults.Set(&cfg.CommitInterval, DefaultCommitInterval)
+	defaults.Set(&cfg.Retention, DefaultRetention)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -139,6 +202,11 @@ func New(cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("primesim: Config.Contracts lists %q twice", id)
 		}
 		s.contracts[id] = &contract{id: id, txs: make(map[string]*txState)}
+	}
+	if cfg.StatePath != "" {
+		if err := s.openState(); err != nil {
+			return nil, err
+		}
 	}
 
 	s.service, s.method = service, method

@@ -82,7 +82,7 @@ func (s *Server) checkMetadata(md metadata.MD, cid string) error {
 		return status.Error(codes.InvalidArgument, "missing chain ID")
 	}
 	if s.cfg.ChainID != "" && chain != s.cfg.ChainID {
-		return status.Errorf(codes.InvalidArgument, "unknown chain ID %q", chain)
+		return status.Errorf(codes.InvalidArgument, "chain ID mismatch: the stream's x-chain-id is %q, this chain is %q", chain, s.cfg.ChainID)
 	}
 	key := firstValue(md, MetadataAPIKey)
 	if subtle.ConstantTimeCompare([]byte(key), []byte(s.cfg.APIKey)) != 1 {
@@ -173,6 +173,9 @@ func (s *Server) sendLoop(ss *session, stream grpc.ServerStream) {
 		s.stats.delivered++
 		if st.delivered > 1 {
 			s.stats.redelivered++
+		}
+		if s.state != nil {
+			s.state.markDirty(st)
 		}
 		s.mu.Unlock()
 	}
