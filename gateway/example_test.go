@@ -51,7 +51,7 @@ func Example() {
 
 	gw, err := gateway.New(gateway.Options{
 		Prime: gateway.PrimeConfig{
-			ServerAddress: prime.Addr().String(), ChainID: "chain", SmartContractID: "sc", APIKey: "key",
+			ServerAddress: prime.Addr().String(), ChainID: primesim.DefaultChainID, SmartContractID: "sc", APIKey: "key",
 			ReconnectDelay: 100 * time.Millisecond,
 		},
 		Runner:  disp,

@@ -47,6 +47,9 @@ func newServer(t *testing.T, cfg primesim.Config) *primesim.Server {
 	if cfg.Contracts == nil {
 		cfg.Contracts = []string{contract, "sc-2"}
 	}
+	if cfg.ChainID == "" {
+		cfg.ChainID = chainID
+	}
 	s, err := primesim.New(cfg)
 	if err != nil {
 		t.Fatalf("New: %v", err)

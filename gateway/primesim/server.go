@@ -66,11 +66,10 @@ type Config struct {
 	APIKey string
 	// Contracts lists the smart-contract IDs the server knows. Required.
 	Contracts []string
-	// ChainID, if set, is the only x-chain-id accepted: a stream naming
-	// another chain is refused with InvalidArgument "chain ID mismatch".
-	// Empty accepts any chain. A stream without any x-chain-id is always
-	// refused. `gridmesh primesim` sets DefaultChainID unless told
-	// otherwise.
+	// ChainID is the only x-chain-id accepted, as a real Prime serves one
+	// chain: a stream naming another chain is refused with
+	// InvalidArgument "chain ID mismatch", one without any x-chain-id with
+	// "missing chain ID". Default DefaultChainID, the demo's.
 	ChainID string
 	// MethodPath is the full gRPC method path served, "/<service>/<method>".
 	// Default: smartcontractpb.DefaultRunMethod.
@@ -168,6 +167,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.MethodPath == "" {
 		cfg.MethodPath = pb.DefaultRunMethod
+	}
+	if cfg.ChainID == "" {
+		cfg.ChainID = DefaultChainID
 	}
 	service, method, err := splitMethodPath(cfg.MethodPath)
 	if err != nil {

@@ -81,7 +81,7 @@ func (s *Server) checkMetadata(md metadata.MD, cid string) error {
 	if chain == "" {
 		return status.Error(codes.InvalidArgument, "missing chain ID")
 	}
-	if s.cfg.ChainID != "" && chain != s.cfg.ChainID {
+	if chain != s.cfg.ChainID {
 		return status.Errorf(codes.InvalidArgument, "chain ID mismatch: the stream's x-chain-id is %q, this chain is %q", chain, s.cfg.ChainID)
 	}
 	key := firstValue(md, MetadataAPIKey)

@@ -76,10 +76,16 @@ func WaitAnswered(tb testing.TB, s *primesim.Server, n int, c *Cluster) {
 }
 
 // CheckReport fails unless every one of n transactions was answered
-// exactly once.
+// exactly once. It waits the simulator's settle time after the last first
+// answer (primesim.Server.WaitReport), so that late duplicates count.
 func CheckReport(tb testing.TB, s *primesim.Server, n int) primesim.Report {
 	tb.Helper()
-	r := s.Report()
+	ctx, cancel := context.WithTimeout(context.Background(), testutil.Timeout)
+	defer cancel()
+	r, err := s.WaitReport(ctx, n)
+	if err != nil {
+		tb.Fatalf("%v\n%v", err, r)
+	}
 	if !r.OK() || r.Submitted != n {
 		tb.Fatalf("want %d answered exactly once:\n%v", n, r)
 	}
