@@ -99,8 +99,9 @@ type grpcPair struct {
 
 // NewGRPCUnary starts a grpc-go server on 127.0.0.1 with a unary echo method
 // (raw-bytes codec, insecure credentials, default transport settings apart
-// from message size limits of [MaxPayload]) and connects one ClientConn to
-// it. Call invokes the unary method on that connection.
+// from message size limits of [MaxPayload] and a handshake timeout) and
+// connects one ClientConn to it. Call invokes the unary method on that
+// connection.
 func NewGRPCUnary() (Pair, error) { return newGRPC() }
 
 // NewGRPCStream starts the same server as [NewGRPCUnary]; OpenStream opens a
@@ -118,6 +119,9 @@ func newGRPC() (*grpcPair, error) {
 		grpc.MaxRecvMsgSize(MaxPayload),
 		grpc.MaxSendMsgSize(MaxPayload),
 		grpc.WaitForHandlers(true),
+		// Bounds a connection's HTTP/2 handshake (grpc-go's default is
+		// two minutes); it costs nothing once connected.
+		grpc.ConnectionTimeout(setupTimeout),
 	)
 	srv.RegisterService(&echoServiceDesc, struct{}{})
 	p := &grpcPair{srv: srv, served: make(chan struct{})}
