@@ -25,8 +25,17 @@
 // the nonce is fresh, then answers with its own instance ID and a proof
 // over the dialer's nonce, which the dialer verifies: both ends are
 // authenticated. A refusal is an HTTP 400, 401, 403, 409 or 503 with the
-// reason as plain text; the dialer logs each distinct reason once and
-// keeps retrying, with exponential backoff and jitter, forever.
+// reason as plain text, after which the acceptor closes the connection;
+// the dialer logs each distinct reason once and keeps retrying, with
+// exponential backoff and jitter, forever.
+//
+// Strangers can reach the port but not exhaust the node: a Node (StartNode,
+// ListenNode) gives every connection that is not yet a grid session
+// Options.HandshakeTimeout for each request, its answer and any idle time
+// between requests, and holds at most Options.MaxPendingConns of them,
+// closing the oldest silent one when another arrives; at most as many
+// handshakes are checked at once. Once upgraded, a session is no longer
+// timed by the HTTP server: its pings watch it.
 //
 // A session from a peer that arrives while an older one is still up
 // replaces it, and a changed instance ID is logged as a restarted peer;

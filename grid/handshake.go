@@ -225,6 +225,44 @@ func (m *Manager) verifyDial(hdr http.Header) (handshake, *rejection) {
 	return h, nil
 }
 
+// checkHandshake checks the handshake of a dialer's request r and, if it
+// is accepted, signs the answer into w's header. If not, it has answered
+// w, closing the connection, and returns false. At most MaxPendingConns
+// handshakes are checked at once: the others are refused unchecked, at
+// the cost of a channel operation.
+func (m *Manager) checkHandshake(w http.ResponseWriter, r *http.Request) (handshake, bool) {
+	select {
+	case m.handshakes <- struct{}{}:
+		defer func() { <-m.handshakes }()
+	default:
+		rej := reject(http.StatusServiceUnavailable, "too many handshakes in progress: retry later")
+		m.logRejection("", r.RemoteAddr, rej)
+		refuse(w, rej.status, rej.reason)
+		return handshake{}, false
+	}
+	h, rej := m.verifyDial(r.Header)
+	if rej != nil {
+		m.logRejection(h.from, r.RemoteAddr, rej)
+		refuse(w, rej.status, rej.reason)
+		return h, false
+	}
+	if err := m.signAccept(w.Header(), h); err != nil {
+		m.opts.Logger.Warn("grid: cannot answer handshake", "peer", h.from, "err", err)
+		refuse(w, http.StatusInternalServerError, "cannot sign answer")
+		return h, false
+	}
+	return h, true
+}
+
+// refuse answers a handshake with an error and has the server close the
+// connection after it: a refused dialer, whether a misconfigured peer or
+// a stranger, keeps no socket open on this node. (The grid's own dialer
+// closes its side after any answer but the upgrade anyway.)
+func refuse(w http.ResponseWriter, status int, reason string) {
+	w.Header().Set("Connection", "close")
+	http.Error(w, reason, status)
+}
+
 // signAccept returns the acceptor's answer headers for h.
 func (m *Manager) signAccept(w http.Header, h handshake) error {
 	w.Set(headerInstance, m.instance)

@@ -32,6 +32,9 @@ type Manager struct {
 	client    *http.Client
 	transport *http.Transport
 	replay    *replayCache
+	// handshakes holds a token for each handshake being checked
+	// (Options.MaxPendingConns).
+	handshakes chan struct{}
 
 	ctx       context.Context // cancelled by shutdown; parent of every socket
 	cancel    context.CancelFunc
@@ -57,13 +60,14 @@ func NewManager(ctx context.Context, opts Options) (*Manager, error) {
 		return nil, optionError("Mux", "%v", err)
 	}
 	m := &Manager{
-		opts:      o,
-		instance:  newID(),
-		hostsHash: hostsHash(o.Hosts),
-		reg:       o.Registry,
-		conns:     make(map[string]*Connection, len(o.Hosts)),
-		replay:    newReplayCache(o.ReplayCacheSize),
-		rejSeen:   make(map[string]bool),
+		opts:       o,
+		instance:   newID(),
+		hostsHash:  hostsHash(o.Hosts),
+		reg:        o.Registry,
+		conns:      make(map[string]*Connection, len(o.Hosts)),
+		replay:     newReplayCache(o.ReplayCacheSize),
+		handshakes: make(chan struct{}, o.MaxPendingConns),
+		rejSeen:    make(map[string]bool),
 	}
 	if m.reg == nil {
 		m.reg = new(handlers.Registry)
@@ -118,26 +122,22 @@ func (m *Manager) RegisterSingleHandler(id handlers.HandlerID, h handlers.Single
 
 // Handler returns the http.Handler that accepts peers' connections. Mount
 // it at Options.RoutePath (DefaultRoutePath) on the server listening at
-// this node's URL. Do not give that server a ReadTimeout or WriteTimeout:
-// they would apply to the WebSocket after the upgrade. After Close the
+// this node's URL (StartNode does). Give that server timeouts
+// (ReadHeaderTimeout, ReadTimeout, WriteTimeout, IdleTimeout): the upgrade
+// clears the deadlines they set, so they do not apply to a grid session.
+// Every answer but the upgrade closes its connection, and at most
+// Options.MaxPendingConns handshakes are checked at once. After Close the
 // handler answers 503.
 func (m *Manager) Handler() http.Handler { return http.HandlerFunc(m.serveHTTP) }
 
 func (m *Manager) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if !m.enter() {
-		http.Error(w, ErrClosed.Error(), http.StatusServiceUnavailable)
+		refuse(w, http.StatusServiceUnavailable, ErrClosed.Error())
 		return
 	}
 	defer m.wg.Done()
-	h, rej := m.verifyDial(r.Header)
-	if rej != nil {
-		m.logRejection(h.from, r.RemoteAddr, rej)
-		http.Error(w, rej.reason, rej.status)
-		return
-	}
-	if err := m.signAccept(w.Header(), h); err != nil {
-		m.opts.Logger.Warn("grid: cannot answer handshake", "peer", h.from, "err", err)
-		http.Error(w, "cannot sign answer", http.StatusInternalServerError)
+	h, ok := m.checkHandshake(w, r)
+	if !ok {
 		return
 	}
 	tw := &tuningWriter{ResponseWriter: w, limit: m.opts.UnsentLimit}

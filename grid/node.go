@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"time"
 )
 
 // Node is a Manager served over HTTP on a listener of its own: one node
@@ -16,6 +15,7 @@ type Node struct {
 	Manager *Manager
 	mux     *http.ServeMux
 	srv     *http.Server
+	pending *pendingConns
 	served  chan struct{}
 }
 
@@ -23,6 +23,13 @@ type Node struct {
 // opts.RoutePath (DefaultRoutePath by default), and its stats at
 // DefaultStatsPath (JSON) and DefaultMetricsPath (Prometheus
 // text). opts.Local must be the URL ln is reachable at.
+//
+// The node's HTTP server bounds every connection that is not a grid
+// session: opts.HandshakeTimeout to send each request, as long to be
+// answered, as long idle between requests, and at most
+// opts.MaxPendingConns such connections at once (see Options). A grid
+// connection, once its handshake is verified and upgraded, is no longer
+// counted nor timed: the grid's keep-alive watches it.
 func StartNode(ctx context.Context, ln net.Listener, opts Options) (*Node, error) {
 	m, err := NewManager(ctx, opts)
 	if err != nil {
@@ -37,11 +44,24 @@ func StartNode(ctx context.Context, ln net.Listener, opts Options) (*Node, error
 	mux.Handle(route, m.Handler())
 	mux.Handle(DefaultStatsPath, m.StatsHandler())     // for gridmesh status
 	mux.Handle(DefaultMetricsPath, m.MetricsHandler()) // for Prometheus
+	hs := m.opts.HandshakeTimeout
 	n := &Node{
 		Manager: m,
 		mux:     mux,
-		srv:     &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second},
+		pending: newPendingConns(m.opts.MaxPendingConns, m.opts.Logger),
 		served:  make(chan struct{}),
+	}
+	n.srv = &http.Server{
+		Handler: mux,
+		// A request has hs to arrive, header and body, and its answer as
+		// long to leave; a connection idle for as long between requests
+		// is closed. The grid route's upgrade clears the deadlines these
+		// set on its connection (tuningWriter.Hijack).
+		ReadHeaderTimeout: hs,
+		ReadTimeout:       hs,
+		WriteTimeout:      hs,
+		IdleTimeout:       hs,
+		ConnState:         n.pending.connState,
 	}
 	go func() {
 		defer close(n.served)

@@ -65,8 +65,25 @@ type Options struct {
 	// DefaultUnsentLimit (128 KiB); negative leaves the kernel's default.
 	UnsentLimit int
 	// HandshakeTimeout bounds dialing a peer up to the end of the WebSocket
-	// upgrade. Default 10 s.
+	// upgrade. On the accepting side a Node's HTTP server gives each
+	// connection as long to send a request (header and body), as long again
+	// to be answered, and as long to stay idle between requests; a grid
+	// session, once upgraded, is exempt. Default 10 s.
 	HandshakeTimeout time.Duration
+	// MaxPendingConns bounds the connections a Node holds that are not grid
+	// sessions: those in the handshake or in another request (stats,
+	// metrics), and idle ones between requests. When a connection arrives
+	// with the bound reached, the Node closes one of them to make room: the
+	// oldest that shows no request, none being answered and (on Linux)
+	// none waiting unread in its socket. A peer sends its handshake as soon
+	// as it connects, so connections that strangers hold open without a
+	// request go first and cannot keep it out. Manager.Handler, wherever it
+	// is served, also checks at most MaxPendingConns handshakes at once and
+	// answers the others 503 without checking them. Default
+	// DefaultMaxPendingConns, or a quarter of the process's open-file limit
+	// (RLIMIT_NOFILE) if that is lower, so that strangers cannot use up the
+	// files a node needs for its peers.
+	MaxPendingConns int
 	// ClockSkew is how far a handshake's timestamp may be from this node's
 	// clock. It is also how long a nonce is remembered against replay.
 	// Default 1 minute.
@@ -127,6 +144,9 @@ func (o Options) withDefaults() (Options, error) {
 	if o.ReplayCacheSize < 0 {
 		return o, optionError("ReplayCacheSize", "negative (%d)", o.ReplayCacheSize)
 	}
+	if o.MaxPendingConns < 0 {
+		return o, optionError("MaxPendingConns", "negative (%d)", o.MaxPendingConns)
+	}
 	if o.Authenticator == nil && len(o.Secret) > 0 {
 		o.Authenticator = HMACAuthenticator(o.Secret)
 	}
@@ -143,6 +163,7 @@ func (o Options) withDefaults() (Options, error) {
 	defaults.Set(&o.HandshakeTimeout, 10*time.Second)
 	defaults.Set(&o.ClockSkew, time.Minute)
 	defaults.Set(&o.ReplayCacheSize, 1<<16)
+	defaults.Set(&o.MaxPendingConns, defaultMaxPendingConns(fileLimit()))
 	defaults.Set(&o.BackoffBase, 100*time.Millisecond)
 	defaults.Set(&o.BackoffMax, 5*time.Second)
 	defaults.Set(&o.HealthyAfter, time.Minute)

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"syscall"
+	"time"
 )
 
 // DefaultUnsentLimit is the default of Options.UnsentLimit.
@@ -37,11 +38,23 @@ func tuneConn(c net.Conn, limit int) {
 
 // tuningWriter is an http.ResponseWriter whose Hijack tunes the hijacked
 // connection and puts a corkConn over it: the WebSocket library hijacks
-// the accepted socket itself. cork is set once Hijack has run.
+// the accepted socket itself. cork is set once Hijack has run. Any answer
+// but the upgrade closes the connection (WriteHeader).
 type tuningWriter struct {
 	http.ResponseWriter
 	limit int
 	cork  *corkConn
+}
+
+// WriteHeader makes the server close the connection after any answer but
+// 101 Switching Protocols: the WebSocket library refuses a bad upgrade
+// request with a header of its own (Connection: Upgrade), which would
+// otherwise keep the connection open for the next request.
+func (w *tuningWriter) WriteHeader(code int) {
+	if code != http.StatusSwitchingProtocols {
+		w.Header().Set("Connection", "close")
+	}
+	w.ResponseWriter.WriteHeader(code)
 }
 
 func (w *tuningWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
@@ -49,6 +62,11 @@ func (w *tuningWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	// The server's ReadTimeout and WriteTimeout set deadlines on the
+	// connection for the request; they must not end the session. net/http
+	// clears them when it hands the connection over, and so do we, for
+	// servers that would not.
+	c.SetDeadline(time.Time{})
 	tuneConn(c, w.limit)
 	w.cork = &corkConn{Conn: c}
 	// The writer is empty (net/http flushed the 101 answer before the

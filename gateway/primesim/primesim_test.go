@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"strings"
 	"testing"
@@ -522,6 +523,33 @@ func TestKeepalive10sPingsAccepted(t *testing.T) {
 	}
 	if r := s.Report(); r.StreamsAccepted != 1 || r.StreamsReplaced != 0 {
 		t.Fatalf("stream was re-established during idle period:\n%v", r)
+	}
+}
+
+// TestSilentConnectionClosed: a client that connects and never sends the
+// HTTP/2 preface is disconnected after the server's handshake timeout
+// (10 s), not grpc-go's default of two minutes.
+func TestSilentConnectionClosed(t *testing.T) {
+	if testing.Short() {
+		t.Skip("takes about 10 s")
+	}
+	t.Parallel()
+	s := newServer(t, primesim.Config{})
+	c, err := net.DialTimeout("tcp", s.Addr().String(), testTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	start := time.Now()
+	c.SetReadDeadline(start.Add(30 * time.Second))
+	_, err = io.Copy(io.Discard, c)
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		t.Fatalf("silent connection still open after %v", time.Since(start))
+	}
+	t.Logf("silent connection closed after %v", time.Since(start).Round(time.Millisecond))
+	if d := time.Since(start); d > 20*time.Second {
+		t.Fatalf("silent connection closed after %v, want about 10 s", d)
 	}
 }
 

@@ -39,6 +39,14 @@ const (
 	KeepaliveMinTime = 5 * time.Second
 	keepaliveTime    = 30 * time.Second
 	keepaliveTimeout = 10 * time.Second
+	// handshakeTimeout bounds a new connection's HTTP/2 handshake, and
+	// idleTimeout how long a connection may stay open without a stream:
+	// a client that connects and sends nothing, or keeps a connection it
+	// does not use, does not hold a socket for ever. A dead client is
+	// found by the keepalive (and, on Linux, by the TCP_USER_TIMEOUT that
+	// grpc-go sets to keepaliveTimeout, which bounds a stuck write).
+	handshakeTimeout = 10 * time.Second
+	idleTimeout      = 5 * time.Minute
 	// gracefulStopTimeout bounds how long Close waits for streams to drain
 	// before it closes connections forcibly.
 	gracefulStopTimeout = 5 * time.Second
@@ -224,9 +232,11 @@ func (s *Server) newGRPC() *grpc.Server {
 			PermitWithoutStream: true,
 		}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{
-			Time:    keepaliveTime,
-			Timeout: keepaliveTimeout,
+			MaxConnectionIdle: idleTimeout,
+			Time:              keepaliveTime,
+			Timeout:           keepaliveTimeout,
 		}),
+		grpc.ConnectionTimeout(handshakeTimeout),
 	)
 	// A hand-built descriptor instead of the generated one, so that the
 	// service and method names come from cfg.MethodPath.

@@ -3,10 +3,27 @@ package bench
 import (
 	"context"
 	"errors"
+	"net/http"
 )
 
 // MaxPayload is the largest payload, in bytes, every baseline accepts.
 const MaxPayload = 16 << 20
+
+// newHTTPServer returns the HTTP server a baseline serves h on, on
+// loopback: a request has setupTimeout to arrive, header and body, and as
+// long to be answered, and a connection idle for as long between requests
+// is closed. The WebSocket upgrade hijacks the connection, and net/http
+// clears these deadlines when it does, so they do not end a measurement's
+// connection.
+func newHTTPServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: setupTimeout,
+		ReadTimeout:       setupTimeout,
+		WriteTimeout:      setupTimeout,
+		IdleTimeout:       setupTimeout,
+	}
+}
 
 // ErrClosed is returned by calls made on, or in flight during, a closed
 // baseline.

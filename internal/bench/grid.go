@@ -86,7 +86,7 @@ func startGridPair(bidi bool, dial func(ctx context.Context, network, addr strin
 		p.nodes[i] = m
 		routes := http.NewServeMux()
 		routes.Handle(grid.DefaultRoutePath, m.Handler())
-		p.srvs[i] = &http.Server{Handler: routes, ReadHeaderTimeout: 10 * time.Second}
+		p.srvs[i] = newHTTPServer(routes)
 		srv, ln := p.srvs[i], lns[i]
 		p.serve.Go(func() { srv.Serve(ln) })
 	}

@@ -99,8 +99,9 @@ type grpcPair struct {
 
 // NewGRPCUnary starts a grpc-go server on 127.0.0.1 with a unary echo method
 // (raw-bytes codec, insecure credentials, default transport settings apart
-// from message size limits of [MaxPayload]) and connects one ClientConn to
-// it. Call invokes the unary method on that connection.
+// from message size limits of [MaxPayload] and a handshake timeout) and
+// connects one ClientConn to it. Call invokes the unary method on that
+// connection.
 func NewGRPCUnary() (Pair, error) { return newGRPC() }
 
 // NewGRPCStream starts the same server as [NewGRPCUnary]; OpenStream opens a
@@ -133,6 +134,9 @@ func startGRPCServer() (srv *grpc.Server, lis net.Listener, served chan struct{}
 		grpc.MaxRecvMsgSize(MaxPayload),
 		grpc.MaxSendMsgSize(MaxPayload),
 		grpc.WaitForHandlers(true),
+		// Bounds a connection's HTTP/2 handshake (grpc-go's default is
+		// two minutes); it costs nothing once connected.
+		grpc.ConnectionTimeout(setupTimeout),
 	)
 	srv.RegisterService(&echoServiceDesc, struct{}{})
 	served = make(chan struct{})

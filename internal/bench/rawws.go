@@ -45,7 +45,7 @@ func NewRawWS() (Pair, error) {
 		return nil, err
 	}
 	s := &wsServer{conns: make(map[*websocket.Conn]struct{})}
-	s.http = &http.Server{Handler: s, ReadHeaderTimeout: setupTimeout}
+	s.http = newHTTPServer(s)
 	s.served = make(chan struct{})
 	go func() {
 		defer close(s.served)
