@@ -2,7 +2,6 @@ package grid
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -68,8 +67,8 @@ type Connection struct {
 	state       State
 	changed     chan struct{} // closed and replaced on every state change
 	cur         *session      // the session in use, nil when not connected
-	live        []*session    // sessions not yet retired, cur included
-	totals      mux.Stats     // counters of retired sessions
+	live        []*session    // sessions not yet retired (ended ones wait for their handlers), cur included
+	totals      mux.Stats     // counters of retired sessions; no gauges
 	connects    uint64
 	lastConnect time.Time
 	lastErr     string
@@ -269,9 +268,10 @@ func (c *Connection) uninstall(h *session, why error) {
 	c.report(changes, why.Error())
 }
 
-// retire adds the counters of the closed session h to the totals.
+// retire adds the counters of the closed session h, whose handlers have
+// all returned, to the totals; its gauges (all 0 by now) are not summed.
 func (c *Connection) retire(h *session) {
-	st := h.s.Stats()
+	st := h.s.Stats().Counters()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.totals = c.totals.Add(st)
@@ -312,18 +312,35 @@ func (c *Connection) serve(ws *websocket.Conn, cork *corkConn, peerInst string) 
 		if err := s.Err(); err != nil {
 			c.noteFailure(fmt.Errorf("grid: session with %s ended before it started: %w", c.host, err))
 		}
-		s.Close()
+		c.release(h, false)
 		return
 	}
 	why := c.keepAlive(h)
 	c.uninstall(h, why)
-	s.Close()
-	c.retire(h)
+	c.release(h, true)
+}
+
+// release ends session h without waiting for its handlers, so that the
+// dial loop redials at once: user code never keeps the link down. A
+// handler that ignores its cancelled context runs on, counted in
+// ConnectionStats.OrphanedHandlers, and its answer is dropped; a goroutine
+// of the Manager (whose Close waits for it) waits for the handlers and
+// then, if h was installed, adds its counters to the totals.
+func (c *Connection) release(h *session, installed bool) {
+	h.s.Abandon()
+	c.m.wg.Add(1) // serve runs on a goroutine the Manager counts: Close cannot be done waiting
+	go func() {
+		defer c.m.wg.Done()
+		h.s.Close()
+		if installed {
+			c.retire(h)
+		}
+	}()
 }
 
 // keepAlive pings the peer every PingInterval until the session ends, is
-// replaced, misses a pong for PingTimeout, or the Manager closes. It
-// returns why it stopped.
+// replaced, the peer is found dead, or the Manager closes. It returns why
+// it stopped.
 func (c *Connection) keepAlive(h *session) error {
 	o := &c.m.opts
 	t := time.NewTimer(o.PingInterval)
@@ -337,26 +354,100 @@ func (c *Connection) keepAlive(h *session) error {
 		case <-t.C:
 		}
 		start := time.Now()
-		before := h.s.Stats()
-		ctx, cancel := context.WithTimeout(h.ctx, o.PingTimeout)
-		rtt, err := h.s.Ping(ctx)
-		cancel()
-		switch {
-		case h.ctx.Err() != nil:
-			return c.endReason()
-		case err == nil:
-			c.rtt.Store(int64(rtt))
-		case !errors.Is(err, context.DeadlineExceeded):
+		if err := c.ping(h); err != nil {
 			return err
-		case !progressed(before, h.s.Stats()):
-			return fmt.Errorf("%w: no pong from %s within %v", ErrDisconnected, c.host, o.PingTimeout)
-		default:
-			// The pong is late but bulk data kept moving while we
-			// waited: a pong stuck behind it in a socket buffer, not a
-			// dead peer. A silent peer moves nothing and is caught.
 		}
 		t.Reset(max(0, o.PingInterval-time.Since(start)))
 	}
+}
+
+// ping sends one ping and waits for its pong. The peer is dead once the
+// pong is PingTimeout late and the peer has shown no sign of life for
+// PingTimeout: no frames of its own worth progressBytes, no
+// acknowledgement of having read more of ours. Bytes we write prove
+// nothing: a stopped process's kernel keeps taking them. A live peer
+// whose pong waits behind data (ours it is reading, or its own it is
+// sending) keeps showing life, and is waited for.
+//
+// A peer that stops is thus found dead within PingTimeout of its last
+// sign of life, or of the first ping after it: within PingInterval +
+// PingTimeout, plus one look of livenessStep.
+func (c *Connection) ping(h *session) error {
+	o := &c.m.opts
+	ctx, cancel := context.WithCancel(h.ctx)
+	type pong struct {
+		rtt time.Duration
+		err error
+	}
+	pc := make(chan pong, 1)
+	go func() {
+		rtt, err := h.s.Ping(ctx)
+		pc <- pong{rtt, err}
+	}()
+	answered := false
+	defer func() {
+		cancel()
+		if !answered {
+			<-pc // the Manager waits for its goroutines: this one returns at once
+		}
+	}()
+	start := time.Now()
+	look := time.NewTicker(livenessStep(o.PingTimeout))
+	defer look.Stop()
+	// Signs of life as seen at each look, oldest first; the first one is
+	// the newest look at least PingTimeout old (or the ping's start).
+	window := []lifeSign{signOf(start, h.s.Stats())}
+	for {
+		select {
+		case p := <-pc:
+			answered = true
+			switch {
+			case h.ctx.Err() != nil:
+				return c.endReason()
+			case p.err != nil:
+				return p.err
+			}
+			c.rtt.Store(int64(p.rtt))
+			return nil
+		case now := <-look.C:
+			cur := signOf(now, h.s.Stats())
+			for len(window) > 1 && now.Sub(window[1].at) >= o.PingTimeout {
+				window = window[1:]
+			}
+			if now.Sub(start) >= o.PingTimeout && !cur.alive(window[0]) {
+				return fmt.Errorf("%w: no pong from %s within %v, and no sign of life for as long", ErrDisconnected, c.host, o.PingTimeout)
+			}
+			window = append(window, cur)
+		}
+	}
+}
+
+// livenessStep is how often ping looks for signs of life while a pong is
+// outstanding: often enough to add little to the detection time.
+func livenessStep(timeout time.Duration) time.Duration {
+	return max(time.Millisecond, min(timeout/10, 100*time.Millisecond))
+}
+
+// lifeSign is what a session had received from its peer at one moment.
+type lifeSign struct {
+	at       time.Time
+	in, read uint64 // Stats.BytesIn, Stats.PeerRead
+}
+
+func signOf(at time.Time, st mux.Stats) lifeSign {
+	return lifeSign{at: at, in: st.BytesIn, read: st.PeerRead}
+}
+
+// progressBytes is how much the peer must have sent us since an earlier
+// look to count as alive: far more than pings and acknowledgements, so
+// that a peer that can reach us but not hear us is still caught.
+const progressBytes = 16 << 10
+
+// alive reports whether the peer showed life between an earlier look and
+// this one: it acknowledged reading more of our bytes (it hears us), or it
+// sent at least progressBytes (its pong may be queued behind them).
+func (s lifeSign) alive(earlier lifeSign) bool {
+	return s.read > earlier.read || s.in-earlier.in >= progressBytes
 }
 
 // dialLoop keeps the connection up from the dialing side until the Manager
@@ -450,18 +541,4 @@ type peerKey struct{}
 func PeerFromContext(ctx context.Context) (host string, ok bool) {
 	host, ok = ctx.Value(peerKey{}).(string)
 	return host, ok
-}
-
-// progressBytes is how much bulk data must have moved while a pong was
-// late for the peer to count as alive: far more than pings and credit
-// grants, so that a peer that can reach us but not hear us is still caught.
-const progressBytes = 16 << 10
-
-// progressed reports whether bulk data moved between two snapshots, in
-// either direction. Data arriving proves the peer alive; data leaving
-// does too, since the socket only drains as the peer's kernel acknowledges
-// it (Options.UnsentLimit keeps little room for unsent bytes). Either way
-// the pong was queued behind that data, in our socket or in the peer's.
-func progressed(before, after mux.Stats) bool {
-	return after.BytesIn-before.BytesIn >= progressBytes || after.BytesOut-before.BytesOut >= progressBytes
 }

@@ -46,10 +46,22 @@
 //
 // Both ends ping each other every Options.PingInterval; a ping without a
 // pong within Options.PingTimeout closes the session, so a peer that went
-// silent without closing its socket (a half-open connection) is detected
-// within PingInterval + PingTimeout. A late pong is forgiven when bulk data
-// (at least 16 KiB) kept moving to or from the peer while it was awaited:
-// the pong was queued behind that data, and the peer is plainly alive.
+// silent without closing its socket (a half-open connection), or stopped
+// (SIGSTOP, a frozen VM), is detected within PingInterval + PingTimeout.
+// A late pong is forgiven only while the peer keeps showing life of its
+// own: acknowledging that it has read more of our bytes (mux OpAck), or
+// sending us at least 16 KiB; the peer is declared dead once PingTimeout
+// passes with neither. Bytes we send are no proof, whatever their amount:
+// a stopped process's kernel keeps accepting them. A live peer that reads a
+// large message slowly, its pong queued behind it, keeps acknowledging
+// and stays connected.
+//
+// Handlers never hold a connection down. When a session ends, its
+// handlers' contexts are cancelled and the connection is replaced without
+// waiting for them; a handler that ignores its context runs on, its
+// answer is dropped, and ConnectionStats.OrphanedHandlers (the metric
+// gridmesh_peer_handlers_orphaned) counts it until it returns. Only
+// Manager.Close waits for it.
 //
 // Sockets are tuned so that the mux's interleaving reaches the wire: the
 // kernel may hold at most Options.UnsentLimit unsent bytes per connection
@@ -89,7 +101,8 @@
 // All methods of Manager and Connection may be called concurrently. A
 // Manager owns every goroutine it starts (a dial loop per dialed peer, a
 // keep-alive loop per live connection, on the dial loop's goroutine or on
-// one started for an accepted session, and each mux session's goroutines),
+// one started for an accepted session, and each mux session's goroutines,
+// including one per ended session that waits for its orphaned handlers),
 // and Close waits for all of them. State changes are reported to
 // Options.OnStateChange in order, one connection at a time, and wake the
 // readers of Connection.StateChanged, which code that gets a Manager

@@ -103,8 +103,11 @@ type Options struct {
 
 	// PingInterval is the time between liveness pings on each connection,
 	// and PingTimeout how long a ping may wait for its pong before the
-	// connection is declared dead and closed. A silent peer is detected
-	// within PingInterval + PingTimeout. Defaults 10 s and 3 s.
+	// connection is declared dead and closed, unless the peer showed life
+	// meanwhile (see the package doc): then until it has shown none for
+	// PingTimeout. A silent or stopped peer is detected within
+	// PingInterval + PingTimeout, whatever we keep sending it. Defaults
+	// 10 s and 3 s.
 	PingInterval, PingTimeout time.Duration
 
 	// Registry holds the handlers this node serves to its peers; the

@@ -20,7 +20,10 @@ type ConnectionStats struct {
 	// Stats holds the mux counters summed over every session so far
 	// (bytes, frames in, writes (one WebSocket message each), requests),
 	// and the gauges InFlight, Running, Unanswered, StreamsOut, StreamsIn
-	// and QueuedBytes of the live ones.
+	// and QueuedBytes of the live session only: with no session up they
+	// are 0. OrphanedHandlers counts the handlers still running for
+	// sessions already gone (they ignore their cancelled context; their
+	// answers will be dropped): the connection does not wait for them.
 	mux.Stats
 }
 

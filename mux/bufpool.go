@@ -54,25 +54,36 @@ const (
 var largeReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, largeReadBuffer) }}
 
 // pipeReader is the reader goroutine's view of the pipe: it counts the
-// bytes read and picks the buffer to read through.
+// bytes read, offers to acknowledge them, and picks the buffer to read
+// through.
 type pipeReader struct {
 	r     io.Reader
-	n     *atomic.Uint64
-	read  int           // bytes read since buffer last looked
+	n     *atomic.Uint64 // bytes read in all
+	read  int            // bytes read since buffer last looked
+	offer uint64         // n when ack was last offered it
+	// ack is offered the total read each time ackBytes more were read;
+	// it decides whether to acknowledge it.
+	ack   func(total uint64)
 	small *bufio.Reader // owned
 	large *bufio.Reader // borrowed from largeReaders; nil when not in use
 }
 
-func newPipeReader(r io.Reader, n *atomic.Uint64) *pipeReader {
-	p := &pipeReader{r: r, n: n}
+func newPipeReader(r io.Reader, n *atomic.Uint64, ack func(uint64)) *pipeReader {
+	p := &pipeReader{r: r, n: n, ack: ack}
 	p.small = bufio.NewReaderSize(p, smallReadBuffer)
 	return p
 }
 
+// Read reads from the pipe. Acknowledging here rather than between frames
+// keeps acknowledgements flowing while one large frame trickles in.
 func (p *pipeReader) Read(b []byte) (int, error) {
 	n, err := p.r.Read(b)
 	p.read += n
-	p.n.Add(uint64(n))
+	total := p.n.Add(uint64(n))
+	if total-p.offer >= ackBytes && p.ack != nil {
+		p.offer = total
+		p.ack(total)
+	}
 	return n, err
 }
 

@@ -24,7 +24,7 @@ func (r *chunkReader) Read(p []byte) (int, error) {
 // while it catches up with big bursts and gives it back after a small one.
 func TestPipeReaderBuffers(t *testing.T) {
 	var n atomic.Uint64
-	pr := newPipeReader(&chunkReader{chunks: []int{100, 5000, 100, 4096}}, &n)
+	pr := newPipeReader(&chunkReader{chunks: []int{100, 5000, 100, 4096}}, &n, nil)
 	defer pr.release()
 	br := pr.small
 	read := func(size int, wantLarge bool, what string) {

@@ -82,5 +82,24 @@
 // # Concurrency
 //
 // All methods of Session may be called concurrently. Close waits for every
-// goroutine the session started, including running handlers.
+// goroutine the session started, including running handlers. Abandon ends
+// the session without waiting for handlers: one that ignores its
+// cancelled context runs on, its answer is dropped, and Stats counts it in
+// OrphanedHandlers until it returns.
+//
+// # Liveness
+//
+// Session.Ping measures the round trip; a pong can be late behind data
+// queued before it, in either direction. From version 2 of the protocol
+// each side also acknowledges (OpAck) how much of the session it has read,
+// at most every 50 ms while data arrives; Stats.PeerRead is the peer's
+// latest count. A peer whose PeerRead advances is alive and reading, however
+// late its pong; one whose kernel merely accepts our bytes is not.
+//
+// # Stats
+//
+// Stats holds counters, which only grow, and gauges, which describe what
+// is alive: once the session ended every gauge reads 0 but
+// OrphanedHandlers. Stats.Counters is what an ended session adds to a
+// running total.
 package mux

@@ -8,8 +8,9 @@ import (
 	"github.com/gridmesh/gridmesh/handlers"
 )
 
-// Version is the protocol version this package speaks. See SPEC.md.
-const Version = 1
+// Version is the highest protocol version this package speaks; it also
+// speaks every earlier one. See SPEC.md: version 2 adds OpAck.
+const Version = 2
 
 // HeaderSize is the size of the fixed frame header in bytes.
 const HeaderSize = 24
@@ -45,6 +46,8 @@ const (
 	OpStreamCreditOut Op = 13 // caller grants the server room for more OpStreamOut
 	OpStreamCloseIn   Op = 14 // the caller's input ended
 	OpStreamEnd       Op = 15 // the handler returned (ERROR: with an error); last frame of a stream
+
+	OpAck Op = 16 // version 2: the bytes of the session the sender has read so far
 )
 
 var opNames = [...]string{
@@ -53,6 +56,7 @@ var opNames = [...]string{
 	OpStreamOpen: "stream-open", OpStreamAccept: "stream-accept", OpStreamIn: "stream-in",
 	OpStreamOut: "stream-out", OpStreamCreditIn: "stream-credit-in",
 	OpStreamCreditOut: "stream-credit-out", OpStreamCloseIn: "stream-close-in", OpStreamEnd: "stream-end",
+	OpAck: "ack",
 }
 
 func (o Op) String() string {
@@ -89,6 +93,8 @@ var allowedFlags = [...]uint8{
 	OpStreamCreditOut: 0,
 	OpStreamCloseIn:   0,
 	OpStreamEnd:       FlagError,
+
+	OpAck: 0,
 }
 
 // Header is a decoded frame header.

@@ -32,6 +32,7 @@ func seedFrames() [][]byte {
 	for _, h := range hs {
 		out = append(out, mux.AppendFrame(nil, h, []byte("payload")))
 	}
+	out = append(out, mux.AppendFrame(nil, mux.Header{Op: mux.OpAck}, binary.BigEndian.AppendUint64(nil, 64)))
 	// A stream to the echo stream handler: open, two messages (one in
 	// chunks), credit for its output, end of input; and a cancelled one.
 	credit := []byte{0, 0, 0, 1}

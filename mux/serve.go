@@ -56,8 +56,15 @@ func (s *Session) handleRequest(br *bufio.Reader, h Header) error {
 		return nil
 	}
 	s.servMu.Lock()
+	mine := s.partial[h.ID] == p
 	delete(s.partial, h.ID)
 	s.servMu.Unlock()
+	if !mine {
+		// The session ended while the chunk was read, and cancelServing
+		// freed the request's slot.
+		putBuf(p.pb)
+		return nil
+	}
 	if p.stream {
 		if p.rejected {
 			return s.refuseStream(h.ID, codeStreams, "too many streams")
@@ -106,8 +113,17 @@ func (s *Session) handleFirstChunk(br *bufio.Reader, h Header) error {
 			return err
 		}
 		s.servMu.Lock()
-		s.partial[h.ID] = p
+		closed := s.servClosed
+		if !closed {
+			s.partial[h.ID] = p
+		}
 		s.servMu.Unlock()
+		if closed { // cancelServing has run: it would not free the slot
+			if slot {
+				<-slots
+			}
+			putBuf(p.pb)
+		}
 		return nil
 	}
 	if !slot {
@@ -427,8 +443,18 @@ func (s *Session) cancelServing() {
 	for _, rc := range s.serving {
 		rc.end(ctxSessionOver)
 	}
-	for id := range s.partial {
-		delete(s.partial, id) // the session is over: slots no longer matter
+	for id, p := range s.partial {
+		// The request will never be served: free its slot, so that the
+		// gauges of the ended session read 0. Its buffer is the
+		// reader's, which may be reading into it.
+		delete(s.partial, id)
+		switch {
+		case p.rejected:
+		case p.stream:
+			<-s.sslots
+		default:
+			<-s.hslots
+		}
 	}
 	s.servMu.Unlock()
 	s.strMu.Lock()

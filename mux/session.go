@@ -37,7 +37,9 @@ type Session struct {
 
 	ready    chan struct{} // closed when the peer's hello arrived
 	peer     hello         // valid after ready
+	version  uint8         // spoken on the session: the lower of ours and the peer's; valid after ready
 	gotHello bool          // reader only
+	ackedAt  time.Time     // when the reader last sent an OpAck; reader only
 	maxSend  int           // min(own, peer's) message size; valid after ready
 	slots    chan struct{} // outgoing request slots; made before ready closes
 
@@ -87,6 +89,8 @@ type counters struct {
 	bytesIn, framesIn atomic.Uint64 // reader
 	remoteErrs        atomic.Uint64 // reader
 	dispatched        atomic.Uint64 // reader: requests handed to a handler
+	peerRead          atomic.Uint64 // reader: the peer's last OpAck
+	streamsServed     atomic.Uint64 // reader: stream handlers started
 	_                 cacheLinePad
 	bytesOut, writes  atomic.Uint64 // writer
 	_                 cacheLinePad
@@ -94,6 +98,7 @@ type counters struct {
 	_                 cacheLinePad
 	served            atomic.Uint64 // handlers: handlers returned
 	answered          atomic.Uint64 // handlers: answers queued
+	streamsReturned   atomic.Uint64 // stream handlers returned
 	_                 cacheLinePad
 }
 
@@ -168,11 +173,21 @@ var errClosed = fmt.Errorf("%w: session closed", ErrDisconnected)
 // running handlers, so handlers must honour their context. Close is
 // idempotent and returns nil.
 func (s *Session) Close() error {
+	s.Abandon()
+	s.handlers.Wait()
+	return nil
+}
+
+// Abandon ends the session as Close does, but waits only for its reader
+// and writer (the writer's last flush is bounded by Config.CloseTimeout),
+// not for its handlers: a handler that ignores its cancelled context keeps
+// running on its own, its answer is dropped (the pipe is closed), and
+// Stats counts it in OrphanedHandlers until it returns. Call Close later
+// to wait for them. Abandon is idempotent.
+func (s *Session) Abandon() {
 	s.fail(errClosed)
 	<-s.readerDone
 	<-s.writerDone
-	s.handlers.Wait()
-	return nil
 }
 
 // fail ends the session for err; the first error wins.
@@ -315,7 +330,7 @@ func (s *Session) write(out []byte) error {
 func (s *Session) readLoop(helloTimer *time.Timer) {
 	defer close(s.readerDone)
 	defer helloTimer.Stop()
-	pr := newPipeReader(s.conn, &s.stats.bytesIn)
+	pr := newPipeReader(s.conn, &s.stats.bytesIn, s.ackRead)
 	defer pr.release()
 	br := pr.small
 	var hdr [HeaderSize]byte
@@ -390,6 +405,8 @@ func (s *Session) handleFrame(br *bufio.Reader, h Header) error {
 	case OpPong:
 		s.handlePong(h.ID)
 		return skip(br, h.Length)
+	case OpAck:
+		return s.handleAck(br, h)
 	case OpClose:
 		reason, err := readPayload(br, h.Length)
 		if err != nil {
@@ -412,13 +429,9 @@ func (s *Session) handleHello(br *bufio.Reader, h Header) error {
 	if err != nil {
 		return err
 	}
-	if hl.Version != Version {
-		// Version 1 is the only one so far; a later version speaks 1 too
-		// when its peer announces 1.
-		if hl.Version < Version {
-			return fmt.Errorf("%w: peer speaks version %d, need %d", ErrProtocol, hl.Version, Version)
-		}
-	}
+	// Both sides speak the lower of the two versions; every version from
+	// 1 up is spoken (parseHello refused 0).
+	s.version = min(hl.Version, Version)
 	s.gotHello = true
 	s.peer = hl
 	s.maxSend = min(s.cfg.MaxMessageSize, int(min(hl.MaxMessageSize, maxMaxMessageSize)))
@@ -524,17 +537,28 @@ func (s *Session) sendError(err error) error {
 	return err
 }
 
-// Stats is a snapshot of a session's counters.
+// Stats is a snapshot of a session's counters and gauges. The counters
+// only grow; the gauges describe what is alive, so on a session that has
+// ended they are all 0 except OrphanedHandlers.
 type Stats struct {
+	// Counters.
 	BytesIn, BytesOut uint64 // bytes read from and written to the pipe
 	FramesIn          uint64 // frames read
 	Writes            uint64 // batches written (each one Write call)
 	RequestsOut       uint64 // requests sent by this side
-	Served            uint64 // requests served for the peer
+	Served            uint64 // requests served for the peer (handlers returned)
 	RemoteErrors      uint64 // requests of ours answered with an error
 	Cancelled         uint64 // requests of ours given up by their caller
-	InFlight          int    // requests of ours awaiting an answer
-	Running           int    // handlers running for the peer
+	// PeerRead is how many bytes of ours the peer has acknowledged reading
+	// (its latest OpAck; a version 1 peer sends none). It grows as the
+	// peer reads, even while its answers wait behind data in the pipe:
+	// proof that the peer is alive and hears us, which bytes leaving this
+	// side are not.
+	PeerRead uint64
+
+	// Gauges.
+	InFlight int // requests of ours awaiting an answer
+	Running  int // handlers running for the peer (and requests still arriving)
 	// Unanswered counts the peer's requests handed to a handler whose
 	// answer is not queued yet: Running, and handlers that returned while
 	// their answer is on its way to the queue. Once it is 0, closing the
@@ -543,6 +567,10 @@ type Stats struct {
 	StreamsOut  int // streams this side opened that are still open
 	StreamsIn   int // streams served for the peer
 	QueuedBytes int // bytes waiting for the writer
+	// OrphanedHandlers counts the handlers (single and stream) still
+	// running after the session ended: their contexts are cancelled, and
+	// their answers will be dropped. 0 while the session is open.
+	OrphanedHandlers int
 }
 
 // Add returns the field-wise sum of st and o, as when totalling the stats
@@ -553,26 +581,52 @@ func (st Stats) Add(o Stats) Stats {
 		FramesIn: st.FramesIn + o.FramesIn, Writes: st.Writes + o.Writes,
 		RequestsOut: st.RequestsOut + o.RequestsOut, Served: st.Served + o.Served,
 		RemoteErrors: st.RemoteErrors + o.RemoteErrors, Cancelled: st.Cancelled + o.Cancelled,
+		PeerRead: st.PeerRead + o.PeerRead,
 		InFlight: st.InFlight + o.InFlight, Running: st.Running + o.Running, Unanswered: st.Unanswered + o.Unanswered,
 		StreamsOut: st.StreamsOut + o.StreamsOut, StreamsIn: st.StreamsIn + o.StreamsIn,
-		QueuedBytes: st.QueuedBytes + o.QueuedBytes,
+		QueuedBytes: st.QueuedBytes + o.QueuedBytes, OrphanedHandlers: st.OrphanedHandlers + o.OrphanedHandlers,
 	}
 }
 
-// Stats returns a snapshot of the session's counters.
+// Counters returns st with every gauge zeroed: what a session that is gone
+// adds to a running total.
+func (st Stats) Counters() Stats {
+	return Stats{
+		BytesIn: st.BytesIn, BytesOut: st.BytesOut, FramesIn: st.FramesIn, Writes: st.Writes,
+		RequestsOut: st.RequestsOut, Served: st.Served, RemoteErrors: st.RemoteErrors,
+		Cancelled: st.Cancelled, PeerRead: st.PeerRead,
+	}
+}
+
+// Stats returns a snapshot of the session's counters and gauges.
 func (s *Session) Stats() Stats {
-	answered := s.stats.answered.Load() // before dispatched, which is never behind it
+	// Each count is loaded before the one it never exceeds, so that the
+	// differences are never negative: answered ≤ served ≤ dispatched,
+	// and stream handlers returned ≤ started.
+	answered := s.stats.answered.Load()
+	served := s.stats.served.Load()
+	streamsReturned := s.stats.streamsReturned.Load()
+	dispatched := s.stats.dispatched.Load()
+	unreturned := int(dispatched-served) + int(s.stats.streamsServed.Load()-streamsReturned)
 	st := Stats{
 		BytesIn: s.stats.bytesIn.Load(), BytesOut: s.stats.bytesOut.Load(),
 		FramesIn: s.stats.framesIn.Load(), Writes: s.stats.writes.Load(),
-		Served:       s.stats.served.Load(),
-		Unanswered:   int(s.stats.dispatched.Load() - answered),
+		Served:       served,
 		RemoteErrors: s.stats.remoteErrs.Load(), Cancelled: s.stats.cancelled.Load(),
-		Running: len(s.hslots), QueuedBytes: s.q.queued(),
+		PeerRead: s.stats.peerRead.Load(),
 	}
 	s.pendMu.Lock()
 	st.InFlight, st.RequestsOut = len(s.pending), s.requestsOut
 	s.pendMu.Unlock()
+	select {
+	case <-s.closing:
+		// Nothing is alive but the handlers that have not returned.
+		st.InFlight = 0
+		st.OrphanedHandlers = unreturned
+		return st
+	default:
+	}
+	st.Running, st.Unanswered, st.QueuedBytes = len(s.hslots), int(dispatched-answered), s.q.queued()
 	s.strMu.Lock()
 	st.StreamsOut, st.StreamsIn = len(s.cstreams), len(s.sstreams)
 	s.strMu.Unlock()

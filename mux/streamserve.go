@@ -132,6 +132,7 @@ func (s *Session) serveStream(h handlers.HandlerID, id uint64, deadline uint32, 
 	if closed {
 		s.strMu.Unlock()
 		s.uncommit(commit)
+		<-s.sslots
 		putBuf(pb)
 		return nil
 	}
@@ -148,6 +149,7 @@ func (s *Session) serveStream(h handlers.HandlerID, id uint64, deadline uint32, 
 	}
 	ss.pb = pb
 	ss.pbRefs.Store(int32(goroutines))
+	s.stats.streamsServed.Add(1)
 	go s.runStreamHandler(ss, sh, h, payload)
 	if !ss.direct {
 		go s.pumpStream(ss)
@@ -172,6 +174,7 @@ func (s *Session) runStreamHandler(ss *sstream, sh *handlers.StreamHandler, h ha
 			s.cfg.Logger.Error("mux: stream handler panicked", "handler", h.String(), "panic", v, "stack", string(debug.Stack()))
 			herr = &panicError{fmt.Sprintf("handler %v panicked: %v", h, v)}
 		}
+		s.stats.streamsReturned.Add(1)
 		ss.releasePayload()
 		ss.mu.Lock()
 		ss.hdone, ss.herr = true, herr

@@ -174,6 +174,9 @@ func fetchStats(ctx context.Context, u string, timeout time.Duration) ([]byte, e
 func printStats(out io.Writer, st grid.ManagerStats) {
 	fmt.Fprintf(out, "%s: %d of %d peers connected, %d reconnects, %d requests out, %d served, %d in flight, %d streams\n",
 		st.Local, st.Connected, len(st.Peers), st.Reconnects, st.RequestsOut, st.Served, st.InFlight, st.StreamsOut+st.StreamsIn)
+	if st.OrphanedHandlers > 0 {
+		fmt.Fprintf(out, "%s: %d handlers still running for lost sessions (they ignore their context)\n", st.Local, st.OrphanedHandlers)
+	}
 	tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "PEER\tSTATE\tDIALS\tCONNECTS\tRTT\tBYTES IN\tBYTES OUT\tIN FLIGHT\tSTREAMS\tQUEUED\tLAST ERROR")
 	hosts := make([]string, 0, len(st.Peers))
