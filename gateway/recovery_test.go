@@ -26,9 +26,6 @@ func TestGatewayKilledRunsOnce(t *testing.T) {
 		{"joined to the run", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if !tc.releaseFirst {
-				t.Skip("needs the grid to reconnect without waiting for the old session's handlers (issue 11, item 2)")
-			}
 			const n = 6
 			prime := testcluster.StartPrime(t, primesim.Config{})
 			g := testcluster.NewGate(func(string) bool { return true })
