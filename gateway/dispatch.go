@@ -397,6 +397,11 @@ func (d *Dispatcher) run(ctx context.Context, s slot, req *wire.TxRequest) (*wir
 		if ctx.Err() != nil {
 			return nil, ctx.Err() // given up: Prime delivers it again
 		}
+		if errors.Is(err, mux.ErrMessageTooLarge) {
+			// Too large to send, or its result too large to answer:
+			// another attempt fares no better.
+			return nil, fmt.Errorf("%w: %w", ErrTooLarge, err)
+		}
 		d.redispatched.Add(1)
 		switch {
 		case refused && res.Abandoned:

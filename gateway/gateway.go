@@ -131,8 +131,8 @@ type Stats struct {
 	MarksDropped  uint64 `json:"marks_dropped"`  // "sent" marks dropped, the journal's disk too far behind (kept until journal_max_age)
 	Sent          uint64 `json:"sent"`           // responses sent
 	SendErrors    uint64 `json:"send_errors"`    // failed Sends (each tore its stream down)
-	Failed        uint64 `json:"failed"`         // transactions answered with an error of the gateway's: a result too large for Prime
-	TooLarge      uint64 `json:"too_large"`      // results over max_result_bytes, answered with an error instead (counted in failed too)
+	Failed        uint64 `json:"failed"`         // transactions answered with an error of the gateway's: a result (or transaction) too large for Prime or the grid
+	TooLarge      uint64 `json:"too_large"`      // results over max_result_bytes or the grid's message size, answered with an error instead (counted in failed too)
 
 	ContractErrors   uint64 `json:"contract_errors"`   // answers carrying the contract's own error (timeouts not included)
 	ContractTimeouts uint64 `json:"contract_timeouts"` // answers for a contract that ran past transaction_timeout
@@ -370,7 +370,13 @@ func (g *Gateway) runTx(s slot, req *wire.TxRequest) {
 	defer g.txWG.Done()
 	req.Timeout = int64(g.opts.TxTimeout)
 	res, err := g.runner.run(g.hard, s, req)
-	if err != nil {
+	switch {
+	case errors.Is(err, ErrTooLarge):
+		g.counters.tooLarge.Add(1)
+		g.counters.failed.Add(1)
+		g.log.Warn("gateway: transaction or result too large for the grid; answered with an error", "transaction_id", req.ID, "err", err)
+		res = &wire.TxResult{ID: req.ID, Error: err.Error()}
+	case err != nil:
 		g.counters.handedBack.Add(1)
 		g.unpend(req.ID)
 		return
@@ -403,8 +409,15 @@ func (g *Gateway) runTx(s slot, req *wire.TxRequest) {
 }
 
 // enqueue queues res, already counted in waiting, for the sender. It
-// gives up when done is closed and reports whether res was queued.
+// gives up when done is closed, even if the sender could take it, and
+// reports whether res was queued.
 func (g *Gateway) enqueue(res *wire.TxResult, done <-chan struct{}) bool {
+	select {
+	case <-done:
+		g.dequeued()
+		return false
+	default:
+	}
 	select {
 	case g.out <- res:
 		return true

@@ -1,10 +1,13 @@
 package gateway_test
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/gridmesh/gridmesh/gateway"
+	"github.com/gridmesh/gridmesh/gateway/contract"
 	"github.com/gridmesh/gridmesh/gateway/primesim"
 	"github.com/gridmesh/gridmesh/internal/testcluster"
 	"github.com/gridmesh/gridmesh/internal/testutil"
@@ -121,4 +124,58 @@ func TestAllWorkersDown(t *testing.T) {
 		t.Errorf("%d transactions ran twice, %d counted as rerun; want %d both (each was running when its worker died)", twice, rerun, n)
 	}
 	t.Logf("Prime: %d answered, %d errors; ran twice: %d of %d (counted: %d)", r.Answered, r.ErrorResponses, twice, n, c.Dispatcher.Rerun())
+}
+
+// TestResultTooLargeForGrid: a result larger than the grid carries in one
+// message cannot be fetched from its worker, however often it is asked:
+// Prime is answered with ErrTooLarge's error, once, and it is counted.
+func TestResultTooLargeForGrid(t *testing.T) {
+	prime := testcluster.StartPrime(t, primesim.Config{})
+	huge := func(context.Context, string, map[string]string, map[string]string) (contract.Output, error) {
+		return contract.Output{ResultJSON: `"` + strings.Repeat("x", 17<<20) + `"`}, nil
+	}
+	c := testcluster.Start(t, testcluster.Options{Workers: 1, Prime: testcluster.PrimeConfig(prime), Contract: huge})
+	ids := testcluster.Submit(t, prime, 1)
+	testcluster.WaitAnswered(t, prime, 1, c)
+	c.Stop()
+	testcluster.CheckReport(t, prime, 1)
+	resp, _ := prime.Answer(testcluster.ContractID, ids[0])
+	if !strings.Contains(resp.GetError(), "too large for the grid") || resp.GetResultJson() != "" {
+		t.Fatalf("answer %.200v", resp)
+	}
+	if st := c.Gateway.Stats(); st.TooLarge != 1 || st.Failed != 1 || c.Dispatcher.Redispatched() != 0 {
+		t.Fatalf("stats %+v, redispatched %d", st, c.Dispatcher.Redispatched())
+	}
+}
+
+// TestLocalShutdownIsNoAnswer: a contract that a gateway's shutdown cut
+// short (NewLocal: in the gateway's process) has no answer: nothing is
+// journaled or sent, and Prime delivers it again.
+func TestLocalShutdownIsNoAnswer(t *testing.T) {
+	prime := testcluster.StartPrime(t, primesim.Config{})
+	started := make(chan struct{}, 1)
+	blocks := func(ctx context.Context, _ string, _, _ map[string]string) (contract.Output, error) {
+		started <- struct{}{}
+		<-ctx.Done()
+		return contract.Output{}, ctx.Err()
+	}
+	l := startLocal(t, gateway.Options{Prime: testcluster.PrimeConfig(prime), Runner: gateway.NewLocal(blocks, 1), DrainTimeout: 50 * time.Millisecond}, nil)
+	ids := testcluster.Submit(t, prime, 1)
+	select {
+	case <-started:
+	case <-time.After(testutil.Timeout):
+		t.Fatal("the contract did not start")
+	}
+	if err := l.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	if res, found, err := l.j.Get(ids[0]); found || err != nil {
+		t.Fatalf("journaled %+v (%v) for a transaction the shutdown cut short", res, err)
+	}
+	if st := l.gw.Stats(); st.HandedBack != 1 || st.Sent != 0 || st.ContractErrors != 0 || st.InFlight != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+	if r := prime.Report(); r.Answered != 0 {
+		t.Fatalf("Prime has answers:\n%v", r)
+	}
 }

@@ -15,10 +15,10 @@ type Runner interface {
 	// for it. The gateway stops reading from Prime while it waits.
 	reserve(ctx context.Context, id string) (slot, error)
 	// run runs req with the reserved slot and releases it. It returns a
-	// result, or an error only once ctx ended: the gateway or the grid
-	// being unavailable is never an answer, so run waits and tries again
-	// until the transaction has a result or the gateway gives it up (and
-	// leaves it to Prime to deliver again).
+	// result, or an error only once ctx ended or with ErrTooLarge: the
+	// gateway or the grid being unavailable is never an answer, so run
+	// waits and tries again until the transaction has a result or the
+	// gateway gives it up (and leaves it to Prime to deliver again).
 	run(ctx context.Context, s slot, req *wire.TxRequest) (*wire.TxResult, error)
 }
 
@@ -49,5 +49,9 @@ func (l *Local) reserve(ctx context.Context, _ string) (slot, error) {
 
 func (l *Local) run(ctx context.Context, _ slot, req *wire.TxRequest) (*wire.TxResult, error) {
 	defer func() { <-l.sem }()
-	return wire.Run(ctx, l.fn, req), nil
+	res := wire.Run(ctx, l.fn, req)
+	if ctx.Err() != nil && !res.TimedOut {
+		return nil, ctx.Err() // the gateway gave it up: what the contract said is no answer
+	}
+	return res, nil
 }

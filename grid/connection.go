@@ -396,7 +396,8 @@ func (c *Connection) ping(h *session) error {
 	defer look.Stop()
 	// Signs of life as seen at each look, oldest first; the first one is
 	// the newest look at least PingTimeout old (or the ping's start).
-	window := []lifeSign{signOf(start, h.s.Stats())}
+	v1 := h.s.Version() < 2 // a peer that sends no acknowledgements
+	window := []lifeSign{signOf(start, h.s.Stats(), v1)}
 	for {
 		select {
 		case p := <-pc:
@@ -410,7 +411,7 @@ func (c *Connection) ping(h *session) error {
 			c.rtt.Store(int64(p.rtt))
 			return nil
 		case now := <-look.C:
-			cur := signOf(now, h.s.Stats())
+			cur := signOf(now, h.s.Stats(), v1)
 			for len(window) > 1 && now.Sub(window[1].at) >= o.PingTimeout {
 				window = window[1:]
 			}
@@ -428,14 +429,16 @@ func livenessStep(timeout time.Duration) time.Duration {
 	return max(time.Millisecond, min(timeout/10, 100*time.Millisecond))
 }
 
-// lifeSign is what a session had received from its peer at one moment.
+// lifeSign is what a session had received from its peer at one moment,
+// and, with a version 1 peer, what it had sent.
 type lifeSign struct {
-	at       time.Time
-	in, read uint64 // Stats.BytesIn, Stats.PeerRead
+	at            time.Time
+	in, read, out uint64 // Stats.BytesIn, Stats.PeerRead, Stats.BytesOut
+	v1            bool   // the peer speaks version 1: no acknowledgements
 }
 
-func signOf(at time.Time, st mux.Stats) lifeSign {
-	return lifeSign{at: at, in: st.BytesIn, read: st.PeerRead}
+func signOf(at time.Time, st mux.Stats, v1 bool) lifeSign {
+	return lifeSign{at: at, in: st.BytesIn, read: st.PeerRead, out: st.BytesOut, v1: v1}
 }
 
 // progressBytes is how much the peer must have sent us since an earlier
@@ -445,9 +448,13 @@ const progressBytes = 16 << 10
 
 // alive reports whether the peer showed life between an earlier look and
 // this one: it acknowledged reading more of our bytes (it hears us), or it
-// sent at least progressBytes (its pong may be queued behind them).
+// sent at least progressBytes (its pong may be queued behind them). A
+// version 1 peer acknowledges nothing, so with one the old rule holds as
+// well: our own bytes leaving the socket (our ping may be queued behind
+// them), which cannot tell a frozen peer from a slow one.
 func (s lifeSign) alive(earlier lifeSign) bool {
-	return s.read > earlier.read || s.in-earlier.in >= progressBytes
+	return s.read > earlier.read || s.in-earlier.in >= progressBytes ||
+		(s.v1 && s.out-earlier.out >= progressBytes)
 }
 
 // dialLoop keeps the connection up from the dialing side until the Manager

@@ -164,6 +164,17 @@ func (s *Session) Err() error {
 // Ready returns a channel that is closed once the peer's hello has arrived.
 func (s *Session) Ready() <-chan struct{} { return s.ready }
 
+// Version returns the protocol version the session speaks, the lower of
+// the two ends' (see SPEC.md); 0 until Ready is closed.
+func (s *Session) Version() int {
+	select {
+	case <-s.ready:
+		return int(s.version)
+	default:
+		return 0
+	}
+}
+
 // errClosed is the reason recorded when Close is called.
 var errClosed = fmt.Errorf("%w: session closed", ErrDisconnected)
 

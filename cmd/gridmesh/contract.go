@@ -16,7 +16,7 @@ var hiddenCommands = []command{
 
 // runContractDemo is the demo's contract as a long-lived process: it
 // reads transactions from stdin and answers on out (stdout), one JSON
-// line each (gateway/PROCESS.md), until stdin ends.
+// line each (gateway/contract/PROCESS.md), until stdin ends.
 func runContractDemo(ctx context.Context, args []string, out io.Writer) error {
 	fs := newFlags("contract-demo", out)
 	if err := fs.Parse(args); err != nil {

@@ -76,7 +76,8 @@ func (r *record) finish(rn *run, res *wire.TxResult, now time.Time) {
 }
 
 // forget drops rn, which did not produce a result to keep (it was refused,
-// cancelled or given up), and wakes those waiting for it with res.
+// cancelled or given up), and wakes those waiting for it; res (nil, or a
+// refusal) says why.
 func (r *record) forget(rn *run, res *wire.TxResult) {
 	r.mu.Lock()
 	if r.byID[rn.id] == rn {

@@ -212,3 +212,25 @@ func TestWorkerContractTimeout(t *testing.T) {
 		t.Fatalf("status %+v", st)
 	}
 }
+
+// TestWorkerJoinOfCancelledRun: a call joined to a run whose caller then
+// cancels it does not get the cancelled run's output: the transaction runs
+// afresh for it.
+func TestWorkerJoinOfCancelledRun(t *testing.T) {
+	h := newHeld()
+	c := startCallers(t, 2, h.fn)
+	ctx, cancel := context.WithCancel(testutil.Context(t))
+	first := c.call(ctx, 0, "tx-6")
+	waitStarted(t, h)
+	joined := c.call(testutil.Context(t), 1, "tx-6")
+	testutil.WaitUntil(t, "the second call to join", func() bool { return c.w.Running() == 1 && h.runs.Load() == 1 })
+	time.Sleep(20 * time.Millisecond) // the join reaches the worker (it waits on the run; nothing counts it)
+	cancel()
+	recvResult(t, first)
+	waitStarted(t, h) // the fresh run for the joined call
+	close(h.release)
+	r := recvResult(t, joined)
+	if r.Error != "" || r.ResultJSON != `"tx-6"` || r.FromRecord || h.runs.Load() != 2 {
+		t.Fatalf("joined call answered %+v after %d runs", r, h.runs.Load())
+	}
+}

@@ -21,7 +21,7 @@ var (
 func (w *Worker) run(ctx context.Context, req *wire.TxRequest) (*wire.TxResult, error) {
 	rn, fresh := w.rec.start(req.ID)
 	if !fresh {
-		return w.join(ctx, rn)
+		return w.join(ctx, rn, req)
 	}
 	if !w.take() {
 		w.refused.Add(1)
@@ -69,9 +69,9 @@ func (w *Worker) runContract(ctx context.Context, rn *run, req *wire.TxRequest) 
 		return res, nil
 	case errors.Is(cause, errCallerGone):
 		// The gateway gave the transaction up (it shuts down, or gave up
-		// on this worker) and may send it again: do not answer that from
-		// a cancelled run.
-		w.rec.forget(rn, res)
+		// on this worker) and may send it again: what the cancelled run
+		// produced is no answer, for it or for a call joined to it.
+		w.rec.forget(rn, nil)
 		return nil, ctx.Err()
 	}
 	w.done.Add(1)
@@ -82,16 +82,17 @@ func (w *Worker) runContract(ctx context.Context, rn *run, req *wire.TxRequest) 
 
 // join waits for rn, the run of a transaction sent before, and answers
 // its result. A run that ended without a result to keep (it was refused,
-// cancelled or given up) answers as it did: refused calls are sent
-// elsewhere by the gateway.
-func (w *Worker) join(ctx context.Context, rn *run) (*wire.TxResult, error) {
+// cancelled by its caller or given up at Close) is no answer: the
+// transaction is run afresh (run refuses it if the worker drains or
+// closes).
+func (w *Worker) join(ctx context.Context, rn *run, req *wire.TxRequest) (*wire.TxResult, error) {
 	select {
 	case <-rn.done:
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
 	if rn.res == nil || rn.res.Draining {
-		return &wire.TxResult{ID: rn.id, Draining: true, Error: wire.ErrDraining.Error() + ": an earlier run of the transaction was not finished"}, nil
+		return w.run(ctx, req)
 	}
 	w.fromRecord.Add(1)
 	res := *rn.res

@@ -16,7 +16,7 @@ import (
 	"github.com/gridmesh/gridmesh/internal/testutil"
 )
 
-// TestWorkerFirstProbe: a worker started with StartWorker has its
+// TestWorkerFirstProbe: a worker started with worker.Start has its
 // handlers before its node dials or accepts a gateway, so the
 // dispatcher's first probe finds it: with an hour between probes, it
 // would not otherwise be seen within the test. Both dial sides.
