@@ -3,6 +3,7 @@ module github.com/gridmesh/gridmesh
 go 1.26.0
 
 require (
+	github.com/bufbuild/protocompile v0.14.1
 	github.com/coder/websocket v1.8.15
 	github.com/tinylib/msgp v1.6.5
 	go.etcd.io/bbolt v1.5.0
