@@ -12,13 +12,16 @@
 // material and is logged once.
 //
 // The one *tls.Config that Config returns serves and dials, as
-// grid.Options.TLSConfig wants: on the serving side, GetConfigForClient
-// hands out the current certificate and verifies client certificates
-// against the current CA bundle; on the dialing side, the peer's chain is
-// verified in VerifyConnection against the current bundle (crypto/tls
-// checks only a static pool, so its own verification is turned off and
-// done there instead, as the crypto/tls documentation's
-// Config.VerifyConnection example does).
+// grid.Options.TLSConfig wants. Serving, GetConfigForClient hands each
+// handshake the current certificate and verifies client certificates
+// against the current CA bundle. Dialing, GetClientCertificate presents
+// the current certificate, and servers are verified by crypto/tls
+// against the bundle as it was when Config was called: crypto/tls
+// verifies a server's name from the dialer's ServerName, which a custom
+// verification cannot see for an IP address, so the dialing side's trust
+// is not swapped under it. Rotating the certificates under one CA needs
+// no restart; a new CA needs a restart of the dialing nodes, or a bundle
+// holding both CAs for the time of the change.
 //
 // A Reloader may be used concurrently.
 package tlsfiles
