@@ -97,9 +97,8 @@ func nodeOptions(g config.Grid, logger *slog.Logger) (string, grid.Options, erro
 	if err != nil {
 		return "", grid.Options{}, err
 	}
-	opts := g.Options()
-	opts.Logger = logger
-	return addr, opts, nil
+	opts, err := g.Options(logger)
+	return addr, opts, err
 }
 
 // nodeMetrics is a gateway's or a worker's Metrics.
