@@ -268,4 +268,3 @@ func (c *Worker) Exec() worker.ExecConfig {
 		OutputToChain: c.OutputToChain == nil || *c.OutputToChain,
 	}
 }
-
