@@ -79,10 +79,11 @@ func (m *Metrics) StatsHandler() http.Handler {
 // per-worker series are labelled worker="<host>". It needs no Prometheus
 // library.
 func (m *Metrics) Handler() http.Handler {
-	return promtext.Handler(promtext.ContentType, func(w io.Writer) {
-		writeMetrics(w, m.Stats())
-	})
+	return promtext.Handler(promtext.ContentType, m.WriteMetrics)
 }
+
+// WriteMetrics writes what Handler serves to w.
+func (m *Metrics) WriteMetrics(w io.Writer) { writeMetrics(w, m.Stats()) }
 
 var gatewayFamilies = []promtext.Family[*Stats]{
 	promtext.Counter("gridmesh_gateway_received_total", "Requests received from Prime, redeliveries included.",

@@ -16,8 +16,11 @@ const DefaultMetricsPath = "/gridmesh/metrics"
 // 0.0.4), one series per peer labelled peer="<host>". It needs no
 // Prometheus library; scrape it as any other target.
 func (m *Manager) MetricsHandler() http.Handler {
-	return promtext.Handler(promtext.ContentType, func(w io.Writer) { writeMetrics(w, m.Stats()) })
+	return promtext.Handler(promtext.ContentType, m.WriteMetrics)
 }
+
+// WriteMetrics writes what MetricsHandler serves to w.
+func (m *Manager) WriteMetrics(w io.Writer) { writeMetrics(w, m.Stats()) }
 
 // peerStats is one peer's row of the per-peer metrics.
 type peerStats struct {

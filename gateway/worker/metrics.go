@@ -87,8 +87,11 @@ func (m *Metrics) StatsHandler() http.Handler {
 // format (version 0.0.4); counters end in _total. It needs no Prometheus
 // library.
 func (m *Metrics) Handler() http.Handler {
-	return promtext.Handler(promtext.ContentType, func(w io.Writer) { writeMetrics(w, m.Stats()) })
+	return promtext.Handler(promtext.ContentType, m.WriteMetrics)
 }
+
+// WriteMetrics writes what Handler serves to w.
+func (m *Metrics) WriteMetrics(w io.Writer) { writeMetrics(w, m.Stats()) }
 
 // writeMetrics writes the parts of st that are set.
 func writeMetrics(w io.Writer, st NodeStats) {
