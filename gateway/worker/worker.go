@@ -88,8 +88,8 @@ type Worker struct {
 	mu       sync.Mutex
 	draining bool
 	gateways map[string]bool // peers that asked for the worker's info
-	accepted int           // run calls taken and not yet returned
-	idle     chan struct{} // made by Drain; closed once accepted is 0 while draining
+	accepted int             // run calls taken and not yet returned
+	idle     chan struct{}   // made by Drain; closed once accepted is 0 while draining
 }
 
 // New registers a worker's handlers on m. A gateway that reached m
