@@ -137,7 +137,7 @@ func (c *Gateway) Validate() error {
 	if err := c.Grid.validate(); err != nil {
 		return err
 	}
-	if err := c.Ops.validate(); err != nil {
+	if err := c.Ops.validate(&c.Grid); err != nil {
 		return err
 	}
 	if c.JournalRetention < 0 || c.JournalMaxAge < 0 || c.JournalMaxPendingMarks < 0 || c.TransactionTimeout < 0 || c.DrainTimeout < 0 {
@@ -184,7 +184,7 @@ func (c *Worker) Validate() error {
 	if err := c.Grid.validate(); err != nil {
 		return err
 	}
-	if err := c.Ops.validate(); err != nil {
+	if err := c.Ops.validate(&c.Grid); err != nil {
 		return err
 	}
 	if len(c.Command) == 0 || c.Command[0] == "" {

@@ -22,12 +22,17 @@ import (
 // collector: the registry still refuses a name two collectors share at
 // gather time). Counters and gauges only; the libraries write no other.
 type TextCollector struct {
-	write func(io.Writer)
+	writers []TextWriter
 }
 
-// NewTextCollector returns a collector of what write writes.
-func NewTextCollector(write func(io.Writer)) *TextCollector {
-	return &TextCollector{write: write}
+// TextWriter writes metrics in the text exposition format, as
+// grid.Manager.WriteMetrics does.
+type TextWriter func(io.Writer)
+
+// NewTextCollector returns a collector of what the writers write, one
+// after the other (their families must not share a name).
+func NewTextCollector(writers ...TextWriter) *TextCollector {
+	return &TextCollector{writers: writers}
 }
 
 // Describe describes nothing: see TextCollector.
@@ -37,7 +42,9 @@ func (c *TextCollector) Describe(chan<- *prometheus.Desc) {}
 // parse is sent as an invalid metric, which fails the scrape loudly.
 func (c *TextCollector) Collect(ch chan<- prometheus.Metric) {
 	var buf bytes.Buffer
-	c.write(&buf)
+	for _, w := range c.writers {
+		w(&buf)
+	}
 	p := expfmt.NewTextParser(model.LegacyValidation)
 	families, err := p.TextToMetricFamilies(&buf)
 	if err != nil {

@@ -3,6 +3,7 @@ package ops
 import (
 	"context"
 	"crypto/subtle"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -48,6 +49,8 @@ type Options struct {
 	Gatherer prometheus.Gatherer
 	// Logger receives the HTTP server's errors. Default: discard.
 	Logger *slog.Logger
+	// TLSConfig, when set, serves HTTPS with it. Default: plain HTTP.
+	TLSConfig *tls.Config
 }
 
 // Server serves the operations port.
@@ -65,6 +68,9 @@ func Listen(opts Options) (*Server, error) {
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if opts.TLSConfig != nil {
+		ln = tls.NewListener(ln, opts.TLSConfig)
 	}
 	s := &Server{
 		ln: ln,

@@ -30,21 +30,29 @@ func (r *Reloader) ClientConfig() *tls.Config {
 	}
 }
 
-// ServerConfig returns a configuration for serving only. The Reloader
-// must have a certificate (HasCert).
-func (r *Reloader) ServerConfig() *tls.Config {
-	return &tls.Config{MinVersion: tls.VersionTLS12, GetConfigForClient: r.serverConfig}
+// ServerConfig returns a configuration for serving only, offering the
+// application protocols nextProtos in ALPN (gRPC needs "h2"). The
+// Reloader must have a certificate (HasCert).
+func (r *Reloader) ServerConfig(nextProtos ...string) *tls.Config {
+	return &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: nextProtos,
+		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) { return r.handshakeConfig(nextProtos) }}
 }
 
-// serverConfig is the serving side's configuration for one handshake:
+// serverConfig is the serving side's configuration for one handshake of
+// Config's.
+func (r *Reloader) serverConfig(*tls.ClientHelloInfo) (*tls.Config, error) {
+	return r.handshakeConfig(nil)
+}
+
+// handshakeConfig is the serving side's configuration for one handshake:
 // the current certificate, and client certificates verified against the
 // current bundle.
-func (r *Reloader) serverConfig(*tls.ClientHelloInfo) (*tls.Config, error) {
+func (r *Reloader) handshakeConfig(nextProtos []string) (*tls.Config, error) {
 	m := r.current()
 	if m.cert == nil {
 		return nil, errors.New("tlsfiles: no certificate to serve")
 	}
-	c := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{*m.cert}, ClientCAs: m.pool}
+	c := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{*m.cert}, ClientCAs: m.pool, NextProtos: nextProtos}
 	switch r.files.ClientAuth {
 	case ClientAuthRequest:
 		c.ClientAuth = tls.VerifyClientCertIfGiven
