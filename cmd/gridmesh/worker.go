@@ -34,6 +34,11 @@ func runWorker(ctx context.Context, args []string, out io.Writer) error {
 	if drain.set {
 		cfg.DrainTimeout = drain.d
 	}
+	// A contract that cannot run would fail every transaction: refuse to
+	// start, naming the field.
+	if err := worker.CheckCommand(cfg.Command, cfg.Dir); err != nil {
+		return fmt.Errorf("%s: command: %w", path, err)
+	}
 	fn, pool, closeContract, err := workerContract(cfg, logger)
 	if err != nil {
 		return err
