@@ -8,9 +8,10 @@ import (
 	"github.com/gridmesh/gridmesh/internal/promtext"
 )
 
-// Paths where the gridmesh command serves a gateway node's counters,
-// beside the grid's own (grid.DefaultStatsPath,
-// grid.DefaultMetricsPath).
+// Paths to serve a gateway node's counters at beside the grid's own
+// (grid.DefaultStatsPath, grid.DefaultMetricsPath), for a library user.
+// The gridmesh command serves them on its operations port instead: the
+// metrics within /metrics, the stats within /stats.
 const (
 	// MetricsPath serves Metrics.Handler: the Prometheus text format.
 	MetricsPath = "/gridmesh/gateway/metrics"

@@ -8,7 +8,9 @@ import (
 	"github.com/gridmesh/gridmesh/internal/promtext"
 )
 
-// DefaultMetricsPath is where the gridmesh command mounts MetricsHandler.
+// DefaultMetricsPath is a path to mount MetricsHandler at beside the grid
+// route, for a library user. The gridmesh command serves the grid's metrics
+// on its operations port instead, at /metrics with everything else.
 const DefaultMetricsPath = "/gridmesh/metrics"
 
 // MetricsHandler returns an http.Handler that answers GET with the
