@@ -18,29 +18,34 @@ func decodeYAML(path string, v any, env lookupEnv) error {
 	if err != nil {
 		return fmt.Errorf("config: read %s: %w", path, err)
 	}
+	return decodeBytes(path, data, v, env)
+}
+
+// decodeBytes is decodeYAML for the contents of the file called name.
+func decodeBytes(name string, data []byte, v any, env lookupEnv) error {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return fmt.Errorf("%w: %s: %w", ErrConfig, path, err)
+		return fmt.Errorf("%w: %s: %w", ErrConfig, name, err)
 	}
 	if doc.Kind == 0 {
-		return fmt.Errorf("%w: %s is empty", ErrConfig, path)
+		return fmt.Errorf("%w: %s is empty", ErrConfig, name)
 	}
 	if err := expandNode(&doc, "", env); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
+		return fmt.Errorf("%s: %w", name, err)
 	}
 	// yaml.Node.Decode cannot refuse unknown fields: decode the
 	// substituted document again through a Decoder that does.
 	expanded, err := yaml.Marshal(&doc)
 	if err != nil {
-		return fmt.Errorf("%w: %s: %w", ErrConfig, path, err)
+		return fmt.Errorf("%w: %s: %w", ErrConfig, name, err)
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(expanded))
 	dec.KnownFields(true)
 	if err := dec.Decode(v); err != nil {
 		if errors.Is(err, io.EOF) {
-			return fmt.Errorf("%w: %s is empty", ErrConfig, path)
+			return fmt.Errorf("%w: %s is empty", ErrConfig, name)
 		}
-		return fmt.Errorf("%w: %s: %w", ErrConfig, path, err)
+		return fmt.Errorf("%w: %s: %w", ErrConfig, name, err)
 	}
 	return nil
 }
@@ -83,3 +88,22 @@ func (e primeError) Unwrap() []error { return []error{e.error, ErrConfig} }
 func configError(field, format string, args ...any) error {
 	return fmt.Errorf("%w: %s %s", ErrConfig, field, fmt.Sprintf(format, args...))
 }
+
+// DecodeGateway decodes a gateway configuration as LoadGateway does,
+// with env for the environment, but without Validate: nothing is
+// defaulted, expanded or read from the files it names. It lets a test
+// check a configuration meant for another machine (a Kubernetes pod's).
+func DecodeGateway(data []byte, env func(string) (string, bool)) (*Gateway, error) {
+	cfg := new(Gateway)
+	return cfg, decodeBytes("gateway configuration", data, cfg, env)
+}
+
+// DecodeWorker is DecodeGateway for a worker's configuration.
+func DecodeWorker(data []byte, env func(string) (string, bool)) (*Worker, error) {
+	cfg := new(Worker)
+	return cfg, decodeBytes("worker configuration", data, cfg, env)
+}
+
+// ExpandHosts expands the ellipsis form of a hosts list, as Validate
+// does.
+func ExpandHosts(hosts []string) ([]string, error) { return expandHosts(hosts) }
