@@ -246,4 +246,3 @@ func checkAddr(t *testing.T, what, addr, ip string, port int32) {
 		t.Errorf("%s is %q, want the pod's %s:%d", what, addr, ip, port)
 	}
 }
-

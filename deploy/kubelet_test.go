@@ -40,8 +40,12 @@ type lockedBuffer struct {
 	b  bytes.Buffer
 }
 
-func (l *lockedBuffer) Write(p []byte) (int, error) { l.mu.Lock(); defer l.mu.Unlock(); return l.b.Write(p) }
-func (l *lockedBuffer) String() string              { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+func (l *lockedBuffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
 
 // operatorValues fills in what the manifests leave to the operator
 // (their placeholders), and nothing else: Prime's address, chain and
@@ -271,7 +275,6 @@ func TestPodsAnswerALoad(t *testing.T) {
 		t.Errorf("errors in the logs:\n%s", logs())
 	}
 }
-
 
 // waitReady polls every pod's /readyz until all answer 200, or primesim
 // ends, or ctx does; it reports whether all were ready.
