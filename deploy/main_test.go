@@ -32,30 +32,15 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(dir)
 		os.Exit(1)
 	}
-	code := 0
-	func() {
-		defer func() {
-			if r := recover(); r != nil {
-				code = 1
-				fmt.Fprintln(os.Stderr, r)
-			}
-		}()
-		goleak.VerifyTestMain(exitCatcher{m, &code})
-	}()
+	code := m.Run()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goroutines outlived the tests:", err)
+			code = 1
+		}
+	}
 	os.RemoveAll(dir)
 	os.Exit(code)
-}
-
-// exitCatcher lets TestMain clean up after goleak.VerifyTestMain, which
-// would exit itself.
-type exitCatcher struct {
-	m    *testing.M
-	code *int
-}
-
-func (e exitCatcher) Run() int {
-	*e.code = e.m.Run()
-	return *e.code
 }
 
 // buildLikeDockerfile builds ../cmd/gridmesh to out with the environment
