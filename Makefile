@@ -5,12 +5,12 @@ PKGS      := ./...
 # Every fuzz target, as package:Target.
 FUZZ_TARGETS := ./mux:FuzzParseHeader ./mux:FuzzSession ./grid:FuzzHandshake ./gateway/contract:FuzzServeProcess
 
-.PHONY: all test ci lint vet staticcheck fmt-check generate-check unit fuzz fuzz-long bench bench-smoke demo
+.PHONY: all test ci lint vet staticcheck fmt-check generate-check unit deploy-test fuzz fuzz-long bench bench-smoke demo
 
 all: test
 
-## test: everything CI checks: lint, generated code, race tests, fuzz smoke, benchmarks once.
-test: lint generate-check unit fuzz bench-smoke
+## test: everything CI checks: lint, generated code, race tests (the deploy module's too), fuzz smoke, benchmarks once.
+test: lint generate-check unit deploy-test fuzz bench-smoke
 
 ci: test
 
@@ -21,9 +21,13 @@ fmt-check:
 
 vet:
 	$(GO) vet $(PKGS)
+	cd deploy && $(GO) vet ./...
 
+# staticcheck is a tool of the main module; deploy/ is checked with the
+# same binary.
 staticcheck:
 	$(GO) tool staticcheck $(PKGS)
+	@tmp=$$(mktemp -d); $(GO) build -o $$tmp/staticcheck honnef.co/go/tools/cmd/staticcheck && (cd deploy && $$tmp/staticcheck ./...); rc=$$?; rm -rf $$tmp; exit $$rc
 
 ## generate-check: regenerate code (msgp, protobuf) and fail if it differs from what is committed.
 generate-check:
@@ -32,6 +36,10 @@ generate-check:
 
 unit:
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+## deploy-test: the Dockerfile, Kubernetes manifests and systemd units against the binary (deploy/ is a module of its own).
+deploy-test:
+	cd deploy && $(GO) test -race -count=1 -timeout 10m ./...
 
 ## fuzz: each fuzz target for FUZZTIME (a smoke run in CI; `make fuzz FUZZTIME=5m` for real).
 fuzz:

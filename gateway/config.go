@@ -1,11 +1,14 @@
 package gateway
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"time"
 
 	"google.golang.org/grpc"
+
+	"github.com/gridmesh/gridmesh/internal/tlsfiles"
 )
 
 // PrimeConfig is the Prime side of the gateway, field for field the
@@ -26,6 +29,13 @@ type PrimeConfig struct {
 	// when that is empty, the system roots.
 	UseTLS      bool   `yaml:"use_tls"`
 	TLSCertPath string `yaml:"tls_cert_path"`
+	// TLSClientCertPath and TLSClientKeyPath are a client certificate and
+	// its key (PEM files) presented to Prime when it asks for one (mutual
+	// TLS); both or neither, with UseTLS. They are reloaded when they
+	// change, and every TLS file is read by Validate, so that a missing
+	// or broken one stops the gateway at start-up.
+	TLSClientCertPath string `yaml:"tls_client_cert_path"`
+	TLSClientKeyPath  string `yaml:"tls_client_key_path"`
 	// ReconnectDelaySeconds is the base of the reconnect backoff:
 	// min(MaxBackoffSeconds, base·2^n) + jitter in [0, base). Default 3.
 	ReconnectDelaySeconds int `yaml:"reconnect_delay_seconds"`
@@ -45,6 +55,8 @@ type PrimeConfig struct {
 	MaxBackoff     time.Duration `yaml:"-"`
 	// DialOptions are appended to the gateway's own when it dials Prime.
 	DialOptions []grpc.DialOption `yaml:"-"`
+
+	tls *tlsfiles.Reloader // the TLS files, loaded by Validate
 }
 
 // Validate applies defaults and reports the first missing or invalid field
@@ -64,12 +76,40 @@ func (c *PrimeConfig) Validate() error {
 	if c.MethodPath != "" && !validMethodPath(c.MethodPath) {
 		return configError("method_path", "%q is not of the form /<service>/<method>", c.MethodPath)
 	}
+	if err := c.loadTLS(); err != nil {
+		return err
+	}
 	if c.ReconnectDelaySeconds == 0 {
 		c.ReconnectDelaySeconds = 3
 	}
 	if c.MaxBackoffSeconds == 0 {
 		c.MaxBackoffSeconds = 120
 	}
+	return nil
+}
+
+// loadTLS reads the TLS files, naming the field of one that fails.
+func (c *PrimeConfig) loadTLS() error {
+	if !c.UseTLS {
+		for _, f := range []struct{ name, v string }{
+			{"tls_cert_path", c.TLSCertPath}, {"tls_client_cert_path", c.TLSClientCertPath}, {"tls_client_key_path", c.TLSClientKeyPath},
+		} {
+			if f.v != "" {
+				return configError(f.name, "is set but use_tls is false")
+			}
+		}
+		return nil
+	}
+	r, err := tlsfiles.Load(tlsfiles.Files{Cert: c.TLSClientCertPath, Key: c.TLSClientKeyPath, CA: c.TLSCertPath}, tlsfiles.Options{})
+	var fe *tlsfiles.FileError
+	if errors.As(err, &fe) {
+		field := map[string]string{"cert": "tls_client_cert_path", "key": "tls_client_key_path", "ca": "tls_cert_path"}[fe.Role]
+		return configError(field, "%s: %v", fe.Path, fe.Err)
+	}
+	if err != nil {
+		return configError("tls_cert_path", "%v", err)
+	}
+	c.tls = r
 	return nil
 }
 

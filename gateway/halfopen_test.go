@@ -5,10 +5,8 @@ import (
 	"testing"
 	"time"
 
-	toxiproxy "github.com/Shopify/toxiproxy/v2"
-	"github.com/rs/zerolog"
-
 	"github.com/gridmesh/gridmesh/gateway/primesim"
+	"github.com/gridmesh/gridmesh/internal/blackhole"
 	"github.com/gridmesh/gridmesh/internal/testcluster"
 	"github.com/gridmesh/gridmesh/internal/testutil"
 )
@@ -24,25 +22,19 @@ func TestPrimeHalfOpen(t *testing.T) {
 	}
 	t.Parallel()
 	prime := testcluster.StartPrime(t, primesim.Config{})
-	srv := toxiproxy.NewServer(toxiproxy.NewMetricsContainer(nil), zerolog.Nop())
-	proxy := toxiproxy.NewProxy(srv, "prime", "127.0.0.1:0", prime.Addr().String())
-	if err := proxy.Start(); err != nil {
+	proxy, err := blackhole.Start(prime.Addr().String())
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(proxy.Stop)
+	t.Cleanup(func() { _ = proxy.Close() })
 
 	pc := testcluster.PrimeConfig(prime)
-	pc.ServerAddress = proxy.Listen
+	pc.ServerAddress = proxy.Addr()
 	c := testcluster.Start(t, testcluster.Options{Workers: 1, Prime: pc})
 	testcluster.Submit(t, prime, 10)
 	testcluster.WaitAnswered(t, prime, 10, c)
 
-	for _, dir := range []string{"upstream", "downstream"} {
-		if _, err := proxy.Toxics.AddToxicJson(strings.NewReader(
-			`{"name":"hole_` + dir + `","type":"timeout","stream":"` + dir + `","attributes":{"timeout":0}}`)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	proxy.On()
 	holeAt := time.Now()
 	testcluster.Submit(t, prime, 10) // Prime queues them on a stream nobody hears
 	testutil.WaitUntil(t, "the gateway to notice the dead stream", func() bool {
@@ -53,11 +45,7 @@ func TestPrimeHalfOpen(t *testing.T) {
 	} else {
 		t.Logf("half-open connection noticed after %v", took.Round(100*time.Millisecond))
 	}
-	for _, dir := range []string{"upstream", "downstream"} {
-		if err := proxy.Toxics.RemoveToxic(t.Context(), "hole_"+dir); err != nil {
-			t.Fatal(err)
-		}
-	}
+	proxy.Off()
 	testcluster.WaitAnswered(t, prime, 20, c)
 	c.Stop()
 	testcluster.CheckReport(t, prime, 20)

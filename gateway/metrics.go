@@ -7,9 +7,10 @@ import (
 	"github.com/gridmesh/gridmesh/internal/promtext"
 )
 
-// Paths where the gridmesh command serves a gateway node's counters,
-// beside the grid's own (grid.DefaultStatsPath,
-// grid.DefaultMetricsPath).
+// Paths to serve a gateway node's counters at beside the grid's own
+// (grid.DefaultStatsPath, grid.DefaultMetricsPath), for a library user.
+// The gridmesh command serves them on its operations port instead: the
+// metrics within /metrics, the stats within /stats.
 const (
 	// MetricsPath serves Metrics.Handler: the Prometheus text format.
 	MetricsPath = "/gridmesh/gateway/metrics"
@@ -74,10 +75,11 @@ func (m *Metrics) StatsHandler() http.Handler {
 // per-worker series are labelled worker="<host>". It needs no Prometheus
 // library.
 func (m *Metrics) Handler() http.Handler {
-	return promtext.Handler(promtext.ContentType, func(w io.Writer) {
-		writeMetrics(w, m.Stats())
-	})
+	return promtext.Handler(promtext.ContentType, m.WriteMetrics)
 }
+
+// WriteMetrics writes what Handler serves to w.
+func (m *Metrics) WriteMetrics(w io.Writer) { writeMetrics(w, m.Stats()) }
 
 var gatewayFamilies = []promtext.Family[*Stats]{
 	promtext.Counter("gridmesh_gateway_received_total", "Requests received from Prime, redeliveries included.",

@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -118,15 +117,7 @@ func (g *Gateway) dial() (*grpc.ClientConn, error) {
 	cfg := &g.opts.Prime
 	creds := insecure.NewCredentials()
 	if cfg.UseTLS {
-		if cfg.TLSCertPath == "" {
-			creds = credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS12})
-		} else {
-			c, err := credentials.NewClientTLSFromFile(cfg.TLSCertPath, "")
-			if err != nil {
-				return nil, fmt.Errorf("gateway: load TLS certificate: %w", err)
-			}
-			creds = c
-		}
+		creds = credentials.NewTLS(cfg.tls.ClientConfig()) // loaded by Validate
 	}
 	opts := []grpc.DialOption{
 		grpc.WithTransportCredentials(creds),

@@ -3,13 +3,11 @@ package grid
 import (
 	"context"
 	"net"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	toxiproxy "github.com/Shopify/toxiproxy/v2"
-	"github.com/rs/zerolog"
+	"github.com/gridmesh/gridmesh/internal/blackhole"
 )
 
 // detector records when each connection of a node went down.
@@ -38,54 +36,46 @@ func (d *detector) wait(t testing.TB) time.Time {
 	}
 }
 
-// blackhole is a toxiproxy proxy whose data can be silently dropped in
-// both directions while the TCP connections stay open.
-type blackhole struct {
-	p        *toxiproxy.Proxy
+// holeProxy is a proxy whose data can be silently dropped in both directions
+// while the TCP connections stay open.
+type holeProxy struct {
+	p        *blackhole.Proxy
 	upstream string
-	// direct makes dial bypass the proxy. Tests reconnect around the
-	// proxy rather than through it with the toxics removed: toxiproxy
-	// v2.5.0 leaks a goroutine when a timeout toxic is removed from a
-	// live connection.
+	// direct makes dial bypass the proxy: tests reconnect around the
+	// proxy, whose old connections stay black holes.
 	direct atomic.Bool
 }
 
-func newBlackhole(t testing.TB, upstream string) *blackhole {
+func newBlackhole(t testing.TB, upstream string) *holeProxy {
 	t.Helper()
-	srv := toxiproxy.NewServer(toxiproxy.NewMetricsContainer(nil), zerolog.Nop())
-	p := toxiproxy.NewProxy(srv, "grid-"+upstream, "127.0.0.1:0", upstream)
-	must(t, p.Start())
-	t.Cleanup(p.Stop)
-	return &blackhole{p: p, upstream: upstream}
+	p, err := blackhole.Start(upstream)
+	must(t, err)
+	t.Cleanup(func() { _ = p.Close() })
+	return &holeProxy{p: p, upstream: upstream}
 }
 
 // dial is a NetDial that reaches the upstream through the proxy, until
 // direct is set.
-func (b *blackhole) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+func (b *holeProxy) dial(ctx context.Context, network, addr string) (net.Conn, error) {
 	if addr == b.upstream && !b.direct.Load() {
 		addr = b.addr()
 	}
 	return (&net.Dialer{}).DialContext(ctx, network, addr)
 }
 
-func (b *blackhole) addr() string { return b.p.Listen }
+func (b *holeProxy) addr() string { return b.p.Addr() }
 
-// on drops all data from now on: a timeout toxic with timeout 0 swallows
-// bytes and never closes the connection.
-func (b *blackhole) on(t testing.TB) {
+// on drops all data from now on, and never closes the connections.
+func (b *holeProxy) on(t testing.TB) {
 	t.Helper()
-	for _, dir := range []string{"upstream", "downstream"} {
-		_, err := b.p.Toxics.AddToxicJson(strings.NewReader(
-			`{"name":"hole_` + dir + `","type":"timeout","stream":"` + dir + `","attributes":{"timeout":0}}`))
-		must(t, err)
-	}
+	b.p.On()
 }
 
 // blackholedPair starts two nodes, the dialer dialing the acceptor
 // through a blackhole (off), and waits until they are connected. tweak,
 // if not nil, adjusts each node's options before it starts; dialer says
 // which node it is.
-func blackholedPair(t testing.TB, tweak func(dialer bool, o *Options)) (d, a *node, hole *blackhole) {
+func blackholedPair(t testing.TB, tweak func(dialer bool, o *Options)) (d, a *node, hole *holeProxy) {
 	t.Helper()
 	lns, names := listen(t, 2)
 	di, ai := 0, 1

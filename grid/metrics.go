@@ -8,7 +8,9 @@ import (
 	"github.com/gridmesh/gridmesh/internal/promtext"
 )
 
-// DefaultMetricsPath is where the gridmesh command mounts MetricsHandler.
+// DefaultMetricsPath is a path to mount MetricsHandler at beside the grid
+// route, for a library user. The gridmesh command serves the grid's metrics
+// on its operations port instead, at /metrics with everything else.
 const DefaultMetricsPath = "/gridmesh/metrics"
 
 // MetricsHandler returns an http.Handler that answers GET with the
@@ -16,8 +18,11 @@ const DefaultMetricsPath = "/gridmesh/metrics"
 // 0.0.4), one series per peer labelled peer="<host>". It needs no
 // Prometheus library; scrape it as any other target.
 func (m *Manager) MetricsHandler() http.Handler {
-	return promtext.Handler(promtext.ContentType, func(w io.Writer) { writeMetrics(w, m.Stats()) })
+	return promtext.Handler(promtext.ContentType, m.WriteMetrics)
 }
+
+// WriteMetrics writes what MetricsHandler serves to w.
+func (m *Manager) WriteMetrics(w io.Writer) { writeMetrics(w, m.Stats()) }
 
 // peerStats is one peer's row of the per-peer metrics.
 type peerStats struct {

@@ -2,15 +2,18 @@ package grid
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 )
 
 // Node is a Manager served over HTTP on a listener of its own: one node
-// of the grid, with its stats and metrics beside the grid route. Its
-// methods may be called concurrently.
+// of the grid, serving the grid route alone (mount its stats and metrics
+// elsewhere, e.g. on an operations port). Its methods may be called
+// concurrently.
 type Node struct {
 	Manager *Manager
 	mux     *http.ServeMux
@@ -20,9 +23,12 @@ type Node struct {
 }
 
 // StartNode starts a grid Manager with opts and serves it on ln at
-// opts.RoutePath (DefaultRoutePath by default), and its stats at
-// DefaultStatsPath (JSON) and DefaultMetricsPath (Prometheus
-// text). opts.Local must be the URL ln is reachable at.
+// opts.RoutePath (DefaultRoutePath by default). opts.Local must be the
+// URL ln is reachable at. When Local is https:// or wss://, the node
+// serves TLS on ln with opts.TLSConfig, which must then hold a
+// certificate (Certificates, GetCertificate or GetConfigForClient) and
+// may ask for client certificates (ClientAuth, ClientCAs): the one
+// tls.Config serves and dials.
 //
 // The node's HTTP server bounds every connection that is not a grid
 // session: opts.HandshakeTimeout to send each request, as long to be
@@ -31,6 +37,11 @@ type Node struct {
 // connection, once its handshake is verified and upgraded, is no longer
 // counted nor timed: the grid's keep-alive watches it.
 func StartNode(ctx context.Context, ln net.Listener, opts Options) (*Node, error) {
+	ln, err := serveTLS(ln, opts)
+	if err != nil {
+		_ = ln.Close()
+		return nil, err
+	}
 	m, err := NewManager(ctx, opts)
 	if err != nil {
 		_ = ln.Close()
@@ -42,8 +53,6 @@ func StartNode(ctx context.Context, ln net.Listener, opts Options) (*Node, error
 	}
 	mux := http.NewServeMux()
 	mux.Handle(route, m.Handler())
-	mux.Handle(DefaultStatsPath, m.StatsHandler())     // for gridmesh status
-	mux.Handle(DefaultMetricsPath, m.MetricsHandler()) // for Prometheus
 	hs := m.opts.HandshakeTimeout
 	n := &Node{
 		Manager: m,
@@ -62,6 +71,9 @@ func StartNode(ctx context.Context, ln net.Listener, opts Options) (*Node, error
 		WriteTimeout:      hs,
 		IdleTimeout:       hs,
 		ConnState:         n.pending.connState,
+		// TLS handshake failures (a peer without a valid certificate) and
+		// the like, to the grid's log rather than the process's stderr.
+		ErrorLog: slog.NewLogLogger(m.opts.Logger.Handler(), slog.LevelWarn),
 	}
 	go func() {
 		defer close(n.served)
@@ -70,9 +82,10 @@ func StartNode(ctx context.Context, ln net.Listener, opts Options) (*Node, error
 	return n, nil
 }
 
-// Handle serves h at path on the node's HTTP server, beside the grid
-// (e.g. a gateway's or a worker's metrics). It may be
-// called while the node serves.
+// Handle serves h at path on the node's HTTP server, beside the grid.
+// The gridmesh command serves nothing there but the grid; its stats and
+// metrics go to an operations port of their own. It may be called while
+// the node serves.
 func (n *Node) Handle(path string, h http.Handler) { n.mux.Handle(path, h) }
 
 // ListenNode listens on addr and starts a node there; see StartNode.
@@ -93,4 +106,19 @@ func (n *Node) Close() error {
 	}
 	<-n.served
 	return err
+}
+
+// serveTLS wraps ln in TLS when opts.Local is an https:// or wss:// URL.
+func serveTLS(ln net.Listener, opts Options) (net.Listener, error) {
+	u, err := parseHost(opts.Local)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "wss") {
+		return ln, nil // NewManager reports a bad Local
+	}
+	c := opts.TLSConfig
+	if c == nil || (len(c.Certificates) == 0 && c.GetCertificate == nil && c.GetConfigForClient == nil) {
+		return ln, optionError("TLSConfig", "Local %q is served over TLS but TLSConfig holds no certificate", opts.Local)
+	}
+	c = c.Clone()
+	c.NextProtos = []string{"http/1.1"} // the WebSocket upgrade is HTTP/1.1
+	return tls.NewListener(ln, c), nil
 }

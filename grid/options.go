@@ -52,7 +52,8 @@ type Options struct {
 	// TLSConfig is used to dial https:// and wss:// peers (put client
 	// certificates in it if the peers ask for them). Default: the system
 	// roots, no client certificate. The serving side's TLS is configured on
-	// the http.Server that serves Handler.
+	// the http.Server that serves Handler; StartNode serves with this same
+	// config when Local is https:// or wss://.
 	TLSConfig *tls.Config
 	// NetDial opens the TCP connections this node dials. Default: a
 	// net.Dialer. Each dial is bounded by HandshakeTimeout, as is the TLS

@@ -3,11 +3,11 @@ package grid
 import (
 	"context"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/gridmesh/gridmesh/handlers"
+	"github.com/gridmesh/gridmesh/internal/blackhole"
 )
 
 var hSize = handlers.New(140, "grid-size") // answers the payload's length
@@ -22,7 +22,7 @@ func TestSlowReceiverNotCutOff(t *testing.T) {
 	const (
 		interval, timeout = 200 * time.Millisecond, 500 * time.Millisecond
 		size              = 4 << 20
-		rateKBs           = 1536 // the toxic's unit is KB/s
+		rateKBs           = 1536
 	)
 	d, a, hole := blackholedPair(t, func(_ bool, o *Options) {
 		o.PingInterval, o.PingTimeout = interval, timeout
@@ -31,9 +31,7 @@ func TestSlowReceiverNotCutOff(t *testing.T) {
 			return []byte(strconv.Itoa(len(p))), nil
 		}))
 	})
-	_, err := hole.p.Toxics.AddToxicJson(strings.NewReader(
-		`{"name":"slow","type":"bandwidth","stream":"upstream","attributes":{"rate":` + strconv.Itoa(rateKBs) + `}}`))
-	must(t, err)
+	hole.p.Limit(blackhole.Upstream, rateKBs*1000)
 	ctx := testCtx(t)
 	start := time.Now()
 	out, err := d.m.Connection(a.name).Request(ctx, hSize, make([]byte, size))

@@ -23,7 +23,8 @@ func (s *State) UnmarshalText(b []byte) error {
 
 // StatsHandler returns an http.Handler that answers GET with the
 // Manager's Stats as JSON (a ManagerStats). Mount it where operators can
-// reach it, e.g. at DefaultStatsPath; `gridmesh status` reads it. It
+// reach it, e.g. at DefaultStatsPath (the gridmesh command serves it
+// within its operations port's /stats, which `gridmesh status` reads). It
 // takes no locks beyond those of Stats and is safe to poll.
 func (m *Manager) StatsHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -40,5 +41,7 @@ func (m *Manager) StatsHandler() http.Handler {
 	})
 }
 
-// DefaultStatsPath is where the gridmesh command mounts StatsHandler.
+// DefaultStatsPath is a path to mount StatsHandler at beside the grid
+// route, for a library user. The gridmesh command serves the grid's stats
+// on its operations port instead, within /stats.
 const DefaultStatsPath = "/gridmesh/stats"

@@ -4,23 +4,28 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/gridmesh/gridmesh/handlers"
+	"github.com/gridmesh/gridmesh/internal/blackhole"
 	"github.com/gridmesh/gridmesh/internal/streamtest"
 	"github.com/gridmesh/gridmesh/mux"
 )
 
 // onDirs drops the data of the given directions ("upstream": dialer to
 // acceptor, "downstream": acceptor to dialer) from now on.
-func (b *blackhole) onDirs(t testing.TB, dirs ...string) {
+func (b *holeProxy) onDirs(t testing.TB, dirs ...string) {
 	t.Helper()
 	for _, dir := range dirs {
-		_, err := b.p.Toxics.AddToxicJson(strings.NewReader(
-			`{"name":"hole_` + dir + `","type":"timeout","stream":"` + dir + `","attributes":{"timeout":0}}`))
-		must(t, err)
+		switch dir {
+		case "upstream":
+			b.p.Drop(blackhole.Upstream)
+		case "downstream":
+			b.p.Drop(blackhole.Downstream)
+		default:
+			t.Fatalf("unknown direction %q", dir)
+		}
 	}
 }
 

@@ -275,7 +275,7 @@ func runBench(ctx context.Context, args []string, out io.Writer) error {
 	conns := fs.Int("idle-conns", 100, "connections opened for the idle/conn workload")
 	streams := fs.Int("idle-streams", 10000, "streams opened for the idle/streams workload")
 	recycle := fs.Bool("recycle", true, "hand every gridmesh response and stream message back with mux.Recycle once checked, as a program that reuses buffers does (false: leave them to the garbage collector)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, false); err != nil {
 		return err
 	}
 	if *dur <= 0 || *conns < 1 || *streams < 1 {

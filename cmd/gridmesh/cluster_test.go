@@ -13,27 +13,30 @@ import (
 
 // testCluster lays out the configuration files of a gateway and workers
 // that a test runs as this command: a directory, the grid's host names
-// (names[0] the gateway's, then the workers') and the grid section every
-// node's file shares.
+// (names[0] the gateway's, then the workers'), each node's operations
+// port, and the grid section every node's file shares.
 type testCluster struct {
 	t     *testing.T
 	dir   string
 	names []string
+	ops   []string // host:port of each node's operations port
 	grid  string
 }
 
 func newTestCluster(t *testing.T, workers int) *testCluster {
 	t.Helper()
 	c := &testCluster{t: t, dir: t.TempDir()}
-	for _, a := range freeAddrs(t, workers+1) {
+	addrs := freeAddrs(t, 2*(workers+1))
+	for _, a := range addrs[:workers+1] {
 		c.names = append(c.names, "http://"+a)
 	}
+	c.ops = addrs[workers+1:]
 	c.grid = fmt.Sprintf("grid:\n  hosts: [%s]\n  secret: s\n", strings.Join(c.names, ", "))
 	return c
 }
 
-// gatewayAddr is the gateway's host:port.
-func (c *testCluster) gatewayAddr() string { return strings.TrimPrefix(c.names[0], "http://") }
+// gatewayAddr is the host:port of the gateway's operations port.
+func (c *testCluster) gatewayAddr() string { return c.ops[0] }
 
 // journal is the gateway's journal file.
 func (c *testCluster) journal() string { return filepath.Join(c.dir, "j.db") }
@@ -54,6 +57,7 @@ func (c *testCluster) workerConfig(i int, body string) string {
 func (c *testCluster) write(name string, node int, body string) string {
 	c.t.Helper()
 	p := filepath.Join(c.dir, name)
+	body += "ops_listen: " + c.ops[node] + "\n"
 	if err := os.WriteFile(p, []byte(body+c.grid+"  local: "+c.names[node]+"\n"), 0o600); err != nil {
 		c.t.Fatal(err)
 	}

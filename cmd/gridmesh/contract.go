@@ -19,7 +19,7 @@ var hiddenCommands = []command{
 // line each (gateway/contract/PROCESS.md), until stdin ends.
 func runContractDemo(ctx context.Context, args []string, out io.Writer) error {
 	fs := newFlags("contract-demo", out)
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, false); err != nil {
 		return err
 	}
 	return contract.ServeProcess(ctx, os.Stdin, out, demoContractFunc)

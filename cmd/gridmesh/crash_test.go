@@ -19,7 +19,7 @@ import (
 	"github.com/gridmesh/gridmesh/gateway"
 	"github.com/gridmesh/gridmesh/gateway/contract"
 	"github.com/gridmesh/gridmesh/gateway/primesim"
-	"github.com/gridmesh/gridmesh/gateway/worker"
+	"github.com/gridmesh/gridmesh/internal/ops"
 )
 
 func init() {
@@ -199,28 +199,29 @@ func get(t *testing.T, ctx context.Context, u string) string {
 	return string(body)
 }
 
-// scrapeStats reads a node's gateway stats (gateway.StatsPath).
+// scrapeStats reads a gateway's stats from its operations port
+// (ops.StatsPath).
 func scrapeStats(ctx context.Context, hostport string) (gateway.NodeStats, error) {
-	var st gateway.NodeStats
+	var st nodeStats
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+hostport+gateway.StatsPath, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+hostport+ops.StatsPath, nil)
 	if err != nil {
-		return st, err
+		return gateway.NodeStats{}, err
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return st, err
+		return gateway.NodeStats{}, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return st, fmt.Errorf("GET %s: %s", req.URL, resp.Status)
+		return gateway.NodeStats{}, fmt.Errorf("GET %s: %s", req.URL, resp.Status)
 	}
 	err = json.NewDecoder(resp.Body).Decode(&st)
 	if err == nil && st.Gateway == nil {
 		err = fmt.Errorf("GET %s: no gateway stats", req.URL)
 	}
-	return st, err
+	return gateway.NodeStats{Gateway: st.Gateway, Dispatch: st.Dispatch}, err
 }
 
 // TestProcessesKill9Gateway runs Prime (in this process, behind a TCP
@@ -381,8 +382,8 @@ func TestProcessesKill9Gateway(t *testing.T) {
 		host, path string
 		want       []string
 	}{
-		{gwAddr, gateway.MetricsPath, []string{"gridmesh_gateway_from_journal_total ", "gridmesh_gateway_worker_running{worker=\"" + names[1] + "\"} "}},
-		{strings.TrimPrefix(names[1], "http://"), worker.MetricsPath, []string{"gridmesh_worker_capacity 32", "gridmesh_worker_processes_running 2"}},
+		{gwAddr, ops.MetricsPath, []string{"gridmesh_gateway_from_journal_total ", "gridmesh_gateway_worker_running{worker=\"" + names[1] + "\"} "}},
+		{cl.ops[1], ops.MetricsPath, []string{"gridmesh_worker_capacity 32", "gridmesh_worker_processes_running 2"}},
 	} {
 		body := get(t, ctx, "http://"+c.host+c.path)
 		for _, want := range c.want {

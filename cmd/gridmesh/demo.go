@@ -53,7 +53,7 @@ func runDemo(ctx context.Context, args []string, out io.Writer) error {
 	fs.BoolVar(&f.direct, "direct", false, "also run the same load through a direct client (the Prime client calling the contract in process, no grid) and compare")
 	fs.BoolVar(&f.v, "v", false, "show the gateway's and workers' logs")
 	fs.DurationVar(&f.wait, "wait", 2*time.Minute, "give up if not every transaction is answered by then")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, false); err != nil {
 		return err
 	}
 	if f.n <= 0 || f.workers <= 0 || f.capacity <= 0 || f.processes <= 0 {

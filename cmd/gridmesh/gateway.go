@@ -2,14 +2,12 @@ package main
 
 import (
 	"context"
-	"flag"
+	"errors"
+	"fmt"
 	"io"
-	"log/slog"
-	"net/http"
-	"os"
+	"sync/atomic"
 
 	"github.com/gridmesh/gridmesh/gateway"
-	"github.com/gridmesh/gridmesh/grid"
 	"github.com/gridmesh/gridmesh/internal/config"
 )
 
@@ -49,76 +47,49 @@ func runGateway(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	serveMetrics(node, gateway.MetricsPath, gateway.StatsPath, &gateway.Metrics{Gateway: gw, Dispatcher: disp})
+	var running atomic.Bool
+	running.Store(true)
+	opsSrv, err := startOps(&cfg.Ops, cfg.Grid, opsNode{
+		manager: node.Manager,
+		gateway: &gateway.Metrics{Gateway: gw, Dispatcher: disp},
+		health: func() error {
+			if !running.Load() || node.Manager.Context().Err() != nil {
+				return errors.New("the gateway has stopped")
+			}
+			return nil
+		},
+		ready: func() error { return gatewayReady(ctx, gw, disp) },
+	}, logger)
+	if err != nil {
+		return err
+	}
+	if opsSrv != nil {
+		defer opsSrv.Close()
+	}
 	stop := context.AfterFunc(forceContext(ctx), func() {
 		logger.Warn("gateway: second signal: closing at once; Prime redelivers what was in flight")
 		gw.Abort()
 	})
 	defer stop()
 	logger.Info("gateway: starting", "grid", cfg.Grid.Local, "listen", addr, "prime", cfg.ServerAddress, "journal", cfg.JournalPath)
+	defer running.Store(false)
 	return gw.Run(ctx)
 }
 
-// parseConfigFlags parses the flags of the gateway and worker commands:
-// -config (default name.yaml), -v, and those more defines. It returns the
-// configuration file and a logger at the level -v asks for.
-func parseConfigFlags(name string, args []string, out io.Writer, more ...func(*flag.FlagSet)) (string, *slog.Logger, error) {
-	fs := newFlags(name, out)
-	path := fs.String("config", name+".yaml", "configuration file (YAML)")
-	verbose := fs.Bool("v", false, "log at debug level")
-	for _, f := range more {
-		f(fs)
+// gatewayReady is a gateway's readiness: it is not shutting down, Prime's
+// stream is up, and at least one worker is ready.
+func gatewayReady(ctx context.Context, gw *gateway.Gateway, disp *gateway.Dispatcher) error {
+	if ctx.Err() != nil {
+		return errors.New("draining: shutting down")
 	}
-	if err := fs.Parse(args); err != nil {
-		return "", nil, err
+	if !gw.Stats().Connected {
+		return errors.New("the stream to Prime is down")
 	}
-	return *path, newLogger(*verbose), nil
-}
-
-// listenNode starts the grid node that g describes, logging to logger,
-// and returns it with its listen address. The node outlives ctx; the
-// caller closes it.
-func listenNode(ctx context.Context, g config.Grid, logger *slog.Logger) (*grid.Node, string, error) {
-	addr, opts, err := nodeOptions(g, logger)
-	if err != nil {
-		return nil, "", err
+	ws := disp.Workers()
+	for _, w := range ws {
+		if w.Up && !w.Draining && w.Capacity > 0 {
+			return nil
+		}
 	}
-	node, err := grid.ListenNode(context.WithoutCancel(ctx), addr, opts)
-	if err != nil {
-		return nil, "", err
-	}
-	return node, addr, nil
-}
-
-// nodeOptions returns the listen address and grid options of the node
-// that g describes, logging to logger.
-func nodeOptions(g config.Grid, logger *slog.Logger) (string, grid.Options, error) {
-	addr, err := g.ListenAddr()
-	if err != nil {
-		return "", grid.Options{}, err
-	}
-	opts := g.Options()
-	opts.Logger = logger
-	return addr, opts, nil
-}
-
-// nodeMetrics is a gateway's or a worker's Metrics.
-type nodeMetrics interface {
-	Handler() http.Handler      // Prometheus text
-	StatsHandler() http.Handler // JSON
-}
-
-// serveMetrics serves m's Prometheus metrics at metricsPath and its JSON
-// stats at statsPath on node.
-func serveMetrics(node *grid.Node, metricsPath, statsPath string, m nodeMetrics) {
-	node.Handle(metricsPath, m.Handler())
-	node.Handle(statsPath, m.StatsHandler())
-}
-
-func newLogger(debug bool) *slog.Logger {
-	level := slog.LevelInfo
-	if debug {
-		level = slog.LevelDebug
-	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	return fmt.Errorf("no worker ready (%d known)", len(ws))
 }

@@ -2,14 +2,18 @@
 //
 // Usage:
 //
-//	gridmesh demo     [flags]                   run Prime simulator → gateway → workers on loopback, check every answer
-//	gridmesh gateway  [-v] -config gateway.yaml  hold Prime's stream and fan transactions out to grid workers
-//	gridmesh worker   [-v] -config worker.yaml   run transactions for a gateway: a command per transaction, or long-lived processes
-//	gridmesh bench    [flags]                   compare gridmesh with grpc-go and a raw WebSocket floor
-//	gridmesh primesim [flags]                   run a Dragonchain Prime simulator
-//	gridmesh status   [flags] NODE-URL...       show the connections of running nodes (their stats endpoints)
+//	gridmesh demo     [flags]                       run Prime simulator → gateway → workers on loopback, check every answer
+//	gridmesh gateway  [flags] -config gateway.yaml  hold Prime's stream and fan transactions out to grid workers
+//	gridmesh worker   [flags] -config worker.yaml   run transactions for a gateway: a command per transaction, or long-lived processes
+//	gridmesh bench    [flags]                       compare gridmesh with grpc-go and a raw WebSocket floor
+//	gridmesh primesim [flags]                       run a Dragonchain Prime simulator
+//	gridmesh status   [flags] OPS-URL...            show the state of running nodes (their operations ports' /stats)
+//	gridmesh version                                print the build (also --version)
 //
-// Run "gridmesh <command> -h" for a command's flags.
+// Run "gridmesh <command> -h" for a command's flags; help goes to stdout
+// and exits 0, a bad flag or a stray argument exits 2, a failure 1. The
+// gateway, worker and primesim commands take -log-format text|json and
+// -log-level debug|info|warn|error.
 //
 // The gateway and worker shut down gracefully at SIGINT or SIGTERM: the
 // gateway answers Prime for the transactions in flight (drain_timeout),
@@ -29,6 +33,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/gridmesh/gridmesh/internal/buildinfo"
 )
 
 type command struct {
@@ -42,7 +48,8 @@ var commands = []command{
 	{"worker", "run transactions for a gateway: a command per transaction, or long-lived processes", runWorker},
 	{"bench", "compare gridmesh with grpc-go and a raw WebSocket floor", runBench},
 	{"primesim", "run a Dragonchain Prime simulator", runPrimesim},
-	{"status", "show the connections of running nodes (their stats endpoints)", runStatus},
+	{"status", "show the state of running nodes (their operations ports' /stats)", runStatus},
+	{"version", "print the module version, VCS revision and Go version of this build", runVersion},
 }
 
 func main() {
@@ -87,22 +94,34 @@ func forceContext(ctx context.Context) context.Context {
 }
 
 func run(ctx context.Context, args []string, out, errOut io.Writer) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 {
 		usage(errOut)
 		return 2
 	}
+	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		usage(out)
+		return 0
+	case "-version", "--version":
+		args[0] = "version"
+	}
 	for _, c := range append(commands[:len(commands):len(commands)], hiddenCommands...) {
-		if c.name == args[0] {
-			err := c.run(ctx, args[1:], out)
-			if errors.Is(err, flag.ErrHelp) {
-				return 2
-			}
-			if err != nil {
-				fmt.Fprintf(errOut, "gridmesh %s: %v\n", c.name, err)
-				return 1
-			}
-			return 0
+		if c.name != args[0] {
+			continue
 		}
+		err := c.run(ctx, args[1:], out)
+		var ue usageError
+		switch {
+		case errors.Is(err, flag.ErrHelp):
+			return 0
+		case errors.As(err, &ue):
+			fmt.Fprintf(errOut, "gridmesh %s: %v\nRun 'gridmesh %s -h' for its flags.\n", c.name, ue.error, c.name)
+			return 2
+		case err != nil:
+			fmt.Fprintf(errOut, "gridmesh %s: %v\n", c.name, err)
+			return 1
+		}
+		return 0
 	}
 	fmt.Fprintf(errOut, "gridmesh: unknown command %q\n\n", args[0])
 	usage(errOut)
@@ -114,11 +133,15 @@ func usage(w io.Writer) {
 	for _, c := range commands {
 		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
 	}
+	fmt.Fprintln(w, "\nRun 'gridmesh <command> -h' for a command's flags; 'gridmesh --version' prints the build.")
 }
 
-// newFlags returns a flag set that reports errors instead of exiting.
-func newFlags(name string, out io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet("gridmesh "+name, flag.ContinueOnError)
-	fs.SetOutput(out)
-	return fs
+// runVersion prints the build: module version, VCS revision, Go version.
+func runVersion(_ context.Context, args []string, out io.Writer) error {
+	fs := newFlags("version", out)
+	if err := parseFlags(fs, args, false); err != nil {
+		return err
+	}
+	fmt.Fprintln(out, buildinfo.Read())
+	return nil
 }

@@ -2,15 +2,16 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
-	"os"
+	"net"
 	"strings"
 	"time"
 
 	"github.com/gridmesh/gridmesh/gateway/primesim"
+	"github.com/gridmesh/gridmesh/internal/tlsfiles"
 )
 
 // runPrimesim serves a Prime simulator until interrupted. With -count it
@@ -33,23 +34,33 @@ func runPrimesim(ctx context.Context, args []string, out io.Writer) error {
 	commit := fs.Duration("commit-interval", primesim.DefaultCommitInterval, "with -state: how often changes are written (one fsync each)")
 	loss := fs.Duration("loss-window", 0, "with -state: write an answer only once it is this old, so that kill -9 loses the answers of its last loss window, which are then delivered again")
 	retention := fs.Duration("retention", primesim.DefaultRetention, "with -state: how long answered transactions stay in the file")
-	verbose := fs.Bool("v", false, "log at debug level")
-	if err := fs.Parse(args); err != nil {
+	var tf tlsfiles.Files
+	fs.StringVar(&tf.Cert, "tls-cert", "", "serve TLS with this certificate (PEM file), with -tls-key")
+	fs.StringVar(&tf.Key, "tls-key", "", "the key of -tls-cert (PEM file)")
+	fs.StringVar(&tf.CA, "tls-client-ca", "", "CA bundle (PEM file) that clients' certificates are verified against")
+	fs.StringVar(&tf.ClientAuth, "tls-client-auth", "", "ask clients for a certificate: off, request or require (default: require with -tls-client-ca, else off)")
+	var lf logFlags
+	lf.register(fs)
+	if err := parseFlags(fs, args, false); err != nil {
 		return err
 	}
 	if *count < 0 || *wait <= 0 {
-		return errors.New("-count must not be negative and -wait must be positive")
+		return usagef("-count must not be negative and -wait must be positive")
 	}
-	level := slog.LevelInfo
-	if *verbose {
-		level = slog.LevelDebug
+	logger, err := lf.logger()
+	if err != nil {
+		return err
+	}
+	tlsConfig, err := primesimTLS(&tf)
+	if err != nil {
+		return err
 	}
 	srv, err := primesim.New(primesim.Config{
 		APIKey:     *apiKey,
 		Contracts:  strings.Split(*contracts, ","),
 		ChainID:    *chainID,
 		MethodPath: *method,
-		Logger:     slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
+		Logger:     logger,
 		Settle:     *settle,
 		StatePath:  *state,
 		// CommitInterval and Retention are ignored without a state file;
@@ -61,11 +72,17 @@ func runPrimesim(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	defer srv.Close()
-	if err := srv.Start(*listen); err != nil {
+	addr, stop, err := startPrimesim(srv, *listen, tlsConfig)
+	if err != nil {
+		_ = srv.Close()
 		return err
 	}
-	fmt.Fprintf(out, "primesim serving %s on %v, chain %q\n", srv.MethodPath(), srv.Addr(), *chainID)
+	defer stop()
+	scheme := "plain gRPC"
+	if tlsConfig != nil {
+		scheme = "gRPC over TLS, client certificates " + tf.ClientAuth
+	}
+	fmt.Fprintf(out, "primesim serving %s on %v (%s), chain %q\n", srv.MethodPath(), addr, scheme, *chainID)
 	if r := srv.Report(); r.State {
 		fmt.Fprintf(out, "state file %s: %d transactions recovered, %d of them unanswered; %d submitted over its life\n",
 			*state, r.Recovered, r.RecoveredUnanswered, r.Submitted)
@@ -103,4 +120,50 @@ func primesimLoad(ctx context.Context, out io.Writer, srv *primesim.Server, cid 
 	default:
 		return errors.New("not every transaction was answered exactly once")
 	}
+}
+
+// primesimTLS loads the simulator's TLS files, or returns nil without
+// -tls-cert. Its errors name the flag.
+func primesimTLS(tf *tlsfiles.Files) (*tls.Config, error) {
+	switch {
+	case tf.Cert == "" && tf.Key == "" && tf.CA == "" && tf.ClientAuth == "":
+		return nil, nil
+	case tf.Cert == "" || tf.Key == "":
+		return nil, usagef("-tls-cert and -tls-key go together, and the other -tls flags need them")
+	case tf.ClientAuth == "" && tf.CA != "":
+		tf.ClientAuth = tlsfiles.ClientAuthRequire
+	case tf.ClientAuth == "":
+		tf.ClientAuth = tlsfiles.ClientAuthOff
+	}
+	r, err := tlsfiles.Load(*tf, tlsfiles.Options{})
+	if fe, ok := err.(*tlsfiles.FileError); ok {
+		flag := map[string]string{"cert": "-tls-cert", "key": "-tls-key", "ca": "-tls-client-ca"}[fe.Role]
+		return nil, fmt.Errorf("%s %s: %w", flag, fe.Path, fe.Err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("-tls-client-auth: %w", err)
+	}
+	return r.ServerConfig("h2"), nil // gRPC's clients insist on ALPN h2
+}
+
+// startPrimesim serves srv on listen, over TLS when tlsConfig is set,
+// and returns the address it serves on and a function that closes srv
+// and waits for its serving goroutine.
+func startPrimesim(srv *primesim.Server, listen string, tlsConfig *tls.Config) (net.Addr, func(), error) {
+	if tlsConfig == nil {
+		if err := srv.Start(listen); err != nil {
+			return nil, nil, err
+		}
+		return srv.Addr(), func() { _ = srv.Close() }, nil
+	}
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return nil, nil, fmt.Errorf("primesim: listen %s: %w", listen, err)
+	}
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		_ = srv.Serve(tls.NewListener(ln, tlsConfig))
+	}()
+	return ln.Addr(), func() { _ = srv.Close(); <-served }, nil
 }

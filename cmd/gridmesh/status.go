@@ -8,45 +8,52 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
-	"github.com/gridmesh/gridmesh/gateway"
-	"github.com/gridmesh/gridmesh/gateway/worker"
 	"github.com/gridmesh/gridmesh/grid"
+	"github.com/gridmesh/gridmesh/internal/ops"
+	"github.com/gridmesh/gridmesh/internal/tlsfiles"
 )
 
-// runStatus fetches the stats of one or more running nodes (served by
-// grid.Manager.StatsHandler, and by gateway.Metrics.StatsHandler on a
-// gateway or worker node) and prints one table per node, or with -json
-// one nodeStatus object per node.
+// runStatus fetches the stats of one or more running nodes from their
+// operations ports (/stats, served by ops_listen) and prints one table
+// per node, or with -json one nodeStatus object per node.
 func runStatus(ctx context.Context, args []string, out io.Writer) error {
 	fs := newFlags("status", out)
 	asJSON := fs.Bool("json", false, "print one JSON object per node instead of a table: url, error, grid, gateway, dispatch, worker, processes")
 	timeout := fs.Duration("timeout", 5*time.Second, "time allowed for each node to answer")
+	cacert := fs.String("cacert", "", "CA bundle (PEM file) to verify https:// operations ports against (default: the system roots)")
+	tokenFile := fs.String("token-file", "", "file holding the operations ports' bearer token (their ops_token_file)")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: gridmesh status [flags] NODE-URL...\n\n"+
-			"NODE-URL is a node's stats URL, or its base URL (then %s is appended).\n\n", grid.DefaultStatsPath)
+		fmt.Fprintf(fs.Output(), "usage: gridmesh status [flags] OPS-URL...\n\n"+
+			"OPS-URL is a node's operations port (its ops_listen), http(s)://host:port;\n"+
+			"%s is read from it unless the URL has a path.\n\n", ops.StatsPath)
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, true); err != nil {
 		return err
 	}
 	if fs.NArg() == 0 {
-		fs.Usage()
-		return fmt.Errorf("no node URL given")
+		return usagef("no node URL given")
 	}
+	client, err := statusClient(*cacert, *tokenFile)
+	if err != nil {
+		return err
+	}
+	defer client.http.CloseIdleConnections()
 	failed := 0
 	for _, arg := range fs.Args() {
 		u, err := statsURL(arg)
 		if err != nil {
-			return err
+			return usageError{err}
 		}
-		st, err := fetchNodeStatus(ctx, u, *timeout)
+		st, err := client.fetchNodeStatus(ctx, u, *timeout)
 		switch {
-		case errors.Is(err, errNotGridStats):
+		case errors.Is(err, errNotStats):
 			return err
 		case err != nil:
 			failed++
@@ -72,59 +79,60 @@ func runStatus(ctx context.Context, args []string, out io.Writer) error {
 // nodeStatus is what `gridmesh status -json` prints for each node: one
 // JSON object with everything the table shows. Its fields:
 //
-//   - "url": the grid stats URL asked;
+//   - "url": the stats URL asked;
 //   - "error": why the node did not answer; the fields below are then absent;
-//   - "grid": the node's grid.ManagerStats (connections, per peer under "Peers");
-//   - "gateway", "dispatch": a gateway node's parts, as gateway.NodeStats
-//     names them (gateway.Stats, gateway.DispatchStats);
-//   - "worker", "processes": a worker node's, as worker.NodeStats names
-//     them (worker.Status, worker.ProcessStats);
-//
-// each absent when the node has no such part (a plain grid node has none).
+//   - "grid", "gateway", "dispatch", "worker", "processes": the node's
+//     /stats, a nodeStats.
 type nodeStatus struct {
-	URL   string             `json:"url"`
-	Error string             `json:"error,omitempty"`
-	Grid  *grid.ManagerStats `json:"grid,omitempty"`
-
-	Gateway   *gateway.Stats         `json:"gateway,omitempty"`
-	Dispatch  *gateway.DispatchStats `json:"dispatch,omitempty"`
-	Worker    *worker.Status         `json:"worker,omitempty"`
-	Processes *worker.ProcessStats   `json:"processes,omitempty"`
+	URL   string `json:"url"`
+	Error string `json:"error,omitempty"`
+	nodeStats
 }
 
-// errNotGridStats: a URL answered with something other than grid stats.
-var errNotGridStats = errors.New("not grid stats")
+// errNotStats: a URL answered with something other than a node's stats.
+var errNotStats = errors.New("not a gridmesh node's stats")
 
-// fetchNodeStatus reads the grid stats at u and, when the node serves
-// them, its gateway parts' counters. An error other than errNotGridStats
+// statusFetcher reads nodes' stats over HTTP(S), with the bearer token
+// when there is one.
+type statusFetcher struct {
+	http  *http.Client
+	token string
+}
+
+// statusClient returns a fetcher trusting cacert (if set) and sending the
+// token in tokenFile (if set).
+func statusClient(cacert, tokenFile string) (*statusFetcher, error) {
+	f := &statusFetcher{http: &http.Client{}}
+	if cacert != "" {
+		r, err := tlsfiles.Load(tlsfiles.Files{CA: cacert}, tlsfiles.Options{})
+		if err != nil {
+			return nil, fmt.Errorf("-cacert: %w", err)
+		}
+		f.http.Transport = &http.Transport{TLSClientConfig: r.ClientConfig()}
+	}
+	if tokenFile != "" {
+		b, err := os.ReadFile(tokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("-token-file: %w", err)
+		}
+		f.token = strings.TrimRight(string(b), "\r\n")
+	}
+	return f, nil
+}
+
+// fetchNodeStatus reads the stats at u. An error other than errNotStats
 // is also recorded in the result's Error.
-func fetchNodeStatus(ctx context.Context, u string, timeout time.Duration) (nodeStatus, error) {
+func (f *statusFetcher) fetchNodeStatus(ctx context.Context, u string, timeout time.Duration) (nodeStatus, error) {
 	st := nodeStatus{URL: u}
-	body, err := fetchStats(ctx, u, timeout)
+	body, err := f.fetch(ctx, u, timeout)
 	if err != nil {
 		st.Error = err.Error()
 		return st, err
 	}
-	st.Grid = new(grid.ManagerStats)
-	if err := json.Unmarshal(body, st.Grid); err != nil {
-		return st, fmt.Errorf("%s: %w: %w", u, errNotGridStats, err)
+	if err := json.Unmarshal(body, &st.nodeStats); err != nil || st.Grid == nil {
+		return st, fmt.Errorf("%s: %w (no \"grid\" object; is this an operations port?): %v", u, errNotStats, err)
 	}
-	// A gateway or worker node also serves its own counters; a plain
-	// grid node answers 404 there, and is shown without them.
-	var gs gateway.NodeStats
-	fetchPart(ctx, sibling(u, gateway.StatsPath), timeout, &gs)
-	st.Gateway, st.Dispatch = gs.Gateway, gs.Dispatch
-	var ws worker.NodeStats
-	fetchPart(ctx, sibling(u, worker.StatsPath), timeout, &ws)
-	st.Worker, st.Processes = ws.Worker, ws.Processes
 	return st, nil
-}
-
-// fetchPart decodes the JSON at u into v, if the node serves it.
-func fetchPart(ctx context.Context, u string, timeout time.Duration, v any) {
-	if body, err := fetchStats(ctx, u, timeout); err == nil {
-		_ = json.Unmarshal(body, v)
-	}
 }
 
 // statsURL turns a node URL into the URL of its stats.
@@ -134,29 +142,25 @@ func statsURL(arg string) (string, error) {
 		return "", fmt.Errorf("bad node URL %q: want http(s)://host:port[/path]", arg)
 	}
 	if u.Path == "" || u.Path == "/" {
-		u.Path = grid.DefaultStatsPath
+		u.Path = ops.StatsPath
 	}
 	return u.String(), nil
-}
-
-// sibling returns the URL u with its path replaced by path.
-func sibling(u, path string) string {
-	p, _ := url.Parse(u) // built by statsURL
-	p.Path = path
-	return p.String()
 }
 
 // maxStatsBody bounds what status reads from a node.
 const maxStatsBody = 8 << 20
 
-func fetchStats(ctx context.Context, u string, timeout time.Duration) ([]byte, error) {
+func (f *statusFetcher) fetch(ctx context.Context, u string, timeout time.Duration) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	if f.token != "" {
+		req.Header.Set("Authorization", "Bearer "+f.token)
+	}
+	resp, err := f.http.Do(req)
 	if err != nil {
 		return nil, err
 	}
@@ -165,7 +169,10 @@ func fetchStats(ctx context.Context, u string, timeout time.Duration) ([]byte, e
 	if err != nil {
 		return nil, err
 	}
-	if resp.StatusCode != http.StatusOK {
+	switch {
+	case resp.StatusCode == http.StatusUnauthorized && f.token == "":
+		return nil, fmt.Errorf("HTTP 401: the operations port wants its token (-token-file)")
+	case resp.StatusCode != http.StatusOK:
 		return nil, fmt.Errorf("HTTP %d: %s", resp.StatusCode, strings.TrimSpace(string(body)))
 	}
 	return body, nil

@@ -5,8 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"net"
-	"net/http"
-	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -14,10 +14,14 @@ import (
 	"github.com/gridmesh/gridmesh/gateway"
 	"github.com/gridmesh/gridmesh/gateway/worker"
 	"github.com/gridmesh/gridmesh/grid"
+	"github.com/gridmesh/gridmesh/internal/ops"
+	"github.com/gridmesh/gridmesh/internal/testcerts"
+	"github.com/gridmesh/gridmesh/internal/tlsfiles"
 )
 
-// TestStatus runs `gridmesh status` against two live grid nodes' stats
-// endpoints, as a table and as JSON, and against a dead address.
+// TestStatus runs `gridmesh status` against two live grid nodes'
+// operations ports, as a table and as JSON, and against a dead address.
+// Node 0's port is HTTPS (-cacert) behind a token (-token-file).
 func TestStatus(t *testing.T) {
 	lns := make([]net.Listener, 2)
 	hosts := make([]string, 2)
@@ -28,42 +32,55 @@ func TestStatus(t *testing.T) {
 		}
 		lns[i], hosts[i] = ln, "http://"+ln.Addr().String()
 	}
+	dir := t.TempDir()
+	certs := testcerts.NewCA(t, "ops CA").WriteFiles(t, dir, "ops", "127.0.0.1")
+	tlsFiles, err := tlsfiles.Load(tlsfiles.Files{Cert: certs.Cert, Key: certs.Key}, tlsfiles.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokenFile := filepath.Join(dir, "token")
+	if err := os.WriteFile(tokenFile, []byte("ops-token\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	var statsURLs []string
 	var managers []*grid.Manager
 	for i, ln := range lns {
-		m, err := grid.NewManager(context.Background(), grid.Options{Local: hosts[i], Hosts: hosts, Secret: []byte("s")})
+		node, err := grid.StartNode(context.Background(), ln, grid.Options{Local: hosts[i], Hosts: hosts, Secret: []byte("s")})
 		if err != nil {
 			t.Fatal(err)
 		}
-		mux := http.NewServeMux()
-		mux.Handle(grid.DefaultRoutePath, m.Handler())
-		mux.Handle(grid.DefaultStatsPath, m.StatsHandler())
+		m := node.Manager
 		// Node 0 also plays a worker with contract processes, node 1 a
 		// gateway.
-		var path string
-		var parts any
-		if i == 0 {
-			path, parts = worker.StatsPath, worker.NodeStats{
-				Worker:    &worker.Status{Capacity: 8, Running: 3, Done: 42, Refused: 2, Draining: true},
-				Processes: &worker.ProcessStats{Processes: 2, Running: 2, Starts: 3, Ended: 1, Cancelled: 4},
-			}
-		} else {
-			path, parts = gateway.StatsPath, gateway.NodeStats{
+		parts := nodeStats{
+			Worker:    &worker.Status{Capacity: 8, Running: 3, Done: 42, Refused: 2, Draining: true, ContractErrors: 50, ContractTimeouts: 3},
+			Processes: &worker.ProcessStats{Processes: 2, Running: 2, Starts: 3, Ended: 1, Cancelled: 4},
+		}
+		opts := ops.Options{Listen: "127.0.0.1:0", Token: "ops-token", TLSConfig: tlsFiles.ServerConfig()}
+		scheme := "https://"
+		if i == 1 {
+			parts = nodeStats{
 				Gateway:  &gateway.Stats{Received: 7, Sent: 6, Connected: true, Journaled: 6, MarksPending: 9, MarksDropped: 11},
 				Dispatch: &gateway.DispatchStats{Redispatched: 1, Workers: []gateway.WorkerStats{{Host: hosts[0], Up: true, Capacity: 8, Running: 3, Done: 5}}},
 			}
+			opts = ops.Options{Listen: "127.0.0.1:0"}
+			scheme = "http://"
 		}
-		mux.HandleFunc(path, func(w http.ResponseWriter, _ *http.Request) {
-			json.NewEncoder(w).Encode(parts)
-		})
-		srv := httptest.NewUnstartedServer(mux)
-		srv.Listener.Close()
-		srv.Listener = ln
-		srv.Start()
-		t.Cleanup(func() { m.Close(); srv.Close() })
+		opts.Stats = func() any {
+			st := parts
+			gs := m.Stats()
+			st.Grid = &gs
+			return st
+		}
+		srv, err := ops.Listen(opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = srv.Close(); _ = node.Close() })
 		managers = append(managers, m)
-		statsURLs = append(statsURLs, hosts[i])
+		statsURLs = append(statsURLs, scheme+srv.Addr().String())
 	}
+	auth := []string{"-cacert", certs.CA, "-token-file", tokenFile}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for _, m := range managers {
@@ -72,7 +89,7 @@ func TestStatus(t *testing.T) {
 		}
 	}
 	var out, errOut bytes.Buffer
-	if code := run(context.Background(), append([]string{"status"}, statsURLs...), &out, &errOut); code != 0 {
+	if code := run(context.Background(), append(append([]string{"status"}, auth...), statsURLs...), &out, &errOut); code != 0 {
 		t.Fatalf("status exited %d: %s%s", code, out.String(), errOut.String())
 	}
 	for _, h := range hosts {
@@ -85,6 +102,9 @@ func TestStatus(t *testing.T) {
 	}
 	if n := strings.Count(out.String(), "worker: running 3 of 8, done 42, refused 2, draining"); n != 1 {
 		t.Errorf("worker counters shown %d times, want once (node 0 only):\n%s", n, out.String())
+	}
+	if !strings.Contains(out.String(), "contract errors 50, timeouts 3") {
+		t.Errorf("no contract failure counters in:\n%s", out.String())
 	}
 	if !strings.Contains(out.String(), "contract processes: 2 of 2 up") || !strings.Contains(out.String(), ", 4 cancelled") {
 		t.Errorf("no process pool line, or no cancels in it:\n%s", out.String())
@@ -100,24 +120,18 @@ func TestStatus(t *testing.T) {
 	// -json: one object per node with the grid's and the gateway parts'
 	// stats, under the documented names.
 	out.Reset()
-	if code := run(context.Background(), []string{"status", "-json", statsURLs[0]}, &out, &errOut); code != 0 || !strings.Contains(out.String(), `"State": "connected"`) {
+	if code := run(context.Background(), append(append([]string{"status", "-json"}, auth...), statsURLs[0]), &out, &errOut); code != 0 || !strings.Contains(out.String(), `"state": "connected"`) {
 		t.Fatalf("status -json: exit %d:\n%s", code, out.String())
 	}
 	objs := decodeStatusJSON(t, out.Bytes())
 	if len(objs) != 1 {
 		t.Fatalf("status -json of one node printed %d objects:\n%s", len(objs), out.String())
 	}
-	var st struct {
-		URL  string             `json:"url"`
-		Grid *grid.ManagerStats `json:"grid"`
-		gateway.NodeStats
-		Worker    *worker.Status       `json:"worker"`
-		Processes *worker.ProcessStats `json:"processes"`
-	}
+	var st nodeStatus
 	if err := json.Unmarshal(objs[0], &st); err != nil {
 		t.Fatal(err)
 	}
-	if st.URL != hosts[0]+grid.DefaultStatsPath || st.Grid == nil || st.Grid.Local != hosts[0] || st.Grid.Connected != 1 ||
+	if st.URL != statsURLs[0]+ops.StatsPath || st.Grid == nil || st.Grid.Local != hosts[0] || st.Grid.Connected != 1 ||
 		st.Worker == nil || st.Worker.Done != 42 || st.Worker.Refused != 2 || !st.Worker.Draining ||
 		st.Processes == nil || st.Processes.Starts != 3 || st.Gateway != nil || st.Dispatch != nil {
 		t.Errorf("status -json of the worker node:\n%s", out.String())
@@ -157,7 +171,7 @@ func TestStatus(t *testing.T) {
 	// With -json a dead node is an object too, with its error.
 	out.Reset()
 	errOut.Reset()
-	if code := run(context.Background(), []string{"status", "-json", "-timeout=2s", statsURLs[0], "http://" + dead.Addr().String()}, &out, &errOut); code != 1 {
+	if code := run(context.Background(), []string{"status", "-json", "-timeout=2s", statsURLs[1], "http://" + dead.Addr().String()}, &out, &errOut); code != 1 {
 		t.Fatalf("-json with a dead node: exit %d, out %q, err %q", code, out.String(), errOut.String())
 	}
 	objs = decodeStatusJSON(t, out.Bytes())
@@ -170,8 +184,24 @@ func TestStatus(t *testing.T) {
 		!strings.Contains(deadSt.URL, dead.Addr().String()) {
 		t.Fatalf("-json with a dead node:\n%s", out.String())
 	}
-	if code := run(context.Background(), []string{"status", "ftp://x"}, &out, &errOut); code != 1 || !strings.Contains(errOut.String(), "bad node URL") {
+	if code := run(context.Background(), []string{"status", "ftp://x"}, &out, &errOut); code != 2 || !strings.Contains(errOut.String(), "bad node URL") {
 		t.Fatalf("bad URL: exit %d, err %q", code, errOut.String())
+	}
+	// Without the token, or without trusting the CA, node 0 does not
+	// answer; the grid port is no operations port.
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-cacert", certs.CA, statsURLs[0]}, "HTTP 401"},
+		{[]string{"-token-file", tokenFile, statsURLs[0]}, "certificate"},
+		{[]string{hosts[0]}, "HTTP 404"},
+	} {
+		out.Reset()
+		errOut.Reset()
+		if code := run(context.Background(), append([]string{"status", "-timeout=5s"}, tc.args...), &out, &errOut); code != 1 || !strings.Contains(out.String(), tc.want) {
+			t.Errorf("status %v: exit %d, out %q, err %q; want %q", tc.args, code, out.String(), errOut.String(), tc.want)
+		}
 	}
 }
 

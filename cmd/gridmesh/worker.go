@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -33,6 +34,11 @@ func runWorker(ctx context.Context, args []string, out io.Writer) error {
 	if drain.set {
 		cfg.DrainTimeout = drain.d
 	}
+	// A contract that cannot run would fail every transaction: refuse to
+	// start, naming the field.
+	if err := worker.CheckCommand(cfg.Command, cfg.Dir); err != nil {
+		return fmt.Errorf("%s: command: %w", path, err)
+	}
 	fn, pool, closeContract, err := workerContract(cfg, logger)
 	if err != nil {
 		return err
@@ -47,7 +53,7 @@ func runWorker(ctx context.Context, args []string, out io.Writer) error {
 	// The handlers are registered before the node dials or accepts a
 	// gateway, so its first probe finds them. The node outlives ctx.
 	node, w, err := worker.Listen(context.WithoutCancel(ctx), addr, opts,
-		worker.Options{Contract: fn, Capacity: cfg.Capacity, Mode: cfg.Mode})
+		worker.Options{Contract: fn, Capacity: cfg.Capacity, Mode: cfg.Mode, Logger: logger})
 	if err != nil {
 		return err
 	}
@@ -56,7 +62,25 @@ func runWorker(ctx context.Context, args []string, out io.Writer) error {
 	// refused: the gateway runs them elsewhere), so that the node's Close
 	// does not wait for them.
 	defer w.Close()
-	serveMetrics(node, worker.MetricsPath, worker.StatsPath, &worker.Metrics{Worker: w, Processes: pool})
+	opsSrv, err := startOps(&cfg.Ops, cfg.Grid, opsNode{
+		manager: node.Manager,
+		worker:  &worker.Metrics{Worker: w, Processes: pool},
+		health: func() error {
+			if node.Manager.Context().Err() != nil {
+				return errors.New("the worker's grid node has closed")
+			}
+			return nil
+		},
+		ready: w.Ready,
+	}, logger)
+	if err != nil {
+		return err
+	}
+	if opsSrv != nil {
+		// Up through the drain (the probes say it drains), closed first
+		// after it.
+		defer opsSrv.Close()
+	}
 	logger.Info("worker: ready", "grid", cfg.Grid.Local, "listen", addr, "capacity", cfg.Capacity, "mode", cfg.Mode, "command", cfg.Command)
 	<-ctx.Done()
 	drainWorker(ctx, w, cfg.DrainTimeout, logger)

@@ -51,9 +51,14 @@ const SecretEnvPrefix = "SC_SECRET_"
 // the whole group is killed with SIGKILL, children included; children
 // still running when the command exits are killed too. A contract that
 // must keep state between transactions should use a Go Contract instead.
+//
+// A command that cannot be run (CheckCommand) is refused with ErrCommand.
 func ExecContract(cfg ExecConfig) (contract.Func, error) {
 	if len(cfg.Command) == 0 || cfg.Command[0] == "" {
 		return nil, configError("command", "is required")
+	}
+	if err := CheckCommand(cfg.Command, cfg.Dir); err != nil {
+		return nil, err
 	}
 	defaults.Set(&cfg.MaxLogBytes, 64<<10)
 	defaults.Set(&cfg.MaxResultBytes, 4<<20)

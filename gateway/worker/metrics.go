@@ -7,8 +7,10 @@ import (
 	"github.com/gridmesh/gridmesh/internal/promtext"
 )
 
-// Paths where the gridmesh command serves a worker node's counters,
-// beside the grid's own (grid.DefaultStatsPath, grid.DefaultMetricsPath).
+// Paths to serve a worker node's counters at beside the grid's own
+// (grid.DefaultStatsPath, grid.DefaultMetricsPath), for a library user.
+// The gridmesh command serves them on its operations port instead: the
+// metrics within /metrics, the stats within /stats.
 const (
 	// MetricsPath serves Metrics.Handler: the Prometheus text format.
 	MetricsPath = "/gridmesh/worker/metrics"
@@ -82,8 +84,11 @@ func (m *Metrics) StatsHandler() http.Handler {
 // format (version 0.0.4); counters end in _total. It needs no Prometheus
 // library.
 func (m *Metrics) Handler() http.Handler {
-	return promtext.Handler(promtext.ContentType, func(w io.Writer) { writeMetrics(w, m.Stats()) })
+	return promtext.Handler(promtext.ContentType, m.WriteMetrics)
 }
+
+// WriteMetrics writes what Handler serves to w.
+func (m *Metrics) WriteMetrics(w io.Writer) { writeMetrics(w, m.Stats()) }
 
 // writeMetrics writes the parts of st that are set.
 func writeMetrics(w io.Writer, st NodeStats) {

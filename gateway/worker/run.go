@@ -106,14 +106,18 @@ func (w *Worker) givenUp(id string) *wire.TxResult {
 	return &wire.TxResult{ID: id, Draining: true, Error: wire.ErrDraining.Error() + ": worker closed before the transaction finished"}
 }
 
-// count counts a result's contract error or timeout.
+// count counts a result's contract error or timeout, and logs it
+// (failLog).
 func (w *Worker) count(res *wire.TxResult) {
 	switch {
 	case res.TimedOut:
 		w.contractTimeouts.Add(1)
 	case res.Error != "":
 		w.contractErrors.Add(1)
+	default:
+		return
 	}
+	w.failLog.log(w.opts.Logger, res, time.Now())
 }
 
 // recent is wire.HandlerRecent: the IDs of the runs the record holds.

@@ -3,6 +3,8 @@ package worker
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -46,6 +48,12 @@ type Options struct {
 	RecordRuns  int
 	RecordBytes int
 	RecordTTL   time.Duration
+	// Logger receives a WARN line per transaction whose contract failed
+	// or timed out, with its ID, at most 10 lines per 10 seconds (the
+	// next line says how many were not logged); the counters
+	// (Status.ContractErrors, ContractTimeouts) count them all. Default:
+	// discard.
+	Logger *slog.Logger
 }
 
 // Worker serves transactions to the gateways of its grid. It registers
@@ -75,10 +83,13 @@ type Worker struct {
 
 	done, refused, fromRecord, contractErrors, contractTimeouts atomic.Uint64
 
+	failLog failLog
+
 	mu       sync.Mutex
 	draining bool
-	accepted int           // run calls taken and not yet returned
-	idle     chan struct{} // made by Drain; closed once accepted is 0 while draining
+	gateways map[string]bool // peers that asked for the worker's info
+	accepted int             // run calls taken and not yet returned
+	idle     chan struct{}   // made by Drain; closed once accepted is 0 while draining
 }
 
 // New registers a worker's handlers on m. A gateway that reached m
@@ -152,6 +163,9 @@ func newWorker(reg *handlers.Registry, opts Options) (*Worker, error) {
 	defaults.Set(&opts.RecordRuns, DefaultRecordRuns)
 	defaults.Set(&opts.RecordBytes, DefaultRecordBytes)
 	defaults.Set(&opts.RecordTTL, DefaultRecordTTL)
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
 	w := &Worker{
 		opts: opts, sem: make(chan struct{}, opts.Capacity),
 		rec: newRecord(opts.RecordRuns, opts.RecordBytes, opts.RecordTTL),
@@ -257,7 +271,10 @@ func (w *Worker) settle(ctx context.Context) error {
 	}
 }
 
-func (w *Worker) info(context.Context, *handlers.NoPayload) (*wire.WorkerInfo, error) {
+func (w *Worker) info(ctx context.Context, _ *handlers.NoPayload) (*wire.WorkerInfo, error) {
+	if host, ok := grid.PeerFromContext(ctx); ok {
+		w.noteGateway(host)
+	}
 	info := &wire.WorkerInfo{Capacity: w.opts.Capacity, Running: w.Running(), Mode: w.opts.Mode}
 	if w.Draining() {
 		info.Capacity, info.Draining = 0, true

@@ -1,75 +1,24 @@
 package config
 
 import (
-	"bytes"
-	"errors"
-	"fmt"
-	"io"
-	"net/url"
 	"os"
 	"runtime"
 	"time"
 
-	"gopkg.in/yaml.v3"
-
 	"github.com/gridmesh/gridmesh/gateway"
 	"github.com/gridmesh/gridmesh/gateway/worker"
-	"github.com/gridmesh/gridmesh/grid"
 	"github.com/gridmesh/gridmesh/internal/defaults"
 )
-
-// Grid places a node in the grid.
-type Grid struct {
-	// Local is this node's URL, one of Hosts. Required.
-	Local string `yaml:"local"`
-	// Hosts lists every node of the grid (gateway and workers), the same
-	// list on every node. Required.
-	Hosts []string `yaml:"hosts"`
-	// Secret is the grid's shared secret. Required.
-	Secret string `yaml:"secret"`
-	// Listen is the TCP address to serve on. Default: Local's host:port.
-	Listen string `yaml:"listen"`
-}
-
-// Options returns grid options for this node.
-func (g Grid) Options() grid.Options {
-	return grid.Options{Local: g.Local, Hosts: g.Hosts, Secret: []byte(g.Secret)}
-}
-
-// ListenAddr returns the address to listen on.
-func (g Grid) ListenAddr() (string, error) {
-	if g.Listen != "" {
-		return g.Listen, nil
-	}
-	u, err := url.Parse(g.Local)
-	if err != nil || u.Host == "" {
-		return "", configError("grid.local", "%q is not a URL with host:port", g.Local)
-	}
-	return u.Host, nil
-}
-
-func (g Grid) validate() error {
-	switch {
-	case g.Local == "":
-		return configError("grid.local", "is required")
-	case len(g.Hosts) == 0:
-		return configError("grid.hosts", "is required")
-	case g.Secret == "":
-		return configError("grid.secret", "is required")
-	}
-	for _, h := range g.Hosts {
-		if h == g.Local {
-			return nil
-		}
-	}
-	return configError("grid.local", "%q is not one of grid.hosts", g.Local)
-}
 
 // Gateway is the gateway's YAML configuration: the Prime client's
 // fields at the top level, the grid under "grid", and the gateway's own.
 type Gateway struct {
 	gateway.PrimeConfig `yaml:",inline"`
-	Grid                Grid `yaml:"grid"`
+	// APIKeyFile names a file holding api_key (a trailing newline is
+	// dropped): give one of the two.
+	APIKeyFile string `yaml:"api_key_file"`
+	Grid       Grid   `yaml:"grid"`
+	Ops        `yaml:",inline"`
 	// JournalPath is the bbolt file holding results until they reach
 	// Prime. Default "gridmesh-gateway.db".
 	JournalPath string `yaml:"journal_path"`
@@ -99,6 +48,7 @@ type Gateway struct {
 // Worker is a worker's YAML configuration.
 type Worker struct {
 	Grid Grid `yaml:"grid"`
+	Ops  `yaml:",inline"`
 	// Capacity is how many transactions the worker runs at once. Default:
 	// process.processes × process.in_flight when in_flight is set, else
 	// the number of CPUs.
@@ -166,7 +116,7 @@ type WorkerProcess struct {
 // LoadGateway reads a gateway configuration from a YAML file.
 func LoadGateway(path string) (*Gateway, error) {
 	cfg := new(Gateway)
-	if err := decodeYAML(path, cfg); err != nil {
+	if err := decodeYAML(path, cfg, os.LookupEnv); err != nil {
 		return nil, err
 	}
 	if err := cfg.Validate(); err != nil {
@@ -175,12 +125,19 @@ func LoadGateway(path string) (*Gateway, error) {
 	return cfg, nil
 }
 
-// Validate applies defaults and reports the first invalid field.
+// Validate applies defaults, reads the files the configuration names
+// (secrets, TLS), and reports the first invalid field.
 func (c *Gateway) Validate() error {
+	if err := readSecret(&c.APIKey, c.APIKeyFile, "api_key", "api_key_file"); err != nil {
+		return err
+	}
 	if err := c.PrimeConfig.Validate(); err != nil {
 		return primeError{err}
 	}
 	if err := c.Grid.validate(); err != nil {
+		return err
+	}
+	if err := c.Ops.validate(&c.Grid); err != nil {
 		return err
 	}
 	if c.JournalRetention < 0 || c.JournalMaxAge < 0 || c.JournalMaxPendingMarks < 0 || c.TransactionTimeout < 0 || c.DrainTimeout < 0 {
@@ -212,7 +169,7 @@ func checkMaxResultBytes(field string, n int) error {
 // LoadWorker reads a worker configuration from a YAML file.
 func LoadWorker(path string) (*Worker, error) {
 	cfg := new(Worker)
-	if err := decodeYAML(path, cfg); err != nil {
+	if err := decodeYAML(path, cfg, os.LookupEnv); err != nil {
 		return nil, err
 	}
 	if err := cfg.Validate(); err != nil {
@@ -221,9 +178,13 @@ func LoadWorker(path string) (*Worker, error) {
 	return cfg, nil
 }
 
-// Validate applies defaults and reports the first invalid field.
+// Validate applies defaults, reads the files the configuration names
+// (secrets, TLS), and reports the first invalid field.
 func (c *Worker) Validate() error {
 	if err := c.Grid.validate(); err != nil {
+		return err
+	}
+	if err := c.Ops.validate(&c.Grid); err != nil {
 		return err
 	}
 	if len(c.Command) == 0 || c.Command[0] == "" {
@@ -306,38 +267,4 @@ func (c *Worker) Exec() worker.ExecConfig {
 		MaxLogBytes: c.MaxLogBytes, MaxResultBytes: c.MaxResultBytes,
 		OutputToChain: c.OutputToChain == nil || *c.OutputToChain,
 	}
-}
-
-// decodeYAML decodes one YAML document from path into v, refusing unknown
-// fields.
-func decodeYAML(path string, v any) error {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Errorf("config: read %s: %w", path, err)
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(v); err != nil {
-		if errors.Is(err, io.EOF) {
-			return fmt.Errorf("%w: %s is empty", ErrConfig, path)
-		}
-		return fmt.Errorf("%w: %s: %w", ErrConfig, path, err)
-	}
-	return nil
-}
-
-// ErrConfig: a configuration file is invalid; the error text names the
-// YAML field. The Prime fields of a gateway's file are checked by
-// gateway.PrimeConfig.Validate, whose errors wrap gateway.ErrConfig.
-var ErrConfig = errors.New("config: invalid configuration")
-
-// primeError is an error of the Prime fields: its text is
-// gateway.PrimeConfig.Validate's, and it is both gateway.ErrConfig and
-// ErrConfig.
-type primeError struct{ error }
-
-func (e primeError) Unwrap() []error { return []error{e.error, ErrConfig} }
-
-func configError(field, format string, args ...any) error {
-	return fmt.Errorf("%w: %s %s", ErrConfig, field, fmt.Sprintf(format, args...))
 }
