@@ -232,7 +232,8 @@ func TestNodeReapsSlowStrangers(t *testing.T) {
 	lns, names := listen(t, 2)
 	o := baseOptions(names[0], names)
 	o.HandshakeTimeout = hs
-	startTestNode(t, lns[0], o)
+	n := startTestNode(t, lns[0], o)
+	n.Handle(DefaultStatsPath, n.Manager.StatsHandler()) // a plain HTTP route beside the grid's
 	lns[1].Close()
 	addr := lns[0].Addr().String()
 	dial := func() net.Conn {
