@@ -35,12 +35,16 @@ type cstream struct {
 	parked    bool               // the send token waits for credit
 	inClosed  bool               // our input ended
 	ended     bool               // OpStreamEnd (or a refusal) arrived
-	final     bool               // the last Response is decided (or nobody reads them): drop what arrives
+	final     bool               // the last Response is decided (or nobody reads them)
 	finalErr  error              // it (nil: Responses just closes)
 	pending   bool               // the final is still to be delivered by the forwarder
+	dropping  bool               // messages not taken are dropped, and what arrives (dropLocked)
+	cancelled bool               // the caller gave up (abort): nothing waits for it to read
+	lostErr   error              // the final, if Responses closed without it (putFinalLocked)
+	kick      chan struct{}      // cap 1: wakes the forwarder to drop; made with the first forwarder
 	delivered bool               // Responses is closed
 	done      chan struct{}      // closed with Responses; made on demand
-	stop      func() bool        // stops the AfterFunc watching ctx
+	stop      func() bool        // stops the AfterFunc watching ctx; called when Responses closes
 	commit    int64              // of Session.committed; guarded by Session.strMu
 }
 
@@ -166,12 +170,27 @@ func (cs *cstream) forwardRequests(ctx context.Context, reqs <-chan []byte) {
 
 // abort ends the stream early with err: the peer is told to cancel (unless
 // err is a deadline, which the peer sees too, or the session is gone), the
-// messages not yet taken are dropped, and err is the last Response. The
-// state stays until the peer's OpStreamEnd, so slot accounting stays exact.
+// messages not yet taken are dropped and recycled, and err is the last
+// Response. Responses closes at once, whether or not the caller reads it:
+// nothing waits for the caller any more (see putFinalLocked). The state
+// stays until the peer's OpStreamEnd, so slot accounting stays exact.
+//
+// A stream whose end was already decided (the handler returned, or the
+// session ended) but whose caller has not taken everything drops what is
+// left the same way and keeps its final.
 func (cs *cstream) abort(err error) {
 	s := cs.s
 	cs.mu.Lock()
+	if cs.delivered || cs.cancelled {
+		cs.mu.Unlock()
+		return
+	}
+	cs.cancelled = true
 	if cs.final {
+		if cs.resp != nil {
+			cs.dropLocked()
+			cs.settleLocked(false)
+		}
 		cs.mu.Unlock()
 		return
 	}

@@ -39,3 +39,14 @@ func (q *msgQueue[T]) clear() {
 	clear(q.buf)
 	q.buf, q.head = nil, 0
 }
+
+// dropMsgs empties q, recycling its messages, and reports how many there
+// were.
+func dropMsgs(q *msgQueue[[]byte]) int {
+	n := q.len()
+	for q.len() > 0 {
+		Recycle(q.pop())
+	}
+	q.clear()
+	return n
+}

@@ -90,8 +90,12 @@ func (s *Session) handleStreamOut(br *bufio.Reader, h Header) error {
 		return fmt.Errorf("%w: message for stream %d before its accept", ErrProtocol, h.ID)
 	}
 	msg, complete, err := s.gather(&cs.partial, &cs.chunk, h, p)
-	if err != nil || !complete || cs.final {
+	if err != nil || !complete {
 		return err
+	}
+	if cs.final {
+		Recycle(msg) // the caller gave up, or the stream is over: nobody takes it
+		return nil
 	}
 	if cs.out.full() {
 		return fmt.Errorf("%w: stream %d sent beyond its credit", ErrProtocol, h.ID)

@@ -452,7 +452,7 @@ func (s *Session) grantInLocked(ss *sstream) {
 // over in or sends on out without watching ctx still gets out.
 func (ss *sstream) waitHandler() {
 	ss.mu.Lock()
-	ss.over.clear()
+	dropMsgs(&ss.over)
 	if ss.in != nil && !ss.inShut {
 		ss.inShut = true
 		close(ss.in)
@@ -478,7 +478,7 @@ func (s *Session) endStream(ss *sstream) {
 	ss.mu.Lock()
 	cancelled = cancelled || ss.cancelled
 	herr, tooLarge := ss.herr, ss.sendErr
-	ss.over.clear()
+	dropMsgs(&ss.over)
 	ss.mu.Unlock()
 	s.strMu.Lock()
 	if s.sstreams[ss.id] == ss {
@@ -529,8 +529,12 @@ func (s *Session) handleStreamIn(br *bufio.Reader, h Header) error {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	msg, complete, err := s.gather(&ss.partial, &ss.chunk, h, p)
-	if err != nil || !complete || ss.cancelled || ss.inShut && !ss.inClosed {
+	if err != nil || !complete {
 		return err
+	}
+	if ss.cancelled || ss.inShut && !ss.inClosed {
+		Recycle(msg) // the stream is cancelled or over: nobody takes it
+		return nil
 	}
 	if ss.inClosed {
 		return fmt.Errorf("%w: input for stream %d after its end", ErrProtocol, h.ID)
@@ -580,8 +584,17 @@ func (s *Session) cancelStream(id uint64) {
 	}
 	ss.mu.Lock()
 	ss.cancelled = true
-	ss.over.clear()
+	if !ss.direct && ss.over.len() > 0 {
+		// The pump may be handing the first one to the handler right
+		// now (it peeks, and pops once the handler took it): it is not
+		// ours to recycle.
+		ss.over.pop()
+	}
+	n := dropMsgs(&ss.over)
 	ss.mu.Unlock()
+	if dropHook != nil && n > 0 {
+		dropHook(n)
+	}
 	ss.rc.cancel(context.Canceled)
 	ss.wake()
 }
