@@ -68,6 +68,7 @@ func (cs *cstream) putFinalLocked() bool {
 // drops that message too and delivers the final at once.
 func (cs *cstream) dropLocked() {
 	cs.dropping = true
+	cs.s.dropIn(&cs.out.bytes)
 	n := cs.over.len()
 	for cs.over.len() > 0 {
 		Recycle(cs.over.pop().Msg)
@@ -191,11 +192,7 @@ func (cs *cstream) forward() {
 			return
 		default:
 			cs.out.pushed++
-			if !cs.final {
-				if g := cs.out.grantable(len(cs.resp)); g > 0 {
-					s.grant(OpStreamCreditOut, cs.id, g)
-				}
-			}
+			cs.grantLocked()
 		}
 		cs.mu.Unlock()
 	}

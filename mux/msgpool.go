@@ -27,10 +27,12 @@ var (
 )
 
 // Class bounds: below minMsgClass a message is cheaper to allocate than to
-// pool; above maxMsgClass buffers are not kept.
+// pool; above maxMsgClass buffers are not kept: only messages in one frame
+// are read into pooled buffers (a message in chunks is gathered into a
+// buffer of its exact size, chunks.go).
 const (
 	minMsgClass  = 64
-	maxMsgClass  = 16 << 20
+	maxMsgClass  = MaxFramePayload
 	smallClasses = 32 << 10 // up to here, the Go allocator's classes
 )
 
@@ -78,7 +80,8 @@ func getMsg(n int) []byte {
 // again: the next message may be read into it. Recycling is optional; a
 // message never recycled is reclaimed by the garbage collector as usual.
 // Recycle does nothing for slices with less than 64 bytes of capacity or
-// more than 32 MiB (twice the largest class).
+// more than 128 KiB (twice the largest class): messages larger than 64 KiB
+// are gathered into buffers of their exact size, not pooled.
 func Recycle(b []byte) {
 	c := cap(b)
 	if c < minMsgClass || c > 2*maxMsgClass {

@@ -30,10 +30,38 @@ func (q *msgQueue[T]) pop() T {
 	q.buf[q.head] = zero
 	q.head++
 	if q.head == len(q.buf) {
-		q.buf, q.head = q.buf[:0], 0
+		q.emptied()
 	}
 	return v
 }
+
+// unpush removes the value pushed last.
+func (q *msgQueue[T]) unpush() T {
+	var zero T
+	n := len(q.buf) - 1
+	v := q.buf[n]
+	q.buf[n] = zero
+	q.buf = q.buf[:n]
+	if q.head == n {
+		q.emptied()
+	}
+	return v
+}
+
+// emptied readies an empty queue for reuse: its storage is kept, unless a
+// burst grew it beyond keptCap (then it goes to the garbage collector, so
+// that a stream that once queued many messages does not keep their slots).
+func (q *msgQueue[T]) emptied() {
+	if cap(q.buf) > keptCap {
+		q.buf = nil
+	} else {
+		q.buf = q.buf[:0]
+	}
+	q.head = 0
+}
+
+// keptCap is the most slots an empty queue keeps.
+const keptCap = 64
 
 func (q *msgQueue[T]) clear() {
 	clear(q.buf)

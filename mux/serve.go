@@ -12,15 +12,23 @@ import (
 	"github.com/gridmesh/gridmesh/handlers"
 )
 
-// partial is a request whose chunks are still arriving.
+// partial is a request (or stream open) whose chunks are still arriving.
 type partial struct {
 	stream   bool // OpStreamOpen rather than OpRequest
 	h        handlers.HandlerID
 	deadline uint32
 	arrived  time.Time // first chunk; the deadline counts from here
-	pb       *[]byte   // pooled buffer of the chunks so far; nil if rejected
-	seq      uint32    // next chunk expected
+	g        chunks    // the chunks so far (none if rejected)
 	rejected bool      // no handler slot: discard the chunks, then answer busy
+	skipped  int       // bytes discarded so far, if rejected
+	charged  int64     // counted in reqIn so far
+}
+
+func (p *partial) what() string {
+	if p.stream {
+		return "stream open"
+	}
+	return "request"
 }
 
 // handleRequest reads a request frame. A complete request is dispatched to
@@ -32,42 +40,65 @@ func (s *Session) handleRequest(br *bufio.Reader, h Header) error {
 	s.servMu.Lock()
 	p := s.partial[h.ID]
 	s.servMu.Unlock()
-	switch {
-	case p == nil || p.stream != (h.Op == OpStreamOpen):
+	if p == nil || p.stream != (h.Op == OpStreamOpen) {
 		return fmt.Errorf("%w: %v chunk %d of unknown request %d", ErrProtocol, h.Op, h.Seq, h.ID)
-	case h.Seq != p.seq:
-		return fmt.Errorf("%w: request %d chunk %d, expected %d", ErrProtocol, h.ID, h.Seq, p.seq)
-	case p.pb != nil && len(*p.pb)+int(h.Length) > s.cfg.MaxMessageSize:
-		return fmt.Errorf("%w: request %d exceeds %d bytes", ErrProtocol, h.ID, s.cfg.MaxMessageSize)
 	}
-	p.seq++
 	if p.rejected {
+		if h.Seq != p.g.seq {
+			return fmt.Errorf("%w: %s %d chunk %d, expected %d", ErrProtocol, p.what(), h.ID, h.Seq, p.g.seq)
+		}
+		if p.skipped+int(h.Length) > s.cfg.MaxMessageSize {
+			return fmt.Errorf("%w: %s %d exceeds %d bytes", ErrProtocol, p.what(), h.ID, s.cfg.MaxMessageSize)
+		}
 		if err := skip(br, h.Length); err != nil {
 			return err
 		}
-	} else {
-		pb, err := readPooledChunk(br, p.pb, h, s.cfg.MaxMessageSize)
+		p.g.seq++
+		p.skipped += int(h.Length)
+		p.g.last.Store(time.Now().UnixNano())
+		if h.Flags&FlagMore != 0 {
+			return nil
+		}
+		s.servMu.Lock()
+		delete(s.partial, h.ID)
+		s.servMu.Unlock()
+		if p.stream {
+			return s.refuseStream(h.ID, codeStreams, "too many streams")
+		}
+		return s.answerError(h.ID, codeBusy, "no free handler slot")
+	}
+	if err := p.g.check(h, s.cfg.MaxMessageSize, p.what()); err != nil {
+		return err
+	}
+	if h.Flags&FlagMore != 0 {
+		if err := s.reqIn.add(MaxFramePayload); err != nil {
+			return err
+		}
+		p.charged += MaxFramePayload
+		seg, err := readSeg(br)
 		if err != nil {
 			return err
 		}
-		p.pb = pb
-	}
-	if h.Flags&FlagMore != 0 {
+		p.g.push(seg, s)
 		return nil
+	}
+	// The last chunk: the whole payload counts from now until the handler
+	// returns.
+	total := charge(p.g.size() + int(h.Length))
+	if err := s.reqIn.add(total - p.charged); err != nil {
+		return err
+	}
+	payload, err := p.g.finish(br, h, exactBuf)
+	if err != nil {
+		return err
 	}
 	s.servMu.Lock()
 	delete(s.partial, h.ID)
 	s.servMu.Unlock()
 	if p.stream {
-		if p.rejected {
-			return s.refuseStream(h.ID, codeStreams, "too many streams")
-		}
-		return s.serveStream(p.h, h.ID, p.deadline, p.arrived, *p.pb, p.pb)
+		return s.serveStream(p.h, h.ID, p.deadline, p.arrived, payload, false, total)
 	}
-	if p.rejected {
-		return s.answerError(h.ID, codeBusy, "no free handler slot")
-	}
-	return s.dispatch(p.h, h.ID, p.deadline, p.arrived, *p.pb, p.pb)
+	return s.dispatch(p.h, h.ID, p.deadline, p.arrived, payload, &payload, total)
 }
 
 func (s *Session) handleFirstChunk(br *bufio.Reader, h Header) error {
@@ -95,15 +126,24 @@ func (s *Session) handleFirstChunk(br *bufio.Reader, h Header) error {
 	default:
 	}
 	if h.Flags&FlagMore != 0 {
-		p := &partial{stream: stream, h: h.Handler, deadline: h.Deadline, arrived: now, seq: 1, rejected: !slot}
+		p := &partial{stream: stream, h: h.Handler, deadline: h.Deadline, arrived: now, rejected: !slot}
 		if slot {
-			pb, err := readPooledChunk(br, nil, h, s.cfg.MaxMessageSize)
+			if err := s.reqIn.add(MaxFramePayload); err != nil {
+				return err
+			}
+			p.charged = MaxFramePayload
+			seg, err := readSeg(br)
 			if err != nil {
 				return err
 			}
-			p.pb = pb
-		} else if err := skip(br, h.Length); err != nil {
-			return err
+			p.g.push(seg, s)
+		} else {
+			if err := skip(br, h.Length); err != nil {
+				return err
+			}
+			p.g.seq, p.skipped = 1, int(h.Length)
+			p.g.last.Store(time.Now().UnixNano())
+			s.armReaper()
 		}
 		s.servMu.Lock()
 		s.partial[h.ID] = p
@@ -124,19 +164,28 @@ func (s *Session) handleFirstChunk(br *bufio.Reader, h Header) error {
 		}
 		return s.answerError(h.ID, codeBusy, "no free handler slot")
 	}
-	if stream && h.Length == 0 {
-		// No pooled buffer: a stream may live long, and most open empty.
-		return s.serveStream(h.Handler, h.ID, h.Deadline, now, nil, nil)
+	if stream {
+		if h.Length == 0 {
+			// No buffer: a stream may live long, and most open empty.
+			return s.serveStream(h.Handler, h.ID, h.Deadline, now, nil, false, 0)
+		}
+		// A stream's payload counts until its handler returns.
+		total := charge(int(h.Length))
+		if err := s.reqIn.add(total); err != nil {
+			return err
+		}
+		payload, err := readMsg(br, h.Length)
+		if err != nil {
+			return err
+		}
+		return s.serveStream(h.Handler, h.ID, h.Deadline, now, payload, true, total)
 	}
 	pb := getBuf(int(h.Length))
 	if err := readFull(br, *pb); err != nil {
 		putBuf(pb)
 		return err
 	}
-	if stream {
-		return s.serveStream(h.Handler, h.ID, h.Deadline, now, *pb, pb)
-	}
-	return s.dispatch(h.Handler, h.ID, h.Deadline, now, *pb, pb)
+	return s.dispatch(h.Handler, h.ID, h.Deadline, now, *pb, pb, 0)
 }
 
 // checkNewID reports a protocol error if the peer's request or stream ID id
@@ -169,8 +218,10 @@ func errIDInUse(id uint64) error {
 }
 
 // dispatch starts the handler for a complete request; the caller holds a
-// handler slot for it. pb, if not nil, is the pooled buffer behind payload.
-func (s *Session) dispatch(h handlers.HandlerID, id uint64, deadline uint32, arrived time.Time, payload []byte, pb *[]byte) error {
+// handler slot for it. pb, if not nil, is the pooled buffer behind
+// payload; charged is what the request counts in reqIn until its handler
+// returns.
+func (s *Session) dispatch(h handlers.HandlerID, id uint64, deadline uint32, arrived time.Time, payload []byte, pb *[]byte, charged int64) error {
 	e := s.reg.Lookup(h)
 	var rc *reqCtx
 	if e != nil && e.Single != nil {
@@ -186,6 +237,7 @@ func (s *Session) dispatch(h handlers.HandlerID, id uint64, deadline uint32, arr
 		s.servMu.Unlock()
 		<-s.hslots
 		putBuf(pb)
+		s.reqIn.sub(charged)
 		switch {
 		case closed:
 			return nil
@@ -197,7 +249,7 @@ func (s *Session) dispatch(h handlers.HandlerID, id uint64, deadline uint32, arr
 	s.serving[id] = rc
 	s.servMu.Unlock()
 	s.stats.dispatched.Add(1)
-	j := job{rc: rc, fn: e.Single, h: h, payload: payload, pb: pb}
+	j := job{rc: rc, fn: e.Single, h: h, payload: payload, pb: pb, charged: charged}
 	if w := s.workers.take(); w != nil {
 		w.jobs <- j // buffered: never blocks
 		return nil
@@ -214,6 +266,7 @@ type job struct {
 	h       handlers.HandlerID
 	payload []byte
 	pb      *[]byte
+	charged int64 // counted in reqIn until the handler returns
 }
 
 // workerIdle is how long a worker waits for another request before it
@@ -350,9 +403,12 @@ func (s *Session) serve(j job) {
 	delete(s.serving, rc.id)
 	s.servMu.Unlock()
 	cancelled := rc.finish()
-	// The slot is free before the answer is queued, so that a caller who
-	// has the answer never finds the slot still taken.
+	// The slot is free, and the payload no longer counts, before the
+	// answer is queued: a caller who has the answer never finds the slot
+	// taken, and a peer that reserved the payload's bytes until the answer
+	// never sees them still counted here.
 	<-s.hslots
+	s.reqIn.sub(j.charged)
 	s.stats.served.Add(1)
 
 	hdr := Header{Op: OpResponse, ID: rc.id}
@@ -369,7 +425,18 @@ func (s *Session) serve(j job) {
 		msg := fmt.Sprintf("response of %d bytes exceeds %d", len(resp), s.maxSend)
 		hdr.Flags, resp = FlagError, appendError(nil, codeTooLarge, msg)
 	}
+	// An answer in chunks counts in the peer's MaxResponseBytes until its
+	// last chunk is queued: the peer, reading in order, has then let go
+	// of it by the time it reads anything queued later.
+	var reserved int64
+	if len(resp) > MaxFramePayload {
+		reserved = int64(len(resp))
+		if err := s.respOut.acquire(context.Background(), s.closing, reserved, "MaxResponseBytes"); err != nil {
+			reserved = 0 // the session ended: the send fails too
+		}
+	}
 	_, _ = s.send(context.Background(), hdr, resp) // fails only if the session ended
+	s.respOut.release(reserved)
 	s.stats.answered.Add(1)
 	putBuf(j.pb)
 }
@@ -386,9 +453,28 @@ func (s *Session) run(ctx context.Context, fn handlers.SingleHandler, h handlers
 	return resp, err, false
 }
 
+// cancelDeadline, as the first payload byte of an OpCancel for a stream,
+// says that the caller's deadline passed (SPEC.md, Streams).
+const cancelDeadline = 1
+
+// readCancel reads an OpCancel's payload: whether it says the caller's
+// deadline passed. Bytes after the first are ignored.
+func readCancel(br *bufio.Reader, n uint32) (deadline bool, err error) {
+	if n == 0 {
+		return false, nil
+	}
+	b, err := br.ReadByte()
+	if err != nil {
+		return false, readError(err)
+	}
+	return b == cancelDeadline, skip(br, n-1)
+}
+
 // handleCancel cancels the request id: a running handler sees its context
 // cancelled; a request still arriving in chunks is dropped and answered.
-func (s *Session) handleCancel(id uint64) {
+// For a stream, deadline says that the caller's deadline passed: the
+// handler's context ends with context.DeadlineExceeded.
+func (s *Session) handleCancel(id uint64, deadline bool) {
 	s.servMu.Lock()
 	rc := s.serving[id]
 	p := s.partial[id]
@@ -399,6 +485,8 @@ func (s *Session) handleCancel(id uint64) {
 		return
 	}
 	if p != nil {
+		p.g.reset()
+		s.reqIn.sub(p.charged)
 		var err error
 		if p.stream {
 			if !p.rejected {
@@ -416,11 +504,12 @@ func (s *Session) handleCancel(id uint64) {
 		}
 		return
 	}
-	s.cancelStream(id)
+	s.cancelStream(id, deadline)
 }
 
 // cancelServing cancels every handler's context once the session ended.
 func (s *Session) cancelServing() {
+	defer s.streamOut.poke() // senders waiting for room see the session end
 	s.workers.close()
 	s.servMu.Lock()
 	s.servClosed = true

@@ -210,15 +210,26 @@ func (s *Session) openStream(ctx context.Context, h handlers.HandlerID, payload 
 	default:
 		return nil, fmt.Errorf("%w: %v: the session's limit of %d open streams is reached", ErrTooManyStreams, h, cap(s.cslots))
 	}
+	var reserved int64
+	if len(payload) > 0 {
+		// The payload counts in the peer's MaxRequestBytes until the
+		// stream ends.
+		reserved = charge(len(payload))
+		if err := s.reqOut.acquire(ctx, s.closing, reserved, "MaxRequestBytes"); err != nil {
+			<-s.cslots
+			return nil, s.sendError(err)
+		}
+	}
 	st := &Stream{}
 	cs := &st.cstream
-	cs.s, cs.h, cs.id = s, h, s.nextID.Add(1)
+	cs.s, cs.h, cs.id, cs.reserved = s, h, s.nextID.Add(1), reserved
 	cs.sig = make(chan struct{}, 1)
 	s.strMu.Lock()
 	select {
 	case <-s.closing:
 		s.strMu.Unlock()
 		<-s.cslots
+		s.reqOut.release(reserved)
 		return nil, s.disconnected()
 	default:
 	}
@@ -241,13 +252,6 @@ func (s *Session) openStream(ctx context.Context, h handlers.HandlerID, payload 
 	}
 	if cs.openErr != nil {
 		return nil, cs.openErr
-	}
-	if !s.commitC(cs, int64(cs.out.window)*int64(s.cfg.MaxMessageSize)) {
-		cs.mu.Lock()
-		cs.final = true // nobody reads resp: drop until the end
-		cs.mu.Unlock()
-		s.control(Header{Op: OpCancel, ID: cs.id})
-		return nil, fmt.Errorf("%w: %v: stream buffer budget of %d bytes exhausted (Config.MaxStreamBytes)", ErrTooManyStreams, h, s.cfg.MaxStreamBytes)
 	}
 	st.Responses = cs.resp
 	if withChan && cs.inCap > 0 {
@@ -320,6 +324,7 @@ func (s *Session) abandonStream(cs *cstream, sent bool) {
 		delete(s.cstreams, cs.id)
 		s.strMu.Unlock()
 		<-s.cslots
+		s.reqOut.release(cs.reserved)
 		return
 	}
 	s.strMu.Unlock()
