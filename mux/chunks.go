@@ -20,13 +20,14 @@ import (
 // chunks is a message being gathered. Its segments belong to the reader
 // goroutine; the reaper reads only last.
 type chunks struct {
-	segs []*[]byte    // the chunks so far, MaxFramePayload bytes each
-	seq  uint32       // next chunk expected
-	last atomic.Int64 // UnixNano of the last chunk; 0: not gathering
+	segs    []*[]byte    // the chunks so far, MaxFramePayload bytes each
+	skipped int          // bytes of chunks discarded (see discard)
+	seq     uint32       // next chunk expected
+	last    atomic.Int64 // UnixNano of the last chunk; 0: not gathering
 }
 
-// size returns the bytes gathered so far.
-func (g *chunks) size() int { return len(g.segs) * MaxFramePayload }
+// size returns the bytes that arrived so far.
+func (g *chunks) size() int { return len(g.segs)*MaxFramePayload + g.skipped }
 
 // check checks chunk h against what the message expects: its sequence
 // number and the total against limit (ParseHeader checked the size of a
@@ -74,7 +75,7 @@ func (g *chunks) finish(br *bufio.Reader, h Header, alloc func(n int) []byte) ([
 // take detaches the segments, readying g for a new message.
 func (g *chunks) take() []*[]byte {
 	segs := g.segs
-	g.segs, g.seq = nil, 0
+	g.segs, g.seq, g.skipped = nil, 0, 0
 	g.last.Store(0)
 	return segs
 }
@@ -101,7 +102,41 @@ func (g *chunks) reset() {
 		g.segs[i] = nil
 	}
 	g.segs = g.segs[:0]
-	g.seq = 0
+	g.seq, g.skipped = 0, 0
+	g.last.Store(0)
+}
+
+// discard reads chunk h (checked) of a message nobody will take (its
+// stream's messages are dropped) without keeping it: the segments
+// gathered so far go back to the pool, and the chunk's payload is
+// skipped, so that a dropped stream holds no memory however its peer goes
+// on sending. The message's sequence is still followed, but not timed
+// (ChunkTimeout): a message that holds nothing may stop midway.
+func (g *chunks) discard(br *bufio.Reader, h Header) error {
+	if err := skip(br, h.Length); err != nil {
+		return err
+	}
+	if h.Flags&FlagMore == 0 {
+		g.reset()
+		return nil
+	}
+	g.forget()
+	g.skipped += int(h.Length)
+	g.seq++
+	return nil
+}
+
+// forget lets go of the segments of a message whose stream's messages are
+// now dropped, keeping its sequence (its sender may still send the rest,
+// which discard skips), and stops timing it.
+func (g *chunks) forget() {
+	n := g.size()
+	for i, seg := range g.segs {
+		putBuf(seg)
+		g.segs[i] = nil
+	}
+	g.segs = g.segs[:0]
+	g.skipped = n
 	g.last.Store(0)
 }
 

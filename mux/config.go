@@ -33,16 +33,19 @@ type Config struct {
 	// MaxStreamBytes bounds the bytes of stream messages this side holds
 	// for the consumers of its streams (the handlers' input, the callers'
 	// Responses), including messages still arriving in chunks, summed over
-	// the session: each stream may hold a small reserve of its own
-	// (StreamReserve) without counting, and everything beyond the reserves
-	// counts against this bound. A message counts as its length + 128
-	// bytes from its arrival until its consumer takes it. The bound is
-	// announced in the hello and a conforming peer's senders wait rather
-	// than exceed it, so a stream whose reader stalls stops only its own
-	// sender until the stalled streams hold MaxStreamBytes; then every
-	// stream sender wait for room (messages that fit its stream's reserve
-	// still flow). A peer that exceeds it breaks the protocol. Default
-	// max(64 MiB, 2 × MaxMessageSize); at least MaxMessageSize + 128.
+	// the session. Each stream has a reserve of its own that does not
+	// count: MaxStreamBytes / (2 × MaxStreams), within 4..64 KiB; what a
+	// stream holds beyond its reserve counts against this bound. A message
+	// counts as its length + 128 bytes from its arrival until its consumer
+	// takes it. The bound is announced in the hello and a conforming
+	// peer's senders wait for room rather than exceed it (Send, and a
+	// handler's Send, wait; so does a handler's end until its caller
+	// holds no more than the reserve), so a stream whose reader stalls
+	// stops only its own sender until the stalled streams hold
+	// MaxStreamBytes; then the other streams' messages that do not fit
+	// their reserves wait too. A peer that exceeds it breaks the protocol.
+	// Default max(64 MiB, 2 × MaxMessageSize); at least MaxMessageSize +
+	// 128.
 	MaxStreamBytes int64
 	// MaxRequestBytes bounds the bytes this side holds for the peer's
 	// requests of more than 64 KiB (which come in chunks) and for the
@@ -156,4 +159,37 @@ func (c Config) withDefaults() (Config, error) {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	return c, nil
+}
+
+// Per-handler and per-stream costs in MemoryBound, with room to spare: a
+// running handler's worker (its goroutine's stack as the runtime starts
+// it, its context and job: about 1.5 KiB of heap and 4 KiB of stack,
+// measured) and an open stream's state on either side (the stream, its
+// channels and its queues' kept slots, and the goroutine that serves or
+// forwards it: about 3 KiB of heap and 2 to 4 KiB of stack).
+const (
+	handlerCost = 8 << 10
+	streamCost  = 12 << 10
+)
+
+// MemoryBound returns the most memory, in bytes, a session with this
+// config holds for its peer, whatever the peer sends: the formula of
+// doc.go ("Memory"), with c's defaults applied. It counts the session's
+// own buffers, queues and goroutines, not what handler code allocates nor
+// what the callers hold of what they received. It returns -1 for an
+// invalid c.
+func (c Config) MemoryBound() int64 {
+	c, err := c.withDefaults()
+	if err != nil {
+		return -1
+	}
+	const mib = 1 << 20
+	q, m := int64(c.MaxQueuedBytes), int64(c.MaxMessageSize)
+	conc, streams := int64(c.MaxConcurrent), int64(c.MaxStreams)
+	writes := 2 * (4*q + mib + MaxFramePayload)
+	reads := int64(smallReadBuffer + largeReadBuffer)
+	handlers := conc * (MaxFramePayload + handlerCost)
+	requests := c.MaxRequestBytes*3/2 + m
+	streamBytes := (c.MaxStreamBytes + 2*streams*streamReserve(c)) * 3 / 2
+	return writes + reads + handlers + requests + c.MaxResponseBytes + streamBytes + 2*streams*streamCost
 }

@@ -126,6 +126,18 @@ func (s *Session) handleFirstChunk(br *bufio.Reader, h Header) error {
 	default:
 	}
 	if h.Flags&FlagMore != 0 {
+		// A conforming peer has no more requests and streams opening at
+		// once than it has slots for: one beyond that many, even refused,
+		// breaks the protocol (and would cost a partial for nothing).
+		s.servMu.Lock()
+		n := len(s.partial)
+		s.servMu.Unlock()
+		if n >= s.cfg.MaxConcurrent+s.cfg.MaxStreams {
+			if slot {
+				<-slots
+			}
+			return fmt.Errorf("%w: more than %d requests and stream opens arriving in chunks at once", ErrProtocol, n)
+		}
 		p := &partial{stream: stream, h: h.Handler, deadline: h.Deadline, arrived: now, rejected: !slot}
 		if slot {
 			if err := s.reqIn.add(MaxFramePayload); err != nil {

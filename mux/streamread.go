@@ -84,16 +84,20 @@ func (s *Session) handleStreamOut(br *bufio.Reader, h Header) error {
 	if err := cs.g.check(h, s.cfg.MaxMessageSize, "stream message"); err != nil {
 		return err
 	}
+	cs.mu.Lock()
+	err := cs.checkOutLocked(h)
+	drop := cs.final
+	if err == nil && !drop && h.Flags&FlagMore != 0 {
+		err = s.countChunk(&cs.out.bytes)
+	}
+	cs.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if drop {
+		return cs.g.discard(br, h) // the caller gave up: nobody takes it
+	}
 	if h.Flags&FlagMore != 0 {
-		cs.mu.Lock()
-		err := cs.checkOutLocked(h)
-		if err == nil {
-			err = s.countChunk(&cs.out.bytes)
-		}
-		cs.mu.Unlock()
-		if err != nil {
-			return err
-		}
 		seg, err := readSeg(br)
 		if err != nil {
 			return err
@@ -102,7 +106,6 @@ func (s *Session) handleStreamOut(br *bufio.Reader, h Header) error {
 		return nil
 	}
 	var msg []byte
-	var err error
 	if h.Seq == 0 {
 		msg, err = readMsg(br, h.Length)
 	} else {
@@ -168,8 +171,10 @@ func (s *Session) handleStreamEnd(br *bufio.Reader, h Header) error {
 	}
 	cs.ended = true
 	// Our input no longer counts in the peer's MaxStreamBytes: the peer
-	// dropped what it had not taken before it ended the stream.
+	// dropped what it had not taken before it ended the stream. A Send
+	// waiting for room sees the end.
 	s.clearOut(&cs.inBytes)
+	defer s.streamOut.poke()
 	// Dropped first, so that a caller who sees Responses closed sees the
 	// slot free too.
 	s.dropCStream(cs)

@@ -592,16 +592,20 @@ func (s *Session) handleStreamIn(br *bufio.Reader, h Header) error {
 	if err := ss.g.check(h, s.cfg.MaxMessageSize, "stream message"); err != nil {
 		return err
 	}
+	ss.mu.Lock()
+	err := ss.checkInLocked(h)
+	drop := ss.dropsIn()
+	if err == nil && !drop && h.Flags&FlagMore != 0 {
+		err = s.countChunk(&ss.inCr.bytes)
+	}
+	ss.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if drop {
+		return ss.g.discard(br, h) // the stream is cancelled or over: nobody takes it
+	}
 	if h.Flags&FlagMore != 0 {
-		ss.mu.Lock()
-		err := ss.checkInLocked(h)
-		if err == nil && !ss.dropsIn() {
-			err = s.countChunk(&ss.inCr.bytes)
-		}
-		ss.mu.Unlock()
-		if err != nil {
-			return err
-		}
 		seg, err := readSeg(br)
 		if err != nil {
 			return err
@@ -610,7 +614,6 @@ func (s *Session) handleStreamIn(br *bufio.Reader, h Header) error {
 		return nil
 	}
 	var msg []byte
-	var err error
 	if h.Seq == 0 {
 		msg, err = readMsg(br, h.Length)
 	} else {
@@ -695,7 +698,7 @@ func (s *Session) cancelStream(id uint64, deadline bool) {
 	if ss == nil {
 		return
 	}
-	ss.g.reset() // the reader's: no more chunks will come for the message
+	ss.g.forget() // the reader's: the rest of a message arriving is skipped
 	ss.mu.Lock()
 	ss.cancelled, ss.byDeadline = true, deadline
 	s.dropIn(&ss.inCr.bytes)
