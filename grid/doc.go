@@ -58,7 +58,7 @@
 // connection hold is bounded by Options.Mux (see mux's doc, "Memory"):
 // Options.Mux.MemoryBound() for the session, plus these two buffers and
 // the WebSocket library's and TLS's (under 256 KiB in all). The defaults
-// bound it at about 1.1 GiB per connection, most of it for MaxConcurrent
+// bound it at about 1.25 GiB per connection, most of it for MaxConcurrent
 // handlers and MaxStreams streams in each direction; lower those (and the
 // byte bounds MaxRequestBytes, MaxResponseBytes and MaxStreamBytes) for a
 // node with many peers.

@@ -57,8 +57,8 @@ func TestPipeReaderBuffers(t *testing.T) {
 
 // TestChunksGather gathers messages from chunks read through a bufio
 // reader: each chunk lands in a segment of its own, and the whole message
-// in a buffer of exactly its size (no doubling), whatever the length of
-// its last chunk.
+// in a buffer at most a sixteenth larger than itself (no doubling),
+// whatever the length of its last chunk.
 func TestChunksGather(t *testing.T) {
 	for _, n := range []int{MaxFramePayload + 1, 2 * MaxFramePayload, 1<<20 + 100, 3*MaxFramePayload - 1} {
 		want := make([]byte, n)
@@ -88,11 +88,11 @@ func TestChunksGather(t *testing.T) {
 				}
 				continue
 			}
-			got, err := g.finish(br, h, exactBuf)
+			got, err := g.finish(br, h, getMsg)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !bytes.Equal(got, want) || cap(got) != n {
+			if !bytes.Equal(got, want) || cap(got) > n+n/16 {
 				t.Fatalf("message of %d bytes: got %d bytes (cap %d), equal %v", n, len(got), cap(got), bytes.Equal(got, want))
 			}
 			break

@@ -12,9 +12,9 @@ import (
 // Messages larger than MaxFramePayload arrive in chunks. Every chunk but
 // the last carries exactly MaxFramePayload bytes (SPEC.md), and is read
 // straight into a pooled segment of that size; the last completes the
-// message, which is copied once into a buffer of its exact size. So a
-// message being gathered holds exactly the bytes that have arrived, and a
-// whole one its own size (rounded up to the allocator's 8 KiB pages):
+// message, which is copied once into a buffer of its size class (getMsg:
+// at most a sixteenth larger). So a message being gathered holds exactly
+// the bytes that have arrived, and a whole one hardly more than its size:
 // gathering never doubles a buffer, as growing one would.
 
 // chunks is a message being gathered. Its segments belong to the reader
@@ -139,10 +139,6 @@ func (g *chunks) forget() {
 	g.skipped = n
 	g.last.Store(0)
 }
-
-// exactBuf allocates a buffer of exactly n bytes, for a whole message
-// gathered from chunks.
-func exactBuf(n int) []byte { return make([]byte, n) }
 
 // chargeOverhead is what a message counts beyond its length in
 // MaxStreamBytes and MaxRequestBytes: its share of the queue slots,

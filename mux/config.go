@@ -165,11 +165,12 @@ func (c Config) withDefaults() (Config, error) {
 // running handler's worker (its goroutine's stack as the runtime starts
 // it, its context and job: about 1.5 KiB of heap and 4 KiB of stack,
 // measured) and an open stream's state on either side (the stream, its
-// channels and its queues' kept slots, and the goroutine that serves or
-// forwards it: about 3 KiB of heap and 2 to 4 KiB of stack).
+// channels, and the goroutine that serves or forwards it: about 3 KiB of
+// heap and 2 to 4 KiB of stack, measured; and the storage its message
+// queue keeps after a burst, at most keptCap slots of 24 bytes).
 const (
 	handlerCost = 8 << 10
-	streamCost  = 12 << 10
+	streamCost  = 16 << 10
 )
 
 // MemoryBound returns the most memory, in bytes, a session with this

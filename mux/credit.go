@@ -19,9 +19,17 @@ type credit struct {
 
 // grantable returns how much credit to grant now, given the consumer's
 // channel length: what was taken and not granted, once that is half the
-// window, or at once if the sender has no credit left or the stream owes
-// more bytes than its reserve (then the peer's senders may be waiting for
-// room in MaxStreamBytes). The bytes of what it grants no longer count.
+// window or half the stream reserve in bytes, or at once if the sender
+// has no credit left. The bytes of what it grants no longer count.
+//
+// What was taken and not granted counts on both sides until granted, but
+// it is less than half the reserve, and it counts against MaxStreamBytes
+// only while the stream holds more than half the reserve of messages not
+// yet taken (its consumer lags): so the room a stream holds in
+// MaxStreamBytes is held by messages still waiting for its consumer,
+// never by ones it took, and a handler's end, which waits until the
+// stream owes no more than the reserve, waits only for the consumer to
+// take what it has not.
 func (s *Session) grantable(c *credit, inChan int) int {
 	if uint64(inChan) > c.pushed {
 		return 0
@@ -31,7 +39,7 @@ func (s *Session) grantable(c *credit, inChan int) int {
 	if g <= 0 {
 		return 0
 	}
-	if g >= max(1, c.window/2) || c.received-c.granted >= uint64(c.window) || c.bytes.owed > s.reserveIn {
+	if g >= max(1, c.window/2) || c.received-c.granted >= uint64(c.window) || c.bytes.charges.sum(g) >= s.reserveIn/2 {
 		c.granted += uint64(g)
 		s.grantedIn(&c.bytes, g)
 		return g

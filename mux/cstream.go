@@ -30,24 +30,24 @@ type cstream struct {
 	mu        sync.Mutex
 	opened    bool // NewStream returned the stream
 	out       credit
-	over      msgQueue[Response] // messages waiting for room in resp
-	fwd       bool               // a goroutine is moving over into resp
-	watched   bool               // in the session's observer (streambytes.go)
-	inCredit  int                // messages we may still send
-	inBytes   owedBytes          // what our messages owe the peer's MaxStreamBytes
-	parked    bool               // the send token waits for credit
-	inClosed  bool               // our input ended
-	ended     bool               // OpStreamEnd (or a refusal) arrived
-	final     bool               // the last Response is decided (or nobody reads them)
-	finalErr  error              // it (nil: Responses just closes)
-	pending   bool               // the final is still to be delivered by the forwarder
-	dropping  bool               // messages not taken are dropped, and what arrives (dropLocked)
-	cancelled bool               // the caller gave up (abort): nothing waits for it to read
-	lostErr   error              // the final, if Responses closed without it (putFinalLocked)
-	kick      chan struct{}      // cap 1: wakes the forwarder to drop; made with the first forwarder
-	delivered bool               // Responses is closed
-	done      chan struct{}      // closed with Responses; made on demand
-	stop      func() bool        // stops the AfterFunc watching ctx; called when Responses closes
+	over      msgQueue[[]byte] // messages waiting for room in resp
+	fwd       bool             // a goroutine is moving over into resp
+	watched   bool             // in the session's observer (streambytes.go)
+	inCredit  int              // messages we may still send
+	inBytes   owedBytes        // what our messages owe the peer's MaxStreamBytes
+	parked    bool             // the send token waits for credit
+	inClosed  bool             // our input ended
+	ended     bool             // OpStreamEnd (or a refusal) arrived
+	final     bool             // the last Response is decided (or nobody reads them)
+	finalErr  error            // it (nil: Responses just closes)
+	pending   bool             // the final is still to be delivered by the forwarder
+	dropping  bool             // messages not taken are dropped, and what arrives (dropLocked)
+	cancelled bool             // the caller gave up (abort): nothing waits for it to read
+	lostErr   error            // the final, if Responses closed without it (putFinalLocked)
+	kick      chan struct{}    // cap 1: wakes the forwarder to drop; made with the first forwarder
+	delivered bool             // Responses is closed
+	done      chan struct{}    // closed with Responses; made on demand
+	stop      func() bool      // stops the AfterFunc watching ctx; called when Responses closes
 }
 
 // send sends one message on the stream within credit.

@@ -69,11 +69,7 @@ func (cs *cstream) putFinalLocked() bool {
 func (cs *cstream) dropLocked() {
 	cs.dropping = true
 	cs.s.dropIn(&cs.out.bytes)
-	n := cs.over.len()
-	for cs.over.len() > 0 {
-		Recycle(cs.over.pop().Msg)
-	}
-	cs.over.clear()
+	n := dropMsgs(&cs.over)
 	n += cs.drainLocked()
 	if cs.fwd && cs.kick != nil {
 		select {
@@ -128,7 +124,7 @@ func (cs *cstream) deliverLocked(msg []byte) {
 		default:
 		}
 	}
-	cs.over.push(Response{Msg: msg})
+	cs.over.push(msg)
 	if !cs.fwd {
 		cs.startForwarderLocked(false)
 	}
@@ -169,7 +165,7 @@ func (cs *cstream) forward() {
 			cs.pushFinal()
 			return
 		}
-		r := cs.over.pop()
+		r := Response{Msg: cs.over.pop()}
 		cs.mu.Unlock()
 		pushed, ok := cs.push(r)
 		cs.mu.Lock()

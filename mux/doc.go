@@ -60,14 +60,15 @@
 // payload is valid only until the handler returns (the session reuses its
 // memory); a handler may return it as its answer.
 //
-// Responses and stream messages that arrive in one frame are read into
-// buffers from a pool shared by all sessions; a message in chunks is
-// gathered chunk by chunk (64 KiB each) and then copied once into a buffer
-// of its exact size, so no message is held in a buffer much larger than
-// itself. A caller that is done with a message of one frame may give it
-// back with Recycle, so that a later message reuses the memory instead of
-// making garbage: at 512 bytes per request that halves the allocations of
-// a round trip and leaves the garbage collector almost nothing to do.
+// Responses and stream messages are read into buffers from a pool shared
+// by all sessions, keyed by size class; a message in chunks is gathered
+// chunk by chunk (64 KiB each) and then copied once into a buffer of its
+// class, at most a sixteenth larger than itself, so no message is held in
+// a buffer much larger than itself. A caller that is done with one may
+// give it back with Recycle, so that a later message reuses the memory
+// instead of making garbage: at 512 bytes per request that halves the
+// allocations of a round trip and leaves the garbage collector almost
+// nothing to do.
 // Recycling is optional, and a message must not be touched once recycled.
 //
 // # Goroutines and bounds
@@ -106,22 +107,23 @@
 //	+ MaxResponseBytes                            responses arriving in chunks
 //	+ 1.5 · (MaxStreamBytes                       stream messages held for their consumers,
 //	         + 2 · MaxStreams · StreamReserve)      and each stream's reserve
-//	+ 2 · MaxStreams · 12 KiB                     the streams served and opened, with their goroutines
+//	+ 2 · MaxStreams · 16 KiB                     the streams served and opened, with their goroutines
 //
 // where StreamReserve, what each stream may hold without counting against
 // MaxStreamBytes, is MaxStreamBytes / (2 · MaxStreams) within 4..64 KiB,
 // and the factor 1.5 covers the size classes of the buffers a message of
-// one frame is read into. The 8 and 12 KiB are goroutine stacks as the
+// one frame is read into. The 8 and 16 KiB are goroutine stacks as the
 // runtime starts them plus the session's state, measured at about 6 and
-// 7 KiB. Not counted: what handler code allocates (or grows its stack
+// 7 KiB, and for a stream the storage its message queue keeps after a
+// burst (at most 6 KiB). Not counted: what handler code allocates (or grows its stack
 // to), and what callers hold of the responses and stream messages they
 // received, which for a stream that ended before its caller read it is at
 // most its reserve.
 //
 // With the default Config (16 MiB messages, 4096 handlers, 16384 streams,
-// 64 MiB for each byte bound) that is about 1.1 GiB per session, most of
+// 64 MiB for each byte bound) that is about 1.25 GiB per session, most of
 // it for MaxConcurrent and MaxStreams; with MaxConcurrent 256 and
-// MaxStreams 1024, about 420 MiB. TestMemoryBoundAdversary drives a
+// MaxStreams 1024, about 430 MiB. TestMemoryBoundAdversary drives a
 // session at every limit at once from a hostile peer and checks the
 // bound.
 //

@@ -12,7 +12,9 @@ import (
 // Up to 32 KiB the classes are the Go allocator's own, measured once at
 // first use, so that a buffer allocated on a pool miss with its class as
 // capacity costs no more memory than make([]byte, n) would; above that they
-// step by a quarter of each power of two. A buffer is filed under the
+// step by a quarter of each power of two up to MaxFramePayload, and by a
+// sixteenth above it, so that a message gathered from chunks is held in a
+// buffer at most a sixteenth larger than itself. A buffer is filed under the
 // largest class its capacity covers and handed out from the smallest class
 // that covers the length asked for, so any buffer in class i serves any
 // length up to classSizes[i].
@@ -27,12 +29,10 @@ var (
 )
 
 // Class bounds: below minMsgClass a message is cheaper to allocate than to
-// pool; above maxMsgClass buffers are not kept: only messages in one frame
-// are read into pooled buffers (a message in chunks is gathered into a
-// buffer of its exact size, chunks.go).
+// pool; above maxMsgClass buffers are not kept.
 const (
 	minMsgClass  = 64
-	maxMsgClass  = MaxFramePayload
+	maxMsgClass  = 16 << 20
 	smallClasses = 32 << 10 // up to here, the Go allocator's classes
 )
 
@@ -44,8 +44,12 @@ func initMsgClasses() {
 		n = c + 1
 	}
 	for p := smallClasses; p < maxMsgClass; p *= 2 {
-		for q := 1; q <= 4; q++ {
-			if c := p + q*p/4; c > msgClassSizes[len(msgClassSizes)-1] {
+		steps := 4
+		if p >= MaxFramePayload {
+			steps = 16
+		}
+		for q := 1; q <= steps; q++ {
+			if c := p + q*p/steps; c > msgClassSizes[len(msgClassSizes)-1] {
 				msgClassSizes = append(msgClassSizes, c)
 			}
 		}
@@ -80,8 +84,7 @@ func getMsg(n int) []byte {
 // again: the next message may be read into it. Recycling is optional; a
 // message never recycled is reclaimed by the garbage collector as usual.
 // Recycle does nothing for slices with less than 64 bytes of capacity or
-// more than 128 KiB (twice the largest class): messages larger than 64 KiB
-// are gathered into buffers of their exact size, not pooled.
+// more than 32 MiB (twice the largest class).
 func Recycle(b []byte) {
 	c := cap(b)
 	if c < minMsgClass || c > 2*maxMsgClass {

@@ -14,7 +14,7 @@ const directSlots = 4
 func directCap(capacity int) int { return min(capacity-1, directSlots) }
 
 // msgQueue is a FIFO of messages: a slice used as a queue whose storage is
-// reused once it empties, so a steady stream allocates nothing.
+// reused, so a steady stream allocates nothing.
 type msgQueue[T any] struct {
 	buf  []T
 	head int
@@ -22,7 +22,18 @@ type msgQueue[T any] struct {
 
 func (q *msgQueue[T]) len() int { return len(q.buf) - q.head }
 
-func (q *msgQueue[T]) push(v T) { q.buf = append(q.buf, v) }
+// push adds v. A full buffer whose front was popped is compacted rather
+// than grown, so that a queue that never empties (a steady flow) does not
+// grow with everything that went through it: its storage stays within
+// twice the most values it held at once.
+func (q *msgQueue[T]) push(v T) {
+	if q.head > 0 && len(q.buf) == cap(q.buf) {
+		n := copy(q.buf, q.buf[q.head:])
+		clear(q.buf[n:])
+		q.buf, q.head = q.buf[:n], 0
+	}
+	q.buf = append(q.buf, v)
+}
 
 func (q *msgQueue[T]) pop() T {
 	var zero T
@@ -60,8 +71,10 @@ func (q *msgQueue[T]) emptied() {
 	q.head = 0
 }
 
-// keptCap is the most slots an empty queue keeps.
-const keptCap = 64
+// keptCap is the most slots an empty queue keeps: a busy stream's window
+// of 128 messages (whose queue, compacted rather than grown, holds at most
+// twice that) reuses its storage; a larger burst's is let go.
+const keptCap = 256
 
 func (q *msgQueue[T]) clear() {
 	clear(q.buf)

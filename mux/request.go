@@ -196,7 +196,7 @@ func (s *Session) send(ctx context.Context, h Header, payload []byte) (sent bool
 // the payload is read with pendMu released. A response in one frame is read
 // straight into the buffer the caller gets (from getMsg, so that the caller
 // may Recycle it); one in chunks is gathered in segments (counted in
-// respIn) and copied once, at its end, into a buffer of its size.
+// respIn) and copied once, at its end, into a buffer from getMsg.
 func (s *Session) handleResponse(br *bufio.Reader, h Header) error {
 	if h.Seq == 0 && h.Flags&FlagMore == 0 {
 		if int(h.Length) > s.cfg.MaxMessageSize {
@@ -226,7 +226,7 @@ func (s *Session) handleResponse(br *bufio.Reader, h Header) error {
 		// may end (failPending) while it reads.
 		segs := c.g.take()
 		s.pendMu.Unlock()
-		resp, err := assemble(segs, br, h, exactBuf)
+		resp, err := assemble(segs, br, h, getMsg)
 		s.respIn.sub(int64(len(segs)) * MaxFramePayload)
 		if err != nil {
 			return err

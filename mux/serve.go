@@ -88,7 +88,7 @@ func (s *Session) handleRequest(br *bufio.Reader, h Header) error {
 	if err := s.reqIn.add(total - p.charged); err != nil {
 		return err
 	}
-	payload, err := p.g.finish(br, h, exactBuf)
+	payload, err := p.g.finish(br, h, getMsg)
 	if err != nil {
 		return err
 	}
@@ -96,9 +96,9 @@ func (s *Session) handleRequest(br *bufio.Reader, h Header) error {
 	delete(s.partial, h.ID)
 	s.servMu.Unlock()
 	if p.stream {
-		return s.serveStream(p.h, h.ID, p.deadline, p.arrived, payload, false, total)
+		return s.serveStream(p.h, h.ID, p.deadline, p.arrived, payload, true, total)
 	}
-	return s.dispatch(p.h, h.ID, p.deadline, p.arrived, payload, &payload, total)
+	return s.dispatch(p.h, h.ID, p.deadline, p.arrived, payload, nil, total)
 }
 
 func (s *Session) handleFirstChunk(br *bufio.Reader, h Header) error {
@@ -232,7 +232,8 @@ func errIDInUse(id uint64) error {
 // dispatch starts the handler for a complete request; the caller holds a
 // handler slot for it. pb, if not nil, is the pooled buffer behind
 // payload; charged is what the request counts in reqIn until its handler
-// returns.
+// returns (a request gathered from chunks, whose payload, from getMsg,
+// is recycled then).
 func (s *Session) dispatch(h handlers.HandlerID, id uint64, deadline uint32, arrived time.Time, payload []byte, pb *[]byte, charged int64) error {
 	e := s.reg.Lookup(h)
 	var rc *reqCtx
@@ -248,7 +249,7 @@ func (s *Session) dispatch(h handlers.HandlerID, id uint64, deadline uint32, arr
 		closed := s.servClosed
 		s.servMu.Unlock()
 		<-s.hslots
-		putBuf(pb)
+		releasePayload(payload, pb, charged)
 		s.reqIn.sub(charged)
 		switch {
 		case closed:
@@ -450,7 +451,19 @@ func (s *Session) serve(j job) {
 	_, _ = s.send(context.Background(), hdr, resp) // fails only if the session ended
 	s.respOut.release(reserved)
 	s.stats.answered.Add(1)
-	putBuf(j.pb)
+	releasePayload(j.payload, j.pb, j.charged)
+}
+
+// releasePayload gives a request's payload back to its pool once its
+// handler is done with it: pb's, or, for a request gathered from chunks
+// (charged), the message pool's.
+func releasePayload(payload []byte, pb *[]byte, charged int64) {
+	switch {
+	case pb != nil:
+		putBuf(pb)
+	case charged > 0:
+		Recycle(payload)
+	}
 }
 
 // run calls the handler, turning a panic into an error.

@@ -25,7 +25,7 @@ import (
 // messages sent (or received) and not yet granted back, oldest first.
 type owedBytes struct {
 	owed    int64
-	charges msgQueue[int64]
+	charges chargeRuns
 }
 
 // excess is what an account owing owed counts beyond the reserve.
@@ -34,20 +34,82 @@ func excess(owed, reserve int64) int64 { return max(0, owed-reserve) }
 // pop takes the n oldest charges (a grant of n messages), or all there
 // are if fewer: a grant can cross the clearing of an account (a stream's
 // end); message credit checks that the peer grants no more than it got.
-func (o *owedBytes) pop(n int) {
-	var sum int64
-	for range min(n, o.charges.len()) {
-		sum += o.charges.pop()
-	}
-	o.owed -= sum
-}
+func (o *owedBytes) pop(n int) { o.owed -= o.charges.pop(n) }
 
 // clear forgets every charge and returns what was owed.
 func (o *owedBytes) clear() int64 {
 	owed := o.owed
 	o.owed = 0
-	o.charges.clear()
+	o.charges = chargeRuns{}
 	return owed
+}
+
+// chargeRuns is a FIFO of charges kept as runs of equal charges, the
+// oldest run inline: a stream whose messages are all of one size, the
+// common case, allocates nothing however many it has outstanding.
+type chargeRuns struct {
+	first run           // the oldest run; n == 0 when the FIFO is empty
+	rest  msgQueue[run] // the runs after it
+}
+
+type run struct {
+	c int64 // the charge
+	n int   // of this many messages in a row
+}
+
+func (q *chargeRuns) push(c int64) {
+	switch {
+	case q.first.n == 0:
+		q.first = run{c, 1}
+	case q.rest.len() == 0 && q.first.c == c:
+		q.first.n++
+	case q.rest.len() > 0 && q.rest.buf[len(q.rest.buf)-1].c == c:
+		q.rest.buf[len(q.rest.buf)-1].n++
+	default:
+		q.rest.push(run{c, 1})
+	}
+}
+
+// pop removes the n oldest charges (fewer if there are not so many) and
+// returns their sum.
+func (q *chargeRuns) pop(n int) (sum int64) {
+	for n > 0 && q.first.n > 0 {
+		k := min(n, q.first.n)
+		sum += int64(k) * q.first.c
+		q.first.n -= k
+		n -= k
+		if q.first.n == 0 && q.rest.len() > 0 {
+			q.first = q.rest.pop()
+		}
+	}
+	return sum
+}
+
+// sum returns the sum of the n oldest charges (of fewer if there are not
+// so many).
+func (q *chargeRuns) sum(n int) (sum int64) {
+	k := min(n, q.first.n)
+	sum, n = int64(k)*q.first.c, n-k
+	for i := q.rest.head; n > 0 && i < len(q.rest.buf); i++ {
+		r := q.rest.buf[i]
+		k = min(n, r.n)
+		sum, n = sum+int64(k)*r.c, n-k
+	}
+	return sum
+}
+
+// unpush removes the newest charge and returns it.
+func (q *chargeRuns) unpush() int64 {
+	if q.rest.len() == 0 {
+		q.first.n--
+		return q.first.c
+	}
+	last := &q.rest.buf[len(q.rest.buf)-1]
+	c := last.c
+	if last.n--; last.n == 0 {
+		q.rest.unpush()
+	}
+	return c
 }
 
 // recvBytes is a stream's account on the receiving side, kept under the
@@ -112,28 +174,35 @@ func (s *Session) dropIn(r *recvBytes) {
 }
 
 // streamBudget is the peer's MaxStreamBytes as this side's stream senders
-// see it: what the streams to the peer owe beyond the peer's reserve.
+// see it: what the streams to the peer owe beyond the peer's reserve. Room
+// is taken and given with atomics; the lock is taken only to wait.
 type streamBudget struct {
-	mu      sync.Mutex
 	limit   int64 // the peer's MaxStreamBytes; 0: none announced (no bound)
 	reserve int64 // the peer's StreamReserve
-	used    int64
-	freed   chan struct{} // closed when room is made or a stream ends; nil while nobody waits
+	used    atomic.Int64
+	waiting atomic.Bool // someone may wait on freed: give must wake them
+
+	mu    sync.Mutex
+	freed chan struct{} // closed when room is made or a stream ends
 }
 
 // take takes d bytes if they fit; if not, it returns the channel to wait
 // on before trying again.
 func (b *streamBudget) take(d int64) (ok bool, wait <-chan struct{}) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.used+d <= b.limit {
-		b.used += d
+	if b.used.Add(d) <= b.limit {
 		return true, nil
 	}
-	if b.freed == nil {
-		b.freed = make(chan struct{})
+	b.used.Add(-d)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	// Marked waiting before trying again: a give after the second try
+	// sees the mark, one before it made the room the try finds.
+	wait = b.waitLocked()
+	if b.used.Add(d) <= b.limit {
+		return true, nil
 	}
-	return false, b.freed
+	b.used.Add(-d)
+	return false, wait
 }
 
 // waitCh returns a channel that is closed the next time bytes are given
@@ -141,32 +210,34 @@ func (b *streamBudget) take(d int64) (ok bool, wait <-chan struct{}) {
 func (b *streamBudget) waitCh() <-chan struct{} {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	return b.waitLocked()
+}
+
+func (b *streamBudget) waitLocked() <-chan struct{} {
 	if b.freed == nil {
 		b.freed = make(chan struct{})
 	}
+	b.waiting.Store(true)
 	return b.freed
 }
 
 // give returns d bytes and wakes the waiting senders.
 func (b *streamBudget) give(d int64) {
-	b.mu.Lock()
-	b.used -= d
-	b.wakeLocked()
-	b.mu.Unlock()
+	b.used.Add(-d)
+	if b.waiting.Load() {
+		b.poke()
+	}
 }
 
 // poke wakes the waiting senders, so that one whose stream ended sees it.
 func (b *streamBudget) poke() {
 	b.mu.Lock()
-	b.wakeLocked()
-	b.mu.Unlock()
-}
-
-func (b *streamBudget) wakeLocked() {
 	if b.freed != nil {
 		close(b.freed)
 		b.freed = nil
 	}
+	b.waiting.Store(false)
+	b.mu.Unlock()
 }
 
 // reserveOut counts a message of n bytes on the stream whose sending

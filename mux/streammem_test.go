@@ -141,7 +141,7 @@ func TestSlowReaderMemory(t *testing.T) {
 		streams = 16
 		window  = 8
 		size    = 1<<20 + 100
-		page    = 8 << 10 // a buffer of a message in chunks is its size, to the allocator's page
+		page    = size / 16 // a buffer of a message in chunks is its size class's, at most a sixteenth more
 	)
 	for _, tc := range []struct {
 		name  string

@@ -109,7 +109,7 @@ func (s *Session) handleStreamOut(br *bufio.Reader, h Header) error {
 	if h.Seq == 0 {
 		msg, err = readMsg(br, h.Length)
 	} else {
-		msg, err = cs.g.finish(br, h, exactBuf)
+		msg, err = cs.g.finish(br, h, getMsg)
 	}
 	if err != nil {
 		return err

@@ -525,14 +525,17 @@ func (ss *sstream) waitHandler() {
 // more credit, so what it still holds must not count in its
 // MaxStreamBytes. The caller's cancel, or the session's end, ends the wait.
 func (s *Session) endStream(ss *sstream) {
-	for {
-		// Grants that return bytes beyond the reserve, the caller's
-		// cancel and the session's end all close wait.
-		wait := s.streamOut.waitCh()
+	owes := func() bool {
 		ss.mu.Lock()
-		owes := s.overReserve(&ss.outBytes) && !ss.cancelled && !ss.sessionOver
-		ss.mu.Unlock()
-		if !owes {
+		defer ss.mu.Unlock()
+		return s.overReserve(&ss.outBytes) && !ss.cancelled && !ss.sessionOver
+	}
+	for owes() {
+		// Grants that return bytes beyond the reserve, the caller's
+		// cancel and the session's end all close wait (taken before the
+		// second look, so that none is missed).
+		wait := s.streamOut.waitCh()
+		if !owes() {
 			break
 		}
 		<-wait
@@ -617,7 +620,7 @@ func (s *Session) handleStreamIn(br *bufio.Reader, h Header) error {
 	if h.Seq == 0 {
 		msg, err = readMsg(br, h.Length)
 	} else {
-		msg, err = ss.g.finish(br, h, exactBuf)
+		msg, err = ss.g.finish(br, h, getMsg)
 	}
 	if err != nil {
 		return err
