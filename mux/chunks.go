@@ -172,7 +172,11 @@ func (t *tally) add(n int64) error {
 	return nil
 }
 
-func (t *tally) sub(n int64) { t.used.Add(-n) }
+func (t *tally) sub(n int64) {
+	if n != 0 { // most requests count nothing: spare them the shared line
+		t.used.Add(-n)
+	}
+}
 
 // budget is one of the peer's byte bounds (its MaxRequestBytes or
 // MaxResponseBytes), announced in its hello. A sender here reserves a
