@@ -195,6 +195,10 @@ func TestMemoryBoundAdversary(t *testing.T) {
 		responseBytes += n * chunk
 	}
 	p.flush()
+	waitUntil(t, "the session holds every stream and handler", func() bool {
+		st := s.Stats()
+		return st.StreamsIn == slots && st.Running == slots
+	})
 	waitSettled(t, s)
 
 	// The queue of frames to write: the peer stops reading, and pings.
@@ -204,13 +208,16 @@ func TestMemoryBoundAdversary(t *testing.T) {
 	target := hard - 64<<10
 	for id := uint64(1); s.Stats().QueuedBytes < target; {
 		// Each ping queues a pong of a header's size: half the way to
-		// the target at a time, so as not to go past the bound.
-		for range max(1, (target-s.Stats().QueuedBytes)/mux.HeaderSize/2) {
+		// the target at a time, each batch read before the next, so as
+		// not to go past the bound.
+		read := s.Stats().FramesIn
+		n := max(1, (target-s.Stats().QueuedBytes)/mux.HeaderSize/2)
+		for range n {
 			p.send(mux.Header{Op: mux.OpPing, ID: id}, nil)
 			id++
 		}
 		p.flush()
-		waitSettled(t, s)
+		waitUntil(t, "the pings read", func() bool { return s.Stats().FramesIn >= read+uint64(n) })
 	}
 
 	st := s.Stats()
@@ -238,6 +245,18 @@ func TestMemoryBoundAdversary(t *testing.T) {
 }
 
 func mib(n int) float64 { return float64(n) / (1 << 20) }
+
+// waitUntil waits until cond holds, failing tb after testTimeout.
+func waitUntil(tb testing.TB, what string, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(testTimeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("timed out waiting until %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
 
 // waitSettled waits until the session has read everything the peer sent:
 // its count of frames read stops moving.
@@ -350,7 +369,7 @@ func TestBoundBreaches(t *testing.T) {
 // quarter of it), whatever kind of message it is; one that keeps coming,
 // however slowly within the timeout, does not.
 func TestChunkTimeout(t *testing.T) {
-	const timeout = 200 * time.Millisecond
+	const timeout = 500 * time.Millisecond
 	cfg := mux.Config{ChunkTimeout: timeout}
 	for _, tc := range []struct {
 		name string
@@ -383,7 +402,8 @@ func TestChunkTimeout(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s, p, _ := newRawPeer(t, sinkRegistry(t), cfg)
-			// A slow message whose chunks keep coming is not cut off.
+			// A slow message whose chunks keep coming (a chunk every fifth
+			// of the timeout) is not cut off.
 			for seq := range uint32(4) {
 				h := mux.Header{Op: mux.OpRequest, ID: 99, Seq: seq, Flags: mux.FlagMore}
 				if seq == 0 {
@@ -391,7 +411,7 @@ func TestChunkTimeout(t *testing.T) {
 				}
 				p.sendN(h, mux.MaxFramePayload)
 				p.flush()
-				time.Sleep(timeout / 2)
+				time.Sleep(timeout / 5)
 			}
 			p.sendN(mux.Header{Op: mux.OpRequest, ID: 99, Seq: 4}, 10)
 			p.flush()

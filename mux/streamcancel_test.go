@@ -48,6 +48,9 @@ func testStreamCancelNotReading(t *testing.T, outCap int, viaCtx, withChan bool)
 	p := newPair(t, transports[1], reg, mux.Config{}, mux.Config{})
 	ctx, cancel := context.WithCancel(testCtx(t))
 	defer cancel()
+	waitFor(t, p.client.Ready())
+	waitSettled(t, p.client) // the hello is counted
+	before := p.client.Stats().FramesIn
 	var st *mux.Stream
 	if withChan {
 		var err error
@@ -62,8 +65,9 @@ func testStreamCancelNotReading(t *testing.T, outCap int, viaCtx, withChan bool)
 		st = raw.(*mux.Stream)
 	}
 	// The caller reads nothing: the handler fills the caller's window
-	// (outCap messages) and then waits for credit with one more in hand.
-	waitStable(t, &sent, int64(outCap))
+	// (outCap messages, a frame each, after the accept) and then waits
+	// for credit with one more in hand.
+	waitUntil(t, "the window filled", func() bool { return p.client.Stats().FramesIn >= before+1+uint64(outCap) })
 
 	var dropped atomic.Int64
 	defer mux.SetDropHook(func(n int) { dropped.Add(int64(n)) })()

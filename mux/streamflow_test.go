@@ -386,6 +386,7 @@ func TestStreamBytesBound(t *testing.T) {
 				}
 				open = append(open, st)
 			}
+			waitUntil(t, "the bound reached", func() bool { return sent.Load()*perMsg >= bound })
 			waitStable(t, &sent, 1)
 			held := sent.Load() * perMsg
 			t.Logf("%s: %d messages (%d KiB counted) sent before the senders waited; credit allowed %d", dir, sent.Load(), held>>10, streams*1000)
