@@ -75,6 +75,15 @@
 // which exactly filled its buffer may, if the peer then goes quiet, wait
 // holding the read-ahead buffer until the next message).
 //
+// What a peer, even a hostile one past the handshake, can make a
+// connection hold is bounded by Options.Mux (see mux's doc, "Memory"):
+// Options.Mux.MemoryBound() for the session, plus these two buffers and
+// the WebSocket library's and TLS's (under 256 KiB in all). The defaults
+// bound it at about 1.25 GiB per connection, most of it for MaxConcurrent
+// handlers and MaxStreams streams in each direction; lower those (and the
+// byte bounds MaxRequestBytes, MaxResponseBytes and MaxStreamBytes) for a
+// node with many peers.
+//
 // # Streams
 //
 // Manager.RegisterStreamHandler registers a stream handler with its input

@@ -93,9 +93,9 @@ func TestGaugesZeroAfterSessionEnds(t *testing.T) {
 		p.send(mux.Header{Op: mux.OpStreamOpen, Handler: hsBlock, ID: next()}, nil)
 		// Half sent: the first chunks only.
 		for range halfSent {
-			p.send(mux.Header{Op: mux.OpRequest, Flags: mux.FlagMore, Handler: hWho, ID: next()}, make([]byte, 1024))
+			p.send(mux.Header{Op: mux.OpRequest, Flags: mux.FlagMore, Handler: hWho, ID: next()}, make([]byte, mux.MaxFramePayload)) // every chunk but the last is full
 		}
-		p.send(mux.Header{Op: mux.OpStreamOpen, Flags: mux.FlagMore, Handler: hsBlock, ID: next()}, make([]byte, 1024))
+		p.send(mux.Header{Op: mux.OpStreamOpen, Flags: mux.FlagMore, Handler: hsBlock, ID: next()}, make([]byte, mux.MaxFramePayload))
 		// Ours, which the peer never answers.
 		go c.Request(ctx, hWho, nil)
 		go c.OpenStream(ctx, hsBlock, nil)

@@ -119,7 +119,9 @@ type Options struct {
 	// registry, to register on through the Manager.
 	Registry *handlers.Registry
 	// Mux holds the limits of each connection's mux session (message size,
-	// requests in flight, running handlers, queued bytes). Its Logger
+	// requests in flight, running handlers, open streams, the bytes a
+	// peer may make it hold, queued bytes); Mux.MemoryBound() is the most
+	// memory a peer can make a connection's session hold. Its Logger
 	// defaults to Logger.
 	Mux mux.Config
 	// Logger receives one line per state change, handshake rejections (once

@@ -7,11 +7,12 @@ import (
 	"sync/atomic"
 )
 
-// Request payloads are read into pooled buffers, returned to the pool once
-// the handler returned and its answer was queued. Size classes keep a small
-// request from pinning a large buffer; the classes above MaxFramePayload
-// gather requests that come in chunks.
-var bufClasses = [...]int{512, 2 << 10, 8 << 10, 32 << 10, MaxFramePayload, 256 << 10, 1 << 20, 4 << 20, 16 << 20}
+// Request payloads in one frame are read into pooled buffers, returned to
+// the pool once the handler returned and its answer was queued; the chunks
+// of messages that come in chunks are gathered in buffers of the
+// MaxFramePayload class (chunks.go). Size classes keep a small request from
+// pinning a large buffer.
+var bufClasses = [...]int{512, 2 << 10, 8 << 10, 32 << 10, MaxFramePayload}
 
 var bufPools [len(bufClasses)]sync.Pool
 
@@ -118,53 +119,4 @@ func (p *pipeReader) release() {
 		largeReaders.Put(p.large)
 		p.large = nil
 	}
-}
-
-// firstChunkRoom is the room, in chunks, a message that comes in chunks gets
-// with its first chunk.
-const firstChunkRoom = 4
-
-// grow returns b with room for n more bytes: at least firstChunkRoom chunks
-// for a new buffer, else double the capacity, but not more than limit
-// unless n needs it.
-func grow(b []byte, n, limit int) []byte {
-	need := len(b) + n
-	if need <= cap(b) && b != nil {
-		return b
-	}
-	c := max(2*cap(b), firstChunkRoom*n, need)
-	if c > limit {
-		c = max(limit, need)
-	}
-	nb := make([]byte, len(b), c)
-	copy(nb, b)
-	return nb
-}
-
-// readPooledChunk reads the payload of chunk h of a message gathered in
-// pooled buffers (a request, whose payload is released once its handler
-// returned), growing it as grow does: pb holds
-// the message so far (nil before its first chunk), and is returned to its
-// pool when the message moves to a larger one.
-func readPooledChunk(br *bufio.Reader, pb *[]byte, h Header, limit int) (*[]byte, error) {
-	n := int(h.Length)
-	have, room := 0, 0
-	if pb != nil {
-		have, room = len(*pb), cap(*pb)
-	}
-	if pb == nil || have+n > room {
-		want := max(have+n, min(max(firstChunkRoom*n, 2*room), limit))
-		nb := getBuf(want)
-		*nb = (*nb)[:have]
-		if pb != nil {
-			copy(*nb, *pb)
-			putBuf(pb)
-		}
-		pb = nb
-	}
-	*pb = (*pb)[:have+n]
-	if err := readFull(br, (*pb)[have:]); err != nil {
-		return nil, err
-	}
-	return pb, nil
 }

@@ -1,6 +1,9 @@
 package mux
 
 import (
+	"bufio"
+	"bytes"
+	"errors"
 	"io"
 	"sync/atomic"
 	"testing"
@@ -52,24 +55,64 @@ func TestPipeReaderBuffers(t *testing.T) {
 	}
 }
 
-func TestGrow(t *testing.T) {
-	b := grow(nil, 100, 1000)
-	if len(b) != 0 || cap(b) != 400 {
-		t.Fatalf("new buffer: len %d cap %d, want 0 and %d chunks", len(b), cap(b), firstChunkRoom)
+// TestChunksGather gathers messages from chunks read through a bufio
+// reader: each chunk lands in a segment of its own, and the whole message
+// in a buffer at most a sixteenth larger than itself (no doubling),
+// whatever the length of its last chunk.
+func TestChunksGather(t *testing.T) {
+	for _, n := range []int{MaxFramePayload + 1, 2 * MaxFramePayload, 1<<20 + 100, 3*MaxFramePayload - 1} {
+		want := make([]byte, n)
+		for i := range want {
+			want[i] = byte(i * 7)
+		}
+		br := bufio.NewReaderSize(bytes.NewReader(want), largeReadBuffer)
+		var g chunks
+		left := n
+		for seq := uint32(0); ; seq++ {
+			h := Header{Op: OpStreamIn, ID: 1, Seq: seq, Length: uint32(min(left, MaxFramePayload))}
+			if left > MaxFramePayload {
+				h.Flags = FlagMore
+			}
+			if err := g.check(h, 16<<20, "message"); err != nil {
+				t.Fatal(err)
+			}
+			left -= int(h.Length)
+			if h.Flags&FlagMore != 0 {
+				seg, err := readSeg(br)
+				if err != nil {
+					t.Fatal(err)
+				}
+				g.push(seg, nil)
+				if g.size() != n-left {
+					t.Fatalf("%d bytes gathered, want %d", g.size(), n-left)
+				}
+				continue
+			}
+			got, err := g.finish(br, h, getMsg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want) || cap(got) > n+n/16 {
+				t.Fatalf("message of %d bytes: got %d bytes (cap %d), equal %v", n, len(got), cap(got), bytes.Equal(got, want))
+			}
+			break
+		}
+		if len(g.segs) != 0 || g.seq != 0 || g.last.Load() != 0 {
+			t.Fatal("chunks not reset after the last chunk")
+		}
 	}
-	b = append(b, make([]byte, 400)...)
-	b = grow(b, 1, 1000)
-	if len(b) != 400 || cap(b) != 800 {
-		t.Fatalf("grown buffer: len %d cap %d, want doubled", len(b), cap(b))
+	// A chunk out of sequence, or one that takes the message over its
+	// limit, breaks the protocol; so does a chunk before the last that is
+	// not full (ParseHeader).
+	var g chunks
+	if err := g.check(Header{Seq: 1, Length: 10}, 100, "message"); !errors.Is(err, ErrProtocol) {
+		t.Fatalf("chunk out of sequence: %v", err)
 	}
-	b = grow(b[:800], 100, 1000)
-	if cap(b) != 1000 {
-		t.Fatalf("cap %d, want the limit", cap(b))
+	if err := g.check(Header{Length: 101}, 100, "message"); !errors.Is(err, ErrProtocol) {
+		t.Fatalf("message over its limit: %v", err)
 	}
-	if b = grow(b[:1000], 10, 1000); cap(b) != 1010 {
-		t.Fatalf("cap %d past the limit, want exactly what is needed", cap(b))
-	}
-	if b = grow(nil, 0, 1000); b == nil {
-		t.Fatal("grow(nil, 0) returned nil: an empty message must not read as none")
+	short := AppendFrame(nil, Header{Op: OpStreamIn, Flags: FlagMore, ID: 1}, make([]byte, 100))
+	if _, err := ParseHeader(short); !errors.Is(err, ErrProtocol) {
+		t.Fatalf("a short chunk before the last: %v", err)
 	}
 }

@@ -30,16 +30,46 @@ type Config struct {
 	// MaxStreams) and the ones it serves. One more is refused with
 	// ErrTooManyStreams. Default 16384.
 	MaxStreams int
-	// MaxStreamBytes bounds the bytes this side may have to buffer for
-	// the consumers of its open streams, summed over the session: a stream
-	// commits its receiving capacity (messages) × MaxMessageSize, the most
-	// its peer may send it without waiting, for as long as it is open. A
-	// stream that would take the sum over the bound is refused with an
-	// error matching ErrTooManyStreams: by the peer's accept when this side
-	// serves it, locally (after the accept, which carries the capacity)
-	// when this side opened it. Default 0: no bound beyond MaxStreams
-	// streams of at most 65536 messages each way.
+	// MaxStreamBytes bounds the bytes of stream messages this side holds
+	// for the consumers of its streams (the handlers' input, the callers'
+	// Responses), including messages still arriving in chunks, summed over
+	// the session. Each stream has a reserve of its own that does not
+	// count: MaxStreamBytes / (2 × MaxStreams), within 4..64 KiB; what a
+	// stream holds beyond its reserve counts against this bound. A message
+	// counts as its length + 128 bytes from its arrival until its consumer
+	// takes it. The bound is announced in the hello and a conforming
+	// peer's senders wait for room rather than exceed it (Send, and a
+	// handler's Send, wait; so does a handler's end until its caller
+	// holds no more than the reserve), so a stream whose reader stalls
+	// stops only its own sender until the stalled streams hold
+	// MaxStreamBytes; then the other streams' messages that do not fit
+	// their reserves wait too. A peer that exceeds it breaks the protocol.
+	// Default max(64 MiB, 2 × MaxMessageSize); at least MaxMessageSize +
+	// 128.
 	MaxStreamBytes int64
+	// MaxRequestBytes bounds the bytes this side holds for the peer's
+	// requests of more than 64 KiB (which come in chunks) and for the
+	// initial payloads of the streams it serves, from their first chunk
+	// until their handler returns; a payload counts as its length + 128
+	// bytes. Requests in one frame are bounded by MaxConcurrent instead
+	// (64 KiB each). Announced in the hello: a conforming peer waits
+	// (respecting its context) rather than exceed it, so exceeding it is a
+	// protocol error. Default max(64 MiB, 2 × MaxMessageSize); at least
+	// MaxMessageSize + 128.
+	MaxRequestBytes int64
+	// MaxResponseBytes bounds the bytes of responses to this side's
+	// requests that are still arriving in chunks (responses of more than
+	// 64 KiB), summed over the session. Announced in the hello: a
+	// conforming peer's handlers wait to send rather than exceed it, so
+	// exceeding it is a protocol error. Default max(64 MiB, 2 ×
+	// MaxMessageSize); at least MaxMessageSize.
+	MaxResponseBytes int64
+	// ChunkTimeout bounds the wait for the next chunk of a message that
+	// arrives in chunks (a request, a stream's initial payload, a response
+	// or a stream message of more than 64 KiB). A message whose next chunk
+	// does not come within it (checked every ChunkTimeout/4) is a protocol
+	// error that ends the session. Default 30 s.
+	ChunkTimeout time.Duration
 	// MaxQueuedBytes bounds the bytes waiting for the writer. A sender over
 	// the bound waits (respecting its context); small control frames from
 	// the reader never wait. Default 1 MiB.
@@ -61,6 +91,13 @@ type Config struct {
 const (
 	defaultMaxMessageSize = 16 << 20
 	maxMaxMessageSize     = 1 << 30
+	// defaultMemoryBound is the least default of MaxStreamBytes,
+	// MaxRequestBytes and MaxResponseBytes.
+	defaultMemoryBound = 64 << 20
+	// maxByteBound bounds MaxStreamBytes, MaxRequestBytes and
+	// MaxResponseBytes (the hello carries them in 8 bytes; this keeps the
+	// sums in int64 far from overflow).
+	maxByteBound = 1 << 50
 )
 
 // Validate returns nil if NewSession accepts c, else an error naming the
@@ -80,7 +117,8 @@ func (c Config) withDefaults() (Config, error) {
 		{"MaxMessageSize", c.MaxMessageSize}, {"MaxInFlight", c.MaxInFlight},
 		{"MaxConcurrent", c.MaxConcurrent}, {"MaxQueuedBytes", c.MaxQueuedBytes}, {"MaxStreams", c.MaxStreams},
 		{"HelloTimeout", int(c.HelloTimeout)}, {"CloseTimeout", int(c.CloseTimeout)},
-		{"MaxStreamBytes", int(c.MaxStreamBytes)},
+		{"MaxStreamBytes", int(c.MaxStreamBytes)}, {"MaxRequestBytes", int(c.MaxRequestBytes)},
+		{"MaxResponseBytes", int(c.MaxResponseBytes)}, {"ChunkTimeout", int(c.ChunkTimeout)},
 	}
 	for _, f := range checks {
 		if f.v < 0 {
@@ -91,6 +129,23 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("mux: config: MaxMessageSize %d exceeds %d", c.MaxMessageSize, maxMaxMessageSize)
 	}
 	defaults.Set(&c.MaxMessageSize, defaultMaxMessageSize)
+	bound := max(defaultMemoryBound, 2*int64(c.MaxMessageSize))
+	defaults.Set(&c.MaxStreamBytes, bound)
+	defaults.Set(&c.MaxRequestBytes, bound)
+	defaults.Set(&c.MaxResponseBytes, bound)
+	defaults.Set(&c.ChunkTimeout, 30*time.Second)
+	for _, f := range []struct {
+		name     string
+		v, least int64
+	}{
+		{"MaxStreamBytes", c.MaxStreamBytes, charge(c.MaxMessageSize)},
+		{"MaxRequestBytes", c.MaxRequestBytes, charge(c.MaxMessageSize)},
+		{"MaxResponseBytes", c.MaxResponseBytes, int64(c.MaxMessageSize)},
+	} {
+		if f.v < f.least || f.v > maxByteBound {
+			return c, fmt.Errorf("mux: config: %s %d is outside %d..%d (MaxMessageSize %d must fit)", f.name, f.v, f.least, int64(maxByteBound), c.MaxMessageSize)
+		}
+	}
 	defaults.Set(&c.MaxInFlight, 16384)
 	defaults.Set(&c.MaxConcurrent, 4096)
 	defaults.Set(&c.MaxQueuedBytes, 1<<20)
@@ -104,4 +159,38 @@ func (c Config) withDefaults() (Config, error) {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	return c, nil
+}
+
+// Per-handler and per-stream costs in MemoryBound, with room to spare: a
+// running handler's worker (its goroutine's stack as the runtime starts
+// it, its context and job: about 1.5 KiB of heap and 4 KiB of stack,
+// measured) and an open stream's state on either side (the stream, its
+// channels, and the goroutine that serves or forwards it: about 3 KiB of
+// heap and 2 to 4 KiB of stack, measured; and the storage its message
+// queue keeps after a burst, at most keptCap slots of 24 bytes).
+const (
+	handlerCost = 8 << 10
+	streamCost  = 16 << 10
+)
+
+// MemoryBound returns the most memory, in bytes, a session with this
+// config holds for its peer, whatever the peer sends: the formula of
+// doc.go ("Memory"), with c's defaults applied. It counts the session's
+// own buffers, queues and goroutines, not what handler code allocates nor
+// what the callers hold of what they received. It returns -1 for an
+// invalid c.
+func (c Config) MemoryBound() int64 {
+	c, err := c.withDefaults()
+	if err != nil {
+		return -1
+	}
+	const mib = 1 << 20
+	q, m := int64(c.MaxQueuedBytes), int64(c.MaxMessageSize)
+	conc, streams := int64(c.MaxConcurrent), int64(c.MaxStreams)
+	writes := 2 * (4*q + mib + MaxFramePayload)
+	reads := int64(smallReadBuffer + largeReadBuffer)
+	handlers := conc * (MaxFramePayload + handlerCost)
+	requests := c.MaxRequestBytes*3/2 + m
+	streamBytes := (c.MaxStreamBytes + 2*streams*streamReserve(c)) * 3 / 2
+	return writes + reads + handlers + requests + c.MaxResponseBytes + streamBytes + 2*streams*streamCost
 }

@@ -7,18 +7,30 @@ import (
 )
 
 // credit is one direction's flow-control account, kept by the receiver:
-// the sender may have window messages that were not granted back.
+// the sender may have window messages that were not granted back, and
+// their bytes are counted in bytes (see streambytes.go).
 type credit struct {
 	window   int    // the capacity
 	received uint64 // messages received
 	granted  uint64 // messages granted back
 	pushed   uint64 // messages put into the consumer's channel
+	bytes    recvBytes
 }
 
 // grantable returns how much credit to grant now, given the consumer's
 // channel length: what was taken and not granted, once that is half the
-// window, or at once if the sender has no credit left.
-func (c *credit) grantable(inChan int) int {
+// window or half the stream reserve in bytes, or at once if the sender
+// has no credit left. The bytes of what it grants no longer count.
+//
+// What was taken and not granted counts on both sides until granted, but
+// it is less than half the reserve, and it counts against MaxStreamBytes
+// only while the stream holds more than half the reserve of messages not
+// yet taken (its consumer lags): so the room a stream holds in
+// MaxStreamBytes is held by messages still waiting for its consumer,
+// never by ones it took, and a handler's end, which waits until the
+// stream owes no more than the reserve, waits only for the consumer to
+// take what it has not.
+func (s *Session) grantable(c *credit, inChan int) int {
 	if uint64(inChan) > c.pushed {
 		return 0
 	}
@@ -27,8 +39,9 @@ func (c *credit) grantable(inChan int) int {
 	if g <= 0 {
 		return 0
 	}
-	if g >= max(1, c.window/2) || c.received-c.granted >= uint64(c.window) {
+	if g >= max(1, c.window/2) || c.received-c.granted >= uint64(c.window) || c.bytes.charges.sum(g) >= s.reserveIn/2 {
 		c.granted += uint64(g)
+		s.grantedIn(&c.bytes, g)
 		return g
 	}
 	return 0
@@ -42,12 +55,21 @@ func (c *credit) full() bool { return c.received-c.granted >= uint64(c.window) }
 // handler's credit comes back before it runs out.
 func (cs *cstream) taken() {
 	cs.mu.Lock()
-	if !cs.final {
-		if g := cs.out.grantable(len(cs.resp)); g > 0 {
-			cs.s.grant(OpStreamCreditOut, cs.id, g)
-		}
-	}
+	cs.grantLocked()
 	cs.mu.Unlock()
+}
+
+// grantLocked grants the handler the credit its caller freed, unless the
+// stream's last Response is decided, and has the observer look at the
+// stream if it must.
+func (cs *cstream) grantLocked() {
+	if cs.final {
+		return
+	}
+	if g := cs.s.grantable(&cs.out, len(cs.resp)); g > 0 {
+		cs.s.grant(OpStreamCreditOut, cs.id, g)
+	}
+	cs.s.watchC(cs)
 }
 
 // grant sends n messages of credit for stream id.
@@ -57,41 +79,4 @@ func (s *Session) grant(op Op, id uint64, n int) {
 	if err := s.q.put(context.Background(), s.closing, Header{Op: op, ID: id}, p[:], control); err != nil && !errors.Is(err, ErrDisconnected) {
 		s.fail(err)
 	}
-}
-
-// commit reserves n bytes of stream buffering under Config.MaxStreamBytes.
-func (s *Session) commit(n int64) bool {
-	s.strMu.Lock()
-	defer s.strMu.Unlock()
-	return s.commitLocked(n)
-}
-
-func (s *Session) commitLocked(n int64) bool {
-	if s.cfg.MaxStreamBytes > 0 && s.committed+n > s.cfg.MaxStreamBytes {
-		return false
-	}
-	s.committed += n
-	return true
-}
-
-// commitC is commit for a stream we opened, recorded in cs.commit (under
-// strMu, like the release in dropCStream); a stream that already ended
-// commits nothing.
-func (s *Session) commitC(cs *cstream, n int64) bool {
-	s.strMu.Lock()
-	defer s.strMu.Unlock()
-	if s.cstreams[cs.id] != cs {
-		return true
-	}
-	if !s.commitLocked(n) {
-		return false
-	}
-	cs.commit = n
-	return true
-}
-
-func (s *Session) uncommit(n int64) {
-	s.strMu.Lock()
-	s.committed -= n
-	s.strMu.Unlock()
 }

@@ -24,24 +24,30 @@ type cstream struct {
 	resp    chan Response
 	openErr error
 
+	g        chunks // a message of the handler's still arriving; the reader's
+	reserved int64  // of the peer's MaxRequestBytes, for the payload, until the end
+
 	mu        sync.Mutex
 	opened    bool // NewStream returned the stream
 	out       credit
-	over      msgQueue[Response] // messages waiting for room in resp
-	fwd       bool               // a goroutine is moving over into resp
-	partial   []byte             // a message whose chunks are still arriving
-	chunk     uint32             // next chunk expected
-	inCredit  int                // messages we may still send
-	parked    bool               // the send token waits for credit
-	inClosed  bool               // our input ended
-	ended     bool               // OpStreamEnd (or a refusal) arrived
-	final     bool               // the last Response is decided (or nobody reads them): drop what arrives
-	finalErr  error              // it (nil: Responses just closes)
-	pending   bool               // the final is still to be delivered by the forwarder
-	delivered bool               // Responses is closed
-	done      chan struct{}      // closed with Responses; made on demand
-	stop      func() bool        // stops the AfterFunc watching ctx
-	commit    int64              // of Session.committed; guarded by Session.strMu
+	over      msgQueue[[]byte] // messages waiting for room in resp
+	fwd       bool             // a goroutine is moving over into resp
+	watched   bool             // in the session's observer (streambytes.go)
+	inCredit  int              // messages we may still send
+	inBytes   owedBytes        // what our messages owe the peer's MaxStreamBytes
+	parked    bool             // the send token waits for credit
+	inClosed  bool             // our input ended
+	ended     bool             // OpStreamEnd (or a refusal) arrived
+	final     bool             // the last Response is decided (or nobody reads them)
+	finalErr  error            // it (nil: Responses just closes)
+	pending   bool             // the final is still to be delivered by the forwarder
+	dropping  bool             // messages not taken are dropped, and what arrives (dropLocked)
+	cancelled bool             // the caller gave up (abort): nothing waits for it to read
+	lostErr   error            // the final, if Responses closed without it (putFinalLocked)
+	kick      chan struct{}    // cap 1: wakes the forwarder to drop; made with the first forwarder
+	delivered bool             // Responses is closed
+	done      chan struct{}    // closed with Responses; made on demand
+	stop      func() bool      // stops the AfterFunc watching ctx; called when Responses closes
 }
 
 // send sends one message on the stream within credit.
@@ -70,21 +76,30 @@ func (cs *cstream) checkSize(msg []byte) error {
 
 // sendHeld sends msg holding the send token (which it releases): the
 // token is there only while there is credit, so that one sender at a time
-// puts its message (all its chunks) on the queue.
+// puts its message (all its chunks) on the queue. It first counts the
+// message's bytes, waiting for room in the peer's MaxStreamBytes if the
+// stream owes more than its reserve.
 func (cs *cstream) sendHeld(ctx context.Context, msg []byte) error {
 	s := cs.s
+	err := s.reserveOut(ctx, &cs.mu, &cs.inBytes, len(msg), func() error {
+		if cs.final || cs.inClosed {
+			return ErrStreamEnded
+		}
+		return nil
+	})
 	cs.mu.Lock()
-	if cs.final || cs.inClosed {
+	if err != nil {
 		cs.releaseTokenLocked()
 		cs.mu.Unlock()
-		return ErrStreamEnded
+		return s.sendError(err)
 	}
-	cs.inCredit--
+	cs.inCredit-- // the token is held while there is credit
 	cs.mu.Unlock()
 	sent, err := s.send(ctx, Header{Op: OpStreamIn, ID: cs.id}, msg)
 	cs.mu.Lock()
 	if !sent {
 		cs.inCredit++
+		s.unreserveOut(&cs.inBytes)
 	}
 	cs.releaseTokenLocked()
 	cs.mu.Unlock()
@@ -165,33 +180,61 @@ func (cs *cstream) forwardRequests(ctx context.Context, reqs <-chan []byte) {
 }
 
 // abort ends the stream early with err: the peer is told to cancel (unless
-// err is a deadline, which the peer sees too, or the session is gone), the
-// messages not yet taken are dropped, and err is the last Response. The
-// state stays until the peer's OpStreamEnd, so slot accounting stays exact.
+// the session is gone; on a deadline too, which the peer sees as well, so
+// that it lets go of the bytes the stream owes at once), the messages not
+// yet taken are dropped and recycled, and err is the last
+// Response. Responses closes at once, whether or not the caller reads it:
+// nothing waits for the caller any more (see putFinalLocked). The state
+// stays until the peer's OpStreamEnd, so slot accounting stays exact.
+//
+// A stream whose end was already decided (the handler returned, or the
+// session ended) but whose caller has not taken everything drops what is
+// left the same way and keeps its final.
 func (cs *cstream) abort(err error) {
 	s := cs.s
 	cs.mu.Lock()
+	if cs.delivered || cs.cancelled {
+		cs.mu.Unlock()
+		return
+	}
+	cs.cancelled = true
 	if cs.final {
+		if cs.resp != nil {
+			cs.dropLocked()
+			cs.settleLocked(false)
+		}
 		cs.mu.Unlock()
 		return
 	}
 	ended := cs.ended
 	cs.finishLocked(err, true, false)
 	cs.mu.Unlock()
+	s.streamOut.poke() // a Send waiting for room sees the stream ended
 	switch {
 	case ended:
 		s.dropCStream(cs)
 	case errors.Is(err, ErrDisconnected):
-	case err != context.DeadlineExceeded:
+	case err == context.DeadlineExceeded:
+		s.cancelFrame(cs.id, []byte{cancelDeadline})
+	default:
 		s.control(Header{Op: OpCancel, ID: cs.id})
 	}
 }
 
+// cancelFrame queues an OpCancel with a payload.
+func (s *Session) cancelFrame(id uint64, p []byte) {
+	if err := s.q.put(context.Background(), s.closing, Header{Op: OpCancel, ID: id}, p, control); err != nil && !errors.Is(err, ErrDisconnected) {
+		s.fail(err)
+	}
+}
+
+// dropCStream forgets a stream that ended (or was refused): its slot is
+// free, and its payload no longer counts in the peer's MaxRequestBytes.
 func (s *Session) dropCStream(cs *cstream) {
 	s.strMu.Lock()
 	if s.cstreams[cs.id] == cs {
 		delete(s.cstreams, cs.id)
-		s.committed -= cs.commit
+		s.reqOut.release(cs.reserved)
 		<-s.cslots
 	}
 	s.strMu.Unlock()
@@ -210,8 +253,8 @@ func (s *Session) endStreams(err error) {
 	}
 	clear(s.cstreams)
 	clear(s.sstreams)
-	s.committed = 0
 	s.strMu.Unlock()
+	s.streamOut.poke()
 	for _, cs := range css {
 		cs.mu.Lock()
 		switch {

@@ -34,8 +34,13 @@
 // with an error matching ErrDisconnected. Streams have no keep-alive of
 // their own: an idle or blocked stream lives as long as the session.
 // Config.MaxStreams bounds the open streams in each direction, and
-// Config.MaxStreamBytes, if set, the bytes their receiving sides may have
-// to buffer (capacity × MaxMessageSize per stream).
+// Config.MaxStreamBytes the bytes of the messages their receiving sides
+// hold beyond a small reserve per stream: senders wait for room, so a
+// stalled reader stops its own sender, and the others only once the
+// stalled streams hold MaxStreamBytes. A caller that cancels a stream
+// (Stream.Cancel, or its context ends) drops the messages it has not
+// taken, and the stream's Responses and Done close at once whether or not
+// anyone reads them.
 //
 // What a stream costs: the reader delivers messages straight into the
 // consumer's channel or queue and Send puts them on the writer's queue, so
@@ -55,13 +60,16 @@
 // payload is valid only until the handler returns (the session reuses its
 // memory); a handler may return it as its answer.
 //
-// Responses and stream messages that arrive in one frame are read into
-// buffers from a pool shared by all sessions (a message in chunks is
-// gathered into a buffer of its own). A caller that is done with one may give it back with
-// Recycle, so that a later message reuses the memory instead of making
-// garbage: at 512 bytes per request that halves the allocations of a round
-// trip and leaves the garbage collector almost nothing to do. Recycling is
-// optional, and a message must not be touched once recycled.
+// Responses and stream messages are read into buffers from a pool shared
+// by all sessions, keyed by size class; a message in chunks is gathered
+// chunk by chunk (64 KiB each) and then copied once into a buffer of its
+// class, at most a sixteenth larger than itself, so no message is held in
+// a buffer much larger than itself. A caller that is done with one may
+// give it back with Recycle, so that a later message reuses the memory
+// instead of making garbage: at 512 bytes per request that halves the
+// allocations of a round trip and leaves the garbage collector almost
+// nothing to do.
+// Recycling is optional, and a message must not be touched once recycled.
 //
 // # Goroutines and bounds
 //
@@ -74,10 +82,50 @@
 // slow handler or a slow caller cannot stall the session. Handlers run on worker goroutines, at most
 // Config.MaxConcurrent at once. Messages larger than MaxFramePayload travel
 // as chunks that interleave with other traffic. Every limit (message size,
-// requests in flight, running handlers, queued bytes) is enforced before
-// memory is committed; exceeding one is an error, never a hang or an
-// unbounded allocation. A peer that breaks the protocol gets the reason in
-// an OpClose frame and the session ends with an error matching ErrProtocol.
+// requests in flight, running handlers, bytes held for the peer, queued
+// bytes) is enforced before memory is committed; exceeding one is an
+// error, never a hang or an unbounded allocation. A peer that breaks the
+// protocol gets the reason in an OpClose frame and the session ends with
+// an error matching ErrProtocol.
+//
+// # Memory
+//
+// What a peer can make a session hold is bounded by the Config, whatever
+// the peer sends, and by default. The byte bounds are announced in the
+// hello, and a conforming peer's senders wait rather than exceed them
+// (Request, Send and the handlers' answers wait for room; the waits
+// respect their contexts), so a peer that exceeds one is hostile or
+// broken and its session ends with a protocol error naming the bound; so
+// does a message whose chunks stop coming for Config.ChunkTimeout. The
+// worst case for one session, Config.MemoryBound, is
+//
+//	  2 · (4 · MaxQueuedBytes + 1 MiB + 64 KiB)   frames queued to write, and the batch being written
+//	+ 68 KiB                                      read buffers
+//	+ MaxConcurrent · (64 KiB + 8 KiB)            handlers running, each with a request of one frame
+//	+ 1.5 · MaxRequestBytes + MaxMessageSize      requests in chunks and streams' initial payloads,
+//	                                                and one message being put together from its chunks
+//	+ MaxResponseBytes                            responses arriving in chunks
+//	+ 1.5 · (MaxStreamBytes                       stream messages held for their consumers,
+//	         + 2 · MaxStreams · StreamReserve)      and each stream's reserve
+//	+ 2 · MaxStreams · 16 KiB                     the streams served and opened, with their goroutines
+//
+// where StreamReserve, what each stream may hold without counting against
+// MaxStreamBytes, is MaxStreamBytes / (2 · MaxStreams) within 4..64 KiB,
+// and the factor 1.5 covers the size classes of the buffers a message of
+// one frame is read into. The 8 and 16 KiB are goroutine stacks as the
+// runtime starts them plus the session's state, measured at about 6 and
+// 7 KiB, and for a stream the storage its message queue keeps after a
+// burst (at most 6 KiB). Not counted: what handler code allocates (or grows its stack
+// to), and what callers hold of the responses and stream messages they
+// received, which for a stream that ended before its caller read it is at
+// most its reserve.
+//
+// With the default Config (16 MiB messages, 4096 handlers, 16384 streams,
+// 64 MiB for each byte bound) that is about 1.25 GiB per session, most of
+// it for MaxConcurrent and MaxStreams; with MaxConcurrent 256 and
+// MaxStreams 1024, about 430 MiB. TestMemoryBoundAdversary drives a
+// session at every limit at once from a hostile peer and checks the
+// bound.
 //
 // # Concurrency
 //

@@ -130,7 +130,8 @@ func (h *Header) put(p *[HeaderSize]byte) {
 
 // ParseHeader decodes and checks a frame header. It reports an error, never
 // panics, for an unknown op, flags the op does not allow, a payload length
-// over MaxFramePayload, or a handler ID on an op that takes none (or a
+// over MaxFramePayload (or other than MaxFramePayload on a chunk that is
+// not a message's last), or a handler ID on an op that takes none (or a
 // missing one on a request's first chunk). It does not read the payload.
 func ParseHeader(p []byte) (Header, error) {
 	if len(p) < HeaderSize {
@@ -154,6 +155,9 @@ func ParseHeader(p []byte) (Header, error) {
 	if h.Length > MaxFramePayload {
 		return h, fmt.Errorf("%w: %v frame of %d bytes exceeds %d", ErrProtocol, h.Op, h.Length, MaxFramePayload)
 	}
+	if h.Flags&FlagMore != 0 && h.Length != MaxFramePayload {
+		return h, fmt.Errorf("%w: %v chunk of %d bytes: every chunk but the last carries %d", ErrProtocol, h.Op, h.Length, MaxFramePayload)
+	}
 	opens := h.Op == OpRequest || h.Op == OpStreamOpen
 	if opens && h.Seq == 0 && !h.Handler.Valid() {
 		return h, fmt.Errorf("%w: %v %d names invalid handler %d", ErrProtocol, h.Op, h.ID, uint16(h.Handler))
@@ -170,9 +174,19 @@ type hello struct {
 	MaxMessageSize uint32 // the largest message the sender accepts
 	MaxConcurrent  uint32 // requests the sender serves at once for its peer
 	MaxStreams     uint32 // streams the sender serves at once for its peer
+
+	// The sender's byte bounds (SPEC.md, Limits); 0 in a hello without
+	// them (an older peer's: 20 bytes), which bounds nothing.
+	MaxRequestBytes  uint64
+	MaxResponseBytes uint64
+	MaxStreamBytes   uint64
+	StreamReserve    uint32
 }
 
-const helloSize = 20
+const (
+	helloSize       = 20 // the fields every version sends
+	helloBoundsSize = 48 // with the byte bounds
+)
 
 var helloMagic = [4]byte{'G', 'M', 'U', 'X'}
 
@@ -181,7 +195,14 @@ func (h hello) append(b []byte) []byte {
 	b = append(b, h.Version, 0, 0, 0)
 	b = binary.BigEndian.AppendUint32(b, h.MaxMessageSize)
 	b = binary.BigEndian.AppendUint32(b, h.MaxConcurrent)
-	return binary.BigEndian.AppendUint32(b, h.MaxStreams)
+	b = binary.BigEndian.AppendUint32(b, h.MaxStreams)
+	if h.MaxRequestBytes == 0 {
+		return b // no byte bounds: an older peer's hello
+	}
+	b = binary.BigEndian.AppendUint64(b, h.MaxRequestBytes)
+	b = binary.BigEndian.AppendUint64(b, h.MaxResponseBytes)
+	b = binary.BigEndian.AppendUint64(b, h.MaxStreamBytes)
+	return binary.BigEndian.AppendUint32(b, h.StreamReserve)
 }
 
 func parseHello(p []byte) (hello, error) {
@@ -193,6 +214,16 @@ func parseHello(p []byte) (hello, error) {
 		MaxMessageSize: binary.BigEndian.Uint32(p[8:]),
 		MaxConcurrent:  binary.BigEndian.Uint32(p[12:]),
 		MaxStreams:     binary.BigEndian.Uint32(p[16:]),
+	}
+	if len(p) >= helloBoundsSize {
+		h.MaxRequestBytes = binary.BigEndian.Uint64(p[20:])
+		h.MaxResponseBytes = binary.BigEndian.Uint64(p[28:])
+		h.MaxStreamBytes = binary.BigEndian.Uint64(p[36:])
+		h.StreamReserve = binary.BigEndian.Uint32(p[44:])
+		if h.MaxRequestBytes == 0 || h.MaxResponseBytes == 0 || h.MaxStreamBytes == 0 ||
+			max(h.MaxRequestBytes, h.MaxResponseBytes, h.MaxStreamBytes) > maxByteBound {
+			return h, fmt.Errorf("%w: hello with byte bounds %d/%d/%d", ErrProtocol, h.MaxRequestBytes, h.MaxResponseBytes, h.MaxStreamBytes)
+		}
 	}
 	if h.Version == 0 {
 		return h, fmt.Errorf("%w: hello with version 0", ErrProtocol)

@@ -19,8 +19,7 @@ import (
 func seedFrames() [][]byte {
 	hs := []mux.Header{
 		{Op: mux.OpRequest, Handler: hEcho, ID: 1, Deadline: 1000},
-		{Op: mux.OpRequest, Flags: mux.FlagMore, Handler: hEcho, ID: 2},
-		{Op: mux.OpRequest, ID: 2, Seq: 1},
+		{Op: mux.OpRequest, Handler: hEcho, ID: 2},
 		{Op: mux.OpResponse, ID: 1},
 		{Op: mux.OpResponse, Flags: mux.FlagError, ID: 3},
 		{Op: mux.OpCancel, ID: 4},
@@ -33,13 +32,17 @@ func seedFrames() [][]byte {
 		out = append(out, mux.AppendFrame(nil, h, []byte("payload")))
 	}
 	out = append(out, mux.AppendFrame(nil, mux.Header{Op: mux.OpAck}, binary.BigEndian.AppendUint64(nil, 64)))
+	// A request in two chunks: every chunk but the last is full.
+	out = append(out,
+		mux.AppendFrame(nil, mux.Header{Op: mux.OpRequest, Flags: mux.FlagMore, Handler: hEcho, ID: 3}, make([]byte, mux.MaxFramePayload)),
+		mux.AppendFrame(nil, mux.Header{Op: mux.OpRequest, ID: 3, Seq: 1}, []byte("tail")))
 	// A stream to the echo stream handler: open, two messages (one in
 	// chunks), credit for its output, end of input; and a cancelled one.
 	credit := []byte{0, 0, 0, 1}
 	out = append(out,
 		mux.AppendFrame(nil, mux.Header{Op: mux.OpStreamOpen, Handler: hsEcho, ID: 20, Deadline: 1000}, nil),
 		mux.AppendFrame(nil, mux.Header{Op: mux.OpStreamIn, ID: 20}, []byte("in")),
-		mux.AppendFrame(nil, mux.Header{Op: mux.OpStreamIn, Flags: mux.FlagMore, ID: 20}, []byte("chu")),
+		mux.AppendFrame(nil, mux.Header{Op: mux.OpStreamIn, Flags: mux.FlagMore, ID: 20}, make([]byte, mux.MaxFramePayload)),
 		mux.AppendFrame(nil, mux.Header{Op: mux.OpStreamIn, ID: 20, Seq: 1}, []byte("nk")),
 		mux.AppendFrame(nil, mux.Header{Op: mux.OpStreamCreditOut, ID: 20}, credit),
 		mux.AppendFrame(nil, mux.Header{Op: mux.OpStreamCloseIn, ID: 20}, nil),
@@ -52,7 +55,7 @@ func seedFrames() [][]byte {
 		// The same to the echo handler in the Serve form.
 		mux.AppendFrame(nil, mux.Header{Op: mux.OpStreamOpen, Handler: hsServe, ID: 23}, nil),
 		mux.AppendFrame(nil, mux.Header{Op: mux.OpStreamIn, ID: 23}, []byte("in")),
-		mux.AppendFrame(nil, mux.Header{Op: mux.OpStreamIn, Flags: mux.FlagMore, ID: 23}, []byte("chu")),
+		mux.AppendFrame(nil, mux.Header{Op: mux.OpStreamIn, Flags: mux.FlagMore, ID: 23}, make([]byte, mux.MaxFramePayload)),
 		mux.AppendFrame(nil, mux.Header{Op: mux.OpStreamIn, ID: 23, Seq: 1}, []byte("nk")),
 		mux.AppendFrame(nil, mux.Header{Op: mux.OpStreamCreditOut, ID: 23}, credit),
 		mux.AppendFrame(nil, mux.Header{Op: mux.OpStreamCloseIn, ID: 23}, nil),

@@ -12,7 +12,9 @@ import (
 // Up to 32 KiB the classes are the Go allocator's own, measured once at
 // first use, so that a buffer allocated on a pool miss with its class as
 // capacity costs no more memory than make([]byte, n) would; above that they
-// step by a quarter of each power of two. A buffer is filed under the
+// step by a quarter of each power of two up to MaxFramePayload, and by a
+// sixteenth above it, so that a message gathered from chunks is held in a
+// buffer at most a sixteenth larger than itself. A buffer is filed under the
 // largest class its capacity covers and handed out from the smallest class
 // that covers the length asked for, so any buffer in class i serves any
 // length up to classSizes[i].
@@ -42,8 +44,12 @@ func initMsgClasses() {
 		n = c + 1
 	}
 	for p := smallClasses; p < maxMsgClass; p *= 2 {
-		for q := 1; q <= 4; q++ {
-			if c := p + q*p/4; c > msgClassSizes[len(msgClassSizes)-1] {
+		steps := 4
+		if p >= MaxFramePayload {
+			steps = 16
+		}
+		for q := 1; q <= steps; q++ {
+			if c := p + q*p/steps; c > msgClassSizes[len(msgClassSizes)-1] {
 				msgClassSizes = append(msgClassSizes, c)
 			}
 		}

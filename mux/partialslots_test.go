@@ -17,7 +17,7 @@ func TestEndFreesHalfSentSlots(t *testing.T) {
 	if err := reg.RegisterSingle(1, func(ctx context.Context, p []byte) ([]byte, error) { return p, nil }); err != nil {
 		t.Fatal(err)
 	}
-	chunk := make([]byte, 1024)
+	chunk := make([]byte, MaxFramePayload) // every chunk but a message's last is full
 	for round := range 20 {
 		p := newRawPeer(t, reg, Version)
 		const halfSent = 8

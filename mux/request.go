@@ -17,10 +17,10 @@ type call struct {
 	h         handlers.HandlerID
 	done      chan struct{} // cap 1; signalled once the answer is complete
 	resp      []byte
-	gather    *[]byte // pooled buffer of a response still arriving in chunks
+	g         chunks // a response still arriving in chunks (counted in respIn)
 	err       error
-	seq       uint32 // next chunk expected
-	abandoned bool   // the caller gave up; the reader frees the call
+	reserved  int64 // of the peer's MaxRequestBytes, until the answer
+	abandoned bool  // the caller gave up; the reader frees the call
 }
 
 var callPool = sync.Pool{New: func() any { return &call{done: make(chan struct{}, 1)} }}
@@ -50,8 +50,18 @@ func (s *Session) Request(ctx context.Context, h handlers.HandlerID, payload []b
 	if err := s.acquireSlot(ctx); err != nil {
 		return nil, err
 	}
+	var reserved int64
+	if len(payload) > MaxFramePayload {
+		// A request in chunks counts in the peer's MaxRequestBytes until
+		// its answer comes.
+		reserved = charge(len(payload))
+		if err := s.reqOut.acquire(ctx, s.closing, reserved, "MaxRequestBytes"); err != nil {
+			<-s.slots
+			return nil, s.sendError(err)
+		}
+	}
 	c := callPool.Get().(*call)
-	c.h = h
+	c.h, c.reserved = h, reserved
 	s.pendMu.Lock()
 	select {
 	case <-s.closing:
@@ -105,8 +115,17 @@ func (s *Session) acquireSlot(ctx context.Context) error {
 
 // releaseCall frees a call that was never sent.
 func (s *Session) releaseCall(c *call) {
-	<-s.slots
+	s.freeSlot(c)
 	s.recycle(c)
+}
+
+// freeSlot releases a call's request slot and its reservation of the
+// peer's MaxRequestBytes: its answer came, or it never left, or the
+// session ended.
+func (s *Session) freeSlot(c *call) {
+	<-s.slots
+	s.reqOut.release(c.reserved)
+	c.reserved = 0
 }
 
 func (s *Session) recycle(c *call) {
@@ -176,63 +195,82 @@ func (s *Session) send(ctx context.Context, h Header, payload []byte) (sent bool
 // Call fields are only changed under pendMu, so failPending cannot race it;
 // the payload is read with pendMu released. A response in one frame is read
 // straight into the buffer the caller gets (from getMsg, so that the caller
-// may Recycle it); one in chunks is gathered in a pooled buffer and copied
-// once, at its end, into a buffer of its size.
+// may Recycle it); one in chunks is gathered in segments (counted in
+// respIn) and copied once, at its end, into a buffer from getMsg.
 func (s *Session) handleResponse(br *bufio.Reader, h Header) error {
-	var c *call
-	var gather *[]byte // the chunks so far; nil for a first chunk
-	if h.Seq > 0 {
-		s.pendMu.Lock()
-		c = s.pending[h.ID]
-		if err := s.checkChunk(c, h); err != nil {
-			s.pendMu.Unlock()
+	if h.Seq == 0 && h.Flags&FlagMore == 0 {
+		if int(h.Length) > s.cfg.MaxMessageSize {
+			return fmt.Errorf("%w: response %d exceeds %d bytes", ErrProtocol, h.ID, s.cfg.MaxMessageSize)
+		}
+		resp, err := readMsg(br, h.Length)
+		if err != nil {
 			return err
 		}
-		gather = c.gather
-		s.pendMu.Unlock()
-	} else if int(h.Length) > s.cfg.MaxMessageSize {
-		return fmt.Errorf("%w: response %d exceeds %d bytes", ErrProtocol, h.ID, s.cfg.MaxMessageSize)
-	}
-	var resp []byte
-	var err error
-	if h.Seq == 0 && h.Flags&FlagMore == 0 {
-		resp, err = readMsg(br, h.Length)
-	} else {
-		gather, err = readPooledChunk(br, gather, h, s.cfg.MaxMessageSize)
-	}
-	if err != nil {
-		return err
+		s.pendMu.Lock()
+		c := s.pending[h.ID]
+		if c == nil || c.g.seq != 0 {
+			s.pendMu.Unlock()
+			Recycle(resp)
+			return s.checkChunk(c, h)
+		}
+		return s.complete(c, h, resp)
 	}
 	s.pendMu.Lock()
-	if h.Seq == 0 {
-		c = s.pending[h.ID]
-		if err := s.checkChunk(c, h); err != nil {
-			s.pendMu.Unlock()
-			putBuf(gather)
+	c := s.pending[h.ID]
+	if err := s.checkChunk(c, h); err != nil {
+		s.pendMu.Unlock()
+		return err
+	}
+	if h.Flags&FlagMore == 0 {
+		// The last chunk: the reader takes the segments, so that the call
+		// may end (failPending) while it reads.
+		segs := c.g.take()
+		s.pendMu.Unlock()
+		resp, err := assemble(segs, br, h, getMsg)
+		s.respIn.sub(int64(len(segs)) * MaxFramePayload)
+		if err != nil {
 			return err
 		}
-	} else if s.pending[h.ID] != c {
-		s.pendMu.Unlock()
-		putBuf(gather)
-		return nil // failPending ended the call while we read: the session is over
+		s.pendMu.Lock()
+		if s.pending[h.ID] != c {
+			s.pendMu.Unlock()
+			return nil // failPending ended the call while we read
+		}
+		return s.complete(c, h, resp)
 	}
-	c.seq++
-	c.gather = gather
-	if h.Flags&FlagMore != 0 {
+	s.pendMu.Unlock()
+	{
+		if err := s.respIn.add(MaxFramePayload); err != nil {
+			return err
+		}
+		seg, err := readSeg(br)
+		if err != nil {
+			return err
+		}
+		s.pendMu.Lock()
+		if s.pending[h.ID] != c {
+			// failPending ended the call while we read: the session is
+			// over.
+			s.pendMu.Unlock()
+			putBuf(seg)
+			return nil
+		}
+		c.g.push(seg, s)
 		s.pendMu.Unlock()
 		return nil
 	}
-	if gather != nil {
-		resp = getMsg(len(*gather))
-		copy(resp, *gather)
-		c.gather = nil
-	}
+}
+
+// complete ends call c with the response resp (the whole of it): the call
+// leaves pending, its slot is freed, and its caller, if still waiting, is
+// woken. pendMu must be held; complete releases it.
+func (s *Session) complete(c *call, h Header, resp []byte) error {
 	c.resp = resp
 	delete(s.pending, h.ID)
 	s.pendMu.Unlock()
-	putBuf(gather)
-	<-s.slots
+	s.freeSlot(c)
 	if c.abandoned {
+		Recycle(resp)
 		s.recycle(c)
 		return nil
 	}
@@ -248,15 +286,10 @@ func (s *Session) handleResponse(br *bufio.Reader, h Header) error {
 // checkChunk checks a response chunk for call c (nil if unknown) against
 // what the call expects. pendMu must be held.
 func (s *Session) checkChunk(c *call, h Header) error {
-	switch {
-	case c == nil:
+	if c == nil {
 		return fmt.Errorf("%w: response for unknown request %d", ErrProtocol, h.ID)
-	case h.Seq != c.seq:
-		return fmt.Errorf("%w: response %d chunk %d, expected %d", ErrProtocol, h.ID, h.Seq, c.seq)
-	case c.gather != nil && len(*c.gather)+int(h.Length) > s.cfg.MaxMessageSize:
-		return fmt.Errorf("%w: response %d exceeds %d bytes", ErrProtocol, h.ID, s.cfg.MaxMessageSize)
 	}
-	return nil
+	return c.g.check(h, s.cfg.MaxMessageSize, "response")
 }
 
 // failPending ends every pending call with the session's error.
@@ -269,7 +302,7 @@ func (s *Session) failPending(cause error) {
 	defer s.pendMu.Unlock()
 	for id, c := range s.pending {
 		delete(s.pending, id)
-		<-s.slots
+		s.freeSlot(c)
 		if c.abandoned {
 			s.recycle(c)
 			continue

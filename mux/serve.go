@@ -12,15 +12,23 @@ import (
 	"github.com/gridmesh/gridmesh/handlers"
 )
 
-// partial is a request whose chunks are still arriving.
+// partial is a request (or stream open) whose chunks are still arriving.
 type partial struct {
 	stream   bool // OpStreamOpen rather than OpRequest
 	h        handlers.HandlerID
 	deadline uint32
 	arrived  time.Time // first chunk; the deadline counts from here
-	pb       *[]byte   // pooled buffer of the chunks so far; nil if rejected
-	seq      uint32    // next chunk expected
+	g        chunks    // the chunks so far (none if rejected)
 	rejected bool      // no handler slot: discard the chunks, then answer busy
+	skipped  int       // bytes discarded so far, if rejected
+	charged  int64     // counted in reqIn so far
+}
+
+func (p *partial) what() string {
+	if p.stream {
+		return "stream open"
+	}
+	return "request"
 }
 
 // handleRequest reads a request frame. A complete request is dispatched to
@@ -32,28 +40,57 @@ func (s *Session) handleRequest(br *bufio.Reader, h Header) error {
 	s.servMu.Lock()
 	p := s.partial[h.ID]
 	s.servMu.Unlock()
-	switch {
-	case p == nil || p.stream != (h.Op == OpStreamOpen):
+	if p == nil || p.stream != (h.Op == OpStreamOpen) {
 		return fmt.Errorf("%w: %v chunk %d of unknown request %d", ErrProtocol, h.Op, h.Seq, h.ID)
-	case h.Seq != p.seq:
-		return fmt.Errorf("%w: request %d chunk %d, expected %d", ErrProtocol, h.ID, h.Seq, p.seq)
-	case p.pb != nil && len(*p.pb)+int(h.Length) > s.cfg.MaxMessageSize:
-		return fmt.Errorf("%w: request %d exceeds %d bytes", ErrProtocol, h.ID, s.cfg.MaxMessageSize)
 	}
-	p.seq++
 	if p.rejected {
+		if h.Seq != p.g.seq {
+			return fmt.Errorf("%w: %s %d chunk %d, expected %d", ErrProtocol, p.what(), h.ID, h.Seq, p.g.seq)
+		}
+		if p.skipped+int(h.Length) > s.cfg.MaxMessageSize {
+			return fmt.Errorf("%w: %s %d exceeds %d bytes", ErrProtocol, p.what(), h.ID, s.cfg.MaxMessageSize)
+		}
 		if err := skip(br, h.Length); err != nil {
 			return err
 		}
-	} else {
-		pb, err := readPooledChunk(br, p.pb, h, s.cfg.MaxMessageSize)
+		p.g.seq++
+		p.skipped += int(h.Length)
+		p.g.last.Store(time.Now().UnixNano())
+		if h.Flags&FlagMore != 0 {
+			return nil
+		}
+		s.servMu.Lock()
+		delete(s.partial, h.ID)
+		s.servMu.Unlock()
+		if p.stream {
+			return s.refuseStream(h.ID, codeStreams, "too many streams")
+		}
+		return s.answerError(h.ID, codeBusy, "no free handler slot")
+	}
+	if err := p.g.check(h, s.cfg.MaxMessageSize, p.what()); err != nil {
+		return err
+	}
+	if h.Flags&FlagMore != 0 {
+		if err := s.reqIn.add(MaxFramePayload); err != nil {
+			return err
+		}
+		p.charged += MaxFramePayload
+		seg, err := readSeg(br)
 		if err != nil {
 			return err
 		}
-		p.pb = pb
-	}
-	if h.Flags&FlagMore != 0 {
+		p.g.push(seg, s)
 		return nil
+	}
+	// The last chunk: the whole payload counts from now until the handler
+	// returns.
+	total := charge(p.g.size() + int(h.Length))
+	if err := s.reqIn.add(total - p.charged); err != nil {
+		return err
+	}
+	payload, err := p.g.finish(br, h, getMsg)
+	if err != nil {
+		return err
 	}
 	s.servMu.Lock()
 	mine := s.partial[h.ID] == p
@@ -62,22 +99,31 @@ func (s *Session) handleRequest(br *bufio.Reader, h Header) error {
 	if !mine {
 		// The session ended while the chunk was read, and cancelServing
 		// freed the request's slot.
-		putBuf(p.pb)
+		s.dropPayload(payload, true, total)
 		return nil
 	}
 	if p.stream {
-		if p.rejected {
-			return s.refuseStream(h.ID, codeStreams, "too many streams")
-		}
-		return s.serveStream(p.h, h.ID, p.deadline, p.arrived, *p.pb, p.pb)
+		return s.serveStream(p.h, h.ID, p.deadline, p.arrived, payload, true, total)
 	}
-	if p.rejected {
-		return s.answerError(h.ID, codeBusy, "no free handler slot")
-	}
-	return s.dispatch(p.h, h.ID, p.deadline, p.arrived, *p.pb, p.pb)
+	return s.dispatch(p.h, h.ID, p.deadline, p.arrived, payload, nil, total)
 }
 
 func (s *Session) handleFirstChunk(br *bufio.Reader, h Header) error {
+	held := 0 // slots taken here and not yet handed on; freed on an error
+	err := s.firstChunk(br, h, &held)
+	if err != nil && held > 0 {
+		if h.Op == OpStreamOpen {
+			<-s.sslots
+		} else {
+			<-s.hslots
+		}
+	}
+	return err
+}
+
+// firstChunk is handleFirstChunk; *held is 1 while it holds a slot that
+// nothing else will free.
+func (s *Session) firstChunk(br *bufio.Reader, h Header, held *int) error {
 	stream := h.Op == OpStreamOpen
 	// dispatch checks a request in one frame for a duplicate ID itself,
 	// under the lock it takes anyway.
@@ -99,30 +145,51 @@ func (s *Session) handleFirstChunk(br *bufio.Reader, h Header) error {
 	select {
 	case slots <- struct{}{}:
 		slot = true
+		*held = 1
 	default:
 	}
 	if h.Flags&FlagMore != 0 {
-		p := &partial{stream: stream, h: h.Handler, deadline: h.Deadline, arrived: now, seq: 1, rejected: !slot}
+		// A conforming peer has no more requests and streams opening at
+		// once than it has slots for: one beyond that many, even refused,
+		// breaks the protocol (and would cost a partial for nothing).
+		s.servMu.Lock()
+		n := len(s.partial)
+		s.servMu.Unlock()
+		if n >= s.cfg.MaxConcurrent+s.cfg.MaxStreams {
+			return fmt.Errorf("%w: more than %d requests and stream opens arriving in chunks at once", ErrProtocol, n)
+		}
+		p := &partial{stream: stream, h: h.Handler, deadline: h.Deadline, arrived: now, rejected: !slot}
 		if slot {
-			pb, err := readPooledChunk(br, nil, h, s.cfg.MaxMessageSize)
+			if err := s.reqIn.add(MaxFramePayload); err != nil {
+				return err
+			}
+			p.charged = MaxFramePayload
+			seg, err := readSeg(br)
 			if err != nil {
 				return err
 			}
-			p.pb = pb
-		} else if err := skip(br, h.Length); err != nil {
-			return err
+			p.g.push(seg, s)
+		} else {
+			if err := skip(br, h.Length); err != nil {
+				return err
+			}
+			p.g.seq, p.skipped = 1, int(h.Length)
+			p.g.last.Store(time.Now().UnixNano())
+			s.armReaper()
 		}
 		s.servMu.Lock()
 		closed := s.servClosed
 		if !closed {
 			s.partial[h.ID] = p
 		}
+		*held = 0 // the partial holds it, or it is freed just below
 		s.servMu.Unlock()
 		if closed { // cancelServing has run: it would not free the slot
 			if slot {
 				<-slots
 			}
-			putBuf(p.pb)
+			p.g.reset()
+			s.reqIn.sub(p.charged)
 		}
 		return nil
 	}
@@ -140,19 +207,31 @@ func (s *Session) handleFirstChunk(br *bufio.Reader, h Header) error {
 		}
 		return s.answerError(h.ID, codeBusy, "no free handler slot")
 	}
-	if stream && h.Length == 0 {
-		// No pooled buffer: a stream may live long, and most open empty.
-		return s.serveStream(h.Handler, h.ID, h.Deadline, now, nil, nil)
+	if stream {
+		if h.Length == 0 {
+			// No buffer: a stream may live long, and most open empty.
+			*held = 0
+			return s.serveStream(h.Handler, h.ID, h.Deadline, now, nil, false, 0)
+		}
+		// A stream's payload counts until its handler returns.
+		total := charge(int(h.Length))
+		if err := s.reqIn.add(total); err != nil {
+			return err
+		}
+		payload, err := readMsg(br, h.Length)
+		if err != nil {
+			return err
+		}
+		*held = 0
+		return s.serveStream(h.Handler, h.ID, h.Deadline, now, payload, true, total)
 	}
 	pb := getBuf(int(h.Length))
 	if err := readFull(br, *pb); err != nil {
 		putBuf(pb)
 		return err
 	}
-	if stream {
-		return s.serveStream(h.Handler, h.ID, h.Deadline, now, *pb, pb)
-	}
-	return s.dispatch(h.Handler, h.ID, h.Deadline, now, *pb, pb)
+	*held = 0
+	return s.dispatch(h.Handler, h.ID, h.Deadline, now, *pb, pb, 0)
 }
 
 // checkNewID reports a protocol error if the peer's request or stream ID id
@@ -185,8 +264,11 @@ func errIDInUse(id uint64) error {
 }
 
 // dispatch starts the handler for a complete request; the caller holds a
-// handler slot for it. pb, if not nil, is the pooled buffer behind payload.
-func (s *Session) dispatch(h handlers.HandlerID, id uint64, deadline uint32, arrived time.Time, payload []byte, pb *[]byte) error {
+// handler slot for it. pb, if not nil, is the pooled buffer behind
+// payload; charged is what the request counts in reqIn until its handler
+// returns (a request gathered from chunks, whose payload, from getMsg,
+// is recycled then).
+func (s *Session) dispatch(h handlers.HandlerID, id uint64, deadline uint32, arrived time.Time, payload []byte, pb *[]byte, charged int64) error {
 	e := s.reg.Lookup(h)
 	var rc *reqCtx
 	if e != nil && e.Single != nil {
@@ -201,7 +283,8 @@ func (s *Session) dispatch(h handlers.HandlerID, id uint64, deadline uint32, arr
 		closed := s.servClosed
 		s.servMu.Unlock()
 		<-s.hslots
-		putBuf(pb)
+		releasePayload(payload, pb, charged)
+		s.reqIn.sub(charged)
 		switch {
 		case closed:
 			return nil
@@ -213,7 +296,7 @@ func (s *Session) dispatch(h handlers.HandlerID, id uint64, deadline uint32, arr
 	s.serving[id] = rc
 	s.servMu.Unlock()
 	s.stats.dispatched.Add(1)
-	j := job{rc: rc, fn: e.Single, h: h, payload: payload, pb: pb}
+	j := job{rc: rc, fn: e.Single, h: h, payload: payload, pb: pb, charged: charged}
 	if w := s.workers.take(); w != nil {
 		w.jobs <- j // buffered: never blocks
 		return nil
@@ -230,6 +313,7 @@ type job struct {
 	h       handlers.HandlerID
 	payload []byte
 	pb      *[]byte
+	charged int64 // counted in reqIn until the handler returns
 }
 
 // workerIdle is how long a worker waits for another request before it
@@ -366,9 +450,12 @@ func (s *Session) serve(j job) {
 	delete(s.serving, rc.id)
 	s.servMu.Unlock()
 	cancelled := rc.finish()
-	// The slot is free before the answer is queued, so that a caller who
-	// has the answer never finds the slot still taken.
+	// The slot is free, and the payload no longer counts, before the
+	// answer is queued: a caller who has the answer never finds the slot
+	// taken, and a peer that reserved the payload's bytes until the answer
+	// never sees them still counted here.
 	<-s.hslots
+	s.reqIn.sub(j.charged)
 	s.stats.served.Add(1)
 
 	hdr := Header{Op: OpResponse, ID: rc.id}
@@ -385,9 +472,32 @@ func (s *Session) serve(j job) {
 		msg := fmt.Sprintf("response of %d bytes exceeds %d", len(resp), s.maxSend)
 		hdr.Flags, resp = FlagError, appendError(nil, codeTooLarge, msg)
 	}
+	// An answer in chunks counts in the peer's MaxResponseBytes until its
+	// last chunk is queued: the peer, reading in order, has then let go
+	// of it by the time it reads anything queued later.
+	var reserved int64
+	if len(resp) > MaxFramePayload {
+		reserved = int64(len(resp))
+		if err := s.respOut.acquire(context.Background(), s.closing, reserved, "MaxResponseBytes"); err != nil {
+			reserved = 0 // the session ended: the send fails too
+		}
+	}
 	_, _ = s.send(context.Background(), hdr, resp) // fails only if the session ended
+	s.respOut.release(reserved)
 	s.stats.answered.Add(1)
-	putBuf(j.pb)
+	releasePayload(j.payload, j.pb, j.charged)
+}
+
+// releasePayload gives a request's payload back to its pool once its
+// handler is done with it: pb's, or, for a request gathered from chunks
+// (charged), the message pool's.
+func releasePayload(payload []byte, pb *[]byte, charged int64) {
+	switch {
+	case pb != nil:
+		putBuf(pb)
+	case charged > 0:
+		Recycle(payload)
+	}
 }
 
 // run calls the handler, turning a panic into an error.
@@ -402,9 +512,28 @@ func (s *Session) run(ctx context.Context, fn handlers.SingleHandler, h handlers
 	return resp, err, false
 }
 
+// cancelDeadline, as the first payload byte of an OpCancel for a stream,
+// says that the caller's deadline passed (SPEC.md, Streams).
+const cancelDeadline = 1
+
+// readCancel reads an OpCancel's payload: whether it says the caller's
+// deadline passed. Bytes after the first are ignored.
+func readCancel(br *bufio.Reader, n uint32) (deadline bool, err error) {
+	if n == 0 {
+		return false, nil
+	}
+	b, err := br.ReadByte()
+	if err != nil {
+		return false, readError(err)
+	}
+	return b == cancelDeadline, skip(br, n-1)
+}
+
 // handleCancel cancels the request id: a running handler sees its context
 // cancelled; a request still arriving in chunks is dropped and answered.
-func (s *Session) handleCancel(id uint64) {
+// For a stream, deadline says that the caller's deadline passed: the
+// handler's context ends with context.DeadlineExceeded.
+func (s *Session) handleCancel(id uint64, deadline bool) {
 	s.servMu.Lock()
 	rc := s.serving[id]
 	p := s.partial[id]
@@ -415,6 +544,8 @@ func (s *Session) handleCancel(id uint64) {
 		return
 	}
 	if p != nil {
+		p.g.reset()
+		s.reqIn.sub(p.charged)
 		var err error
 		if p.stream {
 			if !p.rejected {
@@ -432,11 +563,12 @@ func (s *Session) handleCancel(id uint64) {
 		}
 		return
 	}
-	s.cancelStream(id)
+	s.cancelStream(id, deadline)
 }
 
 // cancelServing cancels every handler's context once the session ended.
 func (s *Session) cancelServing() {
+	defer s.streamOut.poke() // senders waiting for room see the session end
 	s.workers.close()
 	s.servMu.Lock()
 	s.servClosed = true

@@ -63,12 +63,25 @@ type Session struct {
 	sstreams map[uint64]*sstream // streams served for the peer, by the peer's ID
 	cslots   chan struct{}       // stream slots for streams we open; made before ready closes
 	sslots   chan struct{}       // stream slots for streams we serve
-	// Bytes of stream buffering committed (Config.MaxStreamBytes): each
-	// open stream's capacity × the largest message it may receive.
-	committed int64
+	// Stream bytes (streambytes.go): what the peer's stream messages make
+	// this side hold, and the peer's MaxStreamBytes as this side's stream
+	// senders see it (set from the hello before ready closes).
+	streamCounters
+	streamOut streamBudget
+	obs       observer
 
 	pingMu sync.Mutex
 	pings  map[uint64]chan struct{}
+
+	// Byte bounds (SPEC.md, Limits): this side's, counting what the peer
+	// makes it hold, and the peer's, reserved from by this side's senders
+	// (their limits are set from the peer's hello before ready closes).
+	reqIn, respIn   tally
+	reqOut, respOut budget
+	// The reaper of messages whose chunks stopped coming (ChunkTimeout).
+	reaping atomic.Bool
+	reapMu  sync.Mutex
+	reaper  *time.Timer
 
 	closing    chan struct{} // closed by fail
 	told       chan struct{} // closed by fail once the close frame is queued
@@ -132,8 +145,13 @@ func NewSession(conn io.ReadWriteCloser, reg *handlers.Registry, cfg Config) (*S
 		readerDone: make(chan struct{}),
 		writerDone: make(chan struct{}),
 	}
+	s.reserveIn = streamReserve(cfg)
+	s.reqIn = tally{limit: cfg.MaxRequestBytes, name: "MaxRequestBytes"}
+	s.respIn = tally{limit: cfg.MaxResponseBytes, name: "MaxResponseBytes"}
 	h := hello{Version: Version, MaxMessageSize: uint32(cfg.MaxMessageSize),
-		MaxConcurrent: uint32(cfg.MaxConcurrent), MaxStreams: uint32(cfg.MaxStreams)}
+		MaxConcurrent: uint32(cfg.MaxConcurrent), MaxStreams: uint32(cfg.MaxStreams),
+		MaxRequestBytes: uint64(cfg.MaxRequestBytes), MaxResponseBytes: uint64(cfg.MaxResponseBytes),
+		MaxStreamBytes: uint64(cfg.MaxStreamBytes), StreamReserve: uint32(s.reserveIn)}
 	// The queue is empty and open, so this cannot fail.
 	_ = s.q.put(context.Background(), s.closing, Header{Op: OpHello}, h.append(nil), control)
 	helloTimer := time.AfterFunc(cfg.HelloTimeout, func() {
@@ -226,6 +244,12 @@ func (s *Session) fail(err error) {
 		s.failPending(err)
 		s.cancelServing()
 		s.endStreams(s.disconnected())
+		s.reapMu.Lock()
+		if s.reaper != nil {
+			s.reaper.Stop()
+		}
+		s.reapMu.Unlock()
+		s.stopObserver()
 		s.pingMu.Lock()
 		for id, ch := range s.pings {
 			close(ch)
@@ -406,8 +430,12 @@ func (s *Session) handleFrame(br *bufio.Reader, h Header) error {
 	case OpResponse:
 		return s.handleResponse(br, h)
 	case OpCancel:
-		s.handleCancel(h.ID)
-		return skip(br, h.Length)
+		deadline, err := readCancel(br, h.Length)
+		if err != nil {
+			return err
+		}
+		s.handleCancel(h.ID, deadline)
+		return nil
 	case OpPing:
 		if err := skip(br, h.Length); err != nil {
 			return err
@@ -448,6 +476,8 @@ func (s *Session) handleHello(br *bufio.Reader, h Header) error {
 	s.maxSend = min(s.cfg.MaxMessageSize, int(min(hl.MaxMessageSize, maxMaxMessageSize)))
 	s.slots = make(chan struct{}, min(s.cfg.MaxInFlight, int(min(hl.MaxConcurrent, 1<<20))))
 	s.cslots = make(chan struct{}, min(s.cfg.MaxStreams, int(min(hl.MaxStreams, 1<<20))))
+	s.reqOut.limit, s.respOut.limit = int64(hl.MaxRequestBytes), int64(hl.MaxResponseBytes)
+	s.streamOut.limit, s.streamOut.reserve = int64(hl.MaxStreamBytes), int64(hl.StreamReserve)
 	close(s.ready)
 	return nil
 }

@@ -22,9 +22,14 @@ type Response struct {
 //
 // Responses delivers the handler's messages in order. It is closed when the
 // stream ends: after the handler returned (its error, if any, is the last
-// Response), after the caller's context was cancelled (the context's error
-// is the last Response), or when the session ended (an error matching
-// ErrDisconnected). Responses must be read until it is closed.
+// Response), after the caller cancelled (Cancel, or its context ended), or
+// when the session ended (an error matching ErrDisconnected). Responses
+// must be read until it is closed, except after a cancel: then the
+// messages not yet received are dropped (and recycled), nothing more is
+// delivered, and Responses and Done close at once whether or not anyone
+// reads, leaving no goroutine behind. The context's error is then the last
+// Response, unless Responses is unbuffered (OutCapacity 1) and nobody was
+// receiving from it at that moment; Recv and Results return it either way.
 //
 // Requests carries the caller's messages to the handler; close it to end the
 // handler's input. It is nil when the handler takes no input, and on a
@@ -59,6 +64,11 @@ func (st *Stream) Recv() ([]byte, error) {
 	switch {
 	case !ok:
 		st.err = io.EOF
+		st.mu.Lock()
+		if st.lostErr != nil {
+			st.err = st.lostErr
+		}
+		st.mu.Unlock()
 	case r.Err != nil:
 		st.err = r.Err
 	default:
@@ -137,14 +147,20 @@ func (st *Stream) Results(fn func(msg []byte) error) error {
 			}
 		}
 	}
-	return ferr
+	if ferr != nil {
+		return ferr
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.lostErr // the stream's error, if Responses closed without it
 }
 
 // Cancel cancels the stream as cancelling its context would.
 func (st *Stream) Cancel() { st.abort(context.Canceled) }
 
-// Done is closed once the stream has ended; Responses is closed right
-// after.
+// Done is closed once the stream has ended, when Responses closes: after
+// its last Response was taken, or at once after a cancel (see Stream), so
+// a caller that cancels may wait on Done without reading Responses.
 func (st *Stream) Done() <-chan struct{} {
 	st.mu.Lock()
 	defer st.mu.Unlock()
@@ -194,15 +210,26 @@ func (s *Session) openStream(ctx context.Context, h handlers.HandlerID, payload 
 	default:
 		return nil, fmt.Errorf("%w: %v: the session's limit of %d open streams is reached", ErrTooManyStreams, h, cap(s.cslots))
 	}
+	var reserved int64
+	if len(payload) > 0 {
+		// The payload counts in the peer's MaxRequestBytes until the
+		// stream ends.
+		reserved = charge(len(payload))
+		if err := s.reqOut.acquire(ctx, s.closing, reserved, "MaxRequestBytes"); err != nil {
+			<-s.cslots
+			return nil, s.sendError(err)
+		}
+	}
 	st := &Stream{}
 	cs := &st.cstream
-	cs.s, cs.h, cs.id = s, h, s.nextID.Add(1)
+	cs.s, cs.h, cs.id, cs.reserved = s, h, s.nextID.Add(1), reserved
 	cs.sig = make(chan struct{}, 1)
 	s.strMu.Lock()
 	select {
 	case <-s.closing:
 		s.strMu.Unlock()
 		<-s.cslots
+		s.reqOut.release(reserved)
 		return nil, s.disconnected()
 	default:
 	}
@@ -226,13 +253,6 @@ func (s *Session) openStream(ctx context.Context, h handlers.HandlerID, payload 
 	if cs.openErr != nil {
 		return nil, cs.openErr
 	}
-	if !s.commitC(cs, int64(cs.out.window)*int64(s.cfg.MaxMessageSize)) {
-		cs.mu.Lock()
-		cs.final = true // nobody reads resp: drop until the end
-		cs.mu.Unlock()
-		s.control(Header{Op: OpCancel, ID: cs.id})
-		return nil, fmt.Errorf("%w: %v: stream buffer budget of %d bytes exhausted (Config.MaxStreamBytes)", ErrTooManyStreams, h, s.cfg.MaxStreamBytes)
-	}
 	st.Responses = cs.resp
 	if withChan && cs.inCap > 0 {
 		if !s.track() {
@@ -253,7 +273,7 @@ func (s *Session) openStream(ctx context.Context, h handlers.HandlerID, payload 
 	if ctx.Done() != nil {
 		stop := context.AfterFunc(ctx, func() { cs.abort(ctx.Err()) })
 		cs.mu.Lock()
-		if cs.final {
+		if cs.delivered {
 			cs.mu.Unlock()
 			stop()
 		} else {
@@ -304,6 +324,7 @@ func (s *Session) abandonStream(cs *cstream, sent bool) {
 		delete(s.cstreams, cs.id)
 		s.strMu.Unlock()
 		<-s.cslots
+		s.reqOut.release(cs.reserved)
 		return
 	}
 	s.strMu.Unlock()
@@ -313,6 +334,7 @@ func (s *Session) abandonStream(cs *cstream, sent bool) {
 	// (into a channel nobody reads, by a forwarder that would wait there
 	// until the session ends).
 	if !cs.final {
+		cs.cancelled = true
 		cs.finishLocked(nil, true, false)
 	}
 	ended := cs.ended

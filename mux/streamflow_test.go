@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -308,61 +309,128 @@ func TestStreamWindows(t *testing.T) {
 	})
 }
 
-// TestStreamBufferBudget: Config.MaxStreamBytes refuses a stream whose
-// buffers (capacity × MaxMessageSize) would exceed it, on the serving side
-// (in the accept) and on the calling side (after the accept).
-func TestStreamBufferBudget(t *testing.T) {
-	const maxMsg = 1 << 10
-	bh := newBlockingN(100)
-	reg := new(handlers.Registry)
-	mustStream(t, reg, hsBlock, handlers.StreamHandler{Handle: bh.handle, InCapacity: 4, OutCapacity: 2})
-	forEachTransport(t, func(t *testing.T, tr transport) {
-		// The server may buffer the input of two streams (2 × 4 × 1 KiB),
-		// the client the output of three (3 × 2 × 1 KiB).
-		p := newPair(t, tr, reg, mux.Config{MaxMessageSize: maxMsg, MaxStreamBytes: 3 * 2 * maxMsg},
-			mux.Config{MaxMessageSize: maxMsg, MaxStreamBytes: 2 * 4 * maxMsg})
-		ctx, cancel := context.WithCancel(testCtx(t))
-		defer cancel()
-		var open []*mux.Stream
-		for range 2 {
-			st, err := p.client.NewStream(ctx, hsBlock, nil)
+// TestStreamBytesBound: Config.MaxStreamBytes bounds the bytes a side
+// holds for its streams' consumers, in both directions, although message
+// credit would let the senders send far more: beyond each stream's small
+// reserve, the senders wait for room. A stream whose messages fit its
+// reserve still flows while the bound is reached, and room made by a
+// reader lets the waiting senders go on.
+func TestStreamBytesBound(t *testing.T) {
+	const (
+		maxMsg   = 8 << 10
+		bound    = 64 << 10
+		msgSize  = 1 << 10
+		perMsg   = msgSize + 128 // what a message counts
+		reserve  = 4 << 10       // each stream's: MaxStreamBytes / (2 × MaxStreams), at least 4 KiB
+		streams  = 3
+		mostHeld = bound + streams*reserve
+	)
+	cfg := mux.Config{MaxMessageSize: maxMsg, MaxStreamBytes: bound}
+	for _, dir := range []string{"input", "output"} {
+		t.Run(dir, func(t *testing.T) {
+			release := make(chan struct{})
+			var sent atomic.Int64
+			reg := new(handlers.Registry)
+			// A handler that reads nothing until released: its input
+			// waits on the serving side.
+			mustStream(t, reg, hsBlock, handlers.StreamHandler{InCapacity: 1000, Serve: func(ctx context.Context, _ []byte, st handlers.ServerStream) error {
+				select {
+				case <-release:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+				for {
+					if _, err := st.Recv(ctx); err != nil {
+						return nil
+					}
+				}
+			}})
+			// A handler that sends until the caller's room runs out: its
+			// output waits on the calling side, which does not read.
+			mustStream(t, reg, hsPush, handlers.StreamHandler{OutCapacity: 1000, Serve: func(ctx context.Context, _ []byte, st handlers.ServerStream) error {
+				for {
+					if err := st.Send(ctx, make([]byte, msgSize)); err != nil {
+						return err
+					}
+					sent.Add(1)
+				}
+			}})
+			// A small echo, to show that streams within their reserve flow.
+			mustStream(t, reg, hsEcho, handlers.StreamHandler{InCapacity: 4, OutCapacity: 4, Serve: streamtest.ServeEcho})
+			p := newPair(t, transports[1], reg, cfg, cfg)
+			ctx, cancel := context.WithCancel(testCtx(t))
+			defer cancel()
+			var open []*mux.Stream
+			for range streams {
+				var st *mux.Stream
+				var err error
+				if dir == "input" {
+					var raw handlers.RawStream
+					raw, err = p.client.OpenStream(ctx, hsBlock, nil)
+					st, _ = raw.(*mux.Stream)
+					if err == nil {
+						go func() {
+							for {
+								if st.Send(ctx, make([]byte, msgSize)) != nil {
+									return
+								}
+								sent.Add(1)
+							}
+						}()
+					}
+				} else {
+					st, err = p.client.NewStream(ctx, hsPush, nil)
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				open = append(open, st)
+			}
+			waitUntil(t, "the bound reached", func() bool { return sent.Load()*perMsg >= bound })
+			waitStable(t, &sent, 1)
+			held := sent.Load() * perMsg
+			t.Logf("%s: %d messages (%d KiB counted) sent before the senders waited; credit allowed %d", dir, sent.Load(), held>>10, streams*1000)
+			if held > mostHeld || held < bound {
+				t.Fatalf("%d bytes held for the consumers, want %d..%d", held, bound, mostHeld)
+			}
+			// A stream within its reserve flows meanwhile.
+			echo, err := p.client.OpenStream(ctx, hsEcho, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
-			open = append(open, st)
-		}
-		_, err := p.client.NewStream(ctx, hsBlock, nil)
-		var re *mux.RemoteError
-		if !errors.Is(err, mux.ErrTooManyStreams) || !errors.As(err, &re) {
-			t.Fatalf("third stream, over the server's budget: %v", err)
-		}
-		// The other way round: the server opens streams to the client.
-		p2 := newPair(t, tr, reg, mux.Config{MaxMessageSize: maxMsg, MaxStreamBytes: 3 * 2 * maxMsg}, mux.Config{MaxMessageSize: maxMsg})
-		for range 3 {
-			st, err := p2.client.NewStream(ctx, hsBlock, nil)
-			if err != nil {
-				t.Fatal(err)
+			for i := range 20 {
+				if err := echo.Send(ctx, []byte("small")); err != nil {
+					t.Fatal(err)
+				}
+				if got, err := echo.Recv(); err != nil || string(got) != "small" {
+					t.Fatalf("echo %d while the bound is reached: %q %v", i, got, err)
+				}
 			}
-			open = append(open, st)
-		}
-		if _, err := p2.client.NewStream(ctx, hsBlock, nil); !errors.Is(err, mux.ErrTooManyStreams) || errors.As(err, &re) {
-			t.Fatalf("fourth stream, over the caller's budget: %v", err)
-		}
-		open[0].Cancel()
-		waitClosed(t, open[0])
-		for p.server.Stats().StreamsIn > 1 { // freed when its handler returned
-			time.Sleep(time.Millisecond)
-		}
-		st, err := p.client.NewStream(ctx, hsBlock, nil)
-		if err != nil {
-			t.Fatalf("after one ended: %v", err)
-		}
-		open = append(open, st)
-		cancel()
-		for _, st := range open {
-			waitClosed(t, st)
-		}
-		waitNoStreams(t, p)
-		waitNoStreams(t, p2)
-	})
+			echo.CloseSend()
+			if _, err := echo.Recv(); err != io.EOF {
+				t.Fatalf("echo end: %v", err)
+			}
+			// Room made by a reader lets the waiting senders go on.
+			before := sent.Load()
+			if dir == "input" {
+				close(release)
+			} else {
+				for range 20 {
+					if _, err := open[0].Recv(); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			for deadline := time.Now().Add(testTimeout); sent.Load() < before+10; time.Sleep(time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("%d messages sent after room was made, want 10", sent.Load()-before)
+				}
+			}
+			cancel()
+			for _, st := range open {
+				waitClosed(t, st)
+			}
+			waitNoStreams(t, p)
+		})
+	}
 }

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"runtime"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/gridmesh/gridmesh/handlers"
 	"github.com/gridmesh/gridmesh/internal/streamtest"
@@ -120,4 +122,82 @@ func memInUse() memUse {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	return memUse{int64(ms.HeapAlloc), int64(ms.StackInuse), int64(runtime.NumGoroutine())}
+}
+
+// TestSlowReaderMemory: callers that read their streams slowly hold no
+// more than their credit and MaxStreamBytes allow. 16 streams with a
+// window of 8 messages of 1 MiB (and 100 bytes: a message just over a
+// power of two used to be gathered into a buffer twice its size, 2 MiB)
+// may hold 16 × 8 of them, 128 MiB; with the default MaxStreamBytes
+// (64 MiB) the senders wait once the streams hold that much beyond their
+// reserves. The live heap (after GC, both sides in this process: the
+// handlers add one message each) is sampled while the callers read one
+// message every 200 ms.
+func TestSlowReaderMemory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("holds over 100 MiB")
+	}
+	const (
+		streams = 16
+		window  = 8
+		size    = 1<<20 + 100
+		page    = size / 16 // a buffer of a message in chunks is its size class's, at most a sixteenth more
+	)
+	for _, tc := range []struct {
+		name  string
+		bytes int64 // MaxStreamBytes
+		held  int64 // what the callers may hold
+	}{
+		{"credit", 1 << 30, streams * window * (size + page)},
+		{"MaxStreamBytes", 0, 64<<20 + streams*(4<<10) + streams*(size+page)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			reg := echoRegistry(t)
+			msg := make([]byte, size)
+			mustStream(t, reg, hsPush, handlers.StreamHandler{OutCapacity: window, Serve: func(ctx context.Context, _ []byte, st handlers.ServerStream) error {
+				for {
+					if err := st.Send(ctx, msg); err != nil {
+						return err
+					}
+				}
+			}})
+			cfg := mux.Config{MaxStreamBytes: tc.bytes}
+			p := newPair(t, transports[1], reg, cfg, cfg)
+			singleRequests(t, p.client, 1)
+			base := memInUse()
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			var wg sync.WaitGroup
+			for range streams {
+				st, err := p.client.NewStream(ctx, hsPush, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				wg.Go(func() {
+					for {
+						time.Sleep(200 * time.Millisecond)
+						if _, err := st.Recv(); err != nil {
+							return
+						}
+					}
+				})
+			}
+			var most int64
+			for range 20 {
+				time.Sleep(100 * time.Millisecond)
+				most = max(most, memInUse().heap-base.heap)
+			}
+			cancel()
+			wg.Wait()
+			// The handlers' side holds a message each, the session's
+			// queues a few MiB.
+			limit := tc.held + streams*size + 8<<20
+			t.Logf("16 streams of 1 MiB messages, read slowly: at most %.1f MiB live, of which the callers may hold %.1f MiB (limit with the handlers' side: %.1f MiB)",
+				float64(most)/(1<<20), float64(tc.held)/(1<<20), float64(limit)/(1<<20))
+			if most > limit {
+				t.Errorf("%.1f MiB live, want at most %.1f MiB", float64(most)/(1<<20), float64(limit)/(1<<20))
+			}
+			waitNoStreams(t, p)
+		})
+	}
 }

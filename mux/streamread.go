@@ -76,56 +76,74 @@ func readSmall(br *bufio.Reader, n uint32, buf []byte) ([]byte, error) {
 }
 
 func (s *Session) handleStreamOut(br *bufio.Reader, h Header) error {
-	p, err := readMsg(br, h.Length)
-	if err != nil {
-		return err
-	}
 	cs := s.lookupC(h.ID)
 	if cs == nil {
 		return fmt.Errorf("%w: message for unknown stream %d", ErrProtocol, h.ID)
 	}
-	cs.mu.Lock()
-	defer cs.mu.Unlock()
-	if cs.resp == nil {
-		return fmt.Errorf("%w: message for stream %d before its accept", ErrProtocol, h.ID)
-	}
-	msg, complete, err := s.gather(&cs.partial, &cs.chunk, h, p)
-	if err != nil || !complete || cs.final {
+	// cs.g is the reader's: no lock needed for it.
+	if err := cs.g.check(h, s.cfg.MaxMessageSize, "stream message"); err != nil {
 		return err
 	}
-	if cs.out.full() {
-		return fmt.Errorf("%w: stream %d sent beyond its credit", ErrProtocol, h.ID)
+	cs.mu.Lock()
+	err := cs.checkOutLocked(h)
+	drop := cs.final
+	if err == nil && !drop && h.Flags&FlagMore != 0 {
+		err = s.countChunk(&cs.out.bytes)
+	}
+	cs.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if drop {
+		return cs.g.discard(br, h) // the caller gave up: nobody takes it
+	}
+	if h.Flags&FlagMore != 0 {
+		seg, err := readSeg(br)
+		if err != nil {
+			return err
+		}
+		cs.g.push(seg, s)
+		return nil
+	}
+	var msg []byte
+	if h.Seq == 0 {
+		msg, err = readMsg(br, h.Length)
+	} else {
+		msg, err = cs.g.finish(br, h, getMsg)
+	}
+	if err != nil {
+		return err
+	}
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if err := cs.checkOutLocked(h); err != nil {
+		Recycle(msg)
+		return err
+	}
+	if cs.final {
+		Recycle(msg) // the caller gave up, or the stream is over: nobody takes it
+		return nil
 	}
 	cs.out.received++
-	cs.deliverLocked(msg)
-	if g := cs.out.grantable(len(cs.resp)); g > 0 {
-		s.grant(OpStreamCreditOut, cs.id, g)
+	if err := s.countMsg(&cs.out.bytes, len(msg)); err != nil {
+		Recycle(msg)
+		return err
 	}
+	cs.deliverLocked(msg)
+	cs.grantLocked()
 	return nil
 }
 
-// gather adds one chunk of a stream message; complete reports whether the
-// message is whole.
-func (s *Session) gather(partial *[]byte, chunk *uint32, h Header, p []byte) (msg []byte, complete bool, err error) {
-	if h.Seq != *chunk {
-		return nil, false, fmt.Errorf("%w: stream %d chunk %d, expected %d", ErrProtocol, h.ID, h.Seq, *chunk)
+// checkOutLocked checks a handler's message (or chunk of one) on the
+// stream against its accept and its credit.
+func (cs *cstream) checkOutLocked(h Header) error {
+	switch {
+	case cs.resp == nil:
+		return fmt.Errorf("%w: message for stream %d before its accept", ErrProtocol, h.ID)
+	case !cs.final && cs.out.full():
+		return fmt.Errorf("%w: stream %d sent beyond its credit", ErrProtocol, h.ID)
 	}
-	if len(*partial)+len(p) > s.cfg.MaxMessageSize {
-		return nil, false, fmt.Errorf("%w: stream %d message exceeds %d bytes", ErrProtocol, h.ID, s.cfg.MaxMessageSize)
-	}
-	if h.Flags&FlagMore != 0 {
-		*partial = append(grow(*partial, len(p), s.cfg.MaxMessageSize), p...)
-		Recycle(p)
-		*chunk++
-		return nil, false, nil
-	}
-	if *partial != nil {
-		whole := append(grow(*partial, len(p), s.cfg.MaxMessageSize), p...)
-		Recycle(p)
-		p, *partial = whole, nil
-	}
-	*chunk = 0
-	return p, true, nil
+	return nil
 }
 
 func (s *Session) handleStreamEnd(br *bufio.Reader, h Header) error {
@@ -152,6 +170,11 @@ func (s *Session) handleStreamEnd(br *bufio.Reader, h Header) error {
 		return fmt.Errorf("%w: end of stream %d before its accept", ErrProtocol, h.ID)
 	}
 	cs.ended = true
+	// Our input no longer counts in the peer's MaxStreamBytes: the peer
+	// dropped what it had not taken before it ended the stream. A Send
+	// waiting for room sees the end.
+	s.clearOut(&cs.inBytes)
+	defer s.streamOut.poke()
 	// Dropped first, so that a caller who sees Responses closed sees the
 	// slot free too.
 	s.dropCStream(cs)
@@ -178,6 +201,7 @@ func (s *Session) handleCredit(h Header, p []byte) error {
 		if cs.inCredit > cs.inCap || n < 0 {
 			return fmt.Errorf("%w: stream %d credit beyond capacity %d", ErrProtocol, h.ID, cs.inCap)
 		}
+		s.grantedOut(&cs.inBytes, n)
 		if cs.parked {
 			cs.releaseTokenLocked()
 		}
@@ -190,6 +214,9 @@ func (s *Session) handleCredit(h Header, p []byte) error {
 	ss.mu.Lock()
 	ss.credit += n
 	bad := ss.credit > ss.outCap || n < 0
+	if !bad {
+		s.grantedOut(&ss.outBytes, n)
+	}
 	ss.mu.Unlock()
 	if bad {
 		return fmt.Errorf("%w: stream %d credit beyond capacity %d", ErrProtocol, h.ID, ss.outCap)

@@ -37,26 +37,33 @@ type sstream struct {
 	sendWake chan struct{} // wakes a direct stream's Send; nil for Handle
 	sendTok  chan struct{} // held by the direct stream's one Send under way; nil for Handle
 	outCap   int
-	commit   int64 // of Session.committed
 
-	// The initial payload's pooled buffer. A Handle handler may send the
-	// payload itself on out, so the pump may still be copying it after
-	// the handler returned: the buffer goes back to the pool when both
-	// the handler and the pump are done with it.
-	pb     *[]byte
-	pbRefs atomic.Int32
+	// The initial payload, counted in Session.reqIn (charged) until the
+	// handler returns. A Handle handler may send the payload itself on
+	// out, so the pump may still be copying it after the handler returned:
+	// the buffer goes back to the pool (if pooled) when both the handler
+	// and the pump are done with it.
+	payload []byte
+	pooled  bool
+	charged int64
+	pbRefs  atomic.Int32
+
+	g chunks // a caller's message still arriving; the reader's
 
 	mu        sync.Mutex
 	inCr      credit           // the caller's input
 	over      msgQueue[[]byte] // input waiting for room in in
-	partial   []byte
-	chunk     uint32
-	inClosed  bool // the caller ended its input
-	inShut    bool // in is closed (only pump closes it)
-	credit    int  // messages we may still send to the caller
+	outBytes  owedBytes        // what our messages owe the caller's MaxStreamBytes
+	watched   bool             // in the session's observer (streambytes.go)
+	inClosed  bool             // the caller ended its input
+	inShut    bool             // in is closed (only pump closes it)
+	credit    int              // messages we may still send to the caller
 	cancelled bool
-	hdone     bool // the handler returned
-	herr      error
+	// The cancel said the caller's deadline passed: the stream ends as
+	// its deadline would have ended it.
+	byDeadline bool
+	hdone      bool // the handler returned
+	herr       error
 	// The session ended (set by cancelServing, which wakes the pump: the
 	// pump does not select on s.closing, a channel every stream would
 	// share).
@@ -89,24 +96,21 @@ func (s *Session) lookupS(id uint64) *sstream {
 }
 
 // serveStream starts a stream handler; the caller holds a stream slot.
-func (s *Session) serveStream(h handlers.HandlerID, id uint64, deadline uint32, arrived time.Time, payload []byte, pb *[]byte) error {
+// payload is the initial payload (from getMsg if pooled), which counts
+// charged bytes in reqIn until the handler returns.
+func (s *Session) serveStream(h handlers.HandlerID, id uint64, deadline uint32, arrived time.Time, payload []byte, pooled bool, charged int64) error {
 	e := s.reg.Lookup(h)
 	if e == nil || e.Stream == nil {
 		<-s.sslots
-		putBuf(pb)
+		s.dropPayload(payload, pooled, charged)
 		return s.refuseStream(id, codeUnknown, fmt.Sprintf("unknown stream handler %v", h))
 	}
 	sh := e.Stream
-	commit := int64(sh.InCapacity) * int64(s.cfg.MaxMessageSize)
-	if !s.commit(commit) {
-		<-s.sslots
-		putBuf(pb)
-		return s.refuseStream(id, codeStreams, fmt.Sprintf("stream buffer budget of %d bytes exhausted", s.cfg.MaxStreamBytes))
-	}
-	ss := &sstream{commit: commit, s: s,
+	ss := &sstream{s: s,
 		rc: reqCtx{parent: s.cfg.BaseContext, id: id}, id: id,
 		notify: make(chan struct{}, 1),
 		outCap: sh.OutCapacity, credit: sh.OutCapacity,
+		payload: payload, pooled: pooled, charged: charged,
 	}
 	ss.inCr.window = sh.InCapacity
 	if deadline > 0 {
@@ -131,9 +135,8 @@ func (s *Session) serveStream(h handlers.HandlerID, id uint64, deadline uint32, 
 	s.servMu.Unlock()
 	if closed {
 		s.strMu.Unlock()
-		s.uncommit(commit)
 		<-s.sslots
-		putBuf(pb)
+		s.dropPayload(payload, pooled, charged)
 		return nil
 	}
 	s.sstreams[id] = ss
@@ -147,7 +150,6 @@ func (s *Session) serveStream(h handlers.HandlerID, id uint64, deadline uint32, 
 		s.handlers.Add(-goroutines)
 		return err
 	}
-	ss.pb = pb
 	ss.pbRefs.Store(int32(goroutines))
 	s.stats.streamsServed.Add(1)
 	go s.runStreamHandler(ss, sh, h, payload)
@@ -161,9 +163,20 @@ func (s *Session) serveStream(h handlers.HandlerID, id uint64, deadline uint32, 
 // or the pump; the last one returns it to the pool.
 func (ss *sstream) releasePayload() {
 	if ss.pbRefs.Add(-1) == 0 {
-		putBuf(ss.pb)
-		ss.pb = nil
+		if ss.pooled {
+			Recycle(ss.payload)
+		}
+		ss.payload = nil
 	}
+}
+
+// dropPayload lets go of the initial payload of a stream refused or never
+// started.
+func (s *Session) dropPayload(payload []byte, pooled bool, charged int64) {
+	if pooled {
+		Recycle(payload)
+	}
+	s.reqIn.sub(charged)
 }
 
 func (s *Session) runStreamHandler(ss *sstream, sh *handlers.StreamHandler, h handlers.HandlerID, payload []byte) {
@@ -225,7 +238,7 @@ func (d directStream) Recv(ctx context.Context) ([]byte, error) {
 		if eof {
 			return nil, io.EOF
 		}
-		if err := ss.wait(ctx, ss.notify); err != nil {
+		if err := ss.wait(ctx, ss.notify, nil); err != nil {
 			return nil, err
 		}
 	}
@@ -256,17 +269,25 @@ func (d directStream) Send(ctx context.Context, msg []byte) error {
 		ss.mu.Lock()
 		ended := ss.cancelled || ss.sessionOver || ss.sendErr != nil
 		ok := !ended && ss.credit > 0
+		var room <-chan struct{}
+		var err error
 		if ok {
-			ss.credit--
+			// Credit, and room for the message's bytes.
+			if ok, room, err = s.tryReserveOut(&ss.outBytes, len(msg), noEnd); ok {
+				ss.credit--
+			}
 		}
 		ss.mu.Unlock()
 		if err := ss.ended(ended); err != nil {
 			return err
 		}
+		if err != nil {
+			return err
+		}
 		if ok {
 			break
 		}
-		if err := ss.wait(ctx, ss.sendWake); err != nil {
+		if err := ss.wait(ctx, ss.sendWake, room); err != nil {
 			return err
 		}
 	}
@@ -300,15 +321,16 @@ func (ss *sstream) ended(ended bool) error {
 	return nil
 }
 
-// wait waits for a wake-up on ch, for ctx, or, if the stream has a
-// deadline, for the deadline. Cancellation and the session's end wake ch,
-// so the stream's own context needs watching only for its deadline.
-func (ss *sstream) wait(ctx context.Context, ch chan struct{}) error {
+// wait waits for a wake-up on ch (or on room, if not nil: room made in
+// the caller's MaxStreamBytes), for ctx, or, if the stream has a deadline,
+// for the deadline. Cancellation and the session's end wake ch, so the
+// stream's own context needs watching only for its deadline.
+func (ss *sstream) wait(ctx context.Context, ch chan struct{}, room <-chan struct{}) error {
 	var done <-chan struct{}
 	if ctx != context.Context(&ss.rc) {
 		done = ctx.Done()
 	}
-	if done == nil && ss.rc.deadline == 0 {
+	if done == nil && ss.rc.deadline == 0 && room == nil {
 		<-ch
 		return nil
 	}
@@ -319,12 +341,18 @@ func (ss *sstream) wait(ctx context.Context, ch chan struct{}) error {
 	select {
 	case <-ch:
 		return nil
+	case <-room:
+		return nil
 	case <-done:
 		return ctx.Err()
 	case <-deadline:
 		return ss.rc.Err()
 	}
 }
+
+// noEnd is tryReserveOut's check for a caller that checked the stream
+// itself.
+func noEnd() error { return nil }
 
 // refuseOut ends a direct stream whose handler sent a message larger than
 // the caller accepts: the handler's context is cancelled, and the stream
@@ -349,11 +377,14 @@ func (e *panicError) Error() string { return e.msg }
 
 // pumpStream is the stream's goroutine on the serving side: it moves the
 // caller's messages that overflowed in, granting credit as the handler
-// takes them, sends the handler's messages within credit, and ends the
-// stream when the handler returns.
+// takes them, sends the handler's messages within credit (and within the
+// caller's MaxStreamBytes: a message that must wait for room there is held
+// while the input keeps moving), and ends the stream when the handler
+// returns.
 func (s *Session) pumpStream(ss *sstream) {
 	defer s.handlers.Done()
 	defer ss.releasePayload() // it may have copied the payload, sent on out
+	var held []byte           // a message of the handler's waiting for room
 	for {
 		ss.mu.Lock()
 		var next []byte
@@ -367,13 +398,37 @@ func (s *Session) pumpStream(ss *sstream) {
 			close(ss.in)
 		}
 		credit, cancelled, hdone, over := ss.credit, ss.cancelled, ss.hdone, ss.sessionOver
-		ss.mu.Unlock()
-		if hdone && !over {
-			s.endStream(ss)
-			return
+		var room <-chan struct{}
+		if held != nil && !cancelled && !over {
+			ok, wait, err := s.tryReserveOut(&ss.outBytes, len(held), noEnd)
+			switch {
+			case err != nil:
+				ss.mu.Unlock()
+				s.outTooLarge(ss, len(held), err.Error())
+				return
+			case ok:
+				ss.credit--
+				ss.mu.Unlock()
+				msg := held
+				held = nil
+				if err := s.queueOut(ss, msg); err != nil {
+					ss.waitHandler() // the session ended: the handler's context is cancelled
+					return
+				}
+				continue
+			}
+			room = wait
 		}
+		ss.mu.Unlock()
 		if over {
 			ss.waitHandler()
+			return
+		}
+		if cancelled {
+			held = nil // dropped: the caller gave up
+		}
+		if hdone && held == nil {
+			s.endStream(ss)
 			return
 		}
 		var in chan<- []byte
@@ -381,7 +436,7 @@ func (s *Session) pumpStream(ss *sstream) {
 			in = ss.in
 		}
 		var out <-chan []byte
-		if credit > 0 || cancelled {
+		if held == nil && (credit > 0 || cancelled) {
 			out = ss.out // after a cancel, drain without sending
 		}
 		select {
@@ -397,41 +452,31 @@ func (s *Session) pumpStream(ss *sstream) {
 			if cancelled {
 				continue
 			}
-			if !s.sendOut(ss, msg) {
+			if len(msg) > s.maxSend {
+				s.outTooLarge(ss, len(msg), "")
 				return
 			}
+			held = msg // sent at the top of the loop, once it fits
+			if ss.in != nil {
+				ss.mu.Lock()
+				s.grantInLocked(ss) // the handler may have taken input meanwhile
+				ss.mu.Unlock()
+			}
+		case <-room:
 		case <-ss.notify:
 		}
 	}
 }
 
-// sendOut sends one of the handler's messages, taking one credit; it
-// reports false if the stream is over (the session ended, or the message
-// was too large and the stream was ended for it).
-func (s *Session) sendOut(ss *sstream, msg []byte) bool {
-	if len(msg) > s.maxSend {
-		s.outTooLarge(ss, len(msg))
-		return false
-	}
-	ss.mu.Lock()
-	ss.credit--
-	if ss.in != nil {
-		s.grantInLocked(ss) // the handler may have taken input meanwhile
-	}
-	ss.mu.Unlock()
-	if err := s.queueOut(ss, msg); err != nil {
-		ss.waitHandler() // the session ended: the handler's context is cancelled
-		return false
-	}
-	return true
-}
-
 // outTooLarge ends a stream whose handler sent a message larger than the
-// caller accepts.
+// caller accepts (why, if not empty, says how).
 //
 //go:noinline
-func (s *Session) outTooLarge(ss *sstream, n int) {
-	tooLarge := &RemoteError{code: codeTooLarge, Msg: fmt.Sprintf("stream message of %d bytes exceeds %d", n, s.maxSend)}
+func (s *Session) outTooLarge(ss *sstream, n int, why string) {
+	if why == "" {
+		why = fmt.Sprintf("stream message of %d bytes exceeds %d", n, s.maxSend)
+	}
+	tooLarge := &RemoteError{code: codeTooLarge, Msg: why}
 	ss.rc.cancel(context.Canceled)
 	ss.waitHandler()
 	ss.mu.Lock()
@@ -445,9 +490,10 @@ func (s *Session) grantInLocked(ss *sstream) {
 	if ss.cancelled || ss.inClosed {
 		return
 	}
-	if g := ss.inCr.grantable(len(ss.in)); g > 0 {
+	if g := s.grantable(&ss.inCr, len(ss.in)); g > 0 {
 		s.grant(OpStreamCreditIn, ss.id, g)
 	}
+	s.watchS(ss)
 }
 
 // waitHandler waits for a handler whose context is cancelled to return,
@@ -455,7 +501,7 @@ func (s *Session) grantInLocked(ss *sstream) {
 // over in or sends on out without watching ctx still gets out.
 func (ss *sstream) waitHandler() {
 	ss.mu.Lock()
-	ss.over.clear()
+	dropMsgs(&ss.over)
 	if ss.in != nil && !ss.inShut {
 		ss.inShut = true
 		close(ss.in)
@@ -475,21 +521,46 @@ func (ss *sstream) waitHandler() {
 	}
 }
 
-// endStream sends the final OpStreamEnd and frees the stream.
+// endStream sends the final OpStreamEnd and frees the stream. It first
+// waits until the caller has taken the stream's messages, all but what
+// fits the caller's stream reserve (the caller grants each one it takes
+// while the stream owes more): once the stream ended, the caller grants no
+// more credit, so what it still holds must not count in its
+// MaxStreamBytes. The caller's cancel, or the session's end, ends the wait.
 func (s *Session) endStream(ss *sstream) {
+	owes := func() bool {
+		ss.mu.Lock()
+		defer ss.mu.Unlock()
+		return s.overReserve(&ss.outBytes) && !ss.cancelled && !ss.sessionOver
+	}
+	for owes() {
+		// Grants that return bytes beyond the reserve, the caller's
+		// cancel and the session's end all close wait (taken before the
+		// second look, so that none is missed).
+		wait := s.streamOut.waitCh()
+		if !owes() {
+			break
+		}
+		<-wait
+	}
 	cancelled := ss.rc.finish()
 	ss.mu.Lock()
-	cancelled = cancelled || ss.cancelled
+	cancelled = cancelled || ss.cancelled && !ss.byDeadline
 	herr, tooLarge := ss.herr, ss.sendErr
-	ss.over.clear()
+	dropMsgs(&ss.over)
+	s.dropIn(&ss.inCr.bytes) // the input not taken is dropped: it no longer counts
+	s.clearOut(&ss.outBytes) // within the caller's reserve, which does not count
 	ss.mu.Unlock()
 	s.strMu.Lock()
 	if s.sstreams[ss.id] == ss {
 		delete(s.sstreams, ss.id)
-		s.committed -= ss.commit
 	}
 	s.strMu.Unlock()
 	<-s.sslots
+	// The payload no longer counts once the handler returned, before the
+	// end is queued (the caller releases its reservation on the end). The
+	// pump may still copy it (releasePayload).
+	s.reqIn.sub(ss.charged)
 	hdr := Header{Op: OpStreamEnd, ID: ss.id}
 	var body []byte
 	var re *RemoteError
@@ -516,32 +587,62 @@ func (s *Session) endStream(ss *sstream) {
 }
 
 func (s *Session) handleStreamIn(br *bufio.Reader, h Header) error {
-	p, err := readMsg(br, h.Length)
+	ss := s.lookupS(h.ID)
+	if ss == nil {
+		return skip(br, h.Length) // the stream ended as the message crossed
+	}
+	if ss.inCr.window == 0 {
+		return fmt.Errorf("%w: input for stream %d, which takes none", ErrProtocol, h.ID)
+	}
+	// ss.g is the reader's: no lock needed for it.
+	if err := ss.g.check(h, s.cfg.MaxMessageSize, "stream message"); err != nil {
+		return err
+	}
+	ss.mu.Lock()
+	err := ss.checkInLocked(h)
+	drop := ss.dropsIn()
+	if err == nil && !drop && h.Flags&FlagMore != 0 {
+		err = s.countChunk(&ss.inCr.bytes)
+	}
+	ss.mu.Unlock()
 	if err != nil {
 		return err
 	}
-	ss := s.lookupS(h.ID)
-	if ss == nil {
-		Recycle(p)
-		return nil // the stream ended as the message crossed
+	if drop {
+		return ss.g.discard(br, h) // the stream is cancelled or over: nobody takes it
 	}
-	if ss.inCr.window == 0 {
-		Recycle(p)
-		return fmt.Errorf("%w: input for stream %d, which takes none", ErrProtocol, h.ID)
+	if h.Flags&FlagMore != 0 {
+		seg, err := readSeg(br)
+		if err != nil {
+			return err
+		}
+		ss.g.push(seg, s)
+		return nil
+	}
+	var msg []byte
+	if h.Seq == 0 {
+		msg, err = readMsg(br, h.Length)
+	} else {
+		msg, err = ss.g.finish(br, h, getMsg)
+	}
+	if err != nil {
+		return err
 	}
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
-	msg, complete, err := s.gather(&ss.partial, &ss.chunk, h, p)
-	if err != nil || !complete || ss.cancelled || ss.inShut && !ss.inClosed {
+	if err := ss.checkInLocked(h); err != nil {
+		Recycle(msg)
 		return err
 	}
-	if ss.inClosed {
-		return fmt.Errorf("%w: input for stream %d after its end", ErrProtocol, h.ID)
-	}
-	if ss.inCr.full() {
-		return fmt.Errorf("%w: stream %d input beyond its credit", ErrProtocol, h.ID)
+	if ss.dropsIn() {
+		Recycle(msg) // the stream is cancelled or over: nobody takes it
+		return nil
 	}
 	ss.inCr.received++
+	if err := s.countMsg(&ss.inCr.bytes, len(msg)); err != nil {
+		Recycle(msg)
+		return err
+	}
 	if ss.over.len() == 0 {
 		// pump sends on in only while over is not empty.
 		select {
@@ -555,6 +656,26 @@ func (s *Session) handleStreamIn(br *bufio.Reader, h Header) error {
 	ss.over.push(msg)
 	signal(ss.notify) // for the pump, or a direct stream's Recv; not its Send
 	s.grantInLocked(ss)
+	return nil
+}
+
+// dropsIn reports whether the caller's input is dropped: the stream was
+// cancelled, or its handler's input shut without the caller closing it.
+func (ss *sstream) dropsIn() bool {
+	return ss.cancelled || ss.inShut && !ss.inClosed
+}
+
+// checkInLocked checks a caller's message (or chunk of one) against the
+// stream's input state and credit.
+func (ss *sstream) checkInLocked(h Header) error {
+	switch {
+	case ss.dropsIn():
+		return nil
+	case ss.inClosed:
+		return fmt.Errorf("%w: input for stream %d after its end", ErrProtocol, h.ID)
+	case ss.inCr.full():
+		return fmt.Errorf("%w: stream %d input beyond its credit", ErrProtocol, h.ID)
+	}
 	return nil
 }
 
@@ -575,16 +696,35 @@ func (s *Session) handleCloseIn(id uint64) {
 	close(ss.in)
 }
 
-// cancelStream cancels a served stream at the caller's request.
-func (s *Session) cancelStream(id uint64) {
+// cancelStream cancels a served stream at the caller's request. The
+// caller dropped what it had not taken, so the stream's messages no longer
+// count in its MaxStreamBytes; the caller's input is dropped here too.
+func (s *Session) cancelStream(id uint64, deadline bool) {
 	ss := s.lookupS(id)
 	if ss == nil {
 		return
 	}
+	ss.g.forget() // the reader's: the rest of a message arriving is skipped
 	ss.mu.Lock()
-	ss.cancelled = true
-	ss.over.clear()
+	ss.cancelled, ss.byDeadline = true, deadline
+	s.dropIn(&ss.inCr.bytes)
+	s.clearOut(&ss.outBytes)
+	if !ss.direct && ss.over.len() > 0 {
+		// The pump may be handing the first one to the handler right
+		// now (it peeks, and pops once the handler took it): it is not
+		// ours to recycle.
+		ss.over.pop()
+	}
+	n := dropMsgs(&ss.over)
 	ss.mu.Unlock()
-	ss.rc.cancel(context.Canceled)
+	if dropHook != nil && n > 0 {
+		dropHook(n)
+	}
+	if deadline {
+		ss.rc.cancel(context.DeadlineExceeded)
+	} else {
+		ss.rc.cancel(context.Canceled)
+	}
 	ss.wake()
+	s.streamOut.poke()
 }

@@ -60,7 +60,11 @@ func Next(tb testing.TB, st *mux.Stream, timeout time.Duration) mux.Response {
 }
 
 // Drain reads st's Responses until it closes and returns what it read,
-// failing tb if a read waits longer than timeout.
+// failing tb if a read waits longer than timeout. If Responses closed
+// without the stream's error (a stream cancelled while nobody was
+// receiving from its unbuffered Responses), the error Recv reports is
+// added as the last Response, so that what Drain returns ends the way the
+// stream did.
 func Drain(tb testing.TB, st *mux.Stream, timeout time.Duration) []mux.Response {
 	tb.Helper()
 	var got []mux.Response
@@ -68,6 +72,11 @@ func Drain(tb testing.TB, st *mux.Stream, timeout time.Duration) []mux.Response 
 		select {
 		case r, ok := <-st.Responses:
 			if !ok {
+				if len(got) == 0 || got[len(got)-1].Err == nil {
+					if _, err := st.Recv(); err != io.EOF {
+						got = append(got, mux.Response{Err: err})
+					}
+				}
 				return got
 			}
 			got = append(got, r)
