@@ -105,7 +105,7 @@ func newConnection(m *Manager, host string) *Connection {
 		m:       m,
 		host:    host,
 		url:     dialURL(host, m.opts.RoutePath),
-		dials:   shouldDialSorted(m.opts.Local, host, m.opts.Hosts),
+		dials:   ShouldDial(m.opts.Local, host),
 		changed: make(chan struct{}),
 	}
 	c.baseCtx = context.WithValue(m.opts.Mux.BaseContext, peerKey{}, host)

@@ -2,9 +2,10 @@
 // one long-lived, two-way WebSocket per pair, and lets both ends call each
 // other's handlers over it: single requests and two-way streams.
 //
-// Each node creates a Manager with its own name and the names of all
-// nodes (URLs such as "http://10.0.0.1:9000"; every node must be given the
-// same list), registers its handlers on it, and mounts Manager.Handler at
+// Each node creates a Manager with its own name and the names of its
+// peers (URLs such as "http://10.0.0.1:9000"; two nodes connect when each
+// lists the other, so lists may differ while membership changes),
+// registers its handlers on it, and mounts Manager.Handler at
 // Options.RoutePath on its HTTP server. A Manager dials its peers as soon
 // as NewManager returns, so handlers that a peer may call at once belong
 // in Options.Registry, filled before NewManager; those registered later
@@ -15,16 +16,18 @@
 // # Connections
 //
 // For each pair exactly one side dials, chosen by ShouldDial from the two
-// names and the host list, so both sides agree without talking and every
-// node dials about half of its peers. The handshake rides on the WebSocket
-// upgrade request: the dialer sends both names, a timestamp, a random
-// nonce, its per-process instance ID and a hash of the host list, signed
-// by the Authenticator (by default HMAC-SHA256 with a shared secret, which
-// never crosses the wire). The acceptor checks the names, the dial side,
-// the host list, the clock skew (Options.ClockSkew), the proof and that
-// the nonce is fresh, then answers with its own instance ID and a proof
+// names alone (a hash of the pair), so both sides agree without talking
+// even when their host lists differ, and every node dials about half of
+// its peers. The handshake rides on the WebSocket upgrade request: the
+// dialer sends both names, a timestamp, a random nonce, its per-process
+// instance ID and a hash of its host list, signed by the Authenticator (by
+// default HMAC-SHA256 with a shared secret, which never crosses the wire).
+// The acceptor checks the names (the dialer must be in its list, and it
+// dials only peers in its own), the dial side, the clock skew
+// (Options.ClockSkew), the proof and that the nonce is fresh; a different
+// host list is no refusal. It then answers with its own instance ID and a proof
 // over the dialer's nonce, which the dialer verifies: both ends are
-// authenticated. A refusal is an HTTP 400, 401, 403, 409 or 503 with the
+// authenticated. A refusal is an HTTP 400, 401, 403, 409 (wrong dial side) or 503 with the
 // reason as plain text, after which the acceptor closes the connection;
 // the dialer logs each distinct reason once and keeps retrying, with
 // exponential backoff and jitter, forever.

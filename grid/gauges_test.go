@@ -71,7 +71,7 @@ func gauges(st ConnectionStats) map[string]int {
 func TestGaugesZeroAfterSessionEnds(t *testing.T) {
 	lns, names := listen(t, 2)
 	d, a := 0, 1 // the peer that dials (played by the test), the node
-	if !ShouldDial(names[0], names[1], names) {
+	if !ShouldDial(names[0], names[1]) {
 		d, a = 1, 0
 	}
 	lns[d].Close()

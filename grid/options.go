@@ -28,11 +28,11 @@ const DefaultRoutePath = "/gridmesh/grid/v1"
 type Options struct {
 	// Local is this node's name: one of Hosts, spelt exactly the same.
 	Local string
-	// Hosts names every node of the grid, this one included, as URLs:
-	// http:// or ws:// (plain), https:// or wss:// (TLS), with host and
-	// port and optionally a path prefix. Every node must be given the same
-	// list (in any order): the names are compared as strings and decide
-	// which side of a pair dials.
+	// Hosts names the nodes of the grid this node connects to, this one
+	// included, as URLs: http:// or ws:// (plain), https:// or wss://
+	// (TLS), with host and port and optionally a path prefix. Two nodes
+	// connect when each lists the other (names compared as strings), so
+	// lists may differ while membership changes.
 	Hosts []string
 	// RoutePath is appended to a peer's URL path to form the WebSocket URL
 	// this node dials. Default DefaultRoutePath.

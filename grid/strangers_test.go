@@ -288,7 +288,7 @@ func TestPendingConnsBound(t *testing.T) {
 	lns, names := listen(t, 2)
 	dName, aName := names[0], names[1]
 	dLn, aLn := lns[0], lns[1]
-	if !ShouldDial(dName, aName, names) {
+	if !ShouldDial(dName, aName) {
 		dName, aName, dLn, aLn = aName, dName, aLn, dLn
 	}
 	o := baseOptions(aName, names)
@@ -412,7 +412,7 @@ func TestHandshakesBounded(t *testing.T) {
 func TestBadUpgradeCloses(t *testing.T) {
 	lns, names := listen(t, 2)
 	acc, dial := 0, 1
-	if !ShouldDial(names[dial], names[acc], names) {
+	if !ShouldDial(names[dial], names[acc]) {
 		acc, dial = 1, 0
 	}
 	n := startTestNode(t, lns[acc], baseOptions(names[acc], names))
