@@ -59,6 +59,20 @@
 // large message slowly, its pong queued behind it, keeps acknowledging
 // and stays connected.
 //
+// # Membership
+//
+// Manager.SetHosts changes the host list while the mesh runs: new peers
+// are dialed or awaited at once; a peer left out leaves Connections at
+// once, new calls to it fail at once with ErrPeerRemoved, and its session
+// stays only until the calls and streams in flight (both ways) are done,
+// or Options.RemoveGrace passes, after which calls still in flight fail
+// with ErrPeerRemoved (which also matches ErrDisconnected) and its
+// Connection reaches StateRemoved, final. Manager.MembershipChanged wakes
+// those who follow the membership (the gateway's Dispatcher) without
+// polling. Since the dial side depends on the pair alone, nodes whose
+// lists differ during a rolling change still connect wherever both list
+// each other; a node that is not listed is refused (403).
+//
 // Handlers never hold a connection down. When a session ends, its
 // handlers' contexts are cancelled and the connection is replaced without
 // waiting for them; a handler that ignores its context runs on, its
@@ -101,8 +115,10 @@
 //
 // # Concurrency
 //
-// All methods of Manager and Connection may be called concurrently. A
-// Manager owns every goroutine it starts (a dial loop per dialed peer, a
+// All methods of Manager and Connection may be called concurrently,
+// SetHosts included (with calls in flight, and with Close). A
+// Manager owns every goroutine it starts (a drain per removed peer,
+// until it reaches StateRemoved, a dial loop per dialed peer, a
 // keep-alive loop per live connection, on the dial loop's goroutine or on
 // one started for an accepted session, and each mux session's goroutines,
 // including one per ended session that waits for its orphaned handlers),

@@ -24,6 +24,12 @@ var (
 	ErrRejected = errors.New("grid: handshake rejected")
 	// ErrAuth: a peer's handshake proof did not verify.
 	ErrAuth = errors.New("grid: authentication failed")
+	// ErrPeerRemoved: Manager.SetHosts left the peer out. Calls made after
+	// that fail at once, and calls in flight that outlive
+	// Options.RemoveGrace fail, with an error that matches both
+	// ErrPeerRemoved and ErrDisconnected (so code that retries a
+	// disconnect elsewhere does so).
+	ErrPeerRemoved = errors.New("grid: peer removed from the host list")
 )
 
 // optionError reports an invalid Options field.

@@ -193,7 +193,7 @@ func (m *Manager) verifyDial(hdr http.Header) (handshake, *rejection) {
 	if h.to != o.Local {
 		return h, reject(http.StatusForbidden, "wrong node: this is %q, not %q", o.Local, h.to)
 	}
-	if m.conns[h.from] == nil {
+	if m.Connection(h.from) == nil {
 		return h, reject(http.StatusForbidden, "unknown host %q: not in this node's host list", h.from)
 	}
 	now := o.Now()
