@@ -81,6 +81,7 @@ type Dispatcher struct {
 
 	mu      sync.Mutex
 	workers []*workerState
+	next    int           // where pickLocked starts looking: round robin among equals
 	changed chan struct{} // closed and replaced when capacity may have freed
 	homes   homes         // where remembered transactions ran
 	settle  settling      // closed once the first probes are in
@@ -326,16 +327,24 @@ func (w *workerState) wake() {
 }
 
 // pickLocked returns the up worker with the lowest load (running relative
-// to capacity) that has room, or nil.
+// to capacity) that has room, or nil. Ties go round the workers in turn
+// (from the one after the last picked), so that a light load spreads over
+// every worker and one that just joined gets work at once.
 func (d *Dispatcher) pickLocked() *workerState {
 	var best *workerState
-	for _, w := range d.workers {
+	n, at := len(d.workers), 0
+	for k := range n {
+		i := (d.next + k) % n
+		w := d.workers[i]
 		if !w.up || w.removed || w.running >= w.capacity {
 			continue
 		}
 		if best == nil || w.running*best.capacity < best.running*w.capacity {
-			best = w
+			best, at = w, i
 		}
+	}
+	if best != nil {
+		d.next = at + 1
 	}
 	return best
 }
