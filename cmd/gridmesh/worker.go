@@ -56,6 +56,7 @@ func runWorker(ctx context.Context, args []string, out io.Writer) error {
 	// refused: the gateway runs them elsewhere), so that the node's Close
 	// does not wait for them.
 	defer w.Close()
+	defer watchMembership(ctx, node.Manager, path, cfg.Grid, workerGrid, logger)()
 	serveMetrics(node, worker.MetricsPath, worker.StatsPath, &worker.Metrics{Worker: w, Processes: pool})
 	logger.Info("worker: ready", "grid", cfg.Grid.Local, "listen", addr, "capacity", cfg.Capacity, "mode", cfg.Mode, "command", cfg.Command)
 	<-ctx.Done()

@@ -22,9 +22,13 @@ import (
 type Grid struct {
 	// Local is this node's URL, one of Hosts. Required.
 	Local string `yaml:"local"`
-	// Hosts lists every node of the grid (gateway and workers), the same
-	// list on every node. Required.
+	// Hosts lists the nodes of the grid (gateway and workers) this node
+	// connects to, this one included; two nodes connect when each lists
+	// the other. Required. A running node re-reads it on SIGHUP and when
+	// the file changes (see the command's reload).
 	Hosts []string `yaml:"hosts"`
+	// Discover adds peers found in DNS to Hosts. Default: none.
+	Discover *Discover `yaml:"discover"`
 	// Secret is the grid's shared secret. Required.
 	Secret string `yaml:"secret"`
 	// Listen is the TCP address to serve on. Default: Local's host:port.
@@ -56,6 +60,9 @@ func (g Grid) validate() error {
 		return configError("grid.hosts", "is required")
 	case g.Secret == "":
 		return configError("grid.secret", "is required")
+	}
+	if err := g.Discover.validate(); err != nil {
+		return err
 	}
 	for _, h := range g.Hosts {
 		if h == g.Local {
