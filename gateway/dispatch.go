@@ -430,6 +430,9 @@ func (d *Dispatcher) run(ctx context.Context, s slot, req *wire.TxRequest) (*wir
 		case refused: // it did not run: not a failure
 			d.opts.Logger.Info("gateway: worker draining, re-dispatching",
 				"transaction_id", req.ID, "worker", w.conn.Host())
+		case lost && errors.Is(err, grid.ErrNotSent): // it never left the gateway
+			d.opts.Logger.Info("gateway: worker unavailable, re-dispatching",
+				"transaction_id", req.ID, "worker", w.conn.Host(), "err", err)
 		case lost:
 			mayHaveRun()
 			d.opts.Logger.Warn("gateway: worker lost mid-transaction, re-dispatching (it may run twice)",

@@ -185,16 +185,17 @@ func (c *Connection) session() (*mux.Session, error) {
 	case c.state == StateClosed:
 		return nil, errManagerClosed
 	case c.removed:
-		return nil, c.removedError(ErrDisconnected)
+		return nil, c.removedError(errNotSent)
 	case c.cur != nil:
 		return c.cur.s, nil
 	}
-	return nil, fmt.Errorf("%w: %s is not connected", ErrDisconnected, c.host)
+	return nil, fmt.Errorf("%w: %s is not connected (%w)", ErrDisconnected, c.host, ErrNotSent)
 }
 
 // WaitForConnect waits until the connection is up. It returns ctx's error
-// if ctx ends first, and an error matching ErrClosed if the Manager is
-// closed.
+// if ctx ends first, an error matching ErrClosed if the Manager is
+// closed, and one matching ErrPeerRemoved once SetHosts removed the peer
+// and its session drained (StateRemoved).
 func (c *Connection) WaitForConnect(ctx context.Context) error {
 	for {
 		c.mu.Lock()

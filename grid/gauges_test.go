@@ -24,7 +24,7 @@ func dialRaw(t *testing.T, acc *node, from string) *rawPeer {
 	t.Helper()
 	h := handshake{
 		from: from, to: acc.name, millis: time.Now().UnixMilli(),
-		nonce: newID(), instance: newID(), hosts: acc.m.hostsHash,
+		nonce: newID(), instance: newID(), hosts: acc.m.currentHash(),
 	}
 	hdr, err := h.header(acc.m.opts.Authenticator)
 	must(t, err)

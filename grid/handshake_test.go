@@ -138,7 +138,7 @@ func TestHandshakeRejections(t *testing.T) {
 	})
 	t.Run("wrong dial side", func(t *testing.T) {
 		// A correctly signed dial from the node that must accept.
-		h := handshake{from: aName, to: dName, millis: time.Now().UnixMilli(), nonce: newID(), instance: newID(), hosts: acc.m.hostsHash}
+		h := handshake{from: aName, to: dName, millis: time.Now().UnixMilli(), nonce: newID(), instance: newID(), hosts: acc.m.currentHash()}
 		hdr, err := h.header(HMACAuthenticator(testSecret))
 		must(t, err)
 		status, body := rawUpgrade(t, dName, hdr)
@@ -147,7 +147,7 @@ func TestHandshakeRejections(t *testing.T) {
 		}
 	})
 	t.Run("wrong node", func(t *testing.T) {
-		h := handshake{from: dName, to: "http://elsewhere:1", millis: time.Now().UnixMilli(), nonce: newID(), instance: newID(), hosts: acc.m.hostsHash}
+		h := handshake{from: dName, to: "http://elsewhere:1", millis: time.Now().UnixMilli(), nonce: newID(), instance: newID(), hosts: acc.m.currentHash()}
 		hdr, _ := h.header(HMACAuthenticator(testSecret))
 		if status, body := rawUpgrade(t, aName, hdr); status != 403 || !strings.Contains(body, "wrong node") {
 			t.Fatalf("wrong node: %d %q", status, body)

@@ -163,7 +163,7 @@ func TestSetHostsRemoveMidCall(t *testing.T) {
 	waitFor(t, "the call in flight", func() bool { return c.Stats().InFlight == 1 })
 	must(t, a.m.SetHosts(names[:1]))
 	start := time.Now()
-	if _, err := c.Request(ctx, hWho, nil); !errors.Is(err, ErrPeerRemoved) || time.Since(start) > time.Second {
+	if _, err := c.Request(ctx, hWho, nil); !errors.Is(err, ErrPeerRemoved) || !errors.Is(err, ErrNotSent) || time.Since(start) > time.Second {
 		t.Fatalf("a new call after removal: %v after %v, want ErrPeerRemoved at once", err, time.Since(start))
 	}
 	if st := c.State(); st != StateConnected {
@@ -198,8 +198,8 @@ func TestSetHostsGraceExpires(t *testing.T) {
 	must(t, a.m.SetHosts(names[:1]))
 	err := <-res
 	took := time.Since(start)
-	if !errors.Is(err, ErrPeerRemoved) || !errors.Is(err, ErrDisconnected) {
-		t.Fatalf("the call in flight: %v, want ErrPeerRemoved", err)
+	if !errors.Is(err, ErrPeerRemoved) || !errors.Is(err, ErrDisconnected) || errors.Is(err, ErrNotSent) {
+		t.Fatalf("the call in flight: %v, want ErrPeerRemoved (sent)", err)
 	}
 	if took < grace {
 		t.Fatalf("the call failed after %v, before the grace period (%v)", took, grace)

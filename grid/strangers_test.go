@@ -375,7 +375,7 @@ func TestHandshakesBounded(t *testing.T) {
 
 	first := make(chan error, 1)
 	go func() {
-		_, closed, err := refusedConn(ctx, addr, forgedRequest(0, names[0], names[1], n.m.hostsHash), 5*time.Second, func() {})
+		_, closed, err := refusedConn(ctx, addr, forgedRequest(0, names[0], names[1], n.m.currentHash()), 5*time.Second, func() {})
 		if err == nil && !closed {
 			err = errors.New("still open after its refusal")
 		}
@@ -386,7 +386,7 @@ func TestHandshakesBounded(t *testing.T) {
 	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	must(t, err)
 	defer c.Close()
-	c.Write(forgedRequest(0, names[0], names[1], n.m.hostsHash))
+	c.Write(forgedRequest(0, names[0], names[1], n.m.currentHash()))
 	br := bufio.NewReader(c)
 	c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	resp, err := http.ReadResponse(br, nil)

@@ -237,7 +237,7 @@ func TestHostilePeerMessages(t *testing.T) {
 	} {
 		h := handshake{
 			from: names[d], to: names[a], millis: time.Now().UnixMilli(),
-			nonce: newID(), instance: newID(), hosts: acc.m.hostsHash,
+			nonce: newID(), instance: newID(), hosts: acc.m.currentHash(),
 		}
 		hdr, err := h.header(acc.m.opts.Authenticator)
 		must(t, err)
