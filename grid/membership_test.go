@@ -207,3 +207,58 @@ func TestSetHostsGraceExpires(t *testing.T) {
 	t.Logf("the call in flight failed after %v: %v", took.Round(time.Millisecond), err)
 	waitState(t, c, StateRemoved)
 }
+
+// TestSetHostsConcurrent: SetHosts from several goroutines at once, with
+// calls running and Close at the end, under the race detector; the last
+// list wins, and a bad list or a call after Close is refused.
+func TestSetHostsConcurrent(t *testing.T) {
+	lns, names := listen(t, 3)
+	a := startNode(t, lns[0], baseOptions(names[0], names))
+	for i := 1; i < 3; i++ {
+		startNode(t, lns[i], baseOptions(names[i], names))
+	}
+	ctx := testCtx(t)
+	must(t, a.m.WaitForConnect(ctx))
+	lists := [][]string{names, names[:2], {names[0], names[2]}, names[:1]}
+	var setters, readers sync.WaitGroup
+	done := make(chan struct{})
+	for g := range 4 {
+		setters.Go(func() {
+			for i := range 50 {
+				if err := a.m.SetHosts(lists[(g+i)%len(lists)]); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+		readers.Go(func() {
+			for {
+				changed := a.m.MembershipChanged()
+				for _, c := range a.m.Connections() {
+					_, _ = c.Request(ctx, hWho, nil) // may fail: the peer comes and goes
+				}
+				select {
+				case <-changed:
+				case <-done:
+					return
+				}
+			}
+		})
+	}
+	setters.Wait()
+	close(done)
+	readers.Wait()
+	must(t, a.m.SetHosts(names))
+	must(t, a.m.WaitForConnect(ctx))
+	must(t, a.call(ctx, names[1], "after"))
+	if err := a.m.SetHosts([]string{names[1]}); !errors.Is(err, ErrInvalidOptions) {
+		t.Fatalf("a list without this node: %v, want ErrInvalidOptions", err)
+	}
+	if got := a.m.Hosts(); len(got) != 3 {
+		t.Fatalf("a refused list changed the hosts: %v", got)
+	}
+	a.stop()
+	if err := a.m.SetHosts(names[:1]); !errors.Is(err, ErrClosed) {
+		t.Fatalf("SetHosts after Close: %v, want ErrClosed", err)
+	}
+}
