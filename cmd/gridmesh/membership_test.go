@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -20,6 +21,7 @@ import (
 	"github.com/gridmesh/gridmesh/gateway"
 	"github.com/gridmesh/gridmesh/gateway/primesim"
 	"github.com/gridmesh/gridmesh/grid"
+	"github.com/gridmesh/gridmesh/internal/config"
 )
 
 // meshRun is a gateway and up to five workers run as processes of this
@@ -322,4 +324,25 @@ func (d *dnsServer) serve(w dns.ResponseWriter, q *dns.Msg) {
 		})
 	}
 	_ = w.WriteMsg(m)
+}
+
+// TestReloadRefusesNodeChanges: a new file may change grid.hosts and
+// grid.discover, not what only a restart applies.
+func TestReloadRefusesNodeChanges(t *testing.T) {
+	old := config.Grid{Local: "http://a:1", Hosts: []string{"http://a:1"}, Secret: "s"}
+	for field, g := range map[string]config.Grid{
+		"grid.local":  {Local: "http://b:1", Hosts: old.Hosts, Secret: "s"},
+		"grid.secret": {Local: old.Local, Hosts: old.Hosts, Secret: "t"},
+		"grid.listen": {Local: old.Local, Hosts: old.Hosts, Secret: "s", Listen: ":9"},
+	} {
+		if err := sameNode(old, g); !errors.Is(err, config.ErrConfig) || !strings.Contains(err.Error(), field) {
+			t.Errorf("changing %s: %v, want ErrConfig naming it", field, err)
+		}
+	}
+	g := old
+	g.Hosts = []string{"http://a:1", "http://b:1"}
+	g.Discover = &config.Discover{DNS: "x"}
+	if err := sameNode(old, g); err != nil {
+		t.Errorf("changing hosts and discovery: %v", err)
+	}
 }
