@@ -67,7 +67,13 @@ type DispatcherOptions struct {
 //
 // It watches each connection on a goroutine of its own, woken by the
 // connection's state changes; a timer runs only while a connected peer
-// is not ready (see DispatcherOptions.ProbeInterval).
+// is not ready (see DispatcherOptions.ProbeInterval). It follows the
+// Manager's membership (grid.Manager.MembershipChanged) on one more
+// goroutine: a peer added by SetHosts is watched, and asked for its
+// capacity, as soon as it connects; a peer removed gets no new
+// transactions from then on, while those it runs finish within the
+// grid's RemoveGrace or are re-dispatched (grid.ErrPeerRemoved matches
+// grid.ErrDisconnected).
 //
 // All methods may be called concurrently. Close stops the watching.
 type Dispatcher struct {
@@ -75,6 +81,7 @@ type Dispatcher struct {
 
 	mu      sync.Mutex
 	workers []*workerState
+	next    int           // where pickLocked starts looking: round robin among equals
 	changed chan struct{} // closed and replaced when capacity may have freed
 	homes   homes         // where remembered transactions ran
 	settle  settling      // closed once the first probes are in
@@ -99,6 +106,7 @@ type workerState struct {
 	done      uint64
 	recentFor uint64 // the session (Connects) whose remembered IDs are in homes
 	probed    bool   // asked once: counted in settle
+	removed   bool   // SetHosts left the peer out: never picked again
 }
 
 // WorkerStats describes one worker as the dispatcher sees it.
@@ -124,6 +132,7 @@ func NewDispatcher(m *grid.Manager, opts DispatcherOptions) *Dispatcher {
 	}
 	d := &Dispatcher{opts: opts, changed: make(chan struct{}), homes: newHomes(maxHomes)}
 	d.ctx, d.cancel = context.WithCancel(context.Background())
+	members := m.MembershipChanged() // before reading the peers: no change is missed
 	for _, c := range m.Connections() {
 		d.workers = append(d.workers, &workerState{conn: c, kick: make(chan struct{}, 1)})
 	}
@@ -132,6 +141,8 @@ func NewDispatcher(m *grid.Manager, opts DispatcherOptions) *Dispatcher {
 		d.wg.Add(1)
 		go d.watch(w)
 	}
+	d.wg.Add(1)
+	go d.follow(m, members)
 	return d
 }
 
@@ -230,7 +241,10 @@ func (d *Dispatcher) watch(w *workerState) {
 			retry.Stop()
 			delay.Reset()
 			due = false
-			if st.State == grid.StateClosed {
+			if st.State == grid.StateRemoved {
+				d.forget(w)
+			}
+			if st.State == grid.StateClosed || st.State == grid.StateRemoved {
 				return // final
 			}
 		case st.Connects != seen || due:
@@ -283,6 +297,8 @@ func (d *Dispatcher) probe(w *workerState, session uint64) bool {
 	defer d.mu.Unlock()
 	w.up = false
 	switch {
+	case w.removed:
+		return false
 	case err == nil && info.Capacity > 0:
 		w.capacity, w.up, w.draining, w.notWorker = info.Capacity, true, false, false
 		d.opts.Logger.Info("gateway: worker up", "worker", w.conn.Host(), "capacity", info.Capacity, "mode", info.Mode)
@@ -311,16 +327,24 @@ func (w *workerState) wake() {
 }
 
 // pickLocked returns the up worker with the lowest load (running relative
-// to capacity) that has room, or nil.
+// to capacity) that has room, or nil. Ties go round the workers in turn
+// (from the one after the last picked), so that a light load spreads over
+// every worker and one that just joined gets work at once.
 func (d *Dispatcher) pickLocked() *workerState {
 	var best *workerState
-	for _, w := range d.workers {
-		if !w.up || w.running >= w.capacity {
+	n, at := len(d.workers), 0
+	for k := range n {
+		i := (d.next + k) % n
+		w := d.workers[i]
+		if !w.up || w.removed || w.running >= w.capacity {
 			continue
 		}
 		if best == nil || w.running*best.capacity < best.running*w.capacity {
-			best = w
+			best, at = w, i
 		}
+	}
+	if best != nil {
+		d.next = at + 1
 	}
 	return best
 }
@@ -411,6 +435,9 @@ func (d *Dispatcher) run(ctx context.Context, s slot, req *wire.TxRequest) (*wir
 		case refused: // it did not run: not a failure
 			d.opts.Logger.Info("gateway: worker draining, re-dispatching",
 				"transaction_id", req.ID, "worker", w.conn.Host())
+		case lost && errors.Is(err, grid.ErrNotSent): // it never left the gateway
+			d.opts.Logger.Info("gateway: worker unavailable, re-dispatching",
+				"transaction_id", req.ID, "worker", w.conn.Host(), "err", err)
 		case lost:
 			mayHaveRun()
 			d.opts.Logger.Warn("gateway: worker lost mid-transaction, re-dispatching (it may run twice)",

@@ -88,7 +88,7 @@ func gatewayAndWorkerNames(tb testing.TB) (gw, wk net.Listener, hosts []string) 
 		lns[i] = ln
 	}
 	names := []string{"http://" + lns[0].Addr().String(), "http://" + lns[1].Addr().String()}
-	if !grid.ShouldDial(names[0], names[1], names) {
+	if !grid.ShouldDial(names[0], names[1]) {
 		lns[0], lns[1], names[0], names[1] = lns[1], lns[0], names[1], names[0]
 	}
 	return lns[0], lns[1], names

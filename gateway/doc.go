@@ -16,7 +16,10 @@
 //     from the grid's state changes and sends each transaction to the one
 //     with most free capacity; when all are full the gateway stops reading
 //     from Prime, so gRPC flow control holds the backlog at Prime. A
-//     worker lost mid-call has its transaction sent to another. Local
+//     worker lost mid-call has its transaction sent to another. It
+//     follows the Manager's membership (grid.Manager.SetHosts): a worker
+//     that joins is asked for its capacity as soon as it connects, and
+//     one that leaves gets nothing new while what it runs finishes. Local
 //     (runner.go) runs a contract in this process instead, with no grid.
 //   - Journal (journal.go) keeps every result, in bbolt, until it was sent
 //     and Retention has passed; a transaction Prime delivers again whose

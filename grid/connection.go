@@ -2,6 +2,7 @@ package grid
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -21,7 +22,8 @@ import (
 // State is the state of a Connection.
 //
 //	Connecting ──session up──▶ Connected ──lost, replaced──▶ Connecting
-//	     └──────────── Manager.Close (from any state) ──────────▶ Closed
+//	     ├──────────── Manager.Close (from any state) ──────────▶ Closed
+//	     └──── Manager.SetHosts left the peer out, drained ─────▶ Removed
 type State int32
 
 const (
@@ -32,6 +34,10 @@ const (
 	StateConnected
 	// StateClosed: the Manager was closed. Final.
 	StateClosed
+	// StateRemoved: Manager.SetHosts left the peer out, and its session
+	// (if any) has drained or used up Options.RemoveGrace. Final: if the
+	// peer is listed again, it gets a new Connection.
+	StateRemoved
 )
 
 func (s State) String() string {
@@ -42,6 +48,8 @@ func (s State) String() string {
 		return "connected"
 	case StateClosed:
 		return "closed"
+	case StateRemoved:
+		return "removed"
 	}
 	return fmt.Sprintf("State(%d)", int32(s))
 }
@@ -49,7 +57,8 @@ func (s State) String() string {
 // Connection is this node's link to one peer. It holds at most one mux
 // session at a time and replaces it when it is lost: the side chosen by
 // ShouldDial redials with backoff, the other side waits for the next
-// incoming connection. A Connection lives as long as its Manager.
+// incoming connection. A Connection lives as long as its Manager, or
+// until Manager.SetHosts leaves its peer out (StateRemoved).
 //
 // All methods may be called concurrently.
 type Connection struct {
@@ -58,6 +67,10 @@ type Connection struct {
 	url     string          // the WebSocket URL dialed, when dials
 	dials   bool            // this node opens the connection
 	baseCtx context.Context // parent of handler contexts: names the peer
+	// ctx ends when the Manager closes or the peer's removal has drained:
+	// it stops the dial loop and is the parent of every session's ctx.
+	ctx  context.Context
+	stop context.CancelFunc
 
 	// notifyMu orders state changes and their notifications; it is taken
 	// before mu and held while OnStateChange runs.
@@ -74,6 +87,7 @@ type Connection struct {
 	lastErr     string
 	lastLogged  string // the last failure logged, to log each reason once
 	peerInst    string // the peer's instance ID, once known
+	removed     bool   // SetHosts left the peer out: no new calls, no new sessions
 
 	rtt atomic.Int64 // last ping round trip, in nanoseconds
 }
@@ -92,10 +106,20 @@ type session struct {
 
 // endReason says why h.ctx ended.
 func (c *Connection) endReason() error {
-	if c.m.ctx.Err() != nil {
+	switch {
+	case c.m.ctx.Err() != nil:
 		return ErrClosed
+	case c.isRemoved():
+		return ErrPeerRemoved
 	}
 	return errReplaced
+}
+
+// isRemoved reports whether SetHosts left the peer out.
+func (c *Connection) isRemoved() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.removed
 }
 
 var _ handlers.Requester = (*Connection)(nil)
@@ -105,10 +129,11 @@ func newConnection(m *Manager, host string) *Connection {
 		m:       m,
 		host:    host,
 		url:     dialURL(host, m.opts.RoutePath),
-		dials:   shouldDialSorted(m.opts.Local, host, m.opts.Hosts),
+		dials:   ShouldDial(m.opts.Local, host),
 		changed: make(chan struct{}),
 	}
 	c.baseCtx = context.WithValue(m.opts.Mux.BaseContext, peerKey{}, host)
+	c.ctx, c.stop = context.WithCancel(m.ctx)
 	return c
 }
 
@@ -126,14 +151,27 @@ func (c *Connection) State() State {
 // It fails at once with an error matching ErrDisconnected when the
 // connection is not up (call WaitForConnect first to wait for it), and
 // with one matching ErrDisconnected when the connection is lost while the
-// call is in flight. ctx's deadline travels to the handler; see
-// mux.Session.Request for the rest of the contract.
+// call is in flight. Once SetHosts removed the peer, a new call fails at
+// once, and one in flight that outlives Options.RemoveGrace fails, with
+// an error matching both ErrPeerRemoved and ErrDisconnected. ctx's
+// deadline travels to the handler; see mux.Session.Request for the rest
+// of the contract.
 func (c *Connection) Request(ctx context.Context, h handlers.HandlerID, payload []byte) ([]byte, error) {
 	s, err := c.session()
 	if err != nil {
 		return nil, err
 	}
-	return s.Request(ctx, h, payload)
+	out, err := s.Request(ctx, h, payload)
+	if err != nil && errors.Is(err, ErrDisconnected) && c.isRemoved() {
+		err = c.removedError(err)
+	}
+	return out, err
+}
+
+// removedError is err, a call's failure after the peer was removed, made
+// to match ErrPeerRemoved too.
+func (c *Connection) removedError(err error) error {
+	return fmt.Errorf("%w: %s: %w", ErrPeerRemoved, c.host, err)
 }
 
 // NewStream and OpenStream (stream.go) open streams over the same session
@@ -144,17 +182,20 @@ func (c *Connection) session() (*mux.Session, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	switch {
-	case c.cur != nil:
-		return c.cur.s, nil
 	case c.state == StateClosed:
 		return nil, errManagerClosed
+	case c.removed:
+		return nil, c.removedError(errNotSent)
+	case c.cur != nil:
+		return c.cur.s, nil
 	}
-	return nil, fmt.Errorf("%w: %s is not connected", ErrDisconnected, c.host)
+	return nil, fmt.Errorf("%w: %s is not connected (%w)", ErrDisconnected, c.host, ErrNotSent)
 }
 
 // WaitForConnect waits until the connection is up. It returns ctx's error
-// if ctx ends first, and an error matching ErrClosed if the Manager is
-// closed.
+// if ctx ends first, an error matching ErrClosed if the Manager is
+// closed, and one matching ErrPeerRemoved once SetHosts removed the peer
+// and its session drained (StateRemoved).
 func (c *Connection) WaitForConnect(ctx context.Context) error {
 	for {
 		c.mu.Lock()
@@ -165,6 +206,8 @@ func (c *Connection) WaitForConnect(ctx context.Context) error {
 			return nil
 		case StateClosed:
 			return errManagerClosed
+		case StateRemoved:
+			return c.removedError(ErrDisconnected)
 		}
 		select {
 		case <-ch:
@@ -226,7 +269,7 @@ func (c *Connection) install(h *session) bool {
 	c.notifyMu.Lock()
 	defer c.notifyMu.Unlock()
 	c.mu.Lock()
-	if c.state == StateClosed {
+	if c.state == StateClosed || c.removed {
 		c.mu.Unlock()
 		return false
 	}
@@ -260,7 +303,11 @@ func (c *Connection) uninstall(h *session, why error) {
 	if c.cur == h {
 		c.cur = nil
 		c.lastErr = why.Error()
-		if c.state != StateClosed {
+		switch {
+		case c.state == StateClosed:
+		case c.removed:
+			changes = c.setLocked(StateRemoved, changes)
+		default:
 			changes = c.setLocked(StateConnecting, changes)
 		}
 	}
@@ -301,14 +348,14 @@ func (c *Connection) serve(ws *websocket.Conn, cork *corkConn, peerInst string) 
 		return
 	}
 	h := &session{s: s, pipe: nc, peerInst: peerInst}
-	h.ctx, h.replace = context.WithCancel(c.m.ctx)
+	h.ctx, h.replace = context.WithCancel(c.ctx)
 	defer h.replace()
 	select {
 	case <-s.Ready():
 	case <-s.Done():
-	case <-c.m.ctx.Done():
+	case <-c.ctx.Done():
 	}
-	if s.Err() != nil || c.m.ctx.Err() != nil || !c.install(h) {
+	if s.Err() != nil || c.ctx.Err() != nil || !c.install(h) {
 		if err := s.Err(); err != nil {
 			c.noteFailure(fmt.Errorf("grid: session with %s ended before it started: %w", c.host, err))
 		}
@@ -458,7 +505,7 @@ func (s lifeSign) alive(earlier lifeSign) bool {
 }
 
 // dialLoop keeps the connection up from the dialing side until the Manager
-// closes. The Manager waits for it.
+// closes or the peer is removed. The Manager waits for it.
 func (c *Connection) dialLoop() {
 	defer c.m.wg.Done()
 	o := &c.m.opts
@@ -472,12 +519,15 @@ func (c *Connection) dialLoop() {
 			if time.Since(start) >= o.HealthyAfter {
 				b.Reset()
 			}
-		case c.m.ctx.Err() == nil:
+		case c.ctx.Err() == nil:
 			c.noteFailure(err)
+		}
+		if c.isRemoved() {
+			return // a session that ended during the drain is not redialed
 		}
 		t := time.NewTimer(b.Next())
 		select {
-		case <-c.m.ctx.Done():
+		case <-c.ctx.Done():
 			t.Stop()
 			return
 		case <-t.C:
@@ -504,13 +554,13 @@ func (c *Connection) noteFailure(err error) {
 // it) and the peer's instance ID.
 func (c *Connection) dial() (*websocket.Conn, *corkConn, string, error) {
 	m := c.m
-	ctx, cancel := context.WithTimeout(m.ctx, m.opts.HandshakeTimeout)
+	ctx, cancel := context.WithTimeout(c.ctx, m.opts.HandshakeTimeout)
 	defer cancel()
 	var cork *corkConn
 	ctx = context.WithValue(ctx, corkSlot{}, &cork) // filled by Options.NetDial's wrapper
 	h := handshake{
 		from: m.opts.Local, to: c.host, millis: m.opts.Now().UnixMilli(),
-		nonce: newID(), instance: m.instance, hosts: m.hostsHash,
+		nonce: newID(), instance: m.instance, hosts: m.currentHash(),
 	}
 	hdr, err := h.header(m.opts.Authenticator)
 	if err != nil {

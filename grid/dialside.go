@@ -3,39 +3,35 @@ package grid
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"slices"
 )
 
 // ShouldDial reports whether the node named local opens the connection to
-// the node named remote, given the full host list. Both nodes compute the
-// same answer from the same list, so exactly one of them dials: for hosts
-// sorted as strings, with i the index of local, j that of remote and n the
-// number of hosts, local dials iff d = (j-i+n) mod n is below n/2, or d is
-// exactly n/2 (n even) and local < remote. Every node thus dials about half
-// of its peers. ShouldDial is false when local equals remote or when either
-// is missing from hosts.
-func ShouldDial(local, remote string, hosts []string) bool {
-	sorted := slices.Clone(hosts)
-	slices.Sort(sorted)
-	return shouldDialSorted(local, remote, sorted)
-}
-
-func shouldDialSorted(local, remote string, sorted []string) bool {
-	i, ok1 := slices.BinarySearch(sorted, local)
-	j, ok2 := slices.BinarySearch(sorted, remote)
-	if !ok1 || !ok2 || i == j {
+// the node named remote. The answer depends on the two names alone, not on
+// any host list, so two nodes agree on it even while their lists differ
+// (a membership change rolling through the cluster): with lo and hi the
+// two names in string order, lo dials iff the first byte of
+// SHA-256(lo, 0, hi) is even. The hash makes the choice a fair coin per
+// pair, so every node dials about half of its peers whatever the names
+// look like. ShouldDial is false when local equals remote.
+func ShouldDial(local, remote string) bool {
+	if local == remote {
 		return false
 	}
-	n := len(sorted)
-	d := (j - i + n) % n
-	if 2*d == n {
-		return local < remote
+	lo, hi := local, remote
+	if hi < lo {
+		lo, hi = hi, lo
 	}
-	return 2*d < n
+	h := sha256.New()
+	h.Write([]byte(lo))
+	h.Write([]byte{0})
+	h.Write([]byte(hi))
+	loDials := h.Sum(nil)[0]&1 == 0
+	return loDials == (local == lo)
 }
 
-// hostsHash identifies a sorted host list, so two nodes can tell that they
-// decide the dial side from the same list.
+// hostsHash identifies a sorted host list. It still travels in the
+// handshake (signed, and logged when it differs) but no longer decides
+// anything: nodes with different lists connect if each lists the other.
 func hostsHash(sorted []string) string {
 	h := sha256.New()
 	for _, s := range sorted {

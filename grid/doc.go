@@ -2,9 +2,10 @@
 // one long-lived, two-way WebSocket per pair, and lets both ends call each
 // other's handlers over it: single requests and two-way streams.
 //
-// Each node creates a Manager with its own name and the names of all
-// nodes (URLs such as "http://10.0.0.1:9000"; every node must be given the
-// same list), registers its handlers on it, and mounts Manager.Handler at
+// Each node creates a Manager with its own name and the names of its
+// peers (URLs such as "http://10.0.0.1:9000"; two nodes connect when each
+// lists the other, so lists may differ while membership changes),
+// registers its handlers on it, and mounts Manager.Handler at
 // Options.RoutePath on its HTTP server. A Manager dials its peers as soon
 // as NewManager returns, so handlers that a peer may call at once belong
 // in Options.Registry, filled before NewManager; those registered later
@@ -15,16 +16,18 @@
 // # Connections
 //
 // For each pair exactly one side dials, chosen by ShouldDial from the two
-// names and the host list, so both sides agree without talking and every
-// node dials about half of its peers. The handshake rides on the WebSocket
-// upgrade request: the dialer sends both names, a timestamp, a random
-// nonce, its per-process instance ID and a hash of the host list, signed
-// by the Authenticator (by default HMAC-SHA256 with a shared secret, which
-// never crosses the wire). The acceptor checks the names, the dial side,
-// the host list, the clock skew (Options.ClockSkew), the proof and that
-// the nonce is fresh, then answers with its own instance ID and a proof
+// names alone (a hash of the pair), so both sides agree without talking
+// even when their host lists differ, and every node dials about half of
+// its peers. The handshake rides on the WebSocket upgrade request: the
+// dialer sends both names, a timestamp, a random nonce, its per-process
+// instance ID and a hash of its host list, signed by the Authenticator (by
+// default HMAC-SHA256 with a shared secret, which never crosses the wire).
+// The acceptor checks the names (the dialer must be in its list, and it
+// dials only peers in its own), the dial side, the clock skew
+// (Options.ClockSkew), the proof and that the nonce is fresh; a different
+// host list is no refusal. It then answers with its own instance ID and a proof
 // over the dialer's nonce, which the dialer verifies: both ends are
-// authenticated. A refusal is an HTTP 400, 401, 403, 409 or 503 with the
+// authenticated. A refusal is an HTTP 400, 401, 403, 409 (wrong dial side) or 503 with the
 // reason as plain text, after which the acceptor closes the connection;
 // the dialer logs each distinct reason once and keeps retrying, with
 // exponential backoff and jitter, forever.
@@ -55,6 +58,20 @@
 // a stopped process's kernel keeps accepting them. A live peer that reads a
 // large message slowly, its pong queued behind it, keeps acknowledging
 // and stays connected.
+//
+// # Membership
+//
+// Manager.SetHosts changes the host list while the mesh runs: new peers
+// are dialed or awaited at once; a peer left out leaves Connections at
+// once, new calls to it fail at once with ErrPeerRemoved, and its session
+// stays only until the calls and streams in flight (both ways) are done,
+// or Options.RemoveGrace passes, after which calls still in flight fail
+// with ErrPeerRemoved (which also matches ErrDisconnected) and its
+// Connection reaches StateRemoved, final. Manager.MembershipChanged wakes
+// those who follow the membership (the gateway's Dispatcher) without
+// polling. Since the dial side depends on the pair alone, nodes whose
+// lists differ during a rolling change still connect wherever both list
+// each other; a node that is not listed is refused (403).
 //
 // Handlers never hold a connection down. When a session ends, its
 // handlers' contexts are cancelled and the connection is replaced without
@@ -107,8 +124,10 @@
 //
 // # Concurrency
 //
-// All methods of Manager and Connection may be called concurrently. A
-// Manager owns every goroutine it starts (a dial loop per dialed peer, a
+// All methods of Manager and Connection may be called concurrently,
+// SetHosts included (with calls in flight, and with Close). A
+// Manager owns every goroutine it starts (a drain per removed peer,
+// until it reaches StateRemoved, a dial loop per dialed peer, a
 // keep-alive loop per live connection, on the dial loop's goroutine or on
 // one started for an accepted session, and each mux session's goroutines,
 // including one per ended session that waits for its orphaned handlers),

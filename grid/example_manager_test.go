@@ -46,7 +46,7 @@ func ExampleManager() {
 	lnA, _ := net.Listen("tcp", "127.0.0.1:0")
 	lnB, _ := net.Listen("tcp", "127.0.0.1:0")
 	a, b := "http://"+lnA.Addr().String(), "http://"+lnB.Addr().String()
-	hosts := []string{a, b} // the same list on every node
+	hosts := []string{a, b} // each node lists the other
 
 	nodeA, stopA := startNode(lnA, a, hosts)
 	defer stopA()
@@ -96,4 +96,54 @@ func ExampleConnection_Request() {
 	// Output:
 	// true
 	// IN TIME <nil> connected
+}
+
+// A node joins a running mesh: a lists only itself at first, then adds b
+// with SetHosts, and removes it again; calls to a removed peer fail at
+// once with ErrPeerRemoved, and its Connection ends in StateRemoved.
+func ExampleManager_SetHosts() {
+	lnA, _ := net.Listen("tcp", "127.0.0.1:0")
+	lnB, _ := net.Listen("tcp", "127.0.0.1:0")
+	a, b := "http://"+lnA.Addr().String(), "http://"+lnB.Addr().String()
+
+	nodeA, stopA := startNode(lnA, a, []string{a})
+	defer stopA()
+	_, stopB := startNode(lnB, b, []string{a, b})
+	defer stopB()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	changed := nodeA.MembershipChanged()
+	if err := nodeA.SetHosts([]string{a, b}); err != nil {
+		panic(err)
+	}
+	<-changed // closed by the change: a Dispatcher, say, learns of b without polling
+	conn := nodeA.Connection(b)
+	if err := conn.WaitForConnect(ctx); err != nil {
+		panic(err)
+	}
+	out, err := conn.Request(ctx, Upper, []byte("joined"))
+	fmt.Println(string(out), err)
+
+	if err := nodeA.SetHosts([]string{a}); err != nil {
+		panic(err)
+	}
+	_, err = conn.Request(ctx, Upper, []byte("too late"))
+	fmt.Println(errors.Is(err, grid.ErrPeerRemoved), nodeA.Connection(b) == nil)
+	for { // nothing in flight: the drain ends at once
+		ch := conn.StateChanged() // before reading the state
+		if conn.State() == grid.StateRemoved {
+			break
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			panic(ctx.Err())
+		}
+	}
+	fmt.Println(conn.State())
+	// Output:
+	// JOINED <nil>
+	// true true
+	// removed
 }

@@ -23,7 +23,7 @@ func pair(t *testing.T, tweak func(*Options)) (*node, *node, []net.Listener) {
 	for _, nd := range nodes {
 		must(t, nd.m.WaitForConnect(ctx))
 	}
-	if ShouldDial(names[0], names[1], names) {
+	if ShouldDial(names[0], names[1]) {
 		return nodes[0], nodes[1], lns
 	}
 	return nodes[1], nodes[0], []net.Listener{lns[1], lns[0]}

@@ -24,7 +24,7 @@ func dialRaw(t *testing.T, acc *node, from string) *rawPeer {
 	t.Helper()
 	h := handshake{
 		from: from, to: acc.name, millis: time.Now().UnixMilli(),
-		nonce: newID(), instance: newID(), hosts: acc.m.hostsHash,
+		nonce: newID(), instance: newID(), hosts: acc.m.currentHash(),
 	}
 	hdr, err := h.header(acc.m.opts.Authenticator)
 	must(t, err)
@@ -71,7 +71,7 @@ func gauges(st ConnectionStats) map[string]int {
 func TestGaugesZeroAfterSessionEnds(t *testing.T) {
 	lns, names := listen(t, 2)
 	d, a := 0, 1 // the peer that dials (played by the test), the node
-	if !ShouldDial(names[0], names[1], names) {
+	if !ShouldDial(names[0], names[1]) {
 		d, a = 1, 0
 	}
 	lns[d].Close()

@@ -79,7 +79,7 @@ func blackholedPair(t testing.TB, tweak func(dialer bool, o *Options)) (d, a *no
 	t.Helper()
 	lns, names := listen(t, 2)
 	di, ai := 0, 1
-	if ShouldDial(names[1], names[0], names) {
+	if ShouldDial(names[1], names[0]) {
 		di, ai = 1, 0
 	}
 	hole = newBlackhole(t, lns[ai].Addr().String())

@@ -193,7 +193,7 @@ func (m *Manager) verifyDial(hdr http.Header) (handshake, *rejection) {
 	if h.to != o.Local {
 		return h, reject(http.StatusForbidden, "wrong node: this is %q, not %q", o.Local, h.to)
 	}
-	if m.conns[h.from] == nil {
+	if m.Connection(h.from) == nil {
 		return h, reject(http.StatusForbidden, "unknown host %q: not in this node's host list", h.from)
 	}
 	now := o.Now()
@@ -212,10 +212,9 @@ func (m *Manager) verifyDial(hdr http.Header) (handshake, *rejection) {
 			return h, reject(http.StatusUnauthorized, "authentication failed: %v", err)
 		}
 	}
-	if h.hosts != m.hostsHash {
-		return h, reject(http.StatusConflict, "host lists differ: %q and %q were given different Hosts", h.from, o.Local)
-	}
-	if m.conns[h.from].dials {
+	// Host lists may differ while membership changes: each side lists
+	// the other (the dialer dials only peers it lists), which is enough.
+	if ShouldDial(o.Local, h.from) {
 		return h, reject(http.StatusConflict, "wrong dial side: %q dials %q, not the other way round", o.Local, h.from)
 	}
 	expiry := time.UnixMilli(h.millis).Add(o.ClockSkew)

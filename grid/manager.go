@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"sync"
 
 	"github.com/coder/websocket"
@@ -19,16 +20,14 @@ import (
 // A Manager owns its goroutines: one dial loop for each peer this node
 // dials, plus, per live connection, the goroutine that pings it (the dial
 // loop itself, or the HTTP handler goroutine that accepted it) and the mux
-// session's own. Close waits for all of them.
+// session's own, and a drain per peer SetHosts removed. Close waits for
+// all of them.
 //
 // All methods may be called concurrently.
 type Manager struct {
-	opts      Options // defaulted; Hosts sorted
+	opts      Options // defaulted; Hosts sorted (the first list: see hosts)
 	instance  string  // this process's instance ID
-	hostsHash string
 	reg       *handlers.Registry
-	conns     map[string]*Connection // by host; fixed after NewManager
-	peers     []*Connection          // sorted by host
 	client    *http.Client
 	transport *http.Transport
 	replay    *replayCache
@@ -40,9 +39,15 @@ type Manager struct {
 	cancel    context.CancelFunc
 	stopWatch func() bool // stops watching NewManager's ctx
 
-	mu     sync.Mutex // guards closed against wg.Add
+	mu     sync.Mutex // guards closed against wg.Add, and the membership
 	closed bool
-	wg     sync.WaitGroup // dial loops, HTTP handlers and accepted sessions
+	wg     sync.WaitGroup // dial loops, HTTP handlers, accepted sessions, drains
+	// The membership (SetHosts), guarded by mu.
+	hosts     []string               // sorted, Local included
+	hostsHash string                 // of hosts, sent in handshakes
+	conns     map[string]*Connection // by host: the current peers
+	peers     []*Connection          // the same, sorted by host
+	members   chan struct{}          // closed and replaced on every change
 
 	rejMu   sync.Mutex
 	rejSeen map[string]bool // "from\x00kind" (or "kind" for an unknown from) of logged rejections
@@ -62,9 +67,8 @@ func NewManager(ctx context.Context, opts Options) (*Manager, error) {
 	m := &Manager{
 		opts:       o,
 		instance:   newID(),
-		hostsHash:  hostsHash(o.Hosts),
 		reg:        o.Registry,
-		conns:      make(map[string]*Connection, len(o.Hosts)),
+		members:    make(chan struct{}),
 		replay:     newReplayCache(o.ReplayCacheSize),
 		handshakes: make(chan struct{}, o.MaxPendingConns),
 		rejSeen:    make(map[string]bool),
@@ -84,20 +88,10 @@ func NewManager(ctx context.Context, opts Options) (*Manager, error) {
 	}
 	m.client = &http.Client{Transport: m.transport}
 	m.ctx, m.cancel = context.WithCancel(context.WithoutCancel(ctx))
-	for _, h := range o.Hosts {
-		if h != o.Local {
-			c := newConnection(m, h)
-			m.conns[h] = c
-			m.peers = append(m.peers, c)
-		}
-	}
+	m.mu.Lock()
+	m.setHostsLocked(o.Hosts) // starts the dial loops
+	m.mu.Unlock()
 	m.stopWatch = context.AfterFunc(ctx, m.shutdown)
-	for _, c := range m.peers {
-		if c.dials {
-			m.wg.Add(1)
-			go c.dialLoop()
-		}
-	}
 	return m, nil
 }
 
@@ -105,11 +99,20 @@ func NewManager(ctx context.Context, opts Options) (*Manager, error) {
 func (m *Manager) Local() string { return m.opts.Local }
 
 // Connection returns the connection to host, or nil if host is not one of
-// the peers (this node itself included).
-func (m *Manager) Connection(host string) *Connection { return m.conns[host] }
+// the current peers (this node itself included).
+func (m *Manager) Connection(host string) *Connection {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.conns[host]
+}
 
-// Connections returns the connections to every peer, sorted by host.
-func (m *Manager) Connections() []*Connection { return append([]*Connection(nil), m.peers...) }
+// Connections returns the connections to the current peers, sorted by
+// host. A peer that SetHosts removed is no longer among them.
+func (m *Manager) Connections() []*Connection {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.peers)
+}
 
 // Registry returns the handler registry every connection serves from.
 func (m *Manager) Registry() *handlers.Registry { return m.reg }
@@ -146,13 +149,18 @@ func (m *Manager) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return // Accept has answered the request
 	}
 	m.forgetRejections(h.from)
+	c := m.Connection(h.from)
+	if c == nil { // removed by SetHosts since the handshake was checked
+		ws.Close(websocket.StatusPolicyViolation, "removed from the host list")
+		return
+	}
 	// The session runs on a goroutine of its own, so that this one, whose
 	// stack grew deep in net/http and the upgrade, can end: an idle
 	// connection keeps only a small stack.
 	m.wg.Add(1) // within this handler's own count: Close cannot be waiting yet
 	go func() {
 		defer m.wg.Done()
-		m.conns[h.from].serve(ws, tw.cork, h.instance)
+		c.serve(ws, tw.cork, h.instance)
 	}()
 }
 
@@ -174,7 +182,7 @@ func (m *Manager) enter() bool {
 // and what it sent is clipped in the log.
 func (m *Manager) logRejection(from, addr string, rej *rejection) {
 	key := rej.kind
-	if m.conns[from] != nil {
+	if m.Connection(from) != nil {
 		key = from + "\x00" + rej.kind
 	}
 	m.rejMu.Lock()
@@ -236,14 +244,14 @@ func (m *Manager) shutdown() {
 		return
 	}
 	m.cancel()
-	for _, c := range m.peers {
+	for _, c := range m.Connections() {
 		c.shutdown()
 	}
 }
 
-// WaitForConnect waits until every connection is up, or ctx ends.
+// WaitForConnect waits until every current connection is up, or ctx ends.
 func (m *Manager) WaitForConnect(ctx context.Context) error {
-	for _, c := range m.peers {
+	for _, c := range m.Connections() {
 		if err := c.WaitForConnect(ctx); err != nil {
 			return fmt.Errorf("grid: wait for %s: %w", c.host, err)
 		}

@@ -144,7 +144,7 @@ func (ns *netns) dropPort(t testing.TB, port int) func() {
 func netnsHalfOpenTrial(t testing.TB, ns *netns, interval, timeout time.Duration) (dialer, acceptor time.Duration) {
 	lns, names := ns.listen(t, 2)
 	dIdx, aIdx := 0, 1
-	if ShouldDial(names[1], names[0], names) {
+	if ShouldDial(names[1], names[0]) {
 		dIdx, aIdx = 1, 0
 	}
 	dets := []*detector{newDetector(), newDetector()}

@@ -28,12 +28,17 @@ const DefaultRoutePath = "/gridmesh/grid/v1"
 type Options struct {
 	// Local is this node's name: one of Hosts, spelt exactly the same.
 	Local string
-	// Hosts names every node of the grid, this one included, as URLs:
-	// http:// or ws:// (plain), https:// or wss:// (TLS), with host and
-	// port and optionally a path prefix. Every node must be given the same
-	// list (in any order): the names are compared as strings and decide
-	// which side of a pair dials.
+	// Hosts names the nodes of the grid this node connects to, this one
+	// included, as URLs: http:// or ws:// (plain), https:// or wss://
+	// (TLS), with host and port and optionally a path prefix. Two nodes
+	// connect when each lists the other (names compared as strings), so
+	// lists may differ while membership changes; Manager.SetHosts changes
+	// it later.
 	Hosts []string
+	// RemoveGrace bounds how long a peer that Manager.SetHosts removed
+	// keeps its session for the calls and streams in flight to finish.
+	// Default 10s.
+	RemoveGrace time.Duration
 	// RoutePath is appended to a peer's URL path to form the WebSocket URL
 	// this node dials. Default DefaultRoutePath.
 	RoutePath string
@@ -175,6 +180,7 @@ func (o Options) withDefaults() (Options, error) {
 	defaults.Set(&o.HealthyAfter, time.Minute)
 	defaults.Set(&o.PingInterval, 10*time.Second)
 	defaults.Set(&o.PingTimeout, 3*time.Second)
+	defaults.Set(&o.RemoveGrace, 10*time.Second)
 	if o.BackoffMax < o.BackoffBase {
 		return o, optionError("BackoffMax", "%v is below BackoffBase %v", o.BackoffMax, o.BackoffBase)
 	}
@@ -247,7 +253,7 @@ func (o Options) checkDurations() error {
 		{"HandshakeTimeout", o.HandshakeTimeout}, {"ClockSkew", o.ClockSkew},
 		{"BackoffBase", o.BackoffBase}, {"BackoffMax", o.BackoffMax},
 		{"HealthyAfter", o.HealthyAfter}, {"PingInterval", o.PingInterval},
-		{"PingTimeout", o.PingTimeout},
+		{"PingTimeout", o.PingTimeout}, {"RemoveGrace", o.RemoveGrace},
 	}
 	for _, c := range checks {
 		if c.v < 0 {

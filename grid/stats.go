@@ -58,8 +58,9 @@ type ManagerStats struct {
 
 // Stats returns a snapshot of every connection's counters and their sum.
 func (m *Manager) Stats() ManagerStats {
-	st := ManagerStats{Local: m.opts.Local, Peers: make(map[string]ConnectionStats, len(m.peers))}
-	for _, c := range m.peers {
+	peers := m.Connections()
+	st := ManagerStats{Local: m.opts.Local, Peers: make(map[string]ConnectionStats, len(peers))}
+	for _, c := range peers {
 		cs := c.Stats()
 		st.Peers[c.host] = cs
 		if cs.State == StateConnected {

@@ -12,7 +12,7 @@ func (s State) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 
 // UnmarshalText parses a State's name, as MarshalText writes it.
 func (s *State) UnmarshalText(b []byte) error {
-	for _, st := range []State{StateConnecting, StateConnected, StateClosed} {
+	for _, st := range []State{StateConnecting, StateConnected, StateClosed, StateRemoved} {
 		if st.String() == string(b) {
 			*s = st
 			return nil

@@ -427,7 +427,7 @@ func TestStrangersCannotExhaustNode(t *testing.T) {
 	lns, names := listen(t, 2)
 	peer, node := names[0], names[1]
 	peerLn, nodeLn := lns[0], lns[1]
-	if !ShouldDial(peer, node, names) { // the peer must dial the attacked port
+	if !ShouldDial(peer, node) { // the peer must dial the attacked port
 		peer, node, peerLn, nodeLn = node, peer, nodeLn, peerLn
 	}
 	peerAddr := peerLn.Addr().String()

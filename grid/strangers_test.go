@@ -289,7 +289,7 @@ func TestPendingConnsBound(t *testing.T) {
 	lns, names := listen(t, 2)
 	dName, aName := names[0], names[1]
 	dLn, aLn := lns[0], lns[1]
-	if !ShouldDial(dName, aName, names) {
+	if !ShouldDial(dName, aName) {
 		dName, aName, dLn, aLn = aName, dName, aLn, dLn
 	}
 	o := baseOptions(aName, names)
@@ -376,7 +376,7 @@ func TestHandshakesBounded(t *testing.T) {
 
 	first := make(chan error, 1)
 	go func() {
-		_, closed, err := refusedConn(ctx, addr, forgedRequest(0, names[0], names[1], n.m.hostsHash), 5*time.Second, func() {})
+		_, closed, err := refusedConn(ctx, addr, forgedRequest(0, names[0], names[1], n.m.currentHash()), 5*time.Second, func() {})
 		if err == nil && !closed {
 			err = errors.New("still open after its refusal")
 		}
@@ -387,7 +387,7 @@ func TestHandshakesBounded(t *testing.T) {
 	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	must(t, err)
 	defer c.Close()
-	c.Write(forgedRequest(0, names[0], names[1], n.m.hostsHash))
+	c.Write(forgedRequest(0, names[0], names[1], n.m.currentHash()))
 	br := bufio.NewReader(c)
 	c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	resp, err := http.ReadResponse(br, nil)
@@ -413,7 +413,7 @@ func TestHandshakesBounded(t *testing.T) {
 func TestBadUpgradeCloses(t *testing.T) {
 	lns, names := listen(t, 2)
 	acc, dial := 0, 1
-	if !ShouldDial(names[dial], names[acc], names) {
+	if !ShouldDial(names[dial], names[acc]) {
 		acc, dial = 1, 0
 	}
 	n := startTestNode(t, lns[acc], baseOptions(names[acc], names))

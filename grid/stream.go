@@ -16,7 +16,9 @@ var _ handlers.StreamOpener = (*Connection)(nil)
 // ends with an error matching ErrDisconnected (as its last Response) the
 // moment the session is lost or replaced, and the handler's context on the
 // peer is cancelled. A stream lives on its session: it does not survive a
-// reconnect.
+// reconnect. Once SetHosts removed the peer, NewStream fails at once with
+// an error matching ErrPeerRemoved; a stream already open keeps the
+// session for up to Options.RemoveGrace, then ends with ErrDisconnected.
 //
 // Flow control, capacities, cancellation and deadlines are those of
 // mux.Session.NewStream: the handler's registered capacities come back in

@@ -73,7 +73,7 @@ func TestTLSClientCertificates(t *testing.T) {
 	// The node without a client certificate must dial at least one peer:
 	// swap it into place 2.
 	for i := range names {
-		if ShouldDial(names[i], names[(i+1)%3], names) || ShouldDial(names[i], names[(i+2)%3], names) {
+		if ShouldDial(names[i], names[(i+1)%3]) || ShouldDial(names[i], names[(i+2)%3]) {
 			lns[i], lns[2] = lns[2], lns[i]
 			names[i], names[2] = names[2], names[i]
 			break

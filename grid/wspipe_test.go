@@ -220,7 +220,7 @@ func TestCorkConnReadAhead(t *testing.T) {
 func TestHostilePeerMessages(t *testing.T) {
 	lns, names := listen(t, 2)
 	d, a := 0, 1 // the peer that dials, the node that accepts
-	if !ShouldDial(names[0], names[1], names) {
+	if !ShouldDial(names[0], names[1]) {
 		d, a = 1, 0
 	}
 	lns[d].Close() // the dialing peer is played by this test
@@ -237,7 +237,7 @@ func TestHostilePeerMessages(t *testing.T) {
 	} {
 		h := handshake{
 			from: names[d], to: names[a], millis: time.Now().UnixMilli(),
-			nonce: newID(), instance: newID(), hosts: acc.m.hostsHash,
+			nonce: newID(), instance: newID(), hosts: acc.m.currentHash(),
 		}
 		hdr, err := h.header(acc.m.opts.Authenticator)
 		must(t, err)

@@ -32,6 +32,7 @@ func runGateway(ctx context.Context, args []string, out io.Writer) error {
 	defer node.Close()
 	disp := gateway.NewDispatcher(node.Manager, gateway.DispatcherOptions{Logger: logger})
 	defer disp.Close()
+	defer watchMembership(ctx, node.Manager, path, cfg.Grid, gatewayGrid, logger)()
 	journal, err := gateway.OpenJournal(cfg.JournalPath, gateway.JournalOptions{
 		Retention: cfg.JournalRetention, MaxAge: cfg.JournalMaxAge, MaxPendingMarks: cfg.JournalMaxPendingMarks, Logger: logger,
 	})

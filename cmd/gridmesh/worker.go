@@ -81,6 +81,7 @@ func runWorker(ctx context.Context, args []string, out io.Writer) error {
 		// after it.
 		defer opsSrv.Close()
 	}
+	defer watchMembership(ctx, node.Manager, path, cfg.Grid, workerGrid, logger)()
 	logger.Info("worker: ready", "grid", cfg.Grid.Local, "listen", addr, "capacity", cfg.Capacity, "mode", cfg.Mode, "command", cfg.Command)
 	<-ctx.Done()
 	drainWorker(ctx, w, cfg.DrainTimeout, logger)

@@ -37,7 +37,7 @@ func TestWorkerFirstProbe(t *testing.T) {
 				lns[i] = ln
 				names = append(names, "http://"+ln.Addr().String())
 			}
-			if grid.ShouldDial(names[1], names[0], names) != workerDials {
+			if grid.ShouldDial(names[1], names[0]) != workerDials {
 				lns[0], lns[1], names[0], names[1] = lns[1], lns[0], names[1], names[0]
 			}
 			gw, err := grid.StartNode(context.Background(), lns[0], testcluster.GridOptions(names[0], names))

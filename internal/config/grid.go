@@ -20,6 +20,10 @@ type Grid struct {
 	// list on every node. An entry may stand for several in the ellipsis
 	// form: http://gridmesh-{0...4}.gridmesh.default.svc:9000. Required.
 	Hosts []string `yaml:"hosts"`
+	// Discover adds peers found in DNS to Hosts. Default: none. A running
+	// node re-reads Hosts and Discover on SIGHUP and when the file
+	// changes (see the command's reload).
+	Discover *Discover `yaml:"discover"`
 	// Secret is the grid's shared secret; SecretFile names a file holding
 	// it (a trailing newline is dropped). One of the two is required.
 	Secret     string `yaml:"secret"`
@@ -85,6 +89,9 @@ func (g *Grid) validate() error {
 	}
 	if len(g.Hosts) == 0 {
 		return configError("grid.hosts", "is required")
+	}
+	if err := g.Discover.validate(); err != nil {
+		return err
 	}
 	hosts, err := expandHosts(g.Hosts)
 	if err != nil {

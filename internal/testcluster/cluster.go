@@ -44,6 +44,10 @@ type Options struct {
 	JournalPath string                    // default: in the test's temporary directory
 	TxTimeout   time.Duration
 	Prime       gateway.PrimeConfig
+	// Listed is how many workers (the first ones) the gateway lists in its
+	// grid hosts at first; the others list the gateway and wait for it to
+	// add them (grid.Manager.SetHosts). Default: all.
+	Listed int
 }
 
 // GridOptions are a test node's grid options: fast reconnects and pings.
@@ -121,7 +125,11 @@ func (c *Cluster) startWorker(ln net.Listener, i int, fn contract.Func) (*grid.N
 func (c *Cluster) startGateway(ctx context.Context, ln net.Listener, o Options) {
 	tb := c.tb
 	c.runDone, c.stopped = make(chan struct{}), new(sync.Once)
-	n, err := grid.StartNode(ctx, ln, GridOptions(c.Names[0], c.Names))
+	listed := len(c.Names) - 1
+	if o.Listed > 0 {
+		listed = min(listed, o.Listed)
+	}
+	n, err := grid.StartNode(ctx, ln, GridOptions(c.Names[0], c.Names[:listed+1]))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -140,7 +148,7 @@ func (c *Cluster) startGateway(ctx context.Context, ln net.Listener, o Options) 
 	}
 	wctx, wcancel := context.WithTimeout(ctx, testutil.Timeout)
 	defer wcancel()
-	if err := c.Dispatcher.WaitForWorkers(wctx, o.Workers); err != nil {
+	if err := c.Dispatcher.WaitForWorkers(wctx, listed); err != nil {
 		tb.Fatal(err)
 	}
 	runCtx, cancel := context.WithCancel(ctx)
