@@ -22,6 +22,7 @@ import (
 	"github.com/gridmesh/gridmesh/gateway/primesim"
 	"github.com/gridmesh/gridmesh/grid"
 	"github.com/gridmesh/gridmesh/internal/config"
+	"github.com/gridmesh/gridmesh/internal/ops"
 )
 
 // meshRun is a gateway and up to five workers run as processes of this
@@ -33,6 +34,7 @@ type meshRun struct {
 	dir     string
 	names   []string // the gateway's, then the workers'
 	gwPath  string
+	gwOps   string // host:port of the gateway's operations port
 	gw      *child
 	workers map[int]*child
 	prime   primeServer
@@ -46,7 +48,9 @@ type primeServer = *primesim.Server
 func newMeshRun(t *testing.T, workers int, host string) *meshRun {
 	prime, ctx := processTest(t)
 	r := &meshRun{t: t, ctx: ctx, dir: t.TempDir(), workers: make(map[int]*child)}
-	for i, a := range freeAddrs(t, workers+1) {
+	addrs := freeAddrs(t, workers+2)
+	r.gwOps, addrs = addrs[workers+1], addrs[:workers+1]
+	for i, a := range addrs {
 		if i > 0 {
 			a = strings.Replace(a, "127.0.0.1", host, 1)
 		}
@@ -60,8 +64,8 @@ func newMeshRun(t *testing.T, workers int, host string) *meshRun {
 // gatewayYAML is the gateway's file listing hosts, with the lines of grid
 // (under "grid:", indented) added.
 func (r *meshRun) gatewayYAML(hosts []string, grid string) string {
-	return fmt.Sprintf("server_address: %s\nchain_id: c\nsmart_contract_id: sc\napi_key: k\njournal_path: %s\ngrid:\n  local: %s\n  hosts: [%s]\n%s",
-		r.prime.Addr(), filepath.Join(r.dir, "j.db"), r.names[0], strings.Join(hosts, ", "), grid)
+	return fmt.Sprintf("server_address: %s\nchain_id: c\nsmart_contract_id: sc\napi_key: k\njournal_path: %s\nops_listen: %s\ngrid:\n  local: %s\n  hosts: [%s]\n%s",
+		r.prime.Addr(), filepath.Join(r.dir, "j.db"), r.gwOps, r.names[0], strings.Join(hosts, ", "), grid)
 }
 
 func (r *meshRun) writeGateway(body string) {
@@ -92,9 +96,8 @@ func (r *meshRun) startWorker(i int) {
 // stats waits until the gateway's stats satisfy cond, and returns them.
 func (r *meshRun) stats(what string, cond func(gateway.NodeStats) bool) gateway.NodeStats {
 	r.t.Helper()
-	addr := strings.TrimPrefix(r.names[0], "http://")
 	for {
-		st, err := scrapeStats(r.ctx, addr)
+		st, err := scrapeStats(r.ctx, r.gwOps)
 		if err == nil && cond(st) {
 			return st
 		}
@@ -152,12 +155,12 @@ func (r *meshRun) load() (stop func() int) {
 // gridPeer reads the gateway's grid stats of the peer named name.
 func (r *meshRun) gridPeer(name string) grid.ConnectionStats {
 	r.t.Helper()
-	body := get(r.t, r.ctx, r.names[0]+grid.DefaultStatsPath)
-	var st grid.ManagerStats
-	if err := json.Unmarshal([]byte(body), &st); err != nil {
-		r.t.Fatal(err)
+	body := get(r.t, r.ctx, "http://"+r.gwOps+ops.StatsPath)
+	var st nodeStats
+	if err := json.Unmarshal([]byte(body), &st); err != nil || st.Grid == nil {
+		r.t.Fatalf("%v: %s", err, body)
 	}
-	return st.Peers[name]
+	return st.Grid.Peers[name]
 }
 
 // growShrink grows the gateway's membership from worker 1 to all, then
