@@ -274,7 +274,7 @@ func TestProcessWedged(t *testing.T) {
 // that cancels neither counts nor resets it.
 func TestProcessWedgedCount(t *testing.T) {
 	p := startPool(t, "serve", worker.ProcessConfig{
-		InFlight: 8, Timeout: 150 * time.Millisecond, WedgedAfter: 2, RestartDelay: 10 * time.Millisecond,
+		InFlight: 8, Timeout: time.Second, WedgedAfter: 2, RestartDelay: 10 * time.Millisecond, // a second: a process restarted on a loaded machine answers in time
 		StopGrace: 100 * time.Millisecond,
 	})
 	missed := func() {
