@@ -161,9 +161,10 @@ func TestProcessStartFails(t *testing.T) {
 
 // TestProcessTimeout: a transaction past its deadline answers its caller
 // with an error; the process keeps running, and its late answer is
-// dropped.
+// dropped. The pool's timeout is long enough for a loaded machine to
+// answer the quick transactions (a held one costs the test that long).
 func TestProcessTimeout(t *testing.T) {
-	p := startPool(t, "serve", worker.ProcessConfig{InFlight: 2, Timeout: 300 * time.Millisecond, StopGrace: 100 * time.Millisecond})
+	p := startPool(t, "serve", worker.ProcessConfig{InFlight: 2, Timeout: 3 * time.Second, StopGrace: 100 * time.Millisecond})
 	pid := runTx(t, p, `{"seq":0}`).Pid
 	_, err := p.Contract(testutil.Context(t), `{"seq":1,"hold":true}`, nil, nil)
 	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "did not answer in time") {
@@ -241,13 +242,13 @@ func TestStartProcessesErrors(t *testing.T) {
 func TestProcessWedged(t *testing.T) {
 	var log testutil.LogBuffer
 	p := startPool(t, "stop-reading", worker.ProcessConfig{
-		Timeout: 200 * time.Millisecond, WedgedAfter: 3, RestartDelay: 10 * time.Millisecond,
+		WedgedAfter: 3, RestartDelay: 10 * time.Millisecond,
 		StopGrace: 100 * time.Millisecond, Logger: log.Logger(),
 	})
 	first := runTx(t, p, `{}`).Pid
 	runTx(t, p, `{}`) // its last answer
 	for i := range 3 {
-		if _, err := p.Contract(testutil.Context(t), `{}`, nil, nil); !errors.Is(err, context.DeadlineExceeded) {
+		if _, err := p.Contract(within(t, 200*time.Millisecond), `{}`, nil, nil); !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("transaction %d on the wedged process: %v", i, err)
 		}
 		if st := p.Stats(); i < 2 && (st.Wedged != 0 || st.Starts != 1) {

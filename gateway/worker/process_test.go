@@ -216,6 +216,15 @@ func startPool(tb testing.TB, mode string, cfg worker.ProcessConfig) *worker.Pro
 }
 
 // runTx runs one transaction on p, failing the test on an error.
+// within is a test context that ends after d: the deadline of a
+// transaction meant to miss it. Transactions meant to be answered get
+// testutil's long deadline, so that a loaded machine cannot fail them.
+func within(tb testing.TB, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(testutil.Context(tb), d)
+	tb.Cleanup(cancel)
+	return ctx
+}
+
 func runTx(tb testing.TB, p *worker.ProcessPool, txJSON string) childResult {
 	tb.Helper()
 	out, err := p.Contract(testutil.Context(tb), txJSON, nil, nil)
@@ -331,11 +340,11 @@ func BenchmarkProcessRoundTrip(b *testing.B) {
 // started, perhaps before its hello: it is cancelled all the same.
 func TestProcessCancel(t *testing.T) {
 	logs := new(testutil.LogBuffer)
-	p := startPool(t, "serve", worker.ProcessConfig{InFlight: 2, Timeout: 300 * time.Millisecond, Logger: logs.Logger()})
+	p := startPool(t, "serve", worker.ProcessConfig{InFlight: 2, Logger: logs.Logger()})
 	cancelled := func(seq int) bool {
 		return strings.Contains(logs.String(), fmt.Sprintf("cancelled %d: %v", seq, contract.ErrCancelled))
 	}
-	if _, err := p.Contract(testutil.Context(t), `{"seq":1,"wait":true}`, nil, nil); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := p.Contract(within(t, 300*time.Millisecond), `{"seq":1,"wait":true}`, nil, nil); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("past its deadline: err %v", err)
 	}
 	testutil.WaitUntil(t, "the contract to see the cancel of 1", func() bool { return cancelled(1) })
@@ -365,13 +374,13 @@ func TestProcessCancel(t *testing.T) {
 // deadline: it answers late and stays up.
 func TestProcessOldChildGetsNoCancel(t *testing.T) {
 	logs := new(testutil.LogBuffer)
-	p := startPool(t, "old", worker.ProcessConfig{InFlight: 2, Timeout: 200 * time.Millisecond, RestartDelay: 10 * time.Millisecond, Logger: logs.Logger()})
-	if _, err := p.Contract(testutil.Context(t), `{"seq":1,"sleep_ms":600}`, nil, nil); !errors.Is(err, context.DeadlineExceeded) {
+	p := startPool(t, "old", worker.ProcessConfig{InFlight: 2, RestartDelay: 10 * time.Millisecond, Logger: logs.Logger()})
+	if _, err := p.Contract(within(t, 200*time.Millisecond), `{"seq":1,"sleep_ms":600}`, nil, nil); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("err %v", err)
 	}
 	testutil.WaitUntil(t, "the late answer", func() bool { return p.Stats().LateAnswers == 1 })
 	pid := runTx(t, p, `{"seq":2}`).Pid
-	if _, err := p.Contract(testutil.Context(t), `{"seq":3,"sleep_ms":600}`, nil, nil); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := p.Contract(within(t, 200*time.Millisecond), `{"seq":3,"sleep_ms":600}`, nil, nil); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("err %v", err)
 	}
 	testutil.WaitUntil(t, "the second late answer", func() bool { return p.Stats().LateAnswers == 2 })
