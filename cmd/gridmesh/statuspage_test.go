@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/gridmesh/gridmesh/grid"
 	"github.com/gridmesh/gridmesh/internal/ops"
+	"github.com/gridmesh/gridmesh/internal/testbrowser"
 	"github.com/gridmesh/gridmesh/internal/testutil"
 )
 
@@ -121,19 +121,19 @@ func (c *meshCluster) kill(t *testing.T, i int) {
 // timeout and one poll. GRIDMESH_SCREENSHOT=file.png saves what the
 // browser shows then.
 func TestStatusPageBrowser(t *testing.T) {
-	browser := startBrowser(t)
+	browser := testbrowser.Start(t)
 	c := startMeshCluster(t)
 	ctx, cancel := context.WithTimeout(browser, testutil.Timeout)
 	defer cancel()
-	console := watchConsole(t, browser)
+	console := testbrowser.Console(t, browser)
 	page := "http://" + c.gatewayAddr() + ops.PagePath
 
 	// Without the token the page asks for it; given in the form, it goes
 	// in the address's fragment and the page polls with it.
-	pageDo(t, ctx, "the page", chromedp.Navigate(page))
-	pageWait(t, ctx, "the token form", `!document.getElementById("auth").hidden`)
-	pageDo(t, ctx, "the token", chromedp.SendKeys(chromedp.ID("token"), c.token))
-	pageDo(t, ctx, "the form", chromedp.Click(chromedp.CSS("#auth button")))
+	testbrowser.Do(t, ctx, "the page", chromedp.Navigate(page))
+	testbrowser.Wait(t, ctx, "the token form", `!document.getElementById("auth").hidden`)
+	testbrowser.Do(t, ctx, "the token", chromedp.SendKeys(chromedp.ID("token"), c.token))
+	testbrowser.Do(t, ctx, "the form", chromedp.Click(chromedp.CSS("#auth button")))
 	allUp := `(() => {
 		const rows = [...document.querySelectorAll("#nodes tr[data-node]")];
 		return rows.length === 3 && rows.every((r) => r.dataset.up === "true") &&
@@ -141,24 +141,23 @@ func TestStatusPageBrowser(t *testing.T) {
 			document.querySelectorAll('#matrix td[data-state="connected"]').length === 6 &&
 			Number(document.getElementById("poll").dataset.polls) >= 2;
 	})()`
-	pageWait(t, ctx, "every node up on the page", allUp)
-	if u, err := chromedp.Run(ctx, chromedp.Evaluate[string]("location.href")); err != nil || !strings.HasSuffix(u, "#token="+c.token) {
-		t.Errorf("the page's address after the form: %q, %v", u, err)
+	testbrowser.Wait(t, ctx, "every node up on the page", allUp)
+	if u := testbrowser.Eval[string](t, ctx, "location.href"); !strings.HasSuffix(u, "#token="+c.token) {
+		t.Errorf("the page's address after the form: %q", u)
 	}
-	shown, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll("#nodes tr[data-node]")].map((r) => r.dataset.node)`))
-	if want := slices.Sorted(slices.Values(c.names)); err != nil || !slices.Equal(shown, want) {
-		t.Errorf("nodes shown: %q (%v), want %q", shown, err, want)
+	shown := testbrowser.Eval[[]string](t, ctx, `[...document.querySelectorAll("#nodes tr[data-node]")].map((r) => r.dataset.node)`)
+	if want := slices.Sorted(slices.Values(c.names)); !slices.Equal(shown, want) {
+		t.Errorf("nodes shown: %q, want %q", shown, want)
 	}
-	text, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.getElementById("gateways").innerText`))
-	if err != nil || !strings.Contains(text, "Prime stream") || !strings.Contains(text, "contract errors") {
-		t.Errorf("the pipeline shows %q, %v", text, err)
+	if text := testbrowser.Eval[string](t, ctx, `document.getElementById("gateways").innerText`); !strings.Contains(text, "Prime stream") || !strings.Contains(text, "contract errors") {
+		t.Errorf("the pipeline shows %q", text)
 	}
 
 	file := os.Getenv("GRIDMESH_SCREENSHOT")
 	if file != "" {
 		// For the picture: wait for the first pings' round trips (the
 		// grid pings every 10 s by default).
-		pageWait(t, ctx, "round trips on the page", `document.querySelectorAll("#matrix td[data-rtt]").length === 6`)
+		testbrowser.Wait(t, ctx, "round trips on the page", `document.querySelectorAll("#matrix td[data-rtt]").length === 6`)
 	}
 
 	// Worker 2 is killed: the page marks it down, in the node list, the
@@ -166,7 +165,7 @@ func TestStatusPageBrowser(t *testing.T) {
 	killed := c.names[2]
 	c.kill(t, 2)
 	start := time.Now()
-	pageWait(t, ctx, "the killed worker down on the page", fmt.Sprintf(`(() => {
+	testbrowser.Wait(t, ctx, "the killed worker down on the page", fmt.Sprintf(`(() => {
 		const row = document.querySelector('#nodes tr[data-node=%[1]q]');
 		const w = document.querySelector('#gateways tr[data-worker=%[1]q]');
 		const seen = [...document.querySelectorAll('#matrix td[data-to=%[1]q]')].map((td) => td.dataset.state);
@@ -178,8 +177,8 @@ func TestStatusPageBrowser(t *testing.T) {
 	if limit := defaultPingTimeout + pagePoll; took > limit {
 		t.Errorf("the page showed the killed worker down after %v, over the ping timeout and a poll (%v)", took, limit)
 	}
-	if up, err := chromedp.Run(ctx, chromedp.Evaluate[string](fmt.Sprintf(`document.querySelector('#nodes tr[data-node=%q]').dataset.up`, c.names[1]))); err != nil || up != "true" {
-		t.Errorf("the other worker: up %q, %v", up, err)
+	if up := testbrowser.Eval[string](t, ctx, fmt.Sprintf(`document.querySelector('#nodes tr[data-node=%q]').dataset.up`, c.names[1])); up != "true" {
+		t.Errorf("the other worker: up %q", up)
 	}
 	if file != "" {
 		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
@@ -191,93 +190,5 @@ func TestStatusPageBrowser(t *testing.T) {
 		}
 		t.Logf("screenshot: %s", file)
 	}
-	for _, m := range console() {
-		// The only error expected: the first polls' 401, before the token.
-		if m.IsException() || m.Source == "security" || (m.Type == chromedp.ConsoleError && !strings.Contains(m.Text, "401")) {
-			t.Errorf("the page's console: %v (%s)", m, m.Source)
-		}
-	}
-}
-
-// startBrowser starts headless Chromium for the test and closes it at
-// its end. Without Chromium the test skips, unless
-// GRIDMESH_REQUIRE_CHROMIUM=1 (as in CI).
-func startBrowser(t *testing.T) context.Context {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("starts Chromium and processes")
-	}
-	var path string
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			path = p
-			break
-		}
-	}
-	if path == "" {
-		if os.Getenv("GRIDMESH_REQUIRE_CHROMIUM") == "1" {
-			t.Fatal("Chromium is not installed (GRIDMESH_REQUIRE_CHROMIUM=1): apt-get install chromium")
-		}
-		t.Skip("Chromium is not installed")
-	}
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(path),
-		chromedp.NoSandbox, // as root, Chromium refuses to start sandboxed
-		chromedp.WindowSize(1280, 900),
-	)
-	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancel := chromedp.NewContext(actx)
-	t.Cleanup(func() { cancel(); acancel() })
-	// The first action starts the browser, which lives as long as the
-	// context it gets: not one with a timeout. Chromium's start is bounded
-	// by chromedp's wait for its DevTools address (20 s).
-	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1280, 900)); err != nil {
-		t.Fatalf("starting Chromium: %v", err)
-	}
-	return ctx
-}
-
-// watchConsole collects the page's console messages and uncaught
-// exceptions; the func it returns stops and returns them.
-func watchConsole(t *testing.T, browser context.Context) func() []chromedp.ConsoleMessage {
-	ctx, cancel := context.WithCancel(browser)
-	messages := chromedp.Console(ctx)
-	var got []chromedp.ConsoleMessage
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for m, err := range messages {
-			if err != nil {
-				return
-			}
-			got = append(got, m)
-		}
-	}()
-	stop := func() []chromedp.ConsoleMessage {
-		cancel()
-		<-done
-		return got
-	}
-	t.Cleanup(func() { stop() })
-	return stop
-}
-
-// pageDo runs a browser action, failing the test with what on error.
-func pageDo(t *testing.T, ctx context.Context, what string, a chromedp.Action[chromedp.Void]) {
-	t.Helper()
-	if err := chromedp.Do(ctx, a); err != nil {
-		t.Fatalf("%s: %v", what, err)
-	}
-}
-
-// pageWait waits until the page's JavaScript expression is true, within
-// ctx's deadline.
-func pageWait(t *testing.T, ctx context.Context, what, expr string) {
-	t.Helper()
-	if _, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingInterval(20*time.Millisecond), chromedp.WithPollingTimeout(testutil.Timeout))); err != nil {
-		shot, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		html, _ := chromedp.Run(shot, chromedp.Evaluate[string]("document.body.innerText"))
-		t.Fatalf("waiting for %s: %v\nthe page:\n%s", what, err, html)
-	}
+	testbrowser.CheckConsole(t, console(), "401") // the first polls', before the token
 }
