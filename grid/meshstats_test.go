@@ -53,7 +53,13 @@ func meshNode(t *testing.T, ms MeshStats, host string) MeshNode {
 // that stops is still listed, as down, with why.
 func TestMeshStats(t *testing.T) {
 	release := make(chan struct{})
-	nodes, names := meshNodes(t, 3, nil)
+	// Node 0 gathers within its PingTimeout, 5 s: node 2's answer, due
+	// after half of node 2's (1 s), has time to spare on a loaded machine.
+	nodes, names := meshNodes(t, 3, func(i int, o *Options) {
+		if i == 0 {
+			o.PingTimeout = 5 * time.Second
+		}
+	})
 	defer close(release)
 	type load struct {
 		Running int `json:"running"`
