@@ -122,6 +122,26 @@
 // Typed stream handlers (handlers.TypedStream) open streams through
 // Connection.OpenStream.
 //
+// # Stats of the whole mesh
+//
+// Every Manager serves its node's stats to its peers on a reserved
+// handler ID, HandlerStats (4095, "grid-stats", the largest ID: a
+// Registry given to NewManager must leave it free): the grid's stats
+// (Manager.Stats: each peer's state, RTT, bytes and messages, errors,
+// reconnects) and named sections the application adds
+// (Manager.SetStatsSection, e.g. the gateway's pipeline), as JSON
+// (NodeStats). JSON rather than msgp, because sections are whatever the
+// application encodes and the operations port serves JSON anyway. The
+// answer is bounded: the grid's part grows with the peers (a bounded
+// set), each section is cut at MaxStatsSectionBytes, and the whole at
+// 1 MiB; a section that does not answer within half of PingTimeout is
+// reported as an error and does not hold the answer up.
+// Manager.MeshStats calls every peer's stats handler at once, each within
+// PingTimeout, and lists every node of the membership, a node that is
+// down or silent included, with why it did not answer; so any one node
+// shows the whole mesh (the gridmesh command's status page and `gridmesh
+// status -mesh`).
+//
 // # Concurrency
 //
 // All methods of Manager and Connection may be called concurrently,

@@ -51,6 +51,8 @@ type Manager struct {
 
 	rejMu   sync.Mutex
 	rejSeen map[string]bool // "from\x00kind" (or "kind" for an unknown from) of logged rejections
+
+	sections statsSections // SetStatsSection's, for HandlerStats (nodestats.go)
 }
 
 // NewManager checks opts and starts a Manager: it begins dialing the peers
@@ -75,6 +77,9 @@ func NewManager(ctx context.Context, opts Options) (*Manager, error) {
 	}
 	if m.reg == nil {
 		m.reg = new(handlers.Registry)
+	}
+	if err := m.registerStats(); err != nil {
+		return nil, err
 	}
 	m.transport = &http.Transport{
 		DialContext:     o.NetDial,

@@ -96,9 +96,37 @@ func (n opsNode) stats() any {
 	return st
 }
 
-// startOps starts the operations port that cfg describes for n, or
-// returns nil when cfg has none.
+// setSections adds the node's parts to its grid stats, under the names
+// /stats gives them ("gateway" and "dispatch", or "worker" and
+// "processes"), so that every node's status page and `gridmesh status
+// -mesh` show them (grid.Manager.SetStatsSection).
+func (n opsNode) setSections() error {
+	sections := map[string]func(context.Context) any{}
+	if g := n.gateway; g != nil {
+		sections["gateway"] = func(context.Context) any { return g.Stats().Gateway }
+		sections["dispatch"] = func(context.Context) any { return g.Stats().Dispatch }
+	}
+	if w := n.worker; w != nil {
+		sections["worker"] = func(context.Context) any { return w.Stats().Worker }
+		if w.Processes != nil {
+			sections["processes"] = func(context.Context) any { return w.Stats().Processes }
+		}
+	}
+	for name, fn := range sections {
+		if err := n.manager.SetStatsSection(name, fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// startOps adds n's parts to its grid stats (setSections), then starts
+// the operations port that cfg describes for n, or returns nil when cfg
+// has none.
 func startOps(cfg *config.Ops, g config.Grid, n opsNode, logger *slog.Logger) (*ops.Server, error) {
+	if err := n.setSections(); err != nil {
+		return nil, err
+	}
 	if cfg.OpsListen == "" {
 		return nil, nil
 	}
@@ -120,11 +148,12 @@ func startOps(cfg *config.Ops, g config.Grid, n opsNode, logger *slog.Logger) (*
 	srv, err := ops.Listen(ops.Options{
 		Listen: cfg.OpsListen, Token: cfg.OpsToken, Pprof: cfg.OpsPprof, TLSConfig: tlsConfig,
 		Health: n.health, Ready: n.ready, Stats: n.stats, Gatherer: reg, Logger: logger,
+		Mesh: func(ctx context.Context) any { return n.manager.MeshStats(ctx) },
 	})
 	if err != nil {
 		return nil, err
 	}
-	logger.Info("ops: serving /metrics, /healthz, /readyz, /stats", "listen", srv.Addr().String(),
+	logger.Info("ops: serving /metrics, /healthz, /readyz, /stats, /mesh and the status page at /", "listen", srv.Addr().String(),
 		"tls", tlsConfig != nil, "token", cfg.OpsToken != "", "pprof", cfg.OpsPprof)
 	return srv, nil
 }

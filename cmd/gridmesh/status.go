@@ -21,17 +21,20 @@ import (
 
 // runStatus fetches the stats of one or more running nodes from their
 // operations ports (/stats, served by ops_listen) and prints one table
-// per node, or with -json one nodeStatus object per node.
+// per node, or with -json one nodeStatus object per node; with -mesh, the
+// whole mesh as one node gathers it (statusMesh).
 func runStatus(ctx context.Context, args []string, out io.Writer) error {
 	fs := newFlags("status", out)
-	asJSON := fs.Bool("json", false, "print one JSON object per node instead of a table: url, error, grid, gateway, dispatch, worker, processes")
+	asJSON := fs.Bool("json", false, "print one JSON object per node instead of a table: url, error, grid, gateway, dispatch, worker, processes (with -mesh: the mesh as the node serves it)")
+	mesh := fs.Bool("mesh", false, "show the whole mesh as the one node given gathers it over the grid (its "+ops.MeshPath+"): every node, the matrix of their connections, the gateway's pipeline")
 	timeout := fs.Duration("timeout", 5*time.Second, "time allowed for each node to answer")
 	cacert := fs.String("cacert", "", "CA bundle (PEM file) to verify https:// operations ports against (default: the system roots)")
 	tokenFile := fs.String("token-file", "", "file holding the operations ports' bearer token (their ops_token_file)")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: gridmesh status [flags] OPS-URL...\n\n"+
+		fmt.Fprintf(fs.Output(), "usage: gridmesh status [flags] OPS-URL...\n"+
+			"       gridmesh status -mesh [flags] OPS-URL\n\n"+
 			"OPS-URL is a node's operations port (its ops_listen), http(s)://host:port;\n"+
-			"%s is read from it unless the URL has a path.\n\n", ops.StatsPath)
+			"%s (with -mesh, %s) is read from it unless the URL has a path.\n\n", ops.StatsPath, ops.MeshPath)
 		fs.PrintDefaults()
 	}
 	if err := parseFlags(fs, args, true); err != nil {
@@ -45,6 +48,12 @@ func runStatus(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	defer client.http.CloseIdleConnections()
+	if *mesh {
+		if fs.NArg() != 1 {
+			return usagef("-mesh takes one node URL, %d given", fs.NArg())
+		}
+		return statusMesh(ctx, client, fs.Arg(0), *timeout, *asJSON, out)
+	}
 	failed := 0
 	for _, arg := range fs.Args() {
 		u, err := statsURL(arg)

@@ -1,8 +1,24 @@
 // Package ops is the operations port of a gridmesh node, apart from its
 // grid port: /metrics (Prometheus, through client_golang), /healthz and
 // /readyz (Kubernetes probes), /stats (the node's stats as JSON, what
-// `gridmesh status` reads) and, when enabled, /debug/pprof/. An optional
-// bearer token guards everything but the two probes.
+// `gridmesh status` reads), the status page at / with the JSON it polls
+// at /mesh (the whole mesh as this node gathers it over the grid) and,
+// when enabled, /debug/pprof/. An optional bearer token guards everything
+// but the two probes and the page.
+//
+// # The status page
+//
+// The page is one embedded HTML document with its style and script
+// inline; it loads nothing from anywhere (its Content-Security-Policy
+// allows only its own inline style and script, by hash, and fetches from
+// this port), and holds no data: its script polls /mesh about every
+// second and draws the nodes, the nodes × peers matrix and the gateway's
+// pipeline. A browser that opens the page cannot send a header, so the
+// page itself is served without the token, and the token travels in the
+// address's fragment, which browsers never send to a server nor put in a
+// Referer: https://node:9100/#token=TOKEN. The script sends it on each
+// poll as "Authorization: Bearer TOKEN"; without it (or with a wrong
+// one), /mesh answers 401 and the page asks for the token.
 //
 // The library packages (grid, gateway, gateway/worker) write their own
 // Prometheus text; TextCollector turns such a writer into a

@@ -25,6 +25,12 @@ const (
 	ReadyPath   = "/readyz"
 	StatsPath   = "/stats"
 	PprofPath   = "/debug/pprof/"
+	// PagePath serves the status page (with Options.Mesh): the page alone
+	// is served without the token, since it holds no data; see the
+	// package doc.
+	PagePath = "/"
+	// MeshPath serves Options.Mesh as JSON, which the page polls.
+	MeshPath = "/mesh"
 )
 
 // Options configure a Server. Listen is required; every other field has
@@ -45,6 +51,10 @@ type Options struct {
 	Ready func() error
 	// Stats returns what /stats serves as JSON. Default: no /stats.
 	Stats func() any
+	// Mesh returns what MeshPath serves as JSON, the whole mesh as this
+	// node gathers it (grid.Manager.MeshStats), within ctx (the request's).
+	// With it, PagePath serves the status page. Default: neither.
+	Mesh func(ctx context.Context) any
 	// Gatherer is what /metrics serves. Default: no /metrics.
 	Gatherer prometheus.Gatherer
 	// Logger receives the HTTP server's errors. Default: discard.
@@ -125,6 +135,10 @@ func Handler(opts Options) http.Handler {
 	if opts.Stats != nil {
 		mux.Handle("GET "+StatsPath, statsHandler(opts.Stats))
 	}
+	if opts.Mesh != nil {
+		mux.Handle("GET "+MeshPath, meshHandler(opts.Mesh))
+		mux.Handle("GET "+PagePath+"{$}", pageHandler())
+	}
 	if opts.Pprof {
 		mux.HandleFunc(PprofPath, pprof.Index)
 		mux.HandleFunc(PprofPath+"cmdline", pprof.Cmdline)
@@ -135,7 +149,7 @@ func Handler(opts Options) http.Handler {
 	if opts.Token == "" {
 		return mux
 	}
-	return requireToken(opts.Token, mux)
+	return requireToken(opts.Token, opts.Mesh != nil, mux)
 }
 
 func loggerOr(l *slog.Logger) *slog.Logger {
@@ -171,12 +185,13 @@ func statsHandler(stats func() any) http.Handler {
 	})
 }
 
-// requireToken lets the probes through and asks every other request for
-// the bearer token.
-func requireToken(token string, next http.Handler) http.Handler {
+// requireToken lets the probes and, if served, the status page (which
+// holds no data) through and asks every other request for the bearer
+// token.
+func requireToken(token string, page bool, next http.Handler) http.Handler {
 	want := []byte("Bearer " + token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != HealthPath && r.URL.Path != ReadyPath &&
+		if r.URL.Path != HealthPath && r.URL.Path != ReadyPath && (!page || r.URL.Path != PagePath) &&
 			subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="gridmesh"`)
 			http.Error(w, "unauthorized: this port wants Authorization: Bearer <ops token>", http.StatusUnauthorized)
