@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/gridmesh/gridmesh/gateway"
 	"github.com/gridmesh/gridmesh/gateway/contract"
 	"github.com/gridmesh/gridmesh/gateway/worker"
@@ -48,6 +50,8 @@ type Options struct {
 	// grid hosts at first; the others list the gateway and wait for it to
 	// add them (grid.Manager.SetHosts). Default: all.
 	Listed int
+	// TracerProvider, if set, traces the gateway and every worker.
+	TracerProvider trace.TracerProvider
 }
 
 // GridOptions are a test node's grid options: fast reconnects and pings.
@@ -111,7 +115,7 @@ func listen(tb testing.TB, n int) []net.Listener {
 
 // startWorker starts worker node i (1-based among the names) on ln.
 func (c *Cluster) startWorker(ln net.Listener, i int, fn contract.Func) (*grid.Node, *worker.Worker) {
-	n, w, err := worker.Start(context.Background(), ln, GridOptions(c.Names[i], c.Names), worker.Options{Contract: fn, Capacity: c.opts.Capacity})
+	n, w, err := worker.Start(context.Background(), ln, GridOptions(c.Names[i], c.Names), worker.Options{Contract: fn, Capacity: c.opts.Capacity, TracerProvider: c.opts.TracerProvider})
 	if err != nil {
 		c.tb.Fatal(err)
 	}
@@ -141,7 +145,7 @@ func (c *Cluster) startGateway(ctx context.Context, ln net.Listener, o Options) 
 	}
 	c.Gateway, err = gateway.New(gateway.Options{
 		Prime: o.Prime, Runner: c.Dispatcher, Journal: c.Journal, TxTimeout: o.TxTimeout,
-		DrainTimeout: o.Drain, Logger: c.Log.Logger(),
+		DrainTimeout: o.Drain, Logger: c.Log.Logger(), TracerProvider: o.TracerProvider,
 	})
 	if err != nil {
 		tb.Fatal(err)
