@@ -342,6 +342,7 @@ func (c *Connection) serve(ws *websocket.Conn, cork *corkConn, peerInst string) 
 	nc := newWSPipe(ws, cork)
 	cfg := c.m.opts.Mux
 	cfg.BaseContext = c.baseCtx
+	cfg.Peer = c.host
 	s, err := mux.NewSession(nc, c.m.reg, cfg)
 	if err != nil { // cannot happen: NewManager checked cfg
 		nc.Close()

@@ -122,6 +122,17 @@
 // Typed stream handlers (handlers.TypedStream) open streams through
 // Connection.OpenStream.
 //
+// # Interceptors
+//
+// Options.ClientInterceptors, ServerInterceptors, ClientStreamInterceptors
+// and ServerStreamInterceptors wrap every call on every connection, in
+// order, the first outermost (see package mux, Interceptors): they see
+// the handler (its ID; String gives its name), the peer's host
+// (CallInfo.Peer, on both sides), the context and the outcome, and may
+// refuse a call, for per-handler authorization, logging or metrics of
+// one's own. The lists in Options.Mux run inside them. A trace context
+// put in a call's context with mux.WithTraceContext crosses the hop.
+//
 // # Concurrency
 //
 // All methods of Manager and Connection may be called concurrently,

@@ -129,6 +129,18 @@ type Options struct {
 	// memory a peer can make a connection's session hold. Its Logger
 	// defaults to Logger.
 	Mux mux.Config
+	// ClientInterceptors wrap every single request this node sends,
+	// ServerInterceptors every single handler it runs for a peer,
+	// ClientStreamInterceptors every stream it opens and
+	// ServerStreamInterceptors every stream handler it runs, on every
+	// connection; CallInfo.Peer is the peer's host. Each list runs in
+	// order, the first outermost, inside the grid's own tracing and
+	// metrics and outside the lists in Mux (which run last). Default none.
+	ClientInterceptors       []mux.ClientInterceptor
+	ServerInterceptors       []mux.ServerInterceptor
+	ClientStreamInterceptors []mux.ClientStreamInterceptor
+	ServerStreamInterceptors []mux.ServerStreamInterceptor
+
 	// Logger receives one line per state change, handshake rejections (once
 	// per distinct reason) and restarted peers. Default: discard.
 	Logger *slog.Logger
@@ -193,6 +205,10 @@ func (o Options) withDefaults() (Options, error) {
 	if o.Mux.Logger == nil {
 		o.Mux.Logger = o.Logger
 	}
+	o.Mux.ClientInterceptors = slices.Concat(o.ClientInterceptors, o.Mux.ClientInterceptors)
+	o.Mux.ServerInterceptors = slices.Concat(o.ServerInterceptors, o.Mux.ServerInterceptors)
+	o.Mux.ClientStreamInterceptors = slices.Concat(o.ClientStreamInterceptors, o.Mux.ClientStreamInterceptors)
+	o.Mux.ServerStreamInterceptors = slices.Concat(o.ServerStreamInterceptors, o.Mux.ServerStreamInterceptors)
 	if o.Now == nil {
 		o.Now = time.Now
 	}

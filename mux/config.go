@@ -86,6 +86,22 @@ type Config struct {
 	// Logger receives handler panics and the reason a session failed.
 	// Default: discard.
 	Logger *slog.Logger
+
+	// Peer names the other end, for interceptors (CallInfo.Peer); the
+	// grid sets the peer's host. Default "".
+	Peer string
+	// ClientInterceptors wrap every Request this side sends, in order:
+	// the first is outermost. Default none.
+	ClientInterceptors []ClientInterceptor
+	// ServerInterceptors wrap every single handler this side runs for its
+	// peer, in order: the first is outermost. Default none.
+	ServerInterceptors []ServerInterceptor
+	// ClientStreamInterceptors wrap every NewStream and OpenStream, in
+	// order: the first is outermost. Default none.
+	ClientStreamInterceptors []ClientStreamInterceptor
+	// ServerStreamInterceptors wrap every stream handler this side runs
+	// for its peer, in order: the first is outermost. Default none.
+	ServerStreamInterceptors []ServerStreamInterceptor
 }
 
 const (

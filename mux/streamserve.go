@@ -97,7 +97,7 @@ func (s *Session) lookupS(id uint64) *sstream {
 // serveStream starts a stream handler; the caller holds a stream slot.
 // payload is the initial payload (from getMsg if pooled), which counts
 // charged bytes in reqIn until the handler returns.
-func (s *Session) serveStream(h handlers.HandlerID, id uint64, deadline uint32, arrived time.Time, payload []byte, pooled bool, charged int64) error {
+func (s *Session) serveStream(h handlers.HandlerID, id uint64, deadline uint32, arrived time.Time, payload []byte, pooled bool, charged int64, trace *wireTrace) error {
 	e := s.reg.Lookup(h)
 	if e == nil || e.Stream == nil {
 		<-s.sslots
@@ -106,7 +106,7 @@ func (s *Session) serveStream(h handlers.HandlerID, id uint64, deadline uint32, 
 	}
 	sh := e.Stream
 	ss := &sstream{s: s,
-		rc: reqCtx{parent: s.cfg.BaseContext, id: id}, id: id,
+		rc: reqCtx{parent: s.cfg.BaseContext, id: id, trace: trace}, id: id,
 		notify: make(chan struct{}, 1),
 		outCap: sh.OutCapacity, credit: sh.OutCapacity,
 		payload: payload, pooled: pooled, charged: charged,
@@ -202,6 +202,15 @@ func (s *Session) runStreamHandler(ss *sstream, sh *handlers.StreamHandler, h ha
 			ss.wake()
 		}
 	}()
+	if s.ic.stream {
+		herr = s.runStreamIntercepted(ss, h, payload, func(ctx context.Context, payload []byte) error {
+			if ss.direct {
+				return sh.Serve(ctx, payload, directStream{ss})
+			}
+			return sh.Handle(ctx, payload, ss.in, ss.out)
+		})
+		return
+	}
 	if ss.direct {
 		herr = sh.Serve(&ss.rc, payload, directStream{ss})
 		return
