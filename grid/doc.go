@@ -133,6 +133,20 @@
 // one's own. The lists in Options.Mux run inside them. A trace context
 // put in a call's context with mux.WithTraceContext crosses the hop.
 //
+// # Tracing
+//
+// With Options.TracerProvider set, every call is traced with
+// OpenTelemetry (package grid/gridotel): a client span on the caller and
+// a server span on the peer, named "gridmesh/<handler name>", with
+// rpc.system "gridmesh", rpc.method the handler's name, the peer's
+// address, and status Error on failure. The W3C trace context crosses the
+// hop in the mux frame (mux SPEC.md, TRACE), so the server span is the
+// client span's child in the same trace, and it is the span in the
+// handler's context: trace.SpanFromContext(ctx) in a handler returns it,
+// and the handler's own spans and onward calls become its children. A
+// stream's client span lasts until the stream ends. Without a
+// TracerProvider nothing is traced and nothing is added to a call.
+//
 // # Concurrency
 //
 // All methods of Manager and Connection may be called concurrently,

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/gridmesh/gridmesh/handlers"
 	"github.com/gridmesh/gridmesh/internal/defaults"
 	"github.com/gridmesh/gridmesh/mux"
@@ -140,6 +142,12 @@ type Options struct {
 	ServerInterceptors       []mux.ServerInterceptor
 	ClientStreamInterceptors []mux.ClientStreamInterceptor
 	ServerStreamInterceptors []mux.ServerStreamInterceptor
+	// TracerProvider, if set, traces every call with OpenTelemetry: a
+	// client span and a server span per call, the trace context carried
+	// across the hop, the server span in the handler's context (see
+	// package grid/gridotel). Its interceptors are the outermost. Default
+	// nil: no tracing, at no cost.
+	TracerProvider trace.TracerProvider
 
 	// Logger receives one line per state change, handshake rejections (once
 	// per distinct reason) and restarted peers. Default: discard.
@@ -205,10 +213,7 @@ func (o Options) withDefaults() (Options, error) {
 	if o.Mux.Logger == nil {
 		o.Mux.Logger = o.Logger
 	}
-	o.Mux.ClientInterceptors = slices.Concat(o.ClientInterceptors, o.Mux.ClientInterceptors)
-	o.Mux.ServerInterceptors = slices.Concat(o.ServerInterceptors, o.Mux.ServerInterceptors)
-	o.Mux.ClientStreamInterceptors = slices.Concat(o.ClientStreamInterceptors, o.Mux.ClientStreamInterceptors)
-	o.Mux.ServerStreamInterceptors = slices.Concat(o.ServerStreamInterceptors, o.Mux.ServerStreamInterceptors)
+	o.chainInterceptors()
 	if o.Now == nil {
 		o.Now = time.Now
 	}

@@ -70,7 +70,9 @@
 // matching ErrHandlerPanic; ErrorKind names an outcome's kind from a
 // bounded set, for metrics. The chains are built once per session and
 // CallInfo travels by value: interceptors that allocate nothing add no
-// allocation to a call.
+// allocation to a call. What interceptors cannot see of a stream has two
+// hooks: Config.OnStreamMessage is told of each of its messages, and
+// Stream.OnEnd of the end of a stream this side opened.
 //
 // # Trace context
 //

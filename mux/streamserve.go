@@ -70,6 +70,8 @@ type sstream struct {
 	// The handler sent a message too large for the caller: the stream
 	// ends with this error, whatever the handler returns.
 	sendErr *RemoteError
+
+	h handlers.HandlerID // the stream's handler
 }
 
 // wake wakes whoever waits for the stream's state to change.
@@ -105,7 +107,7 @@ func (s *Session) serveStream(h handlers.HandlerID, id uint64, deadline uint32, 
 		return s.refuseStream(id, codeUnknown, fmt.Sprintf("unknown stream handler %v", h))
 	}
 	sh := e.Stream
-	ss := &sstream{s: s,
+	ss := &sstream{s: s, h: h,
 		rc: reqCtx{parent: s.cfg.BaseContext, id: id, trace: trace}, id: id,
 		notify: make(chan struct{}, 1),
 		outCap: sh.OutCapacity, credit: sh.OutCapacity,
@@ -308,6 +310,7 @@ func (d directStream) Send(ctx context.Context, msg []byte) error {
 // queueOut queues one of the handler's messages, for which it took credit;
 // it fails only if the session ended.
 func (s *Session) queueOut(ss *sstream, msg []byte) error {
+	s.noteMsg(ss.h, true, false)
 	if len(msg) <= MaxFramePayload {
 		h := Header{Op: OpStreamOut, ID: ss.id}
 		return s.q.putSmall(s.closing, &h, msg)
