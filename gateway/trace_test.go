@@ -76,9 +76,11 @@ func checkNoneOpen(t *testing.T, r *testtrace.Recorder) {
 	}
 }
 
-// TestTraceTransaction runs one transaction through a traced gateway and
-// worker: one trace on the gateway with a span per step, the worker's
-// span around the contract's, and every span ended.
+// TestTraceTransaction runs one transaction through a traced gateway,
+// grid and worker, real nodes on loopback: one trace, from the gateway's
+// receipt of it through the grid's client and server spans of the call to
+// the worker's span and its contract's, the contract handed its span's
+// trace context, every parent right and every span ended.
 func TestTraceTransaction(t *testing.T) {
 	rec := testtrace.New(t)
 	prime := testcluster.StartPrime(t, primesim.Config{})
@@ -97,25 +99,49 @@ func TestTraceTransaction(t *testing.T) {
 		t.Errorf("root kind %v parent %v", root.SpanKind(), root.Parent())
 	}
 	steps := checkSteps(t, root, tr, gatewaySteps...)
-	if d := steps[gateway.SpanDispatch]; testtrace.Attr(d, gateway.AttrWorker) != c.Names[1] || testtrace.Attr(d, gateway.AttrAttempts) != "1" {
-		t.Errorf("dispatch span attributes %v", d.Attributes())
+	dispatch := steps[gateway.SpanDispatch]
+	if testtrace.Attr(dispatch, gateway.AttrWorker) != c.Names[1] || testtrace.Attr(dispatch, gateway.AttrAttempts) != "1" {
+		t.Errorf("dispatch span attributes %v", dispatch.Attributes())
 	}
-	ws := testtrace.Find(spans, worker.SpanWorker, worker.AttrTransactionID, ids[0])
+	// Below the dispatch, in the same trace: the grid's client span, its
+	// server span on the worker's node, the worker's span, the contract's.
+	chain := []struct {
+		name string
+		kind trace.SpanKind
+	}{
+		{"gridmesh/" + wire.HandlerRun.Name(), trace.SpanKindClient},
+		{"gridmesh/" + wire.HandlerRun.Name(), trace.SpanKindServer},
+		{worker.SpanWorker, trace.SpanKindInternal},
+		{worker.SpanContract, trace.SpanKindInternal},
+	}
+	parent, byKind := dispatch, map[trace.SpanKind]sdktrace.ReadOnlySpan{}
+	for _, want := range chain {
+		var kids []sdktrace.ReadOnlySpan
+		for _, s := range tr {
+			if s.Parent().SpanID() == parent.SpanContext().SpanID() {
+				kids = append(kids, s)
+			}
+		}
+		if len(kids) != 1 || kids[0].Name() != want.name || kids[0].SpanKind() != want.kind {
+			t.Fatalf("child of %s: %d spans, want one %s (%v):\n%s", parent.Name(), len(kids), want.name, want.kind, testtrace.Format(tr))
+		}
+		parent = kids[0]
+		byKind[want.kind] = parent
+	}
+	if server := byKind[trace.SpanKindServer]; !server.Parent().IsRemote() {
+		t.Errorf("the server span's parent is not remote: %v", server.Parent())
+	}
+	ws := testtrace.Find(tr, worker.SpanWorker, worker.AttrTransactionID, ids[0])
 	if len(ws) != 1 || testtrace.Attr(ws[0], worker.AttrOutcome) != "ran" || testtrace.Attr(ws[0], worker.AttrWorker) != c.Names[1] {
-		t.Fatalf("worker spans %d:\n%s", len(ws), testtrace.Format(spans))
-	}
-	wtr := testtrace.Trace(spans, ws[0].SpanContext().TraceID())
-	cs := testtrace.Find(wtr, worker.SpanContract, "", "")
-	if len(cs) != 1 || cs[0].Parent().SpanID() != ws[0].SpanContext().SpanID() {
-		t.Fatalf("contract span not the worker span's child:\n%s", testtrace.Format(wtr))
+		t.Errorf("worker span attributes %v", ws)
 	}
 	// The contract was handed its own span's trace context.
-	sc := cs[0].SpanContext()
+	sc := parent.SpanContext()
 	if want := "00-" + sc.TraceID().String() + "-" + sc.SpanID().String() + "-01"; traceparent.Load() != want {
 		t.Errorf("contract got traceparent %q, want %q", traceparent.Load(), want)
 	}
 	checkNoneOpen(t, rec)
-	t.Logf("the gateway's trace:\n%s\nthe worker's:\n%s", testtrace.Format(tr), testtrace.Format(wtr))
+	t.Logf("one transaction's trace, as the in-memory exporter recorded it:\n%s", testtrace.Format(tr))
 }
 
 // TestTraceRedispatch: the worker running a transaction closes; the

@@ -60,14 +60,11 @@ func nodeOptions(g config.Grid, tp trace.TracerProvider, logger *slog.Logger) (s
 	return addr, opts, err
 }
 
-// gridTracing has the grid trace its calls to tp.
-//
-// TODO(h14-core): set opts.TracerProvider = tp once grid.Options has the
-// field (the grid's client and server spans); until then the grid carries
-// no spans of its own, and the gateway's and workers' traces are not
-// joined across the grid.
+// gridTracing has the grid trace its calls to tp (nil: off): client and
+// server spans per call, the trace context carried to the peer, so that
+// the gateway's and the workers' traces join.
 func gridTracing(opts *grid.Options, tp trace.TracerProvider) {
-	_, _ = opts, tp
+	opts.TracerProvider = tp
 }
 
 // nodeStats is what a node's operations port serves at /stats, and what

@@ -133,8 +133,9 @@ func (r *otlpReceiver) find(service, name, key, value string) []*tracepb.Span {
 // TestProcessesTracingOTLP runs "gridmesh gateway" and "gridmesh worker"
 // as processes, told by the standard OTEL_* variables to export OTLP to a
 // receiver in the test: the transactions' spans arrive from both, under
-// their service names, the worker's command got its contract span's
-// TRACEPARENT, and everything was flushed at SIGTERM.
+// their service names, each transaction one trace across the two
+// processes, the worker's command got its contract span's TRACEPARENT,
+// and everything was flushed at SIGTERM.
 func TestProcessesTracingOTLP(t *testing.T) {
 	const n = 3
 	prime, ctx := processTest(t)
@@ -185,6 +186,11 @@ func TestProcessesTracingOTLP(t *testing.T) {
 		ws := recv.find("contract-runner", worker.SpanWorker, string(worker.AttrTransactionID), id)
 		if len(ws) != 1 {
 			t.Fatalf("%d worker spans for %s", len(ws), id)
+		}
+		// One trace across the processes: the worker's span is in the
+		// gateway's trace, under the grid's server span of the call.
+		if string(ws[0].GetTraceId()) != string(roots[0].GetTraceId()) {
+			t.Errorf("%s: the worker's span is in trace %x, the gateway's is %x", id, ws[0].GetTraceId(), roots[0].GetTraceId())
 		}
 		cs := recv.childrenSpans("contract-runner", ws[0])
 		if len(cs) != 1 || cs[0].GetName() != worker.SpanContract {

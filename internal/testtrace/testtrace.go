@@ -101,7 +101,7 @@ func Trace(spans []sdktrace.ReadOnlySpan, id trace.TraceID) []sdktrace.ReadOnlyS
 }
 
 // Format prints spans one a line, indented under their parents: name,
-// span ID, parent ID, duration, status and the attributes (sorted), then
+// kind, span ID, parent ID, duration, status and the attributes (sorted), then
 // the events and links.
 func Format(spans []sdktrace.ReadOnlySpan) string {
 	depth := map[trace.SpanID]int{}
@@ -121,7 +121,7 @@ func Format(spans []sdktrace.ReadOnlySpan) string {
 			attrs = append(attrs, fmt.Sprintf("%s=%s", kv.Key, kv.Value.String()))
 		}
 		slices.Sort(attrs)
-		fmt.Fprintf(&b, "%s%-22s span %s parent %s %8.3fms %s %s\n", strings.Repeat("  ", d), s.Name(),
+		fmt.Fprintf(&b, "%s%-22s %-8s span %s parent %s %8.3fms %s %s\n", strings.Repeat("  ", d), s.Name(), s.SpanKind(),
 			s.SpanContext().SpanID(), parent, float64(s.EndTime().Sub(s.StartTime()).Microseconds())/1000,
 			status(s), strings.Join(attrs, " "))
 		for _, e := range s.Events() {
