@@ -147,6 +147,31 @@
 // stream's client span lasts until the stream ends. Without a
 // TracerProvider nothing is traced and nothing is added to a call.
 //
+// # Metrics
+//
+// Every Manager counts its calls per handler, on both sides, unless
+// Options.DisableMetrics is set; Manager.Collector returns them as a
+// prometheus.Collector to register in any registry (the gridmesh command
+// serves them on its /metrics). Package grid/gridmetrics counts, with
+// labels side ("client" or "server"), handler (the name) and handler_id:
+//
+//	gridmesh_rpc_calls_total               calls begun
+//	gridmesh_rpc_errors_total{kind}        calls failed, by mux.ErrorKind
+//	gridmesh_rpc_duration_seconds          histogram: round trip, handler run, stream life
+//	gridmesh_rpc_streams_opened_total      streams opened or served
+//	gridmesh_rpc_streams_active            streams open now
+//	gridmesh_rpc_stream_messages_total{direction}  stream messages in and out
+//
+// and the Manager adds, per current peer (label peer):
+//
+//	gridmesh_peer_ping_rtt_seconds         histogram of the liveness pings' round trips
+//	gridmesh_peer_reconnects_total         sessions established after the first
+//
+// Nothing is labelled per call; a call's series are resolved once per
+// handler, so counting costs a call no allocation. MetricsHandler's
+// per-peer counters (gridmesh_peer_up, bytes, frames, …) are apart from
+// the Collector, as before.
+//
 // # Concurrency
 //
 // All methods of Manager and Connection may be called concurrently,

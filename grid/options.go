@@ -13,6 +13,7 @@ import (
 
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/gridmesh/gridmesh/grid/gridmetrics"
 	"github.com/gridmesh/gridmesh/handlers"
 	"github.com/gridmesh/gridmesh/internal/defaults"
 	"github.com/gridmesh/gridmesh/mux"
@@ -148,6 +149,11 @@ type Options struct {
 	// package grid/gridotel). Its interceptors are the outermost. Default
 	// nil: no tracing, at no cost.
 	TracerProvider trace.TracerProvider
+	// DisableMetrics turns off the per-handler and per-peer Prometheus
+	// metrics (package grid/gridmetrics; Manager.Collector). Default
+	// false: they are on, costing a call a few atomic adds and no
+	// allocation.
+	DisableMetrics bool
 
 	// Logger receives one line per state change, handshake rejections (once
 	// per distinct reason) and restarted peers. Default: discard.
@@ -159,6 +165,8 @@ type Options struct {
 	// Now is the clock used for handshake timestamps and the replay cache.
 	// Default time.Now. Tests use it to skew a node's clock.
 	Now func() time.Time
+
+	metrics *gridmetrics.Metrics // nil if DisableMetrics; set by withDefaults
 }
 
 // withDefaults returns a copy of o with defaults applied, the hosts sorted,

@@ -119,7 +119,9 @@ func startOps(cfg *config.Ops, g config.Grid, n opsNode, logger *slog.Logger) (*
 	if n.worker != nil {
 		collectors = append(collectors, n.worker.WriteMetrics)
 	}
-	reg, err := ops.NewRegistry(ops.NewTextCollector(collectors...))
+	// The grid's per-handler and per-peer histograms are a collector of
+	// their own: the text collector carries no histogram.
+	reg, err := ops.NewRegistry(ops.NewTextCollector(collectors...), n.manager.Collector())
 	if err != nil {
 		return nil, err
 	}
