@@ -119,8 +119,9 @@ func startOps(cfg *config.Ops, g config.Grid, n opsNode, logger *slog.Logger) (*
 	if n.worker != nil {
 		collectors = append(collectors, n.worker.WriteMetrics)
 	}
-	// The grid's per-handler and per-peer histograms are a collector of
-	// their own: the text collector carries no histogram.
+	// The grid's per-handler and per-peer metrics are a client_golang
+	// collector of their own; the gateway's and the worker's, histograms
+	// included, are text (promtext) that the text collector carries.
 	reg, err := ops.NewRegistry(ops.NewTextCollector(collectors...), n.manager.Collector())
 	if err != nil {
 		return nil, err

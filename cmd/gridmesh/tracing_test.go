@@ -20,6 +20,8 @@ import (
 
 	"github.com/gridmesh/gridmesh/gateway"
 	"github.com/gridmesh/gridmesh/gateway/worker"
+	"github.com/gridmesh/gridmesh/internal/ops"
+	"github.com/gridmesh/gridmesh/internal/testutil"
 )
 
 func TestTracingEnv(t *testing.T) {
@@ -161,6 +163,30 @@ func TestProcessesTracingOTLP(t *testing.T) {
 	if err := prime.WaitAnswered(ctx, n); err != nil {
 		t.Fatalf("%v\ngateway:\n%s\nworker:\n%s", err, gw.stderr.String(), wk.stderr.String())
 	}
+	// The latency histograms and the stats' tx_latency, on the gateway's
+	// operations port.
+	var st gateway.NodeStats
+	testutil.WaitUntil(t, "the answers counted", func() bool {
+		var err error
+		st, err = scrapeStats(ctx, c.gatewayAddr())
+		return err == nil && st.Gateway.TxLatency.Count == n
+	})
+	if l := st.Gateway.TxLatency; l.Window != n || l.P50 <= 0 || l.P50 > l.P99 {
+		t.Errorf("tx_latency %+v", l)
+	}
+	metrics := get(t, ctx, "http://"+c.gatewayAddr()+ops.MetricsPath)
+	for _, want := range []string{
+		"# TYPE gridmesh_gateway_transaction_seconds histogram\n", fmt.Sprintf("gridmesh_gateway_transaction_seconds_count %d\n", n),
+		fmt.Sprintf("gridmesh_gateway_queue_wait_seconds_count %d\n", n),
+		fmt.Sprintf("gridmesh_gateway_worker_contract_seconds_count{worker=%q} %d\n", c.names[1], n),
+		fmt.Sprintf("gridmesh_gateway_worker_contract_errors_total{kind=\"error\",worker=%q} 0\n", c.names[1]), // the registry sorts labels
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	testutil.CheckPromtool(t, metrics)
+	t.Logf("the gateway's latency histograms on /metrics:\n%s", histogramLines(metrics))
 	gw.term(t, "gateway")
 	wk.term(t, "worker")
 	recv.mu.Lock()
@@ -241,4 +267,15 @@ func (r *otlpReceiver) children(service string, parent *tracepb.Span) []string {
 		names[i] = s.GetName()
 	}
 	return names
+}
+
+// histogramLines returns the gateway's histogram lines of an exposition.
+func histogramLines(metrics string) string {
+	var out []string
+	for _, l := range strings.Split(metrics, "\n") {
+		if strings.Contains(l, "gridmesh_gateway_") && strings.Contains(l, "_seconds") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
