@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/gridmesh/gridmesh/gateway/wire"
 	"github.com/gridmesh/gridmesh/grid"
 	"github.com/gridmesh/gridmesh/handlers"
@@ -107,6 +109,8 @@ type workerState struct {
 	recentFor uint64 // the session (Connects) whose remembered IDs are in homes
 	probed    bool   // asked once: counted in settle
 	removed   bool   // SetHosts left the peer out: never picked again
+
+	contract *workerMetrics // never changes; safe without the lock
 }
 
 // WorkerStats describes one worker as the dispatcher sees it.
@@ -117,6 +121,9 @@ type WorkerStats struct {
 	Running  int    `json:"running"`
 	Done     uint64 `json:"done"`               // transactions it answered
 	Draining bool   `json:"draining,omitempty"` // it is shutting down and takes no new transactions
+	// ContractErrors counts the answers it ran whose contract failed,
+	// timeouts included (by kind: gridmesh_gateway_worker_contract_errors_total).
+	ContractErrors uint64 `json:"contract_errors"`
 }
 
 // NewDispatcher starts watching m's connections for workers.
@@ -134,7 +141,7 @@ func NewDispatcher(m *grid.Manager, opts DispatcherOptions) *Dispatcher {
 	d.ctx, d.cancel = context.WithCancel(context.Background())
 	members := m.MembershipChanged() // before reading the peers: no change is missed
 	for _, c := range m.Connections() {
-		d.workers = append(d.workers, &workerState{conn: c, kick: make(chan struct{}, 1)})
+		d.workers = append(d.workers, newWorkerState(c, false))
 	}
 	d.settle.start(len(d.workers), opts.SettleTimeout)
 	for _, w := range d.workers {
@@ -183,7 +190,8 @@ func (d *Dispatcher) Workers() []WorkerStats {
 		if w.notWorker || (w.capacity == 0 && !w.up) {
 			continue
 		}
-		out = append(out, WorkerStats{Host: w.conn.Host(), Up: w.up, Capacity: w.capacity, Running: w.running, Done: w.done, Draining: w.draining})
+		out = append(out, WorkerStats{Host: w.conn.Host(), Up: w.up, Capacity: w.capacity, Running: w.running, Done: w.done, Draining: w.draining,
+			ContractErrors: w.contract.errorCount()})
 	}
 	return out
 }
@@ -407,7 +415,9 @@ func (d *Dispatcher) run(ctx context.Context, s slot, req *wire.TxRequest) (*wir
 			d.rerun.Add(1)
 		}
 	}
-	for {
+	span := trace.SpanFromContext(ctx)
+	for attempts := 1; ; attempts++ {
+		start := time.Now()
 		res, err := d.call(ctx, w, req)
 		refused := err == nil && res.Draining
 		lost := errors.Is(err, grid.ErrDisconnected)
@@ -415,7 +425,10 @@ func (d *Dispatcher) run(ctx context.Context, s slot, req *wire.TxRequest) (*wir
 		if err == nil && !refused {
 			if res.FromRecord {
 				d.fromRecord.Add(1)
+			} else {
+				w.contract.observe(res, time.Since(start))
 			}
+			noteAnswer(span, w, res, attempts)
 			return res, nil
 		}
 		if ctx.Err() != nil {
@@ -427,6 +440,7 @@ func (d *Dispatcher) run(ctx context.Context, s slot, req *wire.TxRequest) (*wir
 			return nil, fmt.Errorf("%w: %w", ErrTooLarge, err)
 		}
 		d.redispatched.Add(1)
+		noteRedispatch(span, w, refused, err)
 		switch {
 		case refused && res.Abandoned:
 			mayHaveRun()

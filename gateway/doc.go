@@ -25,7 +25,13 @@
 //     and Retention has passed; a transaction Prime delivers again whose
 //     result is known is answered from it, across restarts.
 //   - Metrics (metrics.go) serves the gateway's and the dispatcher's
-//     counters as Prometheus text and JSON.
+//     counters and latency histograms (latency.go, workermetrics.go:
+//     receipt to answer, queue wait, per worker contract duration and
+//     errors by kind) as Prometheus text and JSON.
+//   - Tracing (trace.go), with Options.TracerProvider: one OpenTelemetry
+//     trace per transaction, a span per step from Prime's receipt to the
+//     send of the answer; the dispatch span rides with the grid call, so
+//     the worker's spans join the trace.
 //
 // Prime delivers at least once; the gateway answers once as far as it can
 // tell: it does not run a transaction_id again while it runs or its result

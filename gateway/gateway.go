@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/gridmesh/gridmesh/gateway/wire"
@@ -55,6 +56,13 @@ type Options struct {
 	MaxResultBytes int
 	// Logger receives the gateway's logs. Default: discard.
 	Logger *slog.Logger
+	// TracerProvider traces every transaction Prime delivers: a trace per
+	// transaction, from its receipt to its answer, with a span for each
+	// step (see SpanTransaction). The dispatch span goes with the call to
+	// the worker, so that a grid that carries trace context (and a worker
+	// that traces) continues the trace there. nil (the default): no
+	// spans, at no cost.
+	TracerProvider trace.TracerProvider
 }
 
 // Gateway holds Prime's smart-contract stream, runs each transaction it
@@ -92,8 +100,11 @@ type Gateway struct {
 	waiting atomic.Int64        // results finished and not yet taken by the sender (being journaled, in out, or on their way in)
 	room    chan struct{}       // signalled when the sender takes a result: deliver may go on
 
+	tracer  trace.Tracer // nil: no tracing
+	metrics *latencyMetrics
+
 	mu       sync.Mutex
-	pending  map[string]struct{} // running, or result waiting to be sent
+	pending  map[string]*txState // running, or result waiting to be sent
 	sentOn   recentSet           // recently sent: transaction ID → stream number
 	draining bool
 
@@ -141,6 +152,10 @@ type Stats struct {
 	Streams          uint64 `json:"streams"`           // streams opened
 	Connected        bool   `json:"connected"`         // a stream to Prime is up
 	InFlight         int    `json:"in_flight"`         // transactions running or waiting to be sent
+
+	// TxLatency summarises the latency, receipt to answer, of the
+	// transactions run and answered.
+	TxLatency LatencySummary `json:"tx_latency"`
 }
 
 // New checks opts and returns a Gateway.
@@ -169,19 +184,24 @@ func New(opts Options) (*Gateway, error) {
 	if opts.Prime.MethodPath == "" {
 		opts.Prime.MethodPath = pb.DefaultRunMethod
 	}
-	return &Gateway{
+	g := &Gateway{
 		opts:    opts,
 		log:     opts.Logger,
 		runner:  opts.Runner,
 		j:       opts.Journal,
+		metrics: newLatencyMetrics(),
 		out:     make(chan *wire.TxResult, maxWaiting),
 		resend:  make(chan *wire.TxResult, 1),
 		room:    make(chan struct{}, 1),
-		pending: make(map[string]struct{}),
+		pending: make(map[string]*txState),
 		sentOn:  newRecentSet(1 << 16),
 		drained: make(chan struct{}),
 		abort:   make(chan struct{}),
-	}, nil
+	}
+	if opts.TracerProvider != nil {
+		g.tracer = opts.TracerProvider.Tracer(TracerName)
+	}
+	return g, nil
 }
 
 // Stats returns the gateway's counters.
@@ -197,6 +217,7 @@ func (g *Gateway) Stats() Stats {
 		ContractErrors: c.contractErrors.Load(), ContractTimeouts: c.contractTimeouts.Load(),
 		Streams: g.streams.Load(), Connected: g.live.Load(), InFlight: int(g.unsent.Load()),
 		MarksPending: js.MarksPending, MarksDropped: js.MarksDropped,
+		TxLatency: g.metrics.summary(),
 	}
 }
 
@@ -255,6 +276,7 @@ func (g *Gateway) run(ctx context.Context) error {
 	}
 	hardCancel()
 	g.txWG.Wait()
+	g.handBack()
 	st := g.Stats()
 	g.log.Info("gateway: stopped", "sent", st.Sent, "handed_back", st.HandedBack, "from_journal", st.FromJournal)
 	return loopErr
@@ -317,21 +339,25 @@ const maxWaiting = 1024
 // results wait to be sent (Prime not reading them), so that gRPC flow
 // control holds the backlog at Prime.
 func (g *Gateway) deliver(ctx context.Context, req *pb.SmartContractRequest, sess uint64) {
+	now := time.Now()
 	g.counters.received.Add(1)
 	id := req.GetTransactionId()
 	g.mu.Lock()
-	switch _, inFlight := g.pending[id]; {
+	switch running, inFlight := g.pending[id]; {
 	case g.draining:
 		g.mu.Unlock()
 		g.counters.ignored.Add(1)
+		g.traceDropped(id, sess, now, outcomeIgnored, nil)
 		return
 	case inFlight, g.sentOn.get(id) == sess:
 		g.mu.Unlock()
 		g.counters.duplicates.Add(1)
 		g.log.Debug("gateway: duplicate transaction not run again", "transaction_id", id)
+		g.traceDropped(id, sess, now, outcomeDuplicate, running)
 		return
 	}
-	g.pending[id] = struct{}{}
+	tx := g.newTx(id, sess, now)
+	g.pending[id] = tx
 	g.unsent.Add(1)
 	g.mu.Unlock()
 
@@ -343,11 +369,15 @@ func (g *Gateway) deliver(ctx context.Context, req *pb.SmartContractRequest, ses
 		g.counters.fromJournal.Add(1)
 		// A result journaled by a gateway with a larger bound (or none).
 		g.waiting.Add(1)
-		if !g.enqueue(g.bound(res), ctx.Done()) {
+		res = g.bound(res)
+		noteResult(tx, res)
+		g.next(tx, SpanSend, trace.WithSpanKind(trace.SpanKindProducer))
+		if !g.enqueue(res, ctx.Done()) {
 			g.unpend(id)
 		}
 		return
 	}
+	g.next(tx, SpanQueueWait)
 	if err := g.waitRoom(ctx); err != nil {
 		g.unpend(id)
 		return
@@ -357,24 +387,28 @@ func (g *Gateway) deliver(ctx context.Context, req *pb.SmartContractRequest, ses
 		g.unpend(id)
 		return
 	}
+	g.metrics.queue.ObserveDuration(time.Since(now))
 	g.counters.started.Add(1)
 	g.txWG.Add(1)
-	go g.runTx(s, &wire.TxRequest{ID: id, JSON: req.GetTransactionJson(), EnvVars: req.GetEnvVars(), Secrets: req.GetSecrets()})
+	go g.runTx(s, tx, &wire.TxRequest{ID: id, JSON: req.GetTransactionJson(), EnvVars: req.GetEnvVars(), Secrets: req.GetSecrets()})
 }
 
 // runTx runs one transaction, journals its result and queues it for
 // sending. The transaction has a result, or is given up at shutdown and
 // left to Prime: the gateway's or the grid's unavailability is never an
 // answer, so the runner keeps trying until one of the two.
-func (g *Gateway) runTx(s slot, req *wire.TxRequest) {
+func (g *Gateway) runTx(s slot, tx *txState, req *wire.TxRequest) {
 	defer g.txWG.Done()
 	req.Timeout = int64(g.opts.TxTimeout)
-	res, err := g.runner.run(g.hard, s, req)
+	tx.ran = true
+	g.next(tx, SpanDispatch)
+	res, err := g.runner.run(stepContext(g.hard, tx), s, req)
 	switch {
 	case errors.Is(err, ErrTooLarge):
 		g.counters.tooLarge.Add(1)
 		g.counters.failed.Add(1)
 		g.log.Warn("gateway: transaction or result too large for the grid; answered with an error", "transaction_id", req.ID, "err", err)
+		stepFailed(tx, err.Error())
 		res = &wire.TxResult{ID: req.ID, Error: err.Error()}
 	case err != nil:
 		g.counters.handedBack.Add(1)
@@ -392,6 +426,8 @@ func (g *Gateway) runTx(s slot, req *wire.TxRequest) {
 	}
 	res.ID = req.ID
 	res = g.bound(res)
+	noteResult(tx, res)
+	g.next(tx, SpanJournalWrite)
 	if err := g.j.Put(res); err != nil {
 		// Prime delivers a transaction again only on a new stream, so a
 		// result held back would leave it unanswered for as long as this
@@ -399,9 +435,11 @@ func (g *Gateway) runTx(s slot, req *wire.TxRequest) {
 		// redelivery (a crash before it arrives) would run it again.
 		g.counters.journalErrors.Add(1)
 		g.log.Error("gateway: cannot journal result; sending it anyway (a redelivery would run it again)", "transaction_id", req.ID, "err", err)
+		stepFailed(tx, err.Error())
 	} else {
 		g.counters.journaled.Add(1)
 	}
+	g.next(tx, SpanSend, trace.WithSpanKind(trace.SpanKindProducer))
 	if !g.enqueue(res, g.hard.Done()) {
 		g.counters.handedBack.Add(1) // journaled: answered from there on redelivery
 		g.unpend(req.ID)
@@ -483,23 +521,44 @@ func (g *Gateway) bound(res *wire.TxResult) *wire.TxResult {
 	return &wire.TxResult{ID: res.ID, Error: msg}
 }
 
-// unpend forgets a transaction that was not answered.
+// unpend forgets a transaction that was not answered: Prime delivers it
+// again.
 func (g *Gateway) unpend(id string) {
 	g.mu.Lock()
+	tx := g.pending[id]
 	delete(g.pending, id)
 	g.mu.Unlock()
 	g.unsent.Add(-1)
+	g.finish(tx, outcomeHandedBack)
+}
+
+// handBack ends the transactions still pending when Run returns, their
+// results unsent for want of a stream: Prime delivers them again.
+func (g *Gateway) handBack() {
+	g.mu.Lock()
+	left := g.pending
+	g.pending = make(map[string]*txState)
+	g.mu.Unlock()
+	for _, tx := range left {
+		g.finish(tx, outcomeHandedBack)
+	}
 }
 
 // sentOK records that res went out on stream number sess.
 func (g *Gateway) sentOK(res *wire.TxResult, sess uint64) {
 	g.mu.Lock()
+	tx := g.pending[res.ID]
 	delete(g.pending, res.ID)
 	g.sentOn.put(res.ID, sess)
 	g.mu.Unlock()
 	g.unsent.Add(-1)
 	g.counters.sent.Add(1)
 	g.j.MarkSent(res.ID)
+	outcome := outcomeFromJournal
+	if tx != nil && tx.ran {
+		outcome = outcomeAnswered
+	}
+	g.finish(tx, outcome)
 }
 
 // recentSet remembers the last n transaction IDs sent and the stream

@@ -47,7 +47,7 @@ func (d *Dispatcher) update(conns []*grid.Connection) {
 		}
 		// probed: a worker that joins later does not hold up the first
 		// transactions (settle counts the first peers only).
-		w := &workerState{conn: c, kick: make(chan struct{}, 1), probed: true}
+		w := newWorkerState(c, true)
 		d.workers = append(d.workers, w)
 		d.opts.Logger.Info("gateway: peer added", "peer", c.Host())
 		d.wg.Add(1)

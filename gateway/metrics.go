@@ -70,16 +70,32 @@ func (m *Metrics) StatsHandler() http.Handler {
 	return promtext.JSONHandler(m.Stats)
 }
 
-// Handler answers GET with Stats in the Prometheus text exposition
-// format (version 0.0.4): counters end in _total, the dispatcher's
-// per-worker series are labelled worker="<host>". It needs no Prometheus
-// library.
+// Handler answers GET with WriteMetrics' exposition in the Prometheus
+// text format (version 0.0.4): counters end in _total, the dispatcher's
+// per-worker series are labelled worker="<host>", latencies are
+// histograms in seconds. It needs no Prometheus library.
 func (m *Metrics) Handler() http.Handler {
 	return promtext.Handler(promtext.ContentType, m.WriteMetrics)
 }
 
-// WriteMetrics writes what Handler serves to w.
-func (m *Metrics) WriteMetrics(w io.Writer) { writeMetrics(w, m.Stats()) }
+// WriteMetrics writes what Handler serves to w: the counters and
+// gauges, then the histograms (transaction latency, queue wait, and per
+// worker contract duration and errors).
+func (m *Metrics) WriteMetrics(w io.Writer) {
+	writeMetrics(w, m.Stats())
+	if m.Gateway != nil {
+		lm := m.Gateway.metrics
+		promtext.WriteHistogram(w, "gridmesh_gateway_transaction_seconds",
+			"Latency of the transactions run and answered, from their receipt from Prime to their answer's Send (those answered from the journal not included).",
+			promtext.HistogramSeries{Snapshot: lm.tx.Snapshot()})
+		promtext.WriteHistogram(w, "gridmesh_gateway_queue_wait_seconds",
+			"How long received transactions waited for a worker with room (and for room among the results waiting to be sent).",
+			promtext.HistogramSeries{Snapshot: lm.queue.Snapshot()})
+	}
+	if m.Dispatcher != nil {
+		m.Dispatcher.writeWorkerMetrics(w)
+	}
+}
 
 var gatewayFamilies = []promtext.Family[*Stats]{
 	promtext.Counter("gridmesh_gateway_received_total", "Requests received from Prime, redeliveries included.",

@@ -217,6 +217,7 @@ func (g *Gateway) sendLoop(ctx context.Context, cancel context.CancelFunc, cs gr
 			gone := errors.Is(err, io.EOF) || ctx.Err() != nil
 			cancel()
 			if gone {
+				g.noteResend(res.ID, err)
 				g.resend <- res // never blocks: this sender emptied it first
 				return fmt.Errorf("gateway: send: %w: %w", errStreamGone, err)
 			}

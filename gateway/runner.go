@@ -3,6 +3,9 @@ package gateway
 import (
 	"context"
 
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/gridmesh/gridmesh/gateway/contract"
 	"github.com/gridmesh/gridmesh/gateway/wire"
 )
@@ -27,7 +30,9 @@ type slot any
 
 // Local runs transactions in this process, up to a fixed number at once:
 // the gateway's Prime client wired straight to a contract function, as
-// Prime's client template does it, with no grid in between.
+// Prime's client template does it, with no grid in between. When the
+// gateway traces, each run is a SpanContract span under the dispatch
+// span.
 type Local struct {
 	fn  contract.Func
 	sem chan struct{}
@@ -49,7 +54,22 @@ func (l *Local) reserve(ctx context.Context, _ string) (slot, error) {
 
 func (l *Local) run(ctx context.Context, _ slot, req *wire.TxRequest) (*wire.TxResult, error) {
 	defer func() { <-l.sem }()
-	res := wire.Run(ctx, l.fn, req)
+	if parent := trace.SpanFromContext(ctx); parent.IsRecording() {
+		var span trace.Span
+		ctx, span = parent.TracerProvider().Tracer(TracerName).Start(ctx, SpanContract)
+		defer span.End()
+		res := wire.Run(ctx, l.fn, req)
+		if res.Error != "" {
+			span.SetAttributes(AttrErrorKind.String(res.ErrorKind))
+			span.SetStatus(codes.Error, res.Error)
+		}
+		return l.answer(ctx, res)
+	}
+	return l.answer(ctx, wire.Run(ctx, l.fn, req))
+}
+
+// answer is res, unless the gateway gave the transaction up (ctx ended).
+func (l *Local) answer(ctx context.Context, res *wire.TxResult) (*wire.TxResult, error) {
 	if ctx.Err() != nil && !res.TimedOut {
 		return nil, ctx.Err() // the gateway gave it up: what the contract said is no answer
 	}

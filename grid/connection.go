@@ -89,7 +89,8 @@ type Connection struct {
 	peerInst    string // the peer's instance ID, once known
 	removed     bool   // SetHosts left the peer out: no new calls, no new sessions
 
-	rtt atomic.Int64 // last ping round trip, in nanoseconds
+	rtt     atomic.Int64 // last ping round trip, in nanoseconds
+	rttHist rttHist      // ping round trips, for Manager.Collector
 }
 
 // session is one mux session with the peer and what the grid knows of it.
@@ -342,6 +343,7 @@ func (c *Connection) serve(ws *websocket.Conn, cork *corkConn, peerInst string) 
 	nc := newWSPipe(ws, cork)
 	cfg := c.m.opts.Mux
 	cfg.BaseContext = c.baseCtx
+	cfg.Peer = c.host
 	s, err := mux.NewSession(nc, c.m.reg, cfg)
 	if err != nil { // cannot happen: NewManager checked cfg
 		nc.Close()
@@ -456,6 +458,7 @@ func (c *Connection) ping(h *session) error {
 				return p.err
 			}
 			c.rtt.Store(int64(p.rtt))
+			c.rttHist.observe(p.rtt)
 			return nil
 		case now := <-look.C:
 			cur := signOf(now, h.s.Stats(), v1)

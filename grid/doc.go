@@ -141,6 +141,55 @@
 // down or silent included, with why it did not answer; so any one node
 // shows the whole mesh (the gridmesh command's status page and `gridmesh
 // status -mesh`).
+// # Interceptors
+//
+// Options.ClientInterceptors, ServerInterceptors, ClientStreamInterceptors
+// and ServerStreamInterceptors wrap every call on every connection, in
+// order, the first outermost (see package mux, Interceptors): they see
+// the handler (its ID; String gives its name), the peer's host
+// (CallInfo.Peer, on both sides), the context and the outcome, and may
+// refuse a call, for per-handler authorization, logging or metrics of
+// one's own. The lists in Options.Mux run inside them. A trace context
+// put in a call's context with mux.WithTraceContext crosses the hop.
+//
+// # Tracing
+//
+// With Options.TracerProvider set, every call is traced with
+// OpenTelemetry (package grid/gridotel): a client span on the caller and
+// a server span on the peer, named "gridmesh/<handler name>", with
+// rpc.system "gridmesh", rpc.method the handler's name, the peer's
+// address, and status Error on failure. The W3C trace context crosses the
+// hop in the mux frame (mux SPEC.md, TRACE), so the server span is the
+// client span's child in the same trace, and it is the span in the
+// handler's context: trace.SpanFromContext(ctx) in a handler returns it,
+// and the handler's own spans and onward calls become its children. A
+// stream's client span lasts until the stream ends. Without a
+// TracerProvider nothing is traced and nothing is added to a call.
+//
+// # Metrics
+//
+// Every Manager counts its calls per handler, on both sides, unless
+// Options.DisableMetrics is set; Manager.Collector returns them as a
+// prometheus.Collector to register in any registry (the gridmesh command
+// serves them on its /metrics). Package grid/gridmetrics counts, with
+// labels side ("client" or "server"), handler (the name) and handler_id:
+//
+//	gridmesh_rpc_calls_total               calls begun
+//	gridmesh_rpc_errors_total{kind}        calls failed, by mux.ErrorKind
+//	gridmesh_rpc_duration_seconds          histogram: round trip, handler run, stream life
+//	gridmesh_rpc_streams_opened_total      streams opened or served
+//	gridmesh_rpc_streams_active            streams open now
+//	gridmesh_rpc_stream_messages_total{direction}  stream messages in and out
+//
+// and the Manager adds, per current peer (label peer):
+//
+//	gridmesh_peer_ping_rtt_seconds         histogram of the liveness pings' round trips
+//	gridmesh_peer_reconnects_total         sessions established after the first
+//
+// Nothing is labelled per call; a call's series are resolved once per
+// handler, so counting costs a call no allocation. MetricsHandler's
+// per-peer counters (gridmesh_peer_up, bytes, frames, …) are apart from
+// the Collector, as before.
 //
 // # Concurrency
 //

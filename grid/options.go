@@ -11,6 +11,9 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/gridmesh/gridmesh/grid/gridmetrics"
 	"github.com/gridmesh/gridmesh/handlers"
 	"github.com/gridmesh/gridmesh/internal/defaults"
 	"github.com/gridmesh/gridmesh/mux"
@@ -129,6 +132,29 @@ type Options struct {
 	// memory a peer can make a connection's session hold. Its Logger
 	// defaults to Logger.
 	Mux mux.Config
+	// ClientInterceptors wrap every single request this node sends,
+	// ServerInterceptors every single handler it runs for a peer,
+	// ClientStreamInterceptors every stream it opens and
+	// ServerStreamInterceptors every stream handler it runs, on every
+	// connection; CallInfo.Peer is the peer's host. Each list runs in
+	// order, the first outermost, inside the grid's own tracing and
+	// metrics and outside the lists in Mux (which run last). Default none.
+	ClientInterceptors       []mux.ClientInterceptor
+	ServerInterceptors       []mux.ServerInterceptor
+	ClientStreamInterceptors []mux.ClientStreamInterceptor
+	ServerStreamInterceptors []mux.ServerStreamInterceptor
+	// TracerProvider, if set, traces every call with OpenTelemetry: a
+	// client span and a server span per call, the trace context carried
+	// across the hop, the server span in the handler's context (see
+	// package grid/gridotel). Its interceptors are the outermost. Default
+	// nil: no tracing, at no cost.
+	TracerProvider trace.TracerProvider
+	// DisableMetrics turns off the per-handler and per-peer Prometheus
+	// metrics (package grid/gridmetrics; Manager.Collector). Default
+	// false: they are on, costing a call a few atomic adds and no
+	// allocation.
+	DisableMetrics bool
+
 	// Logger receives one line per state change, handshake rejections (once
 	// per distinct reason) and restarted peers. Default: discard.
 	Logger *slog.Logger
@@ -139,6 +165,8 @@ type Options struct {
 	// Now is the clock used for handshake timestamps and the replay cache.
 	// Default time.Now. Tests use it to skew a node's clock.
 	Now func() time.Time
+
+	metrics *gridmetrics.Metrics // nil if DisableMetrics; set by withDefaults
 }
 
 // withDefaults returns a copy of o with defaults applied, the hosts sorted,
@@ -193,6 +221,7 @@ func (o Options) withDefaults() (Options, error) {
 	if o.Mux.Logger == nil {
 		o.Mux.Logger = o.Logger
 	}
+	o.chainInterceptors()
 	if o.Now == nil {
 		o.Now = time.Now
 	}

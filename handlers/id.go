@@ -46,6 +46,18 @@ func New(num uint16, name string) HandlerID {
 // Valid reports whether h is in the range 1..MaxHandlerID.
 func (h HandlerID) Valid() bool { return h > 0 && h <= MaxHandlerID }
 
+// Name returns the name given to h by New, as in "echo", or h.String()
+// for an unnamed ID: a name for metrics labels and span attributes.
+func (h HandlerID) Name() string {
+	names.mu.RLock()
+	name, ok := names.m[h]
+	names.mu.RUnlock()
+	if !ok {
+		return h.String()
+	}
+	return name
+}
+
 // String returns the name given to h by New followed by its number, as in
 // "echo(1)", or "handler(7)" for an unnamed ID.
 func (h HandlerID) String() string {

@@ -24,6 +24,7 @@ type rawPeer struct {
 	mu     sync.Mutex
 	frames []Header
 	acks   []uint64
+	traces [][]byte      // the payloads of OpTrace frames
 	done   chan struct{} // closed when the session's side closed
 }
 
@@ -31,8 +32,14 @@ type rawPeer struct {
 // speaking version.
 func newRawPeer(t *testing.T, reg *handlers.Registry, version uint8) *rawPeer {
 	t.Helper()
+	return newRawPeerConfig(t, reg, version, Config{CloseTimeout: 100 * time.Millisecond})
+}
+
+// newRawPeerConfig is newRawPeer with the session's Config.
+func newRawPeerConfig(t *testing.T, reg *handlers.Registry, version uint8, cfg Config) *rawPeer {
+	t.Helper()
 	a, b := net.Pipe()
-	s, err := NewSession(a, reg, Config{CloseTimeout: 100 * time.Millisecond})
+	s, err := NewSession(a, reg, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,6 +75,9 @@ func (p *rawPeer) read() {
 		p.frames = append(p.frames, h)
 		if h.Op == OpAck && len(payload) == ackSize {
 			p.acks = append(p.acks, binary.BigEndian.Uint64(payload))
+		}
+		if h.Op == OpTrace {
+			p.traces = append(p.traces, payload)
 		}
 		p.mu.Unlock()
 	}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/gridmesh/gridmesh/handlers"
 	"github.com/gridmesh/gridmesh/internal/defaults"
 )
 
@@ -86,6 +87,29 @@ type Config struct {
 	// Logger receives handler panics and the reason a session failed.
 	// Default: discard.
 	Logger *slog.Logger
+
+	// Peer names the other end, for interceptors (CallInfo.Peer); the
+	// grid sets the peer's host. Default "".
+	Peer string
+	// ClientInterceptors wrap every Request this side sends, in order:
+	// the first is outermost. Default none.
+	ClientInterceptors []ClientInterceptor
+	// ServerInterceptors wrap every single handler this side runs for its
+	// peer, in order: the first is outermost. Default none.
+	ServerInterceptors []ServerInterceptor
+	// ClientStreamInterceptors wrap every NewStream and OpenStream, in
+	// order: the first is outermost. Default none.
+	ClientStreamInterceptors []ClientStreamInterceptor
+	// ServerStreamInterceptors wrap every stream handler this side runs
+	// for its peer, in order: the first is outermost. Default none.
+	ServerStreamInterceptors []ServerStreamInterceptor
+	// OnStreamMessage, if set, is told of every whole message a stream of
+	// the session carries, once: h is the stream's handler, serving says
+	// whether this side serves the stream (else it opened it), in whether
+	// the message arrived (else this side sent it). It runs on the
+	// session's goroutines (the reader's among them) and must return at
+	// once: count, do not wait. Default none.
+	OnStreamMessage func(h handlers.HandlerID, serving, in bool)
 }
 
 const (

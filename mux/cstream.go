@@ -48,6 +48,8 @@ type cstream struct {
 	delivered bool             // Responses is closed
 	done      chan struct{}    // closed with Responses; made on demand
 	stop      func() bool      // stops the AfterFunc watching ctx; called when Responses closes
+
+	onEnd []func(error) // Stream.OnEnd's, run when Responses closes
 }
 
 // send sends one message on the stream within credit.
@@ -109,6 +111,7 @@ func (cs *cstream) sendHeld(ctx context.Context, msg []byte) error {
 		}
 		return s.sendError(err)
 	}
+	s.noteMsg(cs.h, false, false)
 	return nil
 }
 

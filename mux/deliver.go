@@ -111,6 +111,9 @@ func (cs *cstream) closeRespLocked() {
 		close(cs.done)
 	}
 	close(cs.resp)
+	if cs.onEnd != nil {
+		cs.endedLocked()
+	}
 }
 
 // deliverLocked hands a message to the caller: into resp if it has room

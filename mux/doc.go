@@ -53,6 +53,38 @@
 // idle OpenStream stream to a Serve handler costs about 4 KiB, both sides
 // together; to a Handle handler about 6 KiB.
 //
+// # Interceptors
+//
+// Config holds four lists of interceptors, run in order, the first
+// outermost, as grpc-go's are: ClientInterceptors around Request,
+// ClientStreamInterceptors around NewStream and OpenStream (they see the
+// open's outcome), ServerInterceptors around each single handler and
+// ServerStreamInterceptors around each stream handler's run (they see
+// the error it returned). Each sees a CallInfo (the handler's ID, whose
+// String is its name, Config.Peer, whether it is a stream and, serving,
+// the caller's trace context), the context, the payload, and the
+// outcome: what next returned. An interceptor may change the context it
+// passes on (the handler runs with the one the innermost server
+// interceptor passed), or refuse the call by returning without calling
+// next. A panic in a handler reaches the server interceptors as an error
+// matching ErrHandlerPanic; ErrorKind names an outcome's kind from a
+// bounded set, for metrics. The chains are built once per session and
+// CallInfo travels by value: interceptors that allocate nothing add no
+// allocation to a call. What interceptors cannot see of a stream has two
+// hooks: Config.OnStreamMessage is told of each of its messages, and
+// Stream.OnEnd of the end of a stream this side opened.
+//
+// # Trace context
+//
+// WithTraceContext puts a W3C trace context (traceparent, tracestate) in
+// a caller's context; Request, NewStream and OpenStream made with it send
+// it to the peer in an OpTrace frame just before the call (SPEC.md,
+// TRACE; version 3: a version 2 peer gets the call without it), and the
+// serving side's interceptors find it in CallInfo.TraceParent and
+// TraceState. A call without one sends nothing more and allocates nothing
+// more. mux only carries the context; the grid's tracing
+// (grid.Options.TracerProvider) makes the spans.
+//
 // # Buffers
 //
 // Request copies payload before it returns: the caller may reuse it at

@@ -9,8 +9,9 @@ import (
 )
 
 // Version is the highest protocol version this package speaks; it also
-// speaks every earlier one. See SPEC.md: version 2 adds OpAck.
-const Version = 2
+// speaks every earlier one. See SPEC.md: version 2 adds OpAck, version 3
+// OpTrace.
+const Version = 3
 
 // HeaderSize is the size of the fixed frame header in bytes.
 const HeaderSize = 24
@@ -47,7 +48,8 @@ const (
 	OpStreamCloseIn   Op = 14 // the caller's input ended
 	OpStreamEnd       Op = 15 // the handler returned (ERROR: with an error); last frame of a stream
 
-	OpAck Op = 16 // version 2: the bytes of the session the sender has read so far
+	OpAck   Op = 16 // version 2: the bytes of the session the sender has read so far
+	OpTrace Op = 17 // version 3: the W3C trace context of the call whose first chunk follows
 )
 
 var opNames = [...]string{
@@ -56,7 +58,7 @@ var opNames = [...]string{
 	OpStreamOpen: "stream-open", OpStreamAccept: "stream-accept", OpStreamIn: "stream-in",
 	OpStreamOut: "stream-out", OpStreamCreditIn: "stream-credit-in",
 	OpStreamCreditOut: "stream-credit-out", OpStreamCloseIn: "stream-close-in", OpStreamEnd: "stream-end",
-	OpAck: "ack",
+	OpAck: "ack", OpTrace: "trace",
 }
 
 func (o Op) String() string {
@@ -94,7 +96,8 @@ var allowedFlags = [...]uint8{
 	OpStreamCloseIn:   0,
 	OpStreamEnd:       FlagError,
 
-	OpAck: 0,
+	OpAck:   0,
+	OpTrace: 0,
 }
 
 // Header is a decoded frame header.

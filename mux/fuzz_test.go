@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"io"
 	"net"
@@ -36,6 +37,18 @@ func seedFrames() [][]byte {
 	out = append(out,
 		mux.AppendFrame(nil, mux.Header{Op: mux.OpRequest, Flags: mux.FlagMore, Handler: hEcho, ID: 3}, make([]byte, mux.MaxFramePayload)),
 		mux.AppendFrame(nil, mux.Header{Op: mux.OpRequest, ID: 3, Seq: 1}, []byte("tail")))
+	// Trace contexts (version 3): before a request, a request in chunks
+	// and a stream open, with and without a tracestate.
+	tr, _ := hex.DecodeString("004bf92f3577b34da6a3ce929d0e0e473600f067aa0ba902b701")
+	out = append(out,
+		mux.AppendFrame(nil, mux.Header{Op: mux.OpTrace, ID: 10}, append(tr, "k=v"...)),
+		mux.AppendFrame(nil, mux.Header{Op: mux.OpRequest, Handler: hEcho, ID: 10}, []byte("traced")),
+		mux.AppendFrame(nil, mux.Header{Op: mux.OpTrace, ID: 11}, tr),
+		mux.AppendFrame(nil, mux.Header{Op: mux.OpRequest, Flags: mux.FlagMore, Handler: hEcho, ID: 11}, make([]byte, mux.MaxFramePayload)),
+		mux.AppendFrame(nil, mux.Header{Op: mux.OpRequest, ID: 11, Seq: 1}, []byte("tail")),
+		mux.AppendFrame(nil, mux.Header{Op: mux.OpTrace, ID: 12}, tr),
+		mux.AppendFrame(nil, mux.Header{Op: mux.OpStreamOpen, Handler: hsServe, ID: 12}, nil),
+		mux.AppendFrame(nil, mux.Header{Op: mux.OpCancel, ID: 12}, nil))
 	// A stream to the echo stream handler: open, two messages (one in
 	// chunks), credit for its output, end of input; and a cancelled one.
 	credit := []byte{0, 0, 0, 1}

@@ -15,7 +15,8 @@ import (
 type reqCtx struct {
 	parent   context.Context
 	id       uint64
-	deadline int64 // Unix nanoseconds; 0: none
+	deadline int64      // Unix nanoseconds; 0: none
+	trace    *wireTrace // the trace context the caller sent; nil: none
 
 	mu     sync.Mutex
 	ended  ctxEnd

@@ -33,7 +33,18 @@ var callPool = sync.Pool{New: func() any { return &call{done: make(chan struct{}
 // cancelling ctx cancels the handler's context. A handler's error comes
 // back as a *RemoteError. On a closed session Request fails at once with
 // ErrDisconnected; if the pipe breaks while waiting, it fails at once too.
+//
+// The ClientInterceptors of the session's Config run around the request.
+// A trace context in ctx (WithTraceContext) goes with it.
 func (s *Session) Request(ctx context.Context, h handlers.HandlerID, payload []byte) ([]byte, error) {
+	if s.ic.request != nil {
+		return s.ic.request(ctx, CallInfo{Handler: h, Peer: s.cfg.Peer}, payload)
+	}
+	return s.request(ctx, h, payload)
+}
+
+// request is Request without the interceptors.
+func (s *Session) request(ctx context.Context, h handlers.HandlerID, payload []byte) ([]byte, error) {
 	if !h.Valid() {
 		return nil, fmt.Errorf("%w: %d", ErrInvalidHandler, uint16(h))
 	}
@@ -75,7 +86,7 @@ func (s *Session) Request(ctx context.Context, h handlers.HandlerID, payload []b
 	s.requestsOut++
 	s.pendMu.Unlock()
 
-	sent, err := s.send(ctx, Header{Op: OpRequest, Handler: h, ID: id, Deadline: deadline}, payload)
+	sent, err := s.sendOpen(ctx, Header{Op: OpRequest, Handler: h, ID: id, Deadline: deadline}, payload)
 	if err != nil {
 		return s.abandon(id, c, sent, sent, s.sendError(err))
 	}

@@ -21,6 +21,9 @@ type partial struct {
 	rejected bool      // no handler slot: discard the chunks, then answer busy
 	skipped  int       // bytes discarded so far, if rejected
 	charged  int64     // counted in reqIn so far
+
+	// The trace context the caller sent; nil: none.
+	trace *wireTrace
 }
 
 func (p *partial) what() string {
@@ -102,9 +105,9 @@ func (s *Session) handleRequest(br *bufio.Reader, h Header) error {
 		return nil
 	}
 	if p.stream {
-		return s.serveStream(p.h, h.ID, p.deadline, p.arrived, payload, true, total)
+		return s.serveStream(p.h, h.ID, p.deadline, p.arrived, payload, true, total, p.trace)
 	}
-	return s.dispatch(p.h, h.ID, p.deadline, p.arrived, payload, nil, total)
+	return s.dispatch(p.h, h.ID, p.deadline, p.arrived, payload, nil, total, p.trace)
 }
 
 func (s *Session) handleFirstChunk(br *bufio.Reader, h Header) error {
@@ -124,6 +127,7 @@ func (s *Session) handleFirstChunk(br *bufio.Reader, h Header) error {
 // nothing else will free.
 func (s *Session) firstChunk(br *bufio.Reader, h Header, held *int) error {
 	stream := h.Op == OpStreamOpen
+	trace := s.takeTrace()
 	// dispatch checks a request in one frame for a duplicate ID itself,
 	// under the lock it takes anyway.
 	single := !stream && h.Flags&FlagMore == 0
@@ -157,7 +161,7 @@ func (s *Session) firstChunk(br *bufio.Reader, h Header, held *int) error {
 		if n >= s.cfg.MaxConcurrent+s.cfg.MaxStreams {
 			return fmt.Errorf("%w: more than %d requests and stream opens arriving in chunks at once", ErrProtocol, n)
 		}
-		p := &partial{stream: stream, h: h.Handler, deadline: h.Deadline, arrived: now, rejected: !slot}
+		p := &partial{stream: stream, h: h.Handler, deadline: h.Deadline, arrived: now, rejected: !slot, trace: trace}
 		if slot {
 			if err := s.reqIn.add(MaxFramePayload); err != nil {
 				return err
@@ -210,7 +214,7 @@ func (s *Session) firstChunk(br *bufio.Reader, h Header, held *int) error {
 		if h.Length == 0 {
 			// No buffer: a stream may live long, and most open empty.
 			*held = 0
-			return s.serveStream(h.Handler, h.ID, h.Deadline, now, nil, false, 0)
+			return s.serveStream(h.Handler, h.ID, h.Deadline, now, nil, false, 0, trace)
 		}
 		// A stream's payload counts until its handler returns.
 		total := charge(int(h.Length))
@@ -222,7 +226,7 @@ func (s *Session) firstChunk(br *bufio.Reader, h Header, held *int) error {
 			return err
 		}
 		*held = 0
-		return s.serveStream(h.Handler, h.ID, h.Deadline, now, payload, true, total)
+		return s.serveStream(h.Handler, h.ID, h.Deadline, now, payload, true, total, trace)
 	}
 	pb := getBuf(int(h.Length))
 	if err := readFull(br, *pb); err != nil {
@@ -230,7 +234,7 @@ func (s *Session) firstChunk(br *bufio.Reader, h Header, held *int) error {
 		return err
 	}
 	*held = 0
-	return s.dispatch(h.Handler, h.ID, h.Deadline, now, *pb, pb, 0)
+	return s.dispatch(h.Handler, h.ID, h.Deadline, now, *pb, pb, 0, trace)
 }
 
 // checkNewID reports a protocol error if the peer's request or stream ID id
@@ -266,12 +270,12 @@ func errIDInUse(id uint64) error {
 // handler slot for it. pb, if not nil, is the pooled buffer behind
 // payload; charged is what the request counts in reqIn until its handler
 // returns (a request gathered from chunks, whose payload, from getMsg,
-// is recycled then).
-func (s *Session) dispatch(h handlers.HandlerID, id uint64, deadline uint32, arrived time.Time, payload []byte, pb *[]byte, charged int64) error {
+// is recycled then); trace is the trace context the caller sent.
+func (s *Session) dispatch(h handlers.HandlerID, id uint64, deadline uint32, arrived time.Time, payload []byte, pb *[]byte, charged int64, trace *wireTrace) error {
 	e := s.reg.Lookup(h)
 	var rc *reqCtx
 	if e != nil && e.Single != nil {
-		rc = &reqCtx{parent: s.cfg.BaseContext, id: id}
+		rc = &reqCtx{parent: s.cfg.BaseContext, id: id, trace: trace}
 		if deadline > 0 {
 			rc.deadline = arrived.Add(time.Duration(deadline) * time.Millisecond).UnixNano()
 		}
@@ -314,7 +318,7 @@ func (s *Session) answerError(id uint64, code byte, msg string) error {
 // serve runs one handler and sends its answer.
 func (s *Session) serve(j job) {
 	rc := j.rc
-	resp, err, panicked := s.run(rc, j.fn, j.h, j.payload)
+	resp, err, panicked := s.runJob(j)
 	s.servMu.Lock()
 	delete(s.serving, rc.id)
 	s.servMu.Unlock()

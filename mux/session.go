@@ -39,6 +39,8 @@ type Session struct {
 	peer     hello         // valid after ready
 	version  uint8         // spoken on the session: the lower of ours and the peer's; valid after ready
 	gotHello bool          // reader only
+	inTrace  inTrace       // an OpTrace waiting for its call's first chunk; reader only
+	ic       interceptors  // the chains of Config's interceptors
 	ackedAt  time.Time     // when the reader last sent an OpAck; reader only
 	maxSend  int           // min(own, peer's) message size; valid after ready
 	slots    chan struct{} // outgoing request slots; made before ready closes
@@ -154,6 +156,7 @@ func NewSession(conn io.ReadWriteCloser, reg *handlers.Registry, cfg Config) (*S
 		MaxStreamBytes: uint64(cfg.MaxStreamBytes), StreamReserve: uint32(s.reserveIn)}
 	// The queue is empty and open, so this cannot fail.
 	_ = s.q.put(context.Background(), s.closing, Header{Op: OpHello}, h.append(nil), control)
+	s.buildInterceptors()
 	helloTimer := time.AfterFunc(cfg.HelloTimeout, func() {
 		select {
 		case <-s.ready:
@@ -404,6 +407,11 @@ func (s *Session) handleFrame(br *bufio.Reader, h Header) error {
 	if !s.gotHello && h.Op != OpHello {
 		return fmt.Errorf("%w: %v frame before hello", ErrProtocol, h.Op)
 	}
+	if s.inTrace.pending {
+		if err := s.traceFollows(h); err != nil {
+			return err
+		}
+	}
 	switch h.Op {
 	case OpHello:
 		return s.handleHello(br, h)
@@ -446,6 +454,8 @@ func (s *Session) handleFrame(br *bufio.Reader, h Header) error {
 		return skip(br, h.Length)
 	case OpAck:
 		return s.handleAck(br, h)
+	case OpTrace:
+		return s.handleTrace(br, h)
 	case OpClose:
 		reason, err := readPayload(br, h.Length)
 		if err != nil {

@@ -96,7 +96,13 @@ func (st *Stream) CloseSend() {
 // handlers.RawStream interface, so that typed stream handlers can open
 // streams on a Session; the value is a *Stream.
 func (s *Session) OpenStream(ctx context.Context, h handlers.HandlerID, payload []byte) (handlers.RawStream, error) {
-	st, err := s.openStream(ctx, h, payload, false)
+	var st *Stream
+	var err error
+	if s.ic.openStream != nil {
+		st, err = s.openIntercepted(s.ic.openStream, ctx, h, payload)
+	} else {
+		st, err = s.openStream(ctx, h, payload, false)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -187,7 +193,13 @@ func (cs *cstream) doneLocked() chan struct{} {
 //
 // A stream with input has a Requests channel and one goroutine that
 // forwards what is sent on it; OpenStream opens a stream without either.
+//
+// The ClientStreamInterceptors of the session's Config run around the
+// open. A trace context in ctx (WithTraceContext) goes with it.
 func (s *Session) NewStream(ctx context.Context, h handlers.HandlerID, payload []byte) (*Stream, error) {
+	if s.ic.newStream != nil {
+		return s.openIntercepted(s.ic.newStream, ctx, h, payload)
+	}
 	return s.openStream(ctx, h, payload, true)
 }
 
@@ -236,7 +248,7 @@ func (s *Session) openStream(ctx context.Context, h handlers.HandlerID, payload 
 	s.cstreams[cs.id] = cs
 	s.strMu.Unlock()
 
-	sent, err := s.send(ctx, Header{Op: OpStreamOpen, Handler: h, ID: cs.id, Deadline: deadline}, payload)
+	sent, err := s.sendOpen(ctx, Header{Op: OpStreamOpen, Handler: h, ID: cs.id, Deadline: deadline}, payload)
 	if err == nil {
 		select {
 		case <-cs.sig:

@@ -48,6 +48,7 @@ func (s *Session) handleStreamIn(br *bufio.Reader, h Header) error {
 	if err != nil {
 		return err
 	}
+	s.noteMsg(ss.h, true, true)
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	if err := ss.checkInLocked(h); err != nil {

@@ -114,6 +114,7 @@ func (s *Session) handleStreamOut(br *bufio.Reader, h Header) error {
 	if err != nil {
 		return err
 	}
+	s.noteMsg(cs.h, false, true)
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
 	if err := cs.checkOutLocked(h); err != nil {

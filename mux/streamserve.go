@@ -70,6 +70,8 @@ type sstream struct {
 	// The handler sent a message too large for the caller: the stream
 	// ends with this error, whatever the handler returns.
 	sendErr *RemoteError
+
+	h handlers.HandlerID // the stream's handler
 }
 
 // wake wakes whoever waits for the stream's state to change.
@@ -97,7 +99,7 @@ func (s *Session) lookupS(id uint64) *sstream {
 // serveStream starts a stream handler; the caller holds a stream slot.
 // payload is the initial payload (from getMsg if pooled), which counts
 // charged bytes in reqIn until the handler returns.
-func (s *Session) serveStream(h handlers.HandlerID, id uint64, deadline uint32, arrived time.Time, payload []byte, pooled bool, charged int64) error {
+func (s *Session) serveStream(h handlers.HandlerID, id uint64, deadline uint32, arrived time.Time, payload []byte, pooled bool, charged int64, trace *wireTrace) error {
 	e := s.reg.Lookup(h)
 	if e == nil || e.Stream == nil {
 		<-s.sslots
@@ -105,8 +107,8 @@ func (s *Session) serveStream(h handlers.HandlerID, id uint64, deadline uint32, 
 		return s.refuseStream(id, codeUnknown, fmt.Sprintf("unknown stream handler %v", h))
 	}
 	sh := e.Stream
-	ss := &sstream{s: s,
-		rc: reqCtx{parent: s.cfg.BaseContext, id: id}, id: id,
+	ss := &sstream{s: s, h: h,
+		rc: reqCtx{parent: s.cfg.BaseContext, id: id, trace: trace}, id: id,
 		notify: make(chan struct{}, 1),
 		outCap: sh.OutCapacity, credit: sh.OutCapacity,
 		payload: payload, pooled: pooled, charged: charged,
@@ -202,6 +204,15 @@ func (s *Session) runStreamHandler(ss *sstream, sh *handlers.StreamHandler, h ha
 			ss.wake()
 		}
 	}()
+	if s.ic.stream {
+		herr = s.runStreamIntercepted(ss, h, payload, func(ctx context.Context, payload []byte) error {
+			if ss.direct {
+				return sh.Serve(ctx, payload, directStream{ss})
+			}
+			return sh.Handle(ctx, payload, ss.in, ss.out)
+		})
+		return
+	}
 	if ss.direct {
 		herr = sh.Serve(&ss.rc, payload, directStream{ss})
 		return
@@ -299,6 +310,7 @@ func (d directStream) Send(ctx context.Context, msg []byte) error {
 // queueOut queues one of the handler's messages, for which it took credit;
 // it fails only if the session ended.
 func (s *Session) queueOut(ss *sstream, msg []byte) error {
+	s.noteMsg(ss.h, true, false)
 	if len(msg) <= MaxFramePayload {
 		h := Header{Op: OpStreamOut, ID: ss.id}
 		return s.q.putSmall(s.closing, &h, msg)

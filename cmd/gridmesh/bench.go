@@ -275,8 +275,17 @@ func runBench(ctx context.Context, args []string, out io.Writer) error {
 	conns := fs.Int("idle-conns", 100, "connections opened for the idle/conn workload")
 	streams := fs.Int("idle-streams", 10000, "streams opened for the idle/streams workload")
 	recycle := fs.Bool("recycle", true, "hand every gridmesh response and stream message back with mux.Recycle once checked, as a program that reuses buffers does (false: leave them to the garbage collector)")
+	tracing := fs.Bool("trace", false, "trace every gridmesh call with OpenTelemetry: an SDK tracer provider that samples every span and exports them, batched, to nowhere (the cost of tracing without a collector's)")
 	if err := parseFlags(fs, args, false); err != nil {
 		return err
+	}
+	if *tracing {
+		tp := bench.NewDiscardingTracerProvider()
+		bench.TracerProvider = tp
+		defer func() {
+			bench.TracerProvider = nil
+			tp.Shutdown(context.Background())
+		}()
 	}
 	if *dur <= 0 || *conns < 1 || *streams < 1 {
 		return fmt.Errorf("-duration, -idle-conns and -idle-streams must be positive")

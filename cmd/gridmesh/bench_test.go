@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gridmesh/gridmesh/internal/bench"
 )
 
 // benchShort is the short setting tests run `gridmesh bench` with.
@@ -81,5 +83,36 @@ func TestBenchFlags(t *testing.T) {
 		if err := runBench(context.Background(), args, new(bytes.Buffer)); err == nil {
 			t.Errorf("bench %v succeeded", args)
 		}
+	}
+}
+
+// TestBenchTrace: --trace traces the grid's calls (spans cost allocations
+// a call without them does not make), and leaves no tracer behind.
+func TestBenchTrace(t *testing.T) {
+	gridAllocs := func(args ...string) float64 {
+		var out bytes.Buffer
+		if err := runBench(context.Background(), append(append(benchShort, "--json", "--only=^req/64B/c2$"), args...), &out); err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(&out)
+		for sc.Scan() {
+			var r benchRow
+			if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+				t.Fatalf("%v: %s", err, sc.Text())
+			}
+			if r.System == "grid" {
+				return r.AllocsPerOp
+			}
+		}
+		t.Fatalf("no grid row:\n%s", out.String())
+		return 0
+	}
+	plain, traced := gridAllocs(), gridAllocs("--trace")
+	t.Logf("allocs/op: %.1f untraced, %.1f traced", plain, traced)
+	if traced < plain+5 {
+		t.Fatalf("--trace: %.1f allocs/op, untraced %.1f: no spans made?", traced, plain)
+	}
+	if bench.TracerProvider != nil {
+		t.Fatal("--trace left bench.TracerProvider set")
 	}
 }

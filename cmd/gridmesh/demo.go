@@ -15,6 +15,8 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/gridmesh/gridmesh/gateway"
 	"github.com/gridmesh/gridmesh/gateway/contract"
 	"github.com/gridmesh/gridmesh/gateway/primesim"
@@ -34,6 +36,7 @@ type demoFlags struct {
 	exec, process, direct, v bool
 	processes                int
 	wait                     time.Duration
+	tp                       trace.TracerProvider // from the OTEL_* environment; nil: off
 }
 
 // runDemo runs the whole pipeline in this process on loopback: a Prime
@@ -62,6 +65,19 @@ func runDemo(ctx context.Context, args []string, out io.Writer) error {
 	if f.exec && f.process {
 		return errors.New("-exec and -process exclude each other")
 	}
+	tlevel := slog.LevelWarn
+	if f.v {
+		tlevel = slog.LevelInfo
+	}
+	tp, stopTracing, err := envTracing(ctx, "demo", "", slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: tlevel})))
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
+	if tp != nil {
+		fmt.Fprintln(out, "tracing: on (OTLP, from the OTEL_* environment)")
+	}
+	f.tp = tp
 	gridRes, err := demoRun(ctx, out, f, false)
 	if err != nil {
 		return err
@@ -145,7 +161,7 @@ func demoRun(ctx context.Context, out io.Writer, f demoFlags, direct bool) (floa
 			SmartContractID: demoContract, APIKey: demoAPIKey,
 			ReconnectDelay: 100 * time.Millisecond, MaxBackoff: 2 * time.Second,
 		},
-		Runner: runner, Journal: journal, Logger: logger,
+		Runner: runner, Journal: journal, Logger: logger, TracerProvider: f.tp,
 	})
 	if err != nil {
 		return 0, err
@@ -245,12 +261,13 @@ func demoGrid(f demoFlags, contracts []contract.Func, mode string, logger *slog.
 	}
 	for i, ln := range lns {
 		opts := grid.Options{Local: names[i], Hosts: names, Secret: secret, Logger: logger}
+		gridTracing(&opts, f.tp)
 		var n *grid.Node
 		var err error
 		if i == 0 {
 			n, err = grid.StartNode(context.Background(), ln, opts)
 		} else {
-			n, _, err = worker.Start(context.Background(), ln, opts, worker.Options{Contract: contracts[i-1], Capacity: f.capacity, Mode: mode})
+			n, _, err = worker.Start(context.Background(), ln, opts, worker.Options{Contract: contracts[i-1], Capacity: f.capacity, Mode: mode, TracerProvider: f.tp})
 		}
 		if err != nil {
 			return fail(err)

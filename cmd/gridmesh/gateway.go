@@ -23,9 +23,14 @@ func runGateway(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+	tp, stopTracing, err := envTracing(ctx, "gateway", cfg.Grid.Local, logger)
+	if err != nil {
+		return err
+	}
+	defer stopTracing() // last: after the gateway and its node, to flush their spans
 	// The node outlives ctx: at a signal the gateway still needs the grid
 	// to finish the transactions in flight.
-	node, addr, err := listenNode(ctx, cfg.Grid, logger)
+	node, addr, err := listenNode(ctx, cfg.Grid, tp, logger)
 	if err != nil {
 		return err
 	}
@@ -43,7 +48,7 @@ func runGateway(ctx context.Context, args []string, out io.Writer) error {
 	gw, err := gateway.New(gateway.Options{
 		Prime: cfg.PrimeConfig, Runner: disp, Journal: journal,
 		TxTimeout: cfg.TransactionTimeout, DrainTimeout: cfg.DrainTimeout, MaxResultBytes: cfg.MaxResultBytes,
-		Logger: logger,
+		Logger: logger, TracerProvider: tp,
 	})
 	if err != nil {
 		return err

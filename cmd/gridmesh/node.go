@@ -6,6 +6,8 @@ import (
 	"io"
 	"log/slog"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/gridmesh/gridmesh/gateway"
 	"github.com/gridmesh/gridmesh/gateway/worker"
 	"github.com/gridmesh/gridmesh/grid"
@@ -31,11 +33,11 @@ func parseConfigFlags(name string, args []string, out io.Writer, more ...func(*f
 	return *path, logger, err
 }
 
-// listenNode starts the grid node that g describes, logging to logger,
-// and returns it with its listen address. The node outlives ctx; the
-// caller closes it.
-func listenNode(ctx context.Context, g config.Grid, logger *slog.Logger) (*grid.Node, string, error) {
-	addr, opts, err := nodeOptions(g, logger)
+// listenNode starts the grid node that g describes, logging to logger
+// and tracing to tp (nil: off), and returns it with its listen address.
+// The node outlives ctx; the caller closes it.
+func listenNode(ctx context.Context, g config.Grid, tp trace.TracerProvider, logger *slog.Logger) (*grid.Node, string, error) {
+	addr, opts, err := nodeOptions(g, tp, logger)
 	if err != nil {
 		return nil, "", err
 	}
@@ -47,14 +49,22 @@ func listenNode(ctx context.Context, g config.Grid, logger *slog.Logger) (*grid.
 }
 
 // nodeOptions returns the listen address and grid options of the node
-// that g describes, logging to logger.
-func nodeOptions(g config.Grid, logger *slog.Logger) (string, grid.Options, error) {
+// that g describes, logging to logger and tracing to tp (nil: off).
+func nodeOptions(g config.Grid, tp trace.TracerProvider, logger *slog.Logger) (string, grid.Options, error) {
 	addr, err := g.ListenAddr()
 	if err != nil {
 		return "", grid.Options{}, err
 	}
 	opts, err := g.Options(logger)
+	gridTracing(&opts, tp)
 	return addr, opts, err
+}
+
+// gridTracing has the grid trace its calls to tp (nil: off): client and
+// server spans per call, the trace context carried to the peer, so that
+// the gateway's and the workers' traces join.
+func gridTracing(opts *grid.Options, tp trace.TracerProvider) {
+	opts.TracerProvider = tp
 }
 
 // nodeStats is what a node's operations port serves at /stats, and what
@@ -137,7 +147,10 @@ func startOps(cfg *config.Ops, g config.Grid, n opsNode, logger *slog.Logger) (*
 	if n.worker != nil {
 		collectors = append(collectors, n.worker.WriteMetrics)
 	}
-	reg, err := ops.NewRegistry(ops.NewTextCollector(collectors...))
+	// The grid's per-handler and per-peer metrics are a client_golang
+	// collector of their own; the gateway's and the worker's, histograms
+	// included, are text (promtext) that the text collector carries.
+	reg, err := ops.NewRegistry(ops.NewTextCollector(collectors...), n.manager.Collector())
 	if err != nil {
 		return nil, err
 	}

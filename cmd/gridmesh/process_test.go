@@ -52,9 +52,15 @@ func (s *syncBuffer) String() string {
 
 func startChild(t *testing.T, ctx context.Context, args ...string) *child {
 	t.Helper()
+	return startChildEnv(t, ctx, nil, args...)
+}
+
+// startChildEnv is startChild with more environment variables.
+func startChildEnv(t *testing.T, ctx context.Context, more []string, args ...string) *child {
+	t.Helper()
 	command, env := testCommand(t, strings.Join(args, " "))
 	cmd := exec.CommandContext(ctx, command[0], command[1:]...)
-	cmd.Env = append(os.Environ(), env...)
+	cmd.Env = append(append(os.Environ(), env...), more...)
 	c := &child{cmd: cmd, stderr: new(syncBuffer), done: make(chan error, 1)}
 	cmd.Stdout, cmd.Stderr = c.stderr, c.stderr
 	if err := cmd.Start(); err != nil {

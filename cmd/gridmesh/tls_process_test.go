@@ -173,7 +173,8 @@ func TestProcessesMutualTLS(t *testing.T) {
 	}
 	code, metrics := client.get(t, gwOps+ops.MetricsPath, tlsOpsToken)
 	if code != 200 || !strings.Contains(metrics, fmt.Sprintf("gridmesh_gateway_sent_total %d", n)) ||
-		!strings.Contains(metrics, "gridmesh_peer_up{peer=\""+c.names[1]+"\"} 1") || !strings.Contains(metrics, "gridmesh_build_info{") {
+		!strings.Contains(metrics, "gridmesh_peer_up{peer=\""+c.names[1]+"\"} 1") || !strings.Contains(metrics, "gridmesh_build_info{") ||
+		!strings.Contains(metrics, "gridmesh_rpc_duration_seconds_bucket{") || !strings.Contains(metrics, "gridmesh_peer_reconnects_total{") {
 		t.Errorf("gateway /metrics: %d\n%s", code, metrics)
 	}
 	testutil.CheckPromtool(t, metrics)

@@ -46,14 +46,19 @@ func runWorker(ctx context.Context, args []string, out io.Writer) error {
 	// Deferred first, so it runs after the node's Close: the gateway
 	// re-dispatches the calls the node drops, then the processes stop.
 	defer closeContract()
-	addr, opts, err := nodeOptions(cfg.Grid, logger)
+	tp, stopTracing, err := envTracing(ctx, "worker", cfg.Grid.Local, logger)
+	if err != nil {
+		return err
+	}
+	defer stopTracing() // last: after the node, to flush its spans
+	addr, opts, err := nodeOptions(cfg.Grid, tp, logger)
 	if err != nil {
 		return err
 	}
 	// The handlers are registered before the node dials or accepts a
 	// gateway, so its first probe finds them. The node outlives ctx.
 	node, w, err := worker.Listen(context.WithoutCancel(ctx), addr, opts,
-		worker.Options{Contract: fn, Capacity: cfg.Capacity, Mode: cfg.Mode, Logger: logger})
+		worker.Options{Contract: fn, Capacity: cfg.Capacity, Mode: cfg.Mode, Logger: logger, TracerProvider: tp})
 	if err != nil {
 		return err
 	}

@@ -2,9 +2,14 @@ package contract
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime/debug"
 )
+
+// ErrPanicked is wrapped by the error Call returns for a Func that
+// panicked. Match it with errors.Is.
+var ErrPanicked = errors.New("contract panicked")
 
 // Func runs a smart contract for one transaction: txJSON is the
 // transaction as Prime sent it, env and secrets its environment and
@@ -21,12 +26,12 @@ type Output struct {
 }
 
 // Call runs fn and turns a panic in it into an error that quotes the
-// panic and its stack, so that one bad transaction is answered with an
+// panic and its stack (wrapping ErrPanicked), so that one bad transaction is answered with an
 // error instead of ending the process.
 func Call(ctx context.Context, fn Func, txJSON string, env, secrets map[string]string) (out Output, err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			err = fmt.Errorf("contract panicked: %v\n%s", p, debug.Stack())
+			err = fmt.Errorf("%w: %v\n%s", ErrPanicked, p, debug.Stack())
 		}
 	}()
 	return fn(ctx, txJSON, env, secrets)

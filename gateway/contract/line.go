@@ -28,6 +28,11 @@ type Request struct {
 	// Cancel makes the line a cancel: the host gave up on request ID.
 	// Only a process that wrote a hello with Cancel is sent one.
 	Cancel bool `json:"cancel,omitempty"`
+	// TraceParent and TraceState are the transaction's W3C trace context
+	// (TraceParent's doc), when it is traced; ServeProcess puts them in
+	// the contract's context.
+	TraceParent string `json:"traceparent,omitempty"`
+	TraceState  string `json:"tracestate,omitempty"`
 }
 
 // Answer is one line on a contract process's stdout: its answer to one

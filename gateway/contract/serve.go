@@ -57,7 +57,8 @@ func ServeProcess(ctx context.Context, r io.Reader, w io.Writer, fn Func) error 
 // ready, in any order, and writes each answer to w (stdout) as one line.
 // A panic in fn becomes an answer with an error. fn's context derives
 // from ctx; a cancel line from the host for the transaction cancels it,
-// with ErrCancelled as its cause (context.Cause). It tells the
+// with ErrCancelled as its cause (context.Cause), and carries the
+// request's trace context, if any (TraceParent). It tells the
 // host that it takes cancel lines (the hello line) when the host says it
 // sends them.
 //
@@ -136,7 +137,7 @@ func (s *processServer) readLoop(r io.Reader) error {
 
 // start runs req on a goroutine of its own; its slot is taken.
 func (s *processServer) start(req *Request) {
-	ctx, cancel := context.WithCancelCause(s.ctx)
+	ctx, cancel := context.WithCancelCause(WithTraceContext(s.ctx, req.TraceParent, req.TraceState))
 	sr := &servedRequest{cancel: cancel}
 	s.mu.Lock()
 	s.running[req.ID] = sr

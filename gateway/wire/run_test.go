@@ -49,3 +49,44 @@ func TestRunErrorsThatAreNotTimeouts(t *testing.T) {
 		t.Fatalf("panic: %+v", res)
 	}
 }
+
+// TestRunKindsAndDuration: a result's kind of error and the contract's
+// run time; ErrorKindOf derives the kind for a worker that sent none.
+func TestRunKindsAndDuration(t *testing.T) {
+	fn := func(ctx context.Context, tx string, _, _ map[string]string) (contract.Output, error) {
+		switch tx {
+		case "fail":
+			return contract.Output{}, errors.New("bad")
+		case "panic":
+			panic("boom")
+		case "slow":
+			<-ctx.Done()
+			return contract.Output{}, ctx.Err()
+		}
+		time.Sleep(time.Millisecond)
+		return contract.Output{ResultJSON: "{}"}, nil
+	}
+	for tx, want := range map[string]string{"ok": "", "fail": wire.KindError, "panic": wire.KindPanic, "slow": wire.KindTimeout} {
+		res, err := wire.RunContract(context.Background(), fn, &wire.TxRequest{ID: tx, JSON: tx, Timeout: int64(20 * time.Millisecond)})
+		if res.ErrorKind != want || wire.ErrorKindOf(res) != want || (err != nil) != (want != "") {
+			t.Errorf("%s: kind %q (of %q), err %v; want %q", tx, res.ErrorKind, wire.ErrorKindOf(res), err, want)
+		}
+		if (tx == "ok" || tx == "slow") && res.Duration < int64(time.Millisecond) || res.Duration <= 0 {
+			t.Errorf("%s: duration %v", tx, time.Duration(res.Duration))
+		}
+	}
+	for _, tc := range []struct {
+		res  wire.TxResult
+		want string
+	}{
+		{wire.TxResult{}, ""},
+		{wire.TxResult{Error: "x"}, wire.KindError},
+		{wire.TxResult{Error: "x", TimedOut: true}, wire.KindTimeout},
+		{wire.TxResult{Error: "x", ErrorKind: wire.KindProcess}, wire.KindProcess},
+		{wire.TxResult{Error: "x", ErrorKind: "made up"}, wire.KindError},
+	} {
+		if got := wire.ErrorKindOf(&tc.res); got != tc.want {
+			t.Errorf("ErrorKindOf(%+v) = %q, want %q", tc.res, got, tc.want)
+		}
+	}
+}

@@ -46,6 +46,14 @@ type TxResult struct {
 	// had run it, or was running it, for an earlier call (the gateway that
 	// sent it died), and answered from its record of runs.
 	FromRecord bool `msg:"rec"`
+	// Duration is how long the contract ran on the worker, in
+	// nanoseconds; 0 for an answer that ran nothing (Draining,
+	// FromRecord) and from workers before the field.
+	Duration int64 `msg:"dur"`
+	// ErrorKind classifies a non-empty Error: one of the Kind constants,
+	// a small fixed set that metrics may use as a label. Workers before
+	// the field leave it empty; ErrorKindOf then derives it.
+	ErrorKind string `msg:"ekind"`
 }
 
 // Recent is a worker's answer to HandlerRecent: the transactions it runs

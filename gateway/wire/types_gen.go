@@ -260,9 +260,9 @@ func (z *TxRequest) Msgsize() (s int) {
 // MarshalMsg implements msgp.Marshaler
 func (z *TxResult) MarshalMsg(b []byte) (o []byte, err error) {
 	o = msgp.Require(b, z.Msgsize())
-	// map header, size 9
+	// map header, size 11
 	// string "id"
-	o = append(o, 0x89, 0xa2, 0x69, 0x64)
+	o = append(o, 0x8b, 0xa2, 0x69, 0x64)
 	o = msgp.AppendString(o, z.ID)
 	// string "res"
 	o = append(o, 0xa3, 0x72, 0x65, 0x73)
@@ -288,6 +288,12 @@ func (z *TxResult) MarshalMsg(b []byte) (o []byte, err error) {
 	// string "rec"
 	o = append(o, 0xa3, 0x72, 0x65, 0x63)
 	o = msgp.AppendBool(o, z.FromRecord)
+	// string "dur"
+	o = append(o, 0xa3, 0x64, 0x75, 0x72)
+	o = msgp.AppendInt64(o, z.Duration)
+	// string "ekind"
+	o = append(o, 0xa5, 0x65, 0x6b, 0x69, 0x6e, 0x64)
+	o = msgp.AppendString(o, z.ErrorKind)
 	return
 }
 
@@ -367,6 +373,18 @@ func (z *TxResult) UnmarshalMsg(bts []byte) (o []byte, err error) {
 				err = msgp.WrapError(err, "FromRecord")
 				return
 			}
+		case "dur":
+			z.Duration, bts, err = msgp.ReadInt64Bytes(bts)
+			if err != nil {
+				err = msgp.WrapError(err, "Duration")
+				return
+			}
+		case "ekind":
+			z.ErrorKind, bts, err = msgp.ReadStringBytes(bts)
+			if err != nil {
+				err = msgp.WrapError(err, "ErrorKind")
+				return
+			}
 		default:
 			bts, err = msgp.Skip(bts)
 			if err != nil {
@@ -381,7 +399,7 @@ func (z *TxResult) UnmarshalMsg(bts []byte) (o []byte, err error) {
 
 // Msgsize returns an upper bound estimate of the number of bytes occupied by the serialized message
 func (z *TxResult) Msgsize() (s int) {
-	s = 1 + 3 + msgp.StringPrefixSize + len(z.ID) + 4 + msgp.StringPrefixSize + len(z.ResultJSON) + 4 + msgp.BoolSize + 5 + msgp.StringPrefixSize + len(z.Logs) + 4 + msgp.StringPrefixSize + len(z.Error) + 6 + msgp.BoolSize + 5 + msgp.BoolSize + 4 + msgp.BoolSize + 4 + msgp.BoolSize
+	s = 1 + 3 + msgp.StringPrefixSize + len(z.ID) + 4 + msgp.StringPrefixSize + len(z.ResultJSON) + 4 + msgp.BoolSize + 5 + msgp.StringPrefixSize + len(z.Logs) + 4 + msgp.StringPrefixSize + len(z.Error) + 6 + msgp.BoolSize + 5 + msgp.BoolSize + 4 + msgp.BoolSize + 4 + msgp.BoolSize + 4 + msgp.Int64Size + 6 + msgp.StringPrefixSize + len(z.ErrorKind)
 	return
 }
 

@@ -27,6 +27,12 @@
 // once. A run its caller cancels is cancelled; one past its deadline
 // (wire.TxRequest.Timeout) is answered with its timeout.
 //
+// With Options.TracerProvider, each transaction is a worker.transaction
+// span, a child of the grid's server span in the handler's context, with
+// a contract.run span under it (trace.go); the contract is handed that
+// span's W3C trace context (TRACEPARENT for a command, the request line's
+// traceparent for a process, contract.TraceParent for a Go function).
+//
 // Metrics serves the worker's and its pool's counters. A worker imports
 // nothing of the gateway's Prime side; the two share only package wire.
 //

@@ -44,7 +44,9 @@ const SecretEnvPrefix = "SC_SECRET_"
 // ExecContract returns a Contract that runs cfg.Command once per
 // transaction: the transaction JSON on its stdin; the transaction's env
 // vars (as they are) and secrets (as SC_SECRET_<NAME>) in its environment,
-// with PATH and HOME from the worker's; its stdout, which must be JSON,
+// with PATH and HOME from the worker's, and, when the transaction is
+// traced, its W3C trace context in TRACEPARENT and TRACESTATE (see
+// package contract); its stdout, which must be JSON,
 // as the result; its stderr (bounded) as the logs. A non-zero exit is an
 // error. The command runs in its own process group, and when the
 // transaction's deadline or cfg.Timeout passes, or the gateway gives up,
@@ -78,6 +80,12 @@ func runCommand(ctx context.Context, cfg *ExecConfig, txJSON string, env, secret
 	cmd := exec.CommandContext(ctx, cfg.Command[0], cfg.Command[1:]...)
 	cmd.Dir = cfg.Dir
 	cmd.Env = commandEnv(env, secrets)
+	if parent, state := traceHeaders(ctx); parent != "" {
+		cmd.Env = append(cmd.Env, "TRACEPARENT="+parent) // last: it wins over a transaction's own
+		if state != "" {
+			cmd.Env = append(cmd.Env, "TRACESTATE="+state)
+		}
+	}
 	cmd.Stdin = strings.NewReader(txJSON)
 	stdout := &limitedBuffer{max: cfg.MaxResultBytes}
 	stderr := &limitedBuffer{max: cfg.MaxLogBytes}

@@ -215,7 +215,8 @@ func (p *ProcessPool) Stats() ProcessStats {
 	return st
 }
 
-// Contract runs one transaction on a process; it is a Contract. It waits
+// Contract runs one transaction on a process; it is a Contract. The
+// request line carries the trace context of ctx, if any (PROCESS.md). It waits
 // for a process with room (one being restarted included) until ctx ends.
 func (p *ProcessPool) Contract(ctx context.Context, txJSON string, env, secrets map[string]string) (contract.Output, error) {
 	if p.cfg.Timeout > 0 {
@@ -228,7 +229,8 @@ func (p *ProcessPool) Contract(ctx context.Context, txJSON string, env, secrets 
 		return contract.Output{}, err
 	}
 	defer p.release(s)
-	return pr.call(ctx, &contract.Request{TransactionJSON: txJSON, EnvVars: env, Secrets: secrets})
+	parent, state := traceHeaders(ctx)
+	return pr.call(ctx, &contract.Request{TransactionJSON: txJSON, EnvVars: env, Secrets: secrets, TraceParent: parent, TraceState: state})
 }
 
 // Close stops taking transactions, closes every process's stdin, waits up

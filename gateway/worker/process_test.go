@@ -58,6 +58,10 @@ func TestProcessChild(t *testing.T) {
 		time.Sleep(time.Hour)
 	case "old":
 		serveOld()
+	case "trace":
+		if err := contract.ServeProcess(context.Background(), os.Stdin, os.Stdout, traceContract); err != nil {
+			os.Exit(1)
+		}
 	case "ignore-eof":
 		sleep := exec.Command("sleep", "60") // a grandchild in the same process group
 		if err := sleep.Start(); err != nil {

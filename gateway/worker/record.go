@@ -4,6 +4,8 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/gridmesh/gridmesh/gateway/wire"
 )
 
@@ -44,6 +46,7 @@ type run struct {
 	res   *wire.TxResult // set before done is closed
 	ended time.Time
 	size  int
+	span  *trace.SpanContext // the contract's span, when traced; set before done is closed
 }
 
 func newRecord(maxRuns, maxBytes int, ttl time.Duration) *record {

@@ -16,8 +16,13 @@ var (
 	errClosing    = errors.New("worker: closing")
 )
 
-// run is wire.HandlerRun: it runs req, or joins its run, or answers it
-// from the record.
+// runTraced is wire.HandlerRun: run, inside the worker's span when it
+// traces.
+func (w *Worker) runTraced(ctx context.Context, req *wire.TxRequest) (*wire.TxResult, error) {
+	return w.traced(ctx, req, w.run)
+}
+
+// run runs req, or joins its run, or answers it from the record.
 func (w *Worker) run(ctx context.Context, req *wire.TxRequest) (*wire.TxResult, error) {
 	rn, fresh := w.rec.start(req.ID)
 	if !fresh {
@@ -25,6 +30,7 @@ func (w *Worker) run(ctx context.Context, req *wire.TxRequest) (*wire.TxResult, 
 	}
 	if !w.take() {
 		w.refused.Add(1)
+		setOutcome(ctx, outcomeRefused)
 		res := &wire.TxResult{ID: req.ID, Draining: true, Error: wire.ErrDraining.Error() + ": transaction not run"}
 		w.rec.forget(rn, res)
 		return res, nil
@@ -33,9 +39,11 @@ func (w *Worker) run(ctx context.Context, req *wire.TxRequest) (*wire.TxResult, 
 	select {
 	case w.sem <- struct{}{}:
 	case <-ctx.Done():
+		setOutcome(ctx, outcomeCancelled)
 		w.rec.forget(rn, &wire.TxResult{ID: req.ID, Draining: true, Error: "worker: not run: " + ctx.Err().Error()})
 		return nil, ctx.Err()
 	case <-w.base.Done():
+		setOutcome(ctx, outcomeGivenUp)
 		res := w.givenUp(req.ID)
 		w.rec.forget(rn, res)
 		return res, nil
@@ -60,9 +68,13 @@ func (w *Worker) runContract(ctx context.Context, rn *run, req *wire.TxRequest) 
 	stopClose := context.AfterFunc(w.base, func() { cancel(errClosing) })
 	defer stopClose()
 
-	res := wire.Run(runCtx, w.opts.Contract, req)
+	spanCtx, span := w.startContractSpan(runCtx, rn)
+	res, err := wire.RunContract(spanCtx, w.opts.Contract, req)
+	processKind(res, err)
+	w.endContractSpan(span, res)
 	switch cause := context.Cause(runCtx); {
 	case errors.Is(cause, errClosing):
+		setOutcome(ctx, outcomeGivenUp)
 		res = w.givenUp(req.ID)
 		res.Abandoned = true
 		w.rec.forget(rn, res)
@@ -71,9 +83,11 @@ func (w *Worker) runContract(ctx context.Context, rn *run, req *wire.TxRequest) 
 		// The gateway gave the transaction up (it shuts down, or gave up
 		// on this worker) and may send it again: what the cancelled run
 		// produced is no answer, for it or for a call joined to it.
+		setOutcome(ctx, outcomeCancelled)
 		w.rec.forget(rn, nil)
 		return nil, ctx.Err()
 	}
+	setOutcome(ctx, outcomeRan)
 	w.done.Add(1)
 	w.count(res)
 	w.rec.finish(rn, res, time.Now())
@@ -86,17 +100,30 @@ func (w *Worker) runContract(ctx context.Context, rn *run, req *wire.TxRequest) 
 // transaction is run afresh (run refuses it if the worker drains or
 // closes).
 func (w *Worker) join(ctx context.Context, rn *run, req *wire.TxRequest) (*wire.TxResult, error) {
+	waited := false
 	select {
 	case <-rn.done:
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	default:
+		waited = true
+		select {
+		case <-rn.done:
+		case <-ctx.Done():
+			setOutcome(ctx, outcomeCancelled)
+			return nil, ctx.Err()
+		}
 	}
 	if rn.res == nil || rn.res.Draining {
 		return w.run(ctx, req)
 	}
+	linkRun(ctx, rn)
+	if waited {
+		setOutcome(ctx, outcomeJoined)
+	} else {
+		setOutcome(ctx, outcomeFromRecord)
+	}
 	w.fromRecord.Add(1)
 	res := *rn.res
-	res.FromRecord = true
+	res.FromRecord, res.Duration = true, 0
 	return &res, nil
 }
 

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/gridmesh/gridmesh/gateway/contract"
 	"github.com/gridmesh/gridmesh/gateway/wire"
 	"github.com/gridmesh/gridmesh/grid"
@@ -48,6 +50,14 @@ type Options struct {
 	RecordRuns  int
 	RecordBytes int
 	RecordTTL   time.Duration
+	// TracerProvider traces the transactions: a span per transaction
+	// (SpanWorker) around one for its contract's run (SpanContract),
+	// whose trace context the contract is handed (TRACEPARENT, PROCESS.md,
+	// contract.TraceParent). The worker's span is a child of the span in
+	// the grid handler's context, so that it joins the gateway's trace.
+	// nil (the default): no spans, at no cost; a span context that comes
+	// with the call is still handed to the contract.
+	TracerProvider trace.TracerProvider
 	// Logger receives a WARN line per transaction whose contract failed
 	// or timed out, with its ID, at most 10 lines per 10 seconds (the
 	// next line says how many were not logged); the counters
@@ -74,12 +84,14 @@ type Options struct {
 //
 // All methods may be called concurrently.
 type Worker struct {
-	opts  Options
-	m     *grid.Manager // set once, before the Worker is returned
-	sem   chan struct{}
-	rec   *record
-	base  context.Context // cancelled by Close: runs still going are given up
-	close context.CancelCauseFunc
+	opts   Options
+	local  string        // the node's grid name, for spans
+	tracer trace.Tracer  // nil: no tracing
+	m      *grid.Manager // set once, before the Worker is returned
+	sem    chan struct{}
+	rec    *record
+	base   context.Context // cancelled by Close: runs still going are given up
+	close  context.CancelCauseFunc
 
 	done, refused, fromRecord, contractErrors, contractTimeouts atomic.Uint64
 
@@ -98,7 +110,7 @@ type Worker struct {
 // (DispatcherOptions.ProbeInterval); Start registers them before
 // the node starts, so the gateway's first ask finds them.
 func New(m *grid.Manager, opts Options) (*Worker, error) {
-	w, err := newWorker(m.Registry(), opts)
+	w, err := newWorker(m.Registry(), m.Local(), opts)
 	if err != nil {
 		return nil, err
 	}
@@ -115,7 +127,7 @@ func Start(ctx context.Context, ln net.Listener, gridOpts grid.Options, opts Opt
 	if gridOpts.Registry == nil {
 		gridOpts.Registry = new(handlers.Registry)
 	}
-	w, err := newWorker(gridOpts.Registry, opts)
+	w, err := newWorker(gridOpts.Registry, gridOpts.Local, opts)
 	if err != nil {
 		_ = ln.Close()
 		return nil, nil, err
@@ -144,9 +156,9 @@ func (w *Worker) attach(m *grid.Manager) {
 	context.AfterFunc(m.Context(), func() { _ = w.Close() })
 }
 
-// newWorker checks opts and registers a worker's handlers on reg; the
-// caller sets its Manager.
-func newWorker(reg *handlers.Registry, opts Options) (*Worker, error) {
+// newWorker checks opts and registers the handlers of a worker, whose
+// node is named local, on reg; the caller sets its Manager.
+func newWorker(reg *handlers.Registry, local string, opts Options) (*Worker, error) {
 	if opts.Contract == nil {
 		return nil, configError("Options.Contract", "is required")
 	}
@@ -167,14 +179,17 @@ func newWorker(reg *handlers.Registry, opts Options) (*Worker, error) {
 		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	w := &Worker{
-		opts: opts, sem: make(chan struct{}, opts.Capacity),
+		opts: opts, local: local, sem: make(chan struct{}, opts.Capacity),
 		rec: newRecord(opts.RecordRuns, opts.RecordBytes, opts.RecordTTL),
+	}
+	if opts.TracerProvider != nil {
+		w.tracer = opts.TracerProvider.Tracer(TracerName)
 	}
 	w.base, w.close = context.WithCancelCause(context.Background())
 	if err := wire.InfoCall.Register(reg, w.info); err != nil {
 		return nil, err
 	}
-	if err := wire.RunCall.Register(reg, w.run); err != nil {
+	if err := wire.RunCall.Register(reg, w.runTraced); err != nil {
 		return nil, err
 	}
 	if err := wire.RecentCall.Register(reg, w.recent); err != nil {

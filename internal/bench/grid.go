@@ -71,7 +71,8 @@ func startGridPair(bidi bool, dial func(ctx context.Context, network, addr strin
 		m, err := grid.NewManager(context.Background(), grid.Options{
 			Local: hosts[i], Hosts: hosts, Secret: []byte("gridmesh bench secret"),
 			Mux: mux.Config{MaxMessageSize: MaxPayload}, NetDial: dial,
-			PingInterval: time.Minute, // no ping during a measurement
+			PingInterval:   time.Minute, // no ping during a measurement
+			TracerProvider: TracerProvider,
 		})
 		if err == nil {
 			err = registerEcho(m)

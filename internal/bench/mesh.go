@@ -53,8 +53,9 @@ func NewGridMesh(n int) (Pair, error) {
 	for i := range n {
 		m, err := grid.NewManager(context.Background(), grid.Options{
 			Local: hosts[i], Hosts: hosts, Secret: []byte("gridmesh bench secret"),
-			Mux:          mux.Config{MaxMessageSize: MaxPayload},
-			PingInterval: time.Minute, // no ping during a measurement
+			Mux:            mux.Config{MaxMessageSize: MaxPayload},
+			PingInterval:   time.Minute, // no ping during a measurement
+			TracerProvider: TracerProvider,
 		})
 		if err == nil {
 			err = registerEcho(m)

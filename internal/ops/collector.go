@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"math"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -20,7 +21,7 @@ import (
 // parses them and hands them on as constant metrics, names, help and
 // labels unchanged. It describes nothing in advance (an unchecked
 // collector: the registry still refuses a name two collectors share at
-// gather time). Counters and gauges only; the libraries write no other.
+// gather time). Counters, gauges and histograms (promtext.Histogram).
 type TextCollector struct {
 	writers []TextWriter
 }
@@ -74,6 +75,15 @@ func constMetric(f *dto.MetricFamily, m *dto.Metric) prometheus.Metric {
 		return prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, m.GetGauge().GetValue(), values...)
 	case dto.MetricType_UNTYPED:
 		return prometheus.MustNewConstMetric(desc, prometheus.UntypedValue, m.GetUntyped().GetValue(), values...)
+	case dto.MetricType_HISTOGRAM:
+		h := m.GetHistogram()
+		buckets := make(map[float64]uint64, len(h.GetBucket()))
+		for _, b := range h.GetBucket() {
+			if !math.IsInf(b.GetUpperBound(), +1) { // implied by the count
+				buckets[b.GetUpperBound()] = b.GetCumulativeCount()
+			}
+		}
+		return prometheus.MustNewConstHistogram(desc, h.GetSampleCount(), h.GetSampleSum(), buckets, values...)
 	}
 	return prometheus.NewInvalidMetric(desc, fmt.Errorf("ops: %s: metric type %v is not carried", f.GetName(), f.GetType()))
 }

@@ -54,6 +54,11 @@ func sample(w io.Writer) {
 	promtext.WriteLabelled(w, []promtext.Family[string]{
 		promtext.Gauge("gridmesh_test_peer_up", "1 while the peer is up.", func(string) float64 { return 1 }),
 	}, "peer", []string{`http://a:1`, `http://"b":2`}, func(s string) string { return s })
+	h := promtext.NewHistogram([]float64{0.1, 1})
+	h.Observe(0.05)
+	h.Observe(5)
+	promtext.WriteHistogram(w, "gridmesh_test_latency_seconds", "How long things took.",
+		promtext.HistogramSeries{Labels: []string{"peer", "http://a:1"}, Snapshot: h.Snapshot()})
 }
 
 func start(t *testing.T, opts ops.Options) *ops.Server {
@@ -129,7 +134,7 @@ func mustRegistry(t *testing.T) *prometheus.Registry {
 }
 
 // TestMetrics: /metrics carries the library's families under their own
-// names, the Go and process collectors and gridmesh_build_info, and is
+// names, histograms included, the Go and process collectors and gridmesh_build_info, and is
 // clean by promtool's and client_golang's linters.
 func TestMetrics(t *testing.T) {
 	reg := mustRegistry(t)
@@ -141,6 +146,11 @@ func TestMetrics(t *testing.T) {
 	for _, want := range []string{
 		"# HELP gridmesh_test_done_total Things done.\n# TYPE gridmesh_test_done_total counter\ngridmesh_test_done_total 42\n",
 		`gridmesh_test_peer_up{peer="http://\"b\":2"} 1`,
+		"# TYPE gridmesh_test_latency_seconds histogram\n",
+		`gridmesh_test_latency_seconds_bucket{peer="http://a:1",le="0.1"} 1`,
+		`gridmesh_test_latency_seconds_bucket{peer="http://a:1",le="+Inf"} 2`,
+		`gridmesh_test_latency_seconds_sum{peer="http://a:1"} 5.05`,
+		`gridmesh_test_latency_seconds_count{peer="http://a:1"} 2`,
 		"go_goroutines ", "process_cpu_seconds_total ", "gridmesh_build_info{goversion=\"go",
 	} {
 		if !strings.Contains(body, want) {

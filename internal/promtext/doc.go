@@ -4,6 +4,8 @@
 //
 // A Family reads one value from a part's stats; WriteFamilies writes a
 // family per value, WriteLabelled one series per labelled row. Handler
-// serves a writer over HTTP GET. Everything here is safe for concurrent
-// use; it keeps no state.
+// serves a writer over HTTP GET. A Histogram counts observations in fixed
+// buckets, lock-free, and WriteHistogram writes it as a Prometheus
+// histogram. Everything here is safe for concurrent use; only a Histogram
+// keeps state.
 package promtext

@@ -56,6 +56,23 @@ func WriteLabelled[T any](w io.Writer, fs []Family[T], label string, rows []T, l
 	}
 }
 
+// WriteSample writes one sample of family name (its header written
+// before) with the labels given as name and value pairs.
+func WriteSample(w io.Writer, name string, v float64, labels ...string) {
+	if len(labels) < 2 {
+		fmt.Fprintf(w, "%s %g\n", name, v)
+		return
+	}
+	io.WriteString(w, name+"{")
+	for i := 0; i+1 < len(labels); i += 2 {
+		if i > 0 {
+			io.WriteString(w, ",")
+		}
+		fmt.Fprintf(w, "%s=\"%s\"", labels[i], EscapeLabel(labels[i+1]))
+	}
+	fmt.Fprintf(w, "} %g\n", v)
+}
+
 // Bool is 1 for true and 0 for false, as gauges of a condition read.
 func Bool(b bool) float64 {
 	if b {

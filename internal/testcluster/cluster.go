@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/gridmesh/gridmesh/gateway"
 	"github.com/gridmesh/gridmesh/gateway/contract"
 	"github.com/gridmesh/gridmesh/gateway/worker"
@@ -48,6 +50,9 @@ type Options struct {
 	// grid hosts at first; the others list the gateway and wait for it to
 	// add them (grid.Manager.SetHosts). Default: all.
 	Listed int
+	// TracerProvider, if set, traces the gateway, every worker and their
+	// grid nodes.
+	TracerProvider trace.TracerProvider
 }
 
 // GridOptions are a test node's grid options: fast reconnects and pings.
@@ -57,6 +62,13 @@ func GridOptions(local string, hosts []string) grid.Options {
 		BackoffBase: 10 * time.Millisecond, BackoffMax: 200 * time.Millisecond,
 		PingInterval: time.Second, PingTimeout: time.Second,
 	}
+}
+
+// gridOptions are GridOptions, traced to Options.TracerProvider.
+func (c *Cluster) gridOptions(local string, hosts []string) grid.Options {
+	o := GridOptions(local, hosts)
+	o.TracerProvider = c.opts.TracerProvider
+	return o
 }
 
 // Start starts the cluster, waits until the gateway has every worker, and
@@ -111,7 +123,7 @@ func listen(tb testing.TB, n int) []net.Listener {
 
 // startWorker starts worker node i (1-based among the names) on ln.
 func (c *Cluster) startWorker(ln net.Listener, i int, fn contract.Func) (*grid.Node, *worker.Worker) {
-	n, w, err := worker.Start(context.Background(), ln, GridOptions(c.Names[i], c.Names), worker.Options{Contract: fn, Capacity: c.opts.Capacity})
+	n, w, err := worker.Start(context.Background(), ln, c.gridOptions(c.Names[i], c.Names), worker.Options{Contract: fn, Capacity: c.opts.Capacity, TracerProvider: c.opts.TracerProvider})
 	if err != nil {
 		c.tb.Fatal(err)
 	}
@@ -129,7 +141,7 @@ func (c *Cluster) startGateway(ctx context.Context, ln net.Listener, o Options) 
 	if o.Listed > 0 {
 		listed = min(listed, o.Listed)
 	}
-	n, err := grid.StartNode(ctx, ln, GridOptions(c.Names[0], c.Names[:listed+1]))
+	n, err := grid.StartNode(ctx, ln, c.gridOptions(c.Names[0], c.Names[:listed+1]))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -141,7 +153,7 @@ func (c *Cluster) startGateway(ctx context.Context, ln net.Listener, o Options) 
 	}
 	c.Gateway, err = gateway.New(gateway.Options{
 		Prime: o.Prime, Runner: c.Dispatcher, Journal: c.Journal, TxTimeout: o.TxTimeout,
-		DrainTimeout: o.Drain, Logger: c.Log.Logger(),
+		DrainTimeout: o.Drain, Logger: c.Log.Logger(), TracerProvider: o.TracerProvider,
 	})
 	if err != nil {
 		tb.Fatal(err)

@@ -28,7 +28,7 @@ func ParseExposition(tb testing.TB, body string) Exposition {
 			m := e.Help
 			if f[1] == "TYPE" {
 				m = e.Type
-				if f[3] != "counter" && f[3] != "gauge" {
+				if f[3] != "counter" && f[3] != "gauge" && f[3] != "histogram" {
 					tb.Fatalf("bad type: %q", line)
 				}
 			}
@@ -45,6 +45,9 @@ func ParseExposition(tb testing.TB, body string) Exposition {
 			if j := strings.IndexByte(series, '{'); j >= 0 {
 				name = series[:j]
 			}
+			if base := histogramBase(name); e.Type[base] == "histogram" {
+				name = base
+			}
 			if e.Type[name] == "" || e.Help[name] == "" {
 				tb.Fatalf("sample %q before its HELP and TYPE", line)
 			}
@@ -59,4 +62,15 @@ func ParseExposition(tb testing.TB, body string) Exposition {
 		}
 	}
 	return e
+}
+
+// histogramBase returns the family name of a histogram's sample name
+// (name less _bucket, _sum or _count), or name.
+func histogramBase(name string) string {
+	for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+		if base, ok := strings.CutSuffix(name, suffix); ok {
+			return base
+		}
+	}
+	return name
 }

@@ -1,0 +1,43 @@
+// Package gridmetrics counts the calls of mux sessions (and so of a grid)
+// per handler, on both sides, as Prometheus metrics: calls, errors by
+// kind and a latency histogram for every handler; streams opened, active
+// and their messages for stream handlers. Its Metrics is a
+// prometheus.Collector, to register in any registry; the grid makes one
+// per Manager (on by default, grid.Options.DisableMetrics turns it off)
+// and Manager.Collector adds the per-peer RTT histogram and reconnects.
+//
+// Why client_golang rather than OpenTelemetry metrics: the gridmesh
+// command serves one /metrics from a client_golang registry
+// (internal/ops), where the Go runtime's and the process's collectors
+// already are; a prometheus.Collector registers there and in a library
+// user's own registry as it is, while OpenTelemetry metrics would need a
+// MeterProvider and an exporter bridge to end up in the same place. A
+// user who exports with OpenTelemetry can bridge a Prometheus registry.
+//
+// Families (label side is "client" or "server"; handler is the handler's
+// name, handler_id its ID):
+//
+//	gridmesh_rpc_calls_total{side,handler,handler_id}          calls begun: requests sent or served,
+//	                                                             streams opened or served
+//	gridmesh_rpc_errors_total{side,handler,handler_id,kind}    calls that failed, by mux.ErrorKind
+//	gridmesh_rpc_duration_seconds{side,handler,handler_id}     histogram: a request's round trip (client)
+//	                                                             or its handler's run (server); a stream's
+//	                                                             life from open to end (client) or its
+//	                                                             handler's run (server)
+//	gridmesh_rpc_streams_opened_total{side,handler,handler_id} streams opened (client) or served (server)
+//	gridmesh_rpc_streams_active{side,handler,handler_id}       streams open now
+//	gridmesh_rpc_stream_messages_total{side,handler,handler_id,direction}
+//	                                                           whole stream messages, direction "in" or "out"
+//
+// kind is one of handler, panic, unknown, busy, deadline, canceled,
+// disconnected, too_large, other (mux.ErrorKinds). Cardinality is
+// bounded by the handlers (at most 4095 IDs) times two sides; nothing is
+// labelled per call or per peer. A handler's series appear with its first
+// call, an error kind's with its first error.
+//
+// Cost: every series a call touches is resolved once per handler and kept
+// in an array indexed by handler ID, so a call costs two clock reads, a
+// few atomic adds and one histogram observation, and allocates nothing.
+//
+// All methods may be called concurrently.
+package gridmetrics

@@ -1,0 +1,195 @@
+package gridotel
+
+import (
+	"context"
+	"net"
+	"net/url"
+	"strconv"
+	"sync"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	semconv "go.opentelemetry.io/otel/semconv/v1.37.0"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/gridmesh/gridmesh/mux"
+)
+
+// ScopeName is the instrumentation scope of the spans.
+const ScopeName = "github.com/gridmesh/gridmesh/grid/gridotel"
+
+// Attribute keys of our own.
+const (
+	HandlerIDKey = attribute.Key("gridmesh.handler.id")
+	StreamKey    = attribute.Key("gridmesh.stream")
+	PeerKey      = attribute.Key("gridmesh.peer")
+)
+
+// Tracing makes the spans of a session's calls. Its methods are the
+// interceptors: put Client, Server, ClientStream and ServerStream in a
+// mux.Config (or let grid.Options.TracerProvider do it).
+type Tracing struct {
+	tracer trace.Tracer
+	prop   propagation.TextMapPropagator
+	peers  sync.Map // peer string → peerAttrs
+}
+
+// New returns a Tracing whose spans tp makes, carrying the trace context
+// with prop (nil: propagation.TraceContext, the W3C trace context; the
+// wire carries traceparent and tracestate, nothing else).
+func New(tp trace.TracerProvider, prop propagation.TextMapPropagator) *Tracing {
+	if prop == nil {
+		prop = propagation.TraceContext{}
+	}
+	return &Tracing{tracer: tp.Tracer(ScopeName), prop: prop}
+}
+
+// Client traces a single request: a client span, whose context the
+// request carries to the peer.
+func (t *Tracing) Client(ctx context.Context, info mux.CallInfo, req []byte, next mux.Invoker) ([]byte, error) {
+	ctx, span := t.start(ctx, info, trace.SpanKindClient)
+	resp, err := next(t.inject(ctx), info, req)
+	end(span, err, false)
+	return resp, err
+}
+
+// Server traces a single request served: a server span, child of the
+// caller's span, in the handler's context.
+func (t *Tracing) Server(ctx context.Context, info mux.CallInfo, req []byte, next mux.ServerHandler) ([]byte, error) {
+	ctx, span := t.start(t.extract(ctx, info), info, trace.SpanKindServer)
+	resp, err := next(ctx, info, req)
+	end(span, err, true)
+	return resp, err
+}
+
+// ClientStream traces a stream opened: a client span from the open to the
+// stream's end.
+func (t *Tracing) ClientStream(ctx context.Context, info mux.CallInfo, payload []byte, next mux.StreamOpener) (*mux.Stream, error) {
+	ctx, span := t.start(ctx, info, trace.SpanKindClient)
+	st, err := next(t.inject(ctx), info, payload)
+	if err != nil {
+		end(span, err, false)
+		return st, err
+	}
+	st.OnEnd(func(err error) { end(span, err, false) })
+	return st, nil
+}
+
+// ServerStream traces a stream served: a server span over the handler's
+// run, in the handler's context.
+func (t *Tracing) ServerStream(ctx context.Context, info mux.CallInfo, payload []byte, next mux.StreamRunner) error {
+	ctx, span := t.start(t.extract(ctx, info), info, trace.SpanKindServer)
+	err := next(ctx, info, payload)
+	end(span, err, true)
+	return err
+}
+
+func (t *Tracing) start(ctx context.Context, info mux.CallInfo, kind trace.SpanKind) (context.Context, trace.Span) {
+	name := info.Handler.Name()
+	attrs := make([]attribute.KeyValue, 0, 10)
+	attrs = append(attrs,
+		semconv.RPCSystemKey.String("gridmesh"),
+		semconv.RPCMethodKey.String(name),
+		HandlerIDKey.Int(int(info.Handler)),
+		PeerKey.String(info.Peer),
+	)
+	if info.Stream {
+		attrs = append(attrs, StreamKey.Bool(true))
+	}
+	p := t.peer(info.Peer)
+	if p.host != "" {
+		if kind == trace.SpanKindClient {
+			attrs = append(attrs, semconv.ServerAddressKey.String(p.host))
+			if p.port != 0 {
+				attrs = append(attrs, semconv.ServerPortKey.Int(p.port))
+			}
+		}
+		attrs = append(attrs, semconv.NetworkPeerAddressKey.String(p.host))
+		if p.port != 0 {
+			attrs = append(attrs, semconv.NetworkPeerPortKey.Int(p.port))
+		}
+	}
+	return t.tracer.Start(ctx, "gridmesh/"+name, trace.WithSpanKind(kind), trace.WithAttributes(attrs...))
+}
+
+// end ends span with the call's outcome.
+func end(span trace.Span, err error, server bool) {
+	if err != nil {
+		span.SetStatus(codes.Error, err.Error())
+		span.SetAttributes(semconv.ErrorTypeKey.String(mux.ErrorKind(err, server)))
+	}
+	span.End()
+}
+
+// inject puts ctx's span context in the context a call carries.
+func (t *Tracing) inject(ctx context.Context) context.Context {
+	var c carrier
+	t.prop.Inject(ctx, &c)
+	if c.parent == "" {
+		return ctx
+	}
+	return mux.WithTraceContext(ctx, c.parent, c.state)
+}
+
+// extract returns ctx with the caller's span context as its remote parent.
+func (t *Tracing) extract(ctx context.Context, info mux.CallInfo) context.Context {
+	if info.TraceParent == "" {
+		return ctx
+	}
+	return t.prop.Extract(ctx, &carrier{parent: info.TraceParent, state: info.TraceState})
+}
+
+// carrier holds the two fields the wire carries.
+type carrier struct{ parent, state string }
+
+func (c *carrier) Get(key string) string {
+	switch key {
+	case "traceparent":
+		return c.parent
+	case "tracestate":
+		return c.state
+	}
+	return ""
+}
+
+func (c *carrier) Set(key, value string) {
+	switch key {
+	case "traceparent":
+		c.parent = value
+	case "tracestate":
+		c.state = value
+	}
+}
+
+func (c *carrier) Keys() []string { return []string{"traceparent", "tracestate"} }
+
+// peerAttrs is a peer's host and port, parsed once.
+type peerAttrs struct {
+	host string
+	port int
+}
+
+func (t *Tracing) peer(p string) peerAttrs {
+	if v, ok := t.peers.Load(p); ok {
+		return v.(peerAttrs)
+	}
+	a := parsePeer(p)
+	t.peers.Store(p, a)
+	return a
+}
+
+// parsePeer takes host and port from a grid host URL ("http://h:1234"),
+// or a bare "host:port"; the port is 0 if none is given.
+func parsePeer(p string) peerAttrs {
+	hostport := p
+	if u, err := url.Parse(p); err == nil && u.Host != "" {
+		hostport = u.Host
+	}
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return peerAttrs{host: hostport}
+	}
+	n, _ := strconv.Atoi(port)
+	return peerAttrs{host: host, port: n}
+}

@@ -1,0 +1,6 @@
+//go:build !race
+
+package grid
+
+// raceEnabled tells tests whether the race detector is on.
+const raceEnabled = false
