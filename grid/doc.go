@@ -141,6 +141,7 @@
 // down or silent included, with why it did not answer; so any one node
 // shows the whole mesh (the gridmesh command's status page and `gridmesh
 // status -mesh`).
+//
 // # Interceptors
 //
 // Options.ClientInterceptors, ServerInterceptors, ClientStreamInterceptors
