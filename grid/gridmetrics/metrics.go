@@ -173,9 +173,17 @@ func (m *Metrics) stream(e *entry) *streamEntry {
 	return s
 }
 
+// epoch is the origin of now.
+var epoch = time.Now()
+
+// now reads the monotonic clock alone: one clock read where time.Now
+// makes two (wall and monotonic), and a call is timed with two of them
+// on each side.
+func now() time.Duration { return time.Since(epoch) }
+
 // done records a finished call.
-func (m *Metrics) done(e *entry, start time.Time, err error) {
-	e.dur.Observe(time.Since(start).Seconds())
+func (m *Metrics) done(e *entry, start time.Duration, err error) {
+	e.dur.Observe((now() - start).Seconds())
 	if err != nil {
 		m.fail(e, err)
 	}
@@ -185,7 +193,7 @@ func (m *Metrics) done(e *entry, start time.Time, err error) {
 func (m *Metrics) Client(ctx context.Context, info mux.CallInfo, req []byte, next mux.Invoker) ([]byte, error) {
 	e := m.get(false, info.Handler)
 	e.calls.Inc()
-	start := time.Now()
+	start := now()
 	resp, err := next(ctx, info, req)
 	m.done(e, start, err)
 	return resp, err
@@ -195,7 +203,7 @@ func (m *Metrics) Client(ctx context.Context, info mux.CallInfo, req []byte, nex
 func (m *Metrics) Server(ctx context.Context, info mux.CallInfo, req []byte, next mux.ServerHandler) ([]byte, error) {
 	e := m.get(true, info.Handler)
 	e.calls.Inc()
-	start := time.Now()
+	start := now()
 	resp, err := next(ctx, info, req)
 	m.done(e, start, err)
 	return resp, err
@@ -205,7 +213,7 @@ func (m *Metrics) Server(ctx context.Context, info mux.CallInfo, req []byte, nex
 func (m *Metrics) ClientStream(ctx context.Context, info mux.CallInfo, payload []byte, next mux.StreamOpener) (*mux.Stream, error) {
 	e := m.get(false, info.Handler)
 	e.calls.Inc()
-	start := time.Now()
+	start := now()
 	st, err := next(ctx, info, payload)
 	if err != nil {
 		m.done(e, start, err)
@@ -228,7 +236,7 @@ func (m *Metrics) ServerStream(ctx context.Context, info mux.CallInfo, payload [
 	s := m.stream(e)
 	s.opened.Inc()
 	s.active.Inc()
-	start := time.Now()
+	start := now()
 	err := next(ctx, info, payload)
 	s.active.Dec()
 	m.done(e, start, err)

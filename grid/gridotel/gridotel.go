@@ -13,6 +13,7 @@ import (
 	semconv "go.opentelemetry.io/otel/semconv/v1.37.0"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/gridmesh/gridmesh/handlers"
 	"github.com/gridmesh/gridmesh/mux"
 )
 
@@ -32,7 +33,22 @@ const (
 type Tracing struct {
 	tracer trace.Tracer
 	prop   propagation.TextMapPropagator
-	peers  sync.Map // peer string → peerAttrs
+	spans  sync.Map // spanKey → *spanSetup
+}
+
+// spanKey names what a span's name and attributes depend on: nothing of a
+// single call, so they are made once per handler, peer, kind and side.
+type spanKey struct {
+	h      handlers.HandlerID
+	peer   string
+	stream bool
+	kind   trace.SpanKind
+}
+
+// spanSetup is a span's name and start options, made once.
+type spanSetup struct {
+	name string
+	opts []trace.SpanStartOption
 }
 
 // New returns a Tracing whose spans tp makes, carrying the trace context
@@ -86,6 +102,17 @@ func (t *Tracing) ServerStream(ctx context.Context, info mux.CallInfo, payload [
 }
 
 func (t *Tracing) start(ctx context.Context, info mux.CallInfo, kind trace.SpanKind) (context.Context, trace.Span) {
+	k := spanKey{info.Handler, info.Peer, info.Stream, kind}
+	v, ok := t.spans.Load(k)
+	if !ok {
+		v, _ = t.spans.LoadOrStore(k, setup(info, kind))
+	}
+	s := v.(*spanSetup)
+	return t.tracer.Start(ctx, s.name, s.opts...)
+}
+
+// setup makes the name and start options of a call's spans.
+func setup(info mux.CallInfo, kind trace.SpanKind) *spanSetup {
 	name := info.Handler.Name()
 	attrs := make([]attribute.KeyValue, 0, 10)
 	attrs = append(attrs,
@@ -97,7 +124,7 @@ func (t *Tracing) start(ctx context.Context, info mux.CallInfo, kind trace.SpanK
 	if info.Stream {
 		attrs = append(attrs, StreamKey.Bool(true))
 	}
-	p := t.peer(info.Peer)
+	p := parsePeer(info.Peer)
 	if p.host != "" {
 		if kind == trace.SpanKindClient {
 			attrs = append(attrs, semconv.ServerAddressKey.String(p.host))
@@ -110,7 +137,7 @@ func (t *Tracing) start(ctx context.Context, info mux.CallInfo, kind trace.SpanK
 			attrs = append(attrs, semconv.NetworkPeerPortKey.Int(p.port))
 		}
 	}
-	return t.tracer.Start(ctx, "gridmesh/"+name, trace.WithSpanKind(kind), trace.WithAttributes(attrs...))
+	return &spanSetup{name: "gridmesh/" + name, opts: []trace.SpanStartOption{trace.WithSpanKind(kind), trace.WithAttributes(attrs...)}}
 }
 
 // end ends span with the call's outcome.
@@ -164,19 +191,10 @@ func (c *carrier) Set(key, value string) {
 
 func (c *carrier) Keys() []string { return []string{"traceparent", "tracestate"} }
 
-// peerAttrs is a peer's host and port, parsed once.
+// peerAttrs is a peer's host and port.
 type peerAttrs struct {
 	host string
 	port int
-}
-
-func (t *Tracing) peer(p string) peerAttrs {
-	if v, ok := t.peers.Load(p); ok {
-		return v.(peerAttrs)
-	}
-	a := parsePeer(p)
-	t.peers.Store(p, a)
-	return a
 }
 
 // parsePeer takes host and port from a grid host URL ("http://h:1234"),
