@@ -252,6 +252,11 @@ func (s *Session) openStream(ctx context.Context, h handlers.HandlerID, payload 
 	if err == nil {
 		select {
 		case <-cs.sig:
+			// An answer and the caller's end may both be ready, and
+			// select picks either: a caller that has given up gets its
+			// context's error whichever came first (an accepted stream
+			// is then cancelled like one still opening).
+			err = ctx.Err()
 		case <-ctx.Done():
 			err = ctx.Err()
 		case <-s.closing:
