@@ -117,7 +117,7 @@ func benchCaller(b *testing.B, newPair func() (Pair, error), size, callers int) 
 	b.ReportAllocs()
 	b.SetBytes(int64(size))
 	b.ResetTimer()
-	cpu0 := cpuTime()
+	cpu0, st0 := cpuTime(), readSysStat()
 	recycle := recycler(p)
 	runCallers(b, callers, b.N, func() error {
 		resp, err := p.Call(ctx, payload)
@@ -130,6 +130,7 @@ func benchCaller(b *testing.B, newPair func() (Pair, error), size, callers int) 
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
 	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
+	st0.report(b)
 }
 
 // BenchmarkMuxStream10x512 and BenchmarkGRPCStream10x512 measure whole
