@@ -272,15 +272,16 @@ func (s *Session) writeLoop() {
 	for {
 		select {
 		case <-s.q.wake:
-			// When other requests or a stream are under way, let
-			// goroutines that are ready to send (callers woken by the last
-			// batch of answers, finishing handlers, a stream's sender)
-			// queue their frames first, so they leave in this write rather
-			// than one write each. A lone request does not wait for
-			// company.
-			if s.busy() {
-				s.awaitCompany()
-			}
+			// Let goroutines that are ready to send (callers woken by the
+			// last batch of answers, finishing handlers, a stream's
+			// sender, other callers picking this peer) queue their frames
+			// first, so they leave in this write rather than one write
+			// each. This pays even when this frame looks alone on the
+			// session: in a mesh a connection carries a call or two at a
+			// time, and company comes from goroutines the session cannot
+			// count; a lone frame with nobody else ready loses one
+			// Gosched.
+			s.awaitCompany()
 			out := s.q.take(spare)
 			if len(out) == 0 {
 				spare = out
@@ -324,29 +325,6 @@ func (s *Session) awaitCompany() {
 
 // maxGatherYields bounds the yields of awaitCompany.
 const maxGatherYields = 4
-
-// busy reports whether more than one request, or any stream, is under way
-// on the session, in either direction. One stream is enough: its messages
-// come in runs (its sender may send a window of them without waiting), so
-// the writer has company worth waiting for even when the stream is alone.
-// Counting a lone stream as idle left one long stream of 512 B messages in
-// writes of a few messages each, and the write syscalls were most of its
-// cost.
-func (s *Session) busy() bool {
-	if len(s.sslots) > 0 {
-		return true
-	}
-	n := len(s.hslots)
-	select {
-	case <-s.ready:
-		if len(s.cslots) > 0 {
-			return true
-		}
-		n += len(s.slots)
-	default:
-	}
-	return n > 1
-}
 
 // write writes a batch in pieces of at most MaxWriteSize bytes.
 func (s *Session) write(out []byte) error {
