@@ -15,7 +15,6 @@ import (
 // messages overflow resp (and, for NewStream, to forward Requests).
 type cstream struct {
 	s   *Session
-	h   handlers.HandlerID
 	id  uint64
 	sig chan struct{} // cap 1: the accept arrived; then the send token
 
@@ -27,29 +26,32 @@ type cstream struct {
 	g        chunks // a message of the handler's still arriving; the reader's
 	reserved int64  // of the peer's MaxRequestBytes, for the payload, until the end
 
-	mu        sync.Mutex
+	mu       sync.Mutex
+	out      credit
+	over     msgQueue[[]byte] // messages waiting for room in resp
+	inCredit int              // messages we may still send
+	inBytes  owedBytes        // what our messages owe the peer's MaxStreamBytes
+	finalErr error            // the last Response (nil: Responses just closes)
+	lostErr  error            // the final, if Responses closed without it (putFinalLocked)
+	kick     chan struct{}    // cap 1: wakes the forwarder to drop; made with the first forwarder
+	done     chan struct{}    // closed with Responses; made on demand
+	stop     func() bool      // stops the AfterFunc watching ctx; called when Responses closes
+	onEnd    []func(error)    // Stream.OnEnd's, run when Responses closes
+	// The handler (set at the open) and the flags sit together, so that
+	// their padding does not push the stream into a larger allocation
+	// class.
+	h         handlers.HandlerID
 	opened    bool // NewStream returned the stream
-	out       credit
-	over      msgQueue[[]byte] // messages waiting for room in resp
-	fwd       bool             // a goroutine is moving over into resp
-	watched   bool             // in the session's observer (streambytes.go)
-	inCredit  int              // messages we may still send
-	inBytes   owedBytes        // what our messages owe the peer's MaxStreamBytes
-	parked    bool             // the send token waits for credit
-	inClosed  bool             // our input ended
-	ended     bool             // OpStreamEnd (or a refusal) arrived
-	final     bool             // the last Response is decided (or nobody reads them)
-	finalErr  error            // it (nil: Responses just closes)
-	pending   bool             // the final is still to be delivered by the forwarder
-	dropping  bool             // messages not taken are dropped, and what arrives (dropLocked)
-	cancelled bool             // the caller gave up (abort): nothing waits for it to read
-	lostErr   error            // the final, if Responses closed without it (putFinalLocked)
-	kick      chan struct{}    // cap 1: wakes the forwarder to drop; made with the first forwarder
-	delivered bool             // Responses is closed
-	done      chan struct{}    // closed with Responses; made on demand
-	stop      func() bool      // stops the AfterFunc watching ctx; called when Responses closes
-
-	onEnd []func(error) // Stream.OnEnd's, run when Responses closes
+	fwd       bool // a goroutine is moving over into resp
+	watched   bool // in the session's observer (streambytes.go)
+	parked    bool // the send token waits for credit
+	inClosed  bool // our input ended
+	ended     bool // OpStreamEnd (or a refusal) arrived
+	final     bool // the last Response is decided (or nobody reads them): finalErr
+	pending   bool // the final is still to be delivered by the forwarder
+	dropping  bool // messages not taken are dropped, and what arrives (dropLocked)
+	cancelled bool // the caller gave up (abort): nothing waits for it to read
+	delivered bool // Responses is closed
 }
 
 // send sends one message on the stream within credit.

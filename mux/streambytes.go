@@ -46,10 +46,12 @@ func (o *owedBytes) clear() int64 {
 
 // chargeRuns is a FIFO of charges kept as runs of equal charges, the
 // oldest run inline: a stream whose messages are all of one size, the
-// common case, allocates nothing however many it has outstanding.
+// common case, allocates nothing however many it has outstanding. The
+// runs after the first live apart, made when charges first differ, so
+// that the common case does not carry their room in every stream.
 type chargeRuns struct {
-	first run           // the oldest run; n == 0 when the FIFO is empty
-	rest  msgQueue[run] // the runs after it
+	first run            // the oldest run; n == 0 when the FIFO is empty
+	rest  *msgQueue[run] // the runs after it; nil until charges differ
 }
 
 type run struct {
@@ -57,15 +59,26 @@ type run struct {
 	n int   // of this many messages in a row
 }
 
+// more returns how many runs follow the first.
+func (q *chargeRuns) more() int {
+	if q.rest == nil {
+		return 0
+	}
+	return q.rest.len()
+}
+
 func (q *chargeRuns) push(c int64) {
 	switch {
 	case q.first.n == 0:
 		q.first = run{c, 1}
-	case q.rest.len() == 0 && q.first.c == c:
+	case q.more() == 0 && q.first.c == c:
 		q.first.n++
-	case q.rest.len() > 0 && q.rest.buf[len(q.rest.buf)-1].c == c:
+	case q.more() > 0 && q.rest.buf[len(q.rest.buf)-1].c == c:
 		q.rest.buf[len(q.rest.buf)-1].n++
 	default:
+		if q.rest == nil {
+			q.rest = new(msgQueue[run])
+		}
 		q.rest.push(run{c, 1})
 	}
 }
@@ -78,7 +91,7 @@ func (q *chargeRuns) pop(n int) (sum int64) {
 		sum += int64(k) * q.first.c
 		q.first.n -= k
 		n -= k
-		if q.first.n == 0 && q.rest.len() > 0 {
+		if q.first.n == 0 && q.more() > 0 {
 			q.first = q.rest.pop()
 		}
 	}
@@ -90,6 +103,9 @@ func (q *chargeRuns) pop(n int) (sum int64) {
 func (q *chargeRuns) sum(n int) (sum int64) {
 	k := min(n, q.first.n)
 	sum, n = int64(k)*q.first.c, n-k
+	if q.rest == nil {
+		return sum
+	}
 	for i := q.rest.head; n > 0 && i < len(q.rest.buf); i++ {
 		r := q.rest.buf[i]
 		k = min(n, r.n)
@@ -100,7 +116,7 @@ func (q *chargeRuns) sum(n int) (sum int64) {
 
 // unpush removes the newest charge and returns it.
 func (q *chargeRuns) unpush() int64 {
-	if q.rest.len() == 0 {
+	if q.more() == 0 {
 		q.first.n--
 		return q.first.c
 	}

@@ -29,49 +29,50 @@ type sstream struct {
 	rc       reqCtx
 	s        *Session
 	id       uint64
-	direct   bool          // a Serve handler: no channels, no pump
 	in       chan []byte   // to a Handle handler; nil if it takes no input
 	out      chan []byte   // from a Handle handler
 	notify   chan struct{} // wakes the pump, or a direct stream's Recv
 	sendWake chan struct{} // wakes a direct stream's Send; nil for Handle
 	sendTok  chan struct{} // held by the direct stream's one Send under way; nil for Handle
 	outCap   int
+	h        handlers.HandlerID // the stream's handler
+	direct   bool               // a Serve handler: no channels, no pump
 
 	// The initial payload, counted in Session.reqIn (charged) until the
 	// handler returns. A Handle handler may send the payload itself on
 	// out, so the pump may still be copying it after the handler returned:
 	// the buffer goes back to the pool (if pooled) when both the handler
 	// and the pump are done with it.
-	payload []byte
 	pooled  bool
-	charged int64
 	pbRefs  atomic.Int32
+	payload []byte
+	charged int64
 
 	g chunks // a caller's message still arriving; the reader's
 
-	mu        sync.Mutex
-	inCr      credit           // the caller's input
-	over      msgQueue[[]byte] // input waiting for room in in
-	outBytes  owedBytes        // what our messages owe the caller's MaxStreamBytes
-	watched   bool             // in the session's observer (streambytes.go)
-	inClosed  bool             // the caller ended its input
-	inShut    bool             // in is closed (only pump closes it)
-	credit    int              // messages we may still send to the caller
+	mu       sync.Mutex
+	inCr     credit           // the caller's input
+	over     msgQueue[[]byte] // input waiting for room in in
+	outBytes owedBytes        // what our messages owe the caller's MaxStreamBytes
+	credit   int              // messages we may still send to the caller
+	herr     error            // what the handler returned, once hdone
+	// The handler sent a message too large for the caller: the stream
+	// ends with this error, whatever the handler returns.
+	sendErr *RemoteError
+	// The flags sit together, so that their padding does not push the
+	// stream into a larger allocation class.
+	watched   bool // in the session's observer (streambytes.go)
+	inClosed  bool // the caller ended its input
+	inShut    bool // in is closed (only pump closes it)
 	cancelled bool
 	// The cancel said the caller's deadline passed: the stream ends as
 	// its deadline would have ended it.
 	byDeadline bool
 	hdone      bool // the handler returned
-	herr       error
 	// The session ended (set by cancelServing, which wakes the pump: the
 	// pump does not select on s.closing, a channel every stream would
 	// share).
 	sessionOver bool
-	// The handler sent a message too large for the caller: the stream
-	// ends with this error, whatever the handler returns.
-	sendErr *RemoteError
-
-	h handlers.HandlerID // the stream's handler
 }
 
 // wake wakes whoever waits for the stream's state to change.
