@@ -80,7 +80,11 @@ func TestGatewayKilledRunsOnce(t *testing.T) {
 // transaction timeout, Prime gets no answer at all (the gateway's or the
 // grid's unavailability is never one); once workers are back, every
 // transaction is answered once, with its result. Those that were running
-// when their workers died ran again, and are counted so.
+// when their workers died ran again, and are counted so: each ran exactly
+// twice, once on the old workers and once on the new. A worker closed
+// while its node is still up runs nothing more (it advertises no
+// capacity and refuses what it is sent), so a re-dispatch that reaches it
+// is no third run.
 func TestAllWorkersDown(t *testing.T) {
 	const n = 4
 	const txTimeout = 300 * time.Millisecond
@@ -122,6 +126,10 @@ func TestAllWorkersDown(t *testing.T) {
 	}
 	if rerun := c.Dispatcher.Rerun(); rerun != uint64(twice) || twice != n {
 		t.Errorf("%d transactions ran twice, %d counted as rerun; want %d both (each was running when its worker died)", twice, rerun, n)
+		for _, id := range ids {
+			t.Logf("transaction %s: %d runs on the first workers, %d on the second", id, first.RunsOf(id), second.RunsOf(id))
+		}
+		t.Logf("gateway logs:\n%s", c.Log.Tail(8000))
 	}
 	t.Logf("Prime: %d answered, %d errors; ran twice: %d of %d (counted: %d)", r.Answered, r.ErrorResponses, twice, n, c.Dispatcher.Rerun())
 }

@@ -41,7 +41,7 @@ type Status struct {
 	Capacity int    `json:"capacity"`
 	Running  int    `json:"running"`
 	Done     uint64 `json:"done"`
-	Refused  uint64 `json:"refused"`  // transactions refused while draining (run elsewhere)
+	Refused  uint64 `json:"refused"`  // transactions refused while draining or closed (run elsewhere)
 	Draining bool   `json:"draining"` // shutting down: running what it has, taking nothing new
 
 	FromRecord       uint64 `json:"from_record"`       // transactions sent again, joined to their run or answered from the record

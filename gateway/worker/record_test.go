@@ -2,6 +2,7 @@ package worker_test
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"sync/atomic"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"github.com/gridmesh/gridmesh/gateway/wire"
 	"github.com/gridmesh/gridmesh/gateway/worker"
 	"github.com/gridmesh/gridmesh/grid"
+	"github.com/gridmesh/gridmesh/handlers"
 	"github.com/gridmesh/gridmesh/internal/testcluster"
 	"github.com/gridmesh/gridmesh/internal/testutil"
 )
@@ -194,6 +196,42 @@ func TestWorkerCloseAbandons(t *testing.T) {
 		t.Fatalf("answer %+v, cancelled %d", r, h.cancelled.Load())
 	}
 	if st := c.w.Status(); st.Recorded != 0 || st.Done != 0 {
+		t.Fatalf("status %+v", st)
+	}
+}
+
+// TestWorkerClosedRunsNothing: a closed worker whose node is still up (a
+// gateway may still reach it) runs nothing more: its info answers
+// capacity 0, draining, and every transaction sent to it is refused
+// without its contract starting, not reported as abandoned (it did not
+// run). A slot freed by Close used to let select start about half.
+func TestWorkerClosedRunsNothing(t *testing.T) {
+	h := newHeld()
+	c := startCallers(t, 1, h.fn)
+	conn := c.nodes[0].Manager.Connection(c.names[0])
+	ctx := testutil.Context(t)
+	held := c.call(ctx, 0, "tx-held")
+	waitStarted(t, h)
+	_ = c.w.Close()
+	if r := recvResult(t, held); !r.Abandoned {
+		t.Fatalf("the run Close gave up was answered %+v", r)
+	}
+	info, err := wire.InfoCall.Call(ctx, conn, &handlers.NoPayload{})
+	if err != nil || info.Capacity != 0 || !info.Draining {
+		t.Fatalf("a closed worker's info: %+v, %v", info, err)
+	}
+	const n = 20
+	for i := range n {
+		id := fmt.Sprintf("tx-after-close-%d", i)
+		res, err := wire.RunCall.Call(ctx, conn, &wire.TxRequest{ID: id, JSON: `"` + id + `"`})
+		if err != nil || !res.Draining || res.Abandoned {
+			t.Fatalf("transaction %d sent after Close: %+v, %v", i, res, err)
+		}
+	}
+	if runs := h.runs.Load(); runs != 1 {
+		t.Fatalf("the contract started %d times, want 1 (the run before Close)", runs)
+	}
+	if st := c.w.Status(); st.Done != 0 || st.Recorded != 0 || st.Refused != n {
 		t.Fatalf("status %+v", st)
 	}
 }

@@ -43,13 +43,24 @@ func (w *Worker) run(ctx context.Context, req *wire.TxRequest) (*wire.TxResult, 
 		w.rec.forget(rn, &wire.TxResult{ID: req.ID, Draining: true, Error: "worker: not run: " + ctx.Err().Error()})
 		return nil, ctx.Err()
 	case <-w.base.Done():
-		setOutcome(ctx, outcomeGivenUp)
-		res := w.givenUp(req.ID)
-		w.rec.forget(rn, res)
-		return res, nil
+		return w.giveUp(ctx, rn, req.ID), nil
 	}
 	defer func() { <-w.sem }()
+	if w.closed() {
+		// Close came while the call waited for a slot, and select took
+		// the slot at random: a closed worker starts no contract.
+		return w.giveUp(ctx, rn, req.ID), nil
+	}
 	return w.runContract(ctx, rn, req)
+}
+
+// giveUp answers a transaction the worker did not start because it
+// closed, and drops its run from the record.
+func (w *Worker) giveUp(ctx context.Context, rn *run, id string) *wire.TxResult {
+	setOutcome(ctx, outcomeGivenUp)
+	res := w.givenUp(id)
+	w.rec.forget(rn, res)
+	return res
 }
 
 // runContract runs req's contract on a context of its own: it ends at the

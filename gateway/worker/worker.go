@@ -207,15 +207,23 @@ func (w *Worker) Running() int { return len(w.sem) }
 // Done returns the number of transactions this worker has finished.
 func (w *Worker) Done() uint64 { return w.done.Load() }
 
-// Refused returns the number of transactions refused while draining.
+// Refused returns the number of transactions refused while draining or
+// after Close.
 func (w *Worker) Refused() uint64 { return w.refused.Load() }
+
+// closed reports whether Close was called (or the worker's Manager
+// closed).
+func (w *Worker) closed() bool { return w.base.Err() != nil }
 
 // Close gives up the runs still going: their contracts are cancelled and
 // their calls answered as refused (wire.TxResult.Draining), so that a
-// gateway still connected runs them elsewhere; none is recorded. Closing
-// the worker's Manager (its node) closes the worker too. Call it after
-// Drain, to give up what still runs before the node closes. It is
-// idempotent and returns nil.
+// gateway still connected runs them elsewhere; none is recorded. From
+// Close on, the worker runs nothing: it refuses every transaction sent to
+// it without starting its contract, and wire.HandlerInfo answers
+// capacity 0 with Draining set, so that a gateway sends it nothing more
+// while its node is still up. Closing the worker's Manager (its node)
+// closes the worker too. Call it after Drain, to give up what still runs
+// before the node closes. It is idempotent and returns nil.
 func (w *Worker) Close() error {
 	w.close(errClosing)
 	return nil
@@ -291,17 +299,17 @@ func (w *Worker) info(ctx context.Context, _ *handlers.NoPayload) (*wire.WorkerI
 		w.noteGateway(host)
 	}
 	info := &wire.WorkerInfo{Capacity: w.opts.Capacity, Running: w.Running(), Mode: w.opts.Mode}
-	if w.Draining() {
+	if w.Draining() || w.closed() {
 		info.Capacity, info.Draining = 0, true
 	}
 	return info, nil
 }
 
-// take counts a transaction in, unless the worker is draining.
+// take counts a transaction in, unless the worker is draining or closed.
 func (w *Worker) take() bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.draining {
+	if w.draining || w.closed() {
 		return false
 	}
 	w.accepted++
