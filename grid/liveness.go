@@ -8,12 +8,13 @@ import (
 	"github.com/gridmesh/gridmesh/mux"
 )
 
-// keepAlive pings the peer every PingInterval until the session ends, is
-// replaced, the peer is found dead, or the Manager closes. It returns why
-// it stopped.
+// keepAlive pings the peer as soon as the session is up, so that its
+// round trip is known at once (not a PingInterval later), then every
+// PingInterval until the session ends, is replaced, the peer is found
+// dead, or the Manager closes. It returns why it stopped.
 func (c *Connection) keepAlive(h *session) error {
 	o := &c.m.opts
-	t := time.NewTimer(o.PingInterval)
+	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
 		select {
