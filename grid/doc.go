@@ -150,7 +150,15 @@
 // PingTimeout, and lists every node of the membership, a node that is
 // down or silent included, with why it did not answer; so any one node
 // shows the whole mesh (the gridmesh command's status page and `gridmesh
-// status -mesh`).
+// status -mesh`). A node is up when its connection is up and it answers
+// in time; one that answers without its stats, such as a node of an
+// older version (no stats handler, during a rolling upgrade), is up with
+// MeshNode.StatsError. The gatherer checks what each peer answers against
+// the same bounds the peer should have kept (a peer may run another
+// version, or be buggy or hostile): an answer over 1 MiB is refused,
+// sections are cut again, texts clipped, and only the peers in the
+// gatherer's own membership are kept, so the whole holds about 1 MiB a
+// node at most and the nodes × peers matrix has one column a node.
 //
 // # Interceptors
 //
