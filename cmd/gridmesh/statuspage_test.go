@@ -64,7 +64,7 @@ func startMeshCluster(t *testing.T) *meshCluster {
 	c.waitMesh(t, "every node up", func(ms grid.MeshStats) bool {
 		up := 0
 		for _, n := range ms.Nodes {
-			if n.Up && n.Stats.Grid.Connected == 2 {
+			if n.Up && n.Stats != nil && n.Stats.Grid.Connected == 2 {
 				up++
 			}
 		}
