@@ -20,6 +20,11 @@
 // poll as "Authorization: Bearer TOKEN"; without it (or with a wrong
 // one), /mesh answers 401 and the page asks for the token.
 //
+// One gathering of the mesh (Options.Mesh) answers every request for
+// /mesh that arrives while it runs and for Options.MeshReuse after it (by
+// default half a second), so that pages and tabs polling one node do not
+// each call every peer.
+//
 // The library packages (grid, gateway, gateway/worker) write their own
 // Prometheus text; TextCollector turns such a writer into a
 // prometheus.Collector, so that one registry serves them beside the Go
