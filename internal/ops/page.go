@@ -48,7 +48,8 @@ func cspHash(s string) string {
 }
 
 // pageHandler serves the status page. The page holds no data: it asks
-// MeshPath for it, with the bearer token from its address's fragment.
+// MeshPath for it, with the bearer token it keeps in the tab's session
+// storage (see the package doc).
 func pageHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		p := page()
