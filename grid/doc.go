@@ -125,10 +125,9 @@
 // # Stats of the whole mesh
 //
 // Every Manager serves its node's stats to its peers on a reserved
-// handler ID, HandlerStats (4095, "grid-stats", the largest ID: a
-// Registry given to NewManager must leave it free): the grid's stats
-// (Manager.Stats: each peer's state, RTT, bytes and messages, errors,
-// reconnects) and named sections the application adds
+// handler ID, HandlerStats (4095, "grid-stats", the largest ID): the
+// grid's stats (Manager.Stats: each peer's state, RTT, bytes and
+// messages, errors, reconnects) and named sections the application adds
 // (Manager.SetStatsSection, e.g. the gateway's pipeline), as JSON
 // (NodeStats). JSON rather than msgp, because sections are whatever the
 // application encodes and the operations port serves JSON anyway. The
@@ -136,11 +135,30 @@
 // set), each section is cut at MaxStatsSectionBytes, and the whole at
 // 1 MiB; a section that does not answer within half of PingTimeout is
 // reported as an error and does not hold the answer up.
+//
+// The ID is reserved in two ways. Handler names are per process (see
+// package handlers), and package grid names 4095 "grid-stats" when it
+// initialises: a program that imports grid and calls handlers.New(4095,
+// name) with another name panics at start-up, like a flag defined twice.
+// A Registry given to NewManager that holds 4095 is refused with an error
+// naming the Registry field. Either way, the program's handler needs
+// another ID. (The panic is handlers.New's rule for every ID, kept here
+// rather than worked around: letting a program rename 4095 would label
+// the grid's stats calls with its name in logs and metrics.)
+//
 // Manager.MeshStats calls every peer's stats handler at once, each within
 // PingTimeout, and lists every node of the membership, a node that is
 // down or silent included, with why it did not answer; so any one node
 // shows the whole mesh (the gridmesh command's status page and `gridmesh
-// status -mesh`).
+// status -mesh`). A node is up when its connection is up and it answers
+// in time; one that answers without its stats, such as a node of an
+// older version (no stats handler, during a rolling upgrade), is up with
+// MeshNode.StatsError. The gatherer checks what each peer answers against
+// the same bounds the peer should have kept (a peer may run another
+// version, or be buggy or hostile): an answer over 1 MiB is refused,
+// sections are cut again, texts clipped, and only the peers in the
+// gatherer's own membership are kept, so the whole holds about 1 MiB a
+// node at most and the nodes × peers matrix has one column a node.
 //
 // # Interceptors
 //

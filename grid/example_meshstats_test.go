@@ -10,7 +10,8 @@ import (
 
 // Any node gathers every node's stats over the grid: each peer answers
 // with its grid stats and the sections its application added. A node
-// that is down is still listed, with why.
+// that is down is still listed, with why; one that is up may still lack
+// its stats (a node of an older version has no stats handler).
 func ExampleManager_MeshStats() {
 	lnA, _ := net.Listen("tcp", "127.0.0.1:0")
 	lnB, _ := net.Listen("tcp", "127.0.0.1:0")
@@ -39,8 +40,12 @@ func ExampleManager_MeshStats() {
 		panic(err)
 	}
 	for _, n := range nodeA.MeshStats(ctx).Nodes {
-		if !n.Up {
+		switch {
+		case !n.Up:
 			fmt.Printf("%s: down (%s)\n", names[n.Host], n.State)
+			continue
+		case n.Stats == nil: // a node of an older version, say
+			fmt.Printf("%s: up, no stats (%s)\n", names[n.Host], n.StatsError)
 			continue
 		}
 		var q queue

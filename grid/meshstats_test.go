@@ -250,6 +250,19 @@ func TestStatsHandlerReserved(t *testing.T) {
 	}
 }
 
+// TestStatsHandlerIDNamedTwice: a program that names the stats handler's
+// ID otherwise panics at start-up (handlers.New's rule, documented), with
+// a message that says the ID is the grid's.
+func TestStatsHandlerIDNamedTwice(t *testing.T) {
+	defer func() {
+		msg := fmt.Sprint(recover())
+		if !strings.Contains(msg, `"grid-stats" and "mine"`) || !strings.Contains(msg, "package grid reserves it") {
+			t.Errorf("naming 4095 otherwise: panic %q", msg)
+		}
+	}()
+	handlers.New(uint16(HandlerStats), "mine")
+}
+
 // TestNodeStatsConcurrent: many gatherers at once, with sections being
 // replaced meanwhile, under the race detector.
 func TestNodeStatsConcurrent(t *testing.T) {

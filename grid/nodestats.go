@@ -14,9 +14,12 @@ import (
 
 // HandlerStats is the grid's built-in stats handler, which every Manager
 // registers in its Registry: a single request whose (empty) payload is
-// ignored and whose answer is the node's NodeStats as JSON. The ID is
-// reserved: a Registry given to NewManager must not hold it, so a
-// Registry serves one Manager.
+// ignored and whose answer is the node's NodeStats as JSON. The ID, 4095,
+// is reserved: a Registry given to NewManager must not hold it (so a
+// Registry serves one Manager), and since handler names are per process,
+// a program that imports grid must not name 4095 otherwise with
+// handlers.New, which panics at start-up if it does (see the package
+// doc, Stats of the whole mesh).
 var HandlerStats = handlers.New(uint16(handlers.MaxHandlerID), "grid-stats")
 
 // Bounds of the stats handler's answer.

@@ -26,6 +26,14 @@ var names struct {
 //
 // New panics if num is out of range or already named differently, because
 // that is a programming error found at start-up, like a duplicate flag.
+//
+// Names are kept per process, for every package at once: an ID named by a
+// library the program imports (whose package variables are set before
+// the importer's) cannot be named otherwise. Package grid names
+// MaxHandlerID "grid-stats" (grid.HandlerStats, the stats handler every
+// Manager serves), so a program that imports grid must leave 4095 to it:
+// New(4095, "anything else") panics at start-up, before any Manager could
+// report the clash as an error.
 func New(num uint16, name string) HandlerID {
 	h := HandlerID(num)
 	if !h.Valid() {
@@ -37,7 +45,11 @@ func New(num uint16, name string) HandlerID {
 		names.m = make(map[HandlerID]string)
 	}
 	if old, ok := names.m[h]; ok && old != name {
-		panic(fmt.Sprintf("handlers: id %d named both %q and %q", num, old, name))
+		hint := ""
+		if h == MaxHandlerID {
+			hint = "; package grid reserves it for its stats handler"
+		}
+		panic(fmt.Sprintf("handlers: id %d named both %q and %q (an ID has one name in a process, whichever package names it%s)", num, old, name, hint))
 	}
 	names.m[h] = name
 	return h

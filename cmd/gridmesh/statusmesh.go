@@ -12,6 +12,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/gridmesh/gridmesh/gateway"
 	"github.com/gridmesh/gridmesh/grid"
@@ -21,7 +23,9 @@ import (
 // statusMesh prints the whole mesh as the node at arg gathers it (its
 // operations port's /mesh): a table of the nodes, the nodes × peers
 // matrix, and each node's parts (the gateway's pipeline, the workers'),
-// or with asJSON the mesh as served.
+// or with asJSON the mesh as served. It fails when a node is down; a node
+// that is up without its stats (an older version) is no failure. It
+// prints whatever the JSON holds, whatever its shape.
 func statusMesh(ctx context.Context, f *statusFetcher, arg string, timeout time.Duration, asJSON bool, out io.Writer) error {
 	u, err := meshURL(arg)
 	if err != nil {
@@ -40,18 +44,27 @@ func statusMesh(ctx context.Context, f *statusFetcher, arg string, timeout time.
 		_ = json.Indent(&b, body, "", "  ") // it parsed above
 		fmt.Fprintf(out, "%s\n", bytes.TrimSpace(b.Bytes()))
 	} else {
-		printMesh(out, ms)
+		var b bytes.Buffer
+		printMesh(&b, ms)
+		io.WriteString(out, terminalSafe(b.String()))
 	}
-	down := 0
-	for _, n := range ms.Nodes {
-		if !n.Up {
-			down++
-		}
-	}
+	down := len(ms.Nodes) - countUp(ms)
 	if down > 0 {
 		return fmt.Errorf("%d of %d nodes down", down, len(ms.Nodes))
 	}
 	return nil
+}
+
+// terminalSafe replaces the control characters in s, but for newlines
+// and tabs, and its invalid UTF-8 with U+FFFD: what nodes answer must not
+// drive the terminal (an escape sequence in a node's error).
+func terminalSafe(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r != '\n' && r != '\t' && unicode.IsControl(r) {
+			return utf8.RuneError
+		}
+		return r
+	}, s)
 }
 
 // meshURL turns a node URL into the URL of its mesh JSON.
@@ -70,18 +83,12 @@ func meshURL(arg string) (string, error) {
 // connections (state and round trip, then traffic and errors), and the
 // parts each node added to its stats.
 func printMesh(out io.Writer, ms grid.MeshStats) {
-	up := 0
 	labels := make(map[string]string, len(ms.Nodes))
 	cols := meshColumns(ms)
 	for i, h := range cols {
 		labels[h] = fmt.Sprintf("[%d]", i)
 	}
-	for _, n := range ms.Nodes {
-		if n.Up {
-			up++
-		}
-	}
-	fmt.Fprintf(out, "mesh seen from %s: %d nodes, %d up\n\n", ms.From, len(ms.Nodes), up)
+	fmt.Fprintf(out, "mesh seen from %s: %d nodes, %d up\n\n", ms.From, len(ms.Nodes), countUp(ms))
 	tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "\tNODE\tROLE\tSTATE\tPEERS UP\tREQUESTS OUT\tSERVED\tIN FLIGHT\tSTREAMS\tANSWERED IN\tERROR")
 	for _, n := range ms.Nodes {
@@ -89,10 +96,9 @@ func printMesh(out io.Writer, ms grid.MeshStats) {
 		if n.Self {
 			self = " (this node)"
 		}
-		state, peers, reqs, served, inFlight, streams := "down", "-", "-", "-", "-", "-"
-		if n.Up {
+		state, peers, reqs, served, inFlight, streams := nodeState(n), "-", "-", "-", "-", "-"
+		if n.Stats != nil {
 			g := n.Stats.Grid
-			state = "up"
 			peers = fmt.Sprintf("%d of %d", g.Connected, len(g.Peers))
 			reqs, served, inFlight = fmt.Sprint(g.RequestsOut), fmt.Sprint(g.Served), fmt.Sprint(g.InFlight)
 			streams = fmt.Sprint(g.StreamsOut + g.StreamsIn)
@@ -113,7 +119,7 @@ func printMesh(out io.Writer, ms grid.MeshStats) {
 		return fmt.Sprintf("%s/%s %d %d", sizeOf(p.BytesIn), sizeOf(p.BytesOut), p.Reconnects, p.RemoteErrors)
 	})
 	for _, n := range ms.Nodes {
-		if !n.Up || len(n.Stats.Sections) == 0 {
+		if n.Stats == nil || len(n.Stats.Sections) == 0 {
 			continue
 		}
 		fmt.Fprintf(out, "\n%s %s\n", labels[n.Host], n.Host)
@@ -121,27 +127,45 @@ func printMesh(out io.Writer, ms grid.MeshStats) {
 	}
 }
 
-// meshColumns returns every host in ms, the nodes' peers included, sorted.
+// meshColumns returns the nodes' hosts, once each: the gathering node's
+// membership. A peer that a node lists beyond it gets no column (the
+// gathering node leaves such peers out; an answer that does not could
+// otherwise make the matrix as wide as it likes).
 func meshColumns(ms grid.MeshStats) []string {
-	seen := make(map[string]bool)
+	seen := make(map[string]bool, len(ms.Nodes))
 	var hosts []string
-	add := func(h string) {
-		if !seen[h] {
-			seen[h] = true
-			hosts = append(hosts, h)
-		}
-	}
 	for _, n := range ms.Nodes {
-		add(n.Host)
-	}
-	for _, n := range ms.Nodes {
-		if n.Stats != nil {
-			for _, h := range slices.Sorted(maps.Keys(n.Stats.Grid.Peers)) {
-				add(h)
-			}
+		if !seen[n.Host] {
+			seen[n.Host] = true
+			hosts = append(hosts, n.Host)
 		}
 	}
 	return hosts
+}
+
+// countUp counts the nodes that are up.
+func countUp(ms grid.MeshStats) int {
+	up := 0
+	for _, n := range ms.Nodes {
+		if n.Up {
+			up++
+		}
+	}
+	return up
+}
+
+// nodeState is a node's state as the table shows it: up, down, or up
+// without its stats.
+func nodeState(n grid.MeshNode) string {
+	switch {
+	case !n.Up:
+		return "down"
+	case n.Stats != nil:
+		return "up"
+	case n.OlderVersion:
+		return "up, no stats (older version)"
+	}
+	return "up, no stats"
 }
 
 // printMatrix prints one row per node and one column per host, each cell
@@ -205,11 +229,17 @@ func nodeRole(ms grid.MeshStats, n grid.MeshNode) string {
 	return "node"
 }
 
-// nodeErrors is why a node is down, and its sections' errors.
+// nodeErrors is why a node is down or has no stats, and its sections'
+// errors.
 func nodeErrors(n grid.MeshNode) string {
 	errs := []string{}
-	if n.Error != "" {
-		errs = append(errs, n.Error)
+	for _, e := range []string{n.Error, n.StatsError} {
+		if e != "" {
+			errs = append(errs, e)
+		}
+	}
+	if n.PeersLeftOut > 0 {
+		errs = append(errs, fmt.Sprintf("%d peers not in this node's hosts left out", n.PeersLeftOut))
 	}
 	if n.Stats != nil {
 		for _, name := range slices.Sorted(maps.Keys(n.Stats.SectionErrors)) {

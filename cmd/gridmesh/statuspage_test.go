@@ -64,7 +64,7 @@ func startMeshCluster(t *testing.T) *meshCluster {
 	c.waitMesh(t, "every node up", func(ms grid.MeshStats) bool {
 		up := 0
 		for _, n := range ms.Nodes {
-			if n.Up && n.Stats.Grid.Connected == 2 {
+			if n.Up && n.Stats != nil && n.Stats.Grid.Connected == 2 {
 				up++
 			}
 		}
@@ -129,7 +129,8 @@ func TestStatusPageBrowser(t *testing.T) {
 	page := "http://" + c.gatewayAddr() + ops.PagePath
 
 	// Without the token the page asks for it; given in the form, it goes
-	// in the address's fragment and the page polls with it.
+	// in the tab's session storage, not in the address, and the page polls
+	// with it.
 	testbrowser.Do(t, ctx, "the page", chromedp.Navigate(page))
 	testbrowser.Wait(t, ctx, "the token form", `!document.getElementById("auth").hidden`)
 	testbrowser.Do(t, ctx, "the token", chromedp.SendKeys(chromedp.ID("token"), c.token))
@@ -142,8 +143,11 @@ func TestStatusPageBrowser(t *testing.T) {
 			Number(document.getElementById("poll").dataset.polls) >= 2;
 	})()`
 	testbrowser.Wait(t, ctx, "every node up on the page", allUp)
-	if u := testbrowser.Eval[string](t, ctx, "location.href"); !strings.HasSuffix(u, "#token="+c.token) {
-		t.Errorf("the page's address after the form: %q", u)
+	if u := testbrowser.Eval[string](t, ctx, "location.href"); u != page {
+		t.Errorf("the page's address after the form: %q, want %q", u, page)
+	}
+	if tok := testbrowser.Eval[string](t, ctx, `sessionStorage.getItem("gridmesh-ops-token")`); tok != c.token {
+		t.Errorf("the tab's session storage holds the token %q, want %q", tok, c.token)
 	}
 	shown := testbrowser.Eval[[]string](t, ctx, `[...document.querySelectorAll("#nodes tr[data-node]")].map((r) => r.dataset.node)`)
 	if want := slices.Sorted(slices.Values(c.names)); !slices.Equal(shown, want) {

@@ -14,11 +14,21 @@
 // this port), and holds no data: its script polls /mesh about every
 // second and draws the nodes, the nodes × peers matrix and the gateway's
 // pipeline. A browser that opens the page cannot send a header, so the
-// page itself is served without the token, and the token travels in the
-// address's fragment, which browsers never send to a server nor put in a
-// Referer: https://node:9100/#token=TOKEN. The script sends it on each
-// poll as "Authorization: Bearer TOKEN"; without it (or with a wrong
+// page itself is served without the token, and the token reaches the
+// script in the address's fragment, which browsers never send to a server
+// nor put in a Referer (https://node:9100/#token=TOKEN), or in the page's
+// form. The script moves it at once into the tab's session storage and
+// replaces the address with one without the fragment, so that the token
+// stays neither in the address bar nor in the tab's back and forward
+// history (a browser may still record the address it opened in its
+// global history; the form avoids even that). It sends the token on each
+// poll as "Authorization: Bearer TOKEN". Without it (or with a wrong
 // one), /mesh answers 401 and the page asks for the token.
+//
+// One gathering of the mesh (Options.Mesh) answers every request for
+// /mesh that arrives while it runs and for Options.MeshReuse after it (by
+// default half a second), so that pages and tabs polling one node do not
+// each call every peer.
 //
 // The library packages (grid, gateway, gateway/worker) write their own
 // Prometheus text; TextCollector turns such a writer into a

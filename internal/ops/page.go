@@ -1,11 +1,9 @@
 package ops
 
 import (
-	"context"
 	"crypto/sha256"
 	"embed"
 	"encoding/base64"
-	"encoding/json"
 	"net/http"
 	"strings"
 	"sync"
@@ -50,7 +48,8 @@ func cspHash(s string) string {
 }
 
 // pageHandler serves the status page. The page holds no data: it asks
-// MeshPath for it, with the bearer token from its address's fragment.
+// MeshPath for it, with the bearer token it keeps in the tab's session
+// storage (see the package doc).
 func pageHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		p := page()
@@ -61,15 +60,5 @@ func pageHandler() http.Handler {
 		h.Set("Referrer-Policy", "no-referrer")
 		h.Set("Cache-Control", "no-cache")
 		_, _ = w.Write(p.html)
-	})
-}
-
-// meshHandler serves what mesh returns as JSON; mesh gets the request's
-// context.
-func meshHandler(mesh func(context.Context) any) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Cache-Control", "no-store")
-		_ = json.NewEncoder(w).Encode(mesh(r.Context()))
 	})
 }

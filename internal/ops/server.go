@@ -52,9 +52,16 @@ type Options struct {
 	// Stats returns what /stats serves as JSON. Default: no /stats.
 	Stats func() any
 	// Mesh returns what MeshPath serves as JSON, the whole mesh as this
-	// node gathers it (grid.Manager.MeshStats), within ctx (the request's).
-	// With it, PagePath serves the status page. Default: neither.
+	// node gathers it (grid.Manager.MeshStats). It is called at most once
+	// at a time, and its JSON answers every request that arrives while it
+	// runs and for MeshReuse after, so that many pages polling the port
+	// cost one gathering; its ctx is not the request's (whose end does not
+	// cut it short for the others) and ends after 30 s. With it, PagePath
+	// serves the status page. Default: neither.
 	Mesh func(ctx context.Context) any
+	// MeshReuse is how long after a gathering ends its JSON still answers
+	// the requests for MeshPath. Default DefaultMeshReuse (500 ms).
+	MeshReuse time.Duration
 	// Gatherer is what /metrics serves. Default: no /metrics.
 	Gatherer prometheus.Gatherer
 	// Logger receives the HTTP server's errors. Default: discard.
@@ -136,7 +143,7 @@ func Handler(opts Options) http.Handler {
 		mux.Handle("GET "+StatsPath, statsHandler(opts.Stats))
 	}
 	if opts.Mesh != nil {
-		mux.Handle("GET "+MeshPath, meshHandler(opts.Mesh))
+		mux.Handle("GET "+MeshPath, meshHandler(opts.Mesh, opts.MeshReuse))
 		mux.Handle("GET "+PagePath+"{$}", pageHandler())
 	}
 	if opts.Pprof {

@@ -7,12 +7,28 @@
   const FETCH_TIMEOUT_MS = 15000;
   const $ = (id) => document.getElementById(id);
 
-  // The bearer token, if any, comes in the address after # ("#token=..."):
-  // browsers never send that part to the server, and this script sends it
-  // as an Authorization header.
+  // The bearer token, if any, is kept in this tab's session storage (in
+  // memory where storage is refused) and sent as an Authorization header.
+  // It comes from the form, or in the address after # ("#token=...",
+  // which browsers never send to a server): taken from there at once, and
+  // the address replaced by one without it, so that it stays neither in
+  // the address bar nor in the history.
+  const TOKEN_KEY = "gridmesh-ops-token";
+  let memToken = "";
   function token() {
+    try { return sessionStorage.getItem(TOKEN_KEY) || ""; } catch (e) { return memToken; }
+  }
+  function setToken(tok) {
+    memToken = tok;
+    try { sessionStorage.setItem(TOKEN_KEY, tok); } catch (e) { /* kept in memory */ }
+  }
+  function takeTokenFromAddress() {
     const m = /(?:^#|&)token=([^&]*)/.exec(location.hash);
-    return m ? decodeURIComponent(m[1]) : "";
+    if (!m) return;
+    let tok = m[1];
+    try { tok = decodeURIComponent(tok); } catch (e) { /* kept as written */ }
+    setToken(tok);
+    history.replaceState(history.state, "", location.pathname + location.search);
   }
 
   // el builds an element: attributes (class, data-*, title) and children
@@ -50,6 +66,13 @@
     return s.toFixed(2) + " s";
   }
   const short = (host) => String(host).replace(/^[a-z]+:\/\//, "");
+  // What a node answered, read defensively: whatever the JSON holds, the
+  // page draws what it can.
+  const obj = (v) => (v && typeof v === "object" && !Array.isArray(v) ? v : {});
+  const arr = (v) => (Array.isArray(v) ? v : []);
+  const gridOf = (n) => (n.stats ? obj(n.stats.grid) : null);
+  const peersOf = (n) => obj(gridOf(n) && gridOf(n).peers);
+  const sectionsOf = (n) => obj(n.stats && n.stats.sections);
 
   // What the previous poll saw of each node, for rates: by host, its
   // instance, clock and counters. A restarted node (new instance) or a
@@ -73,20 +96,20 @@
       const st = n.stats;
       if (!st) continue;
       const values = new Map();
-      for (const [peer, ps] of Object.entries(st.grid.peers || {})) {
-        values.set("in " + peer, ps.bytes_in);
-        values.set("out " + peer, ps.bytes_out);
+      for (const [peer, ps] of Object.entries(peersOf(n))) {
+        values.set("in " + peer, obj(ps).bytes_in);
+        values.set("out " + peer, obj(ps).bytes_out);
       }
-      const gw = (st.sections || {}).gateway;
-      if (gw) { values.set("received", gw.received); values.set("sent", gw.sent); }
-      for (const w of (((st.sections || {}).dispatch || {}).workers || [])) values.set("done " + w.host, w.done);
+      const gw = obj(sectionsOf(n).gateway);
+      values.set("received", gw.received); values.set("sent", gw.sent);
+      for (const w of arr(obj(sectionsOf(n).dispatch).workers)) values.set("done " + obj(w).host, obj(w).done);
       next.set(n.host, { instance: st.instance, time: Date.parse(st.time), values });
     }
     prev = next;
   }
 
   function roleOf(n) {
-    const s = (n.stats && n.stats.sections) || {};
+    const s = sectionsOf(n);
     if (s.gateway || s.dispatch) return "gateway";
     if (s.worker || s.processes) return "worker";
     return n.stats ? "node" : roles.get(n.host) || "";
@@ -96,8 +119,8 @@
     const t = $("nodes");
     // A worker that is down is known from the gateways' dispatch.
     for (const n of mesh.nodes) {
-      for (const w of (((n.stats && n.stats.sections) || {}).dispatch || {}).workers || []) {
-        if (!roles.has(w.host)) roles.set(w.host, "worker");
+      for (const w of arr(obj(sectionsOf(n).dispatch).workers)) {
+        if (!roles.has(obj(w).host)) roles.set(obj(w).host, "worker");
       }
     }
     const rows = [el("tr", {},
@@ -106,17 +129,21 @@
       el("th", { class: "num" }, "served"), el("th", { class: "num" }, "in flight"),
       el("th", { class: "num" }, "streams"), el("th", { class: "num" }, "answered in"), el("th", {}, "error"))];
     for (const n of mesh.nodes) {
-      const g = n.stats && n.stats.grid;
+      const g = gridOf(n);
       const role = roleOf(n);
       if (role) roles.set(n.host, role);
       const errs = [];
       if (n.error) errs.push(n.error);
-      for (const [name, e] of Object.entries((n.stats && n.stats.section_errors) || {})) errs.push(name + ": " + e);
-      rows.push(el("tr", { class: n.up ? "" : "down", "data-node": n.host, "data-up": n.up, "data-state": n.up ? "up" : "down" },
+      if (n.stats_error) errs.push(n.stats_error);
+      for (const [name, e] of Object.entries(obj(n.stats && n.stats.section_errors))) errs.push(name + ": " + e);
+      if (n.peers_left_out) errs.push(num(n.peers_left_out) + " peers not in this node's hosts left out");
+      const state = !n.up ? "down" : n.stats ? "up" : "nostats";
+      const label = state === "nostats" ? "up, no stats" + (n.older_version ? " (older version)" : "") : state;
+      rows.push(el("tr", { class: n.up ? "" : "down", "data-node": n.host, "data-up": !!n.up, "data-state": state },
         el("td", { class: "host" }, short(n.host), n.self ? el("span", { class: "muted" }, " (this node)") : null),
         el("td", {}, role || "–"),
-        el("td", {}, el("span", { class: "badge " + (n.up ? "up" : "down") }, n.up ? "up" : "down")),
-        el("td", { class: "num" }, g ? g.connected + " of " + Object.keys(g.peers || {}).length : "–"),
+        el("td", {}, el("span", { class: "badge " + state }, label)),
+        el("td", { class: "num" }, g ? num(g.connected) + " of " + num(Object.keys(peersOf(n)).length) : "–"),
         el("td", { class: "num" }, g ? num(g.requests_out) : "–"),
         el("td", { class: "num" }, g ? num(g.served) : "–"),
         el("td", { class: "num" }, g ? num(g.in_flight) : "–"),
@@ -127,10 +154,11 @@
     t.replaceChildren(...rows);
   }
 
+  // renderMatrix draws a row and a column per node of the mesh (the
+  // gathering node's membership): a peer that a node lists beyond it has
+  // no column.
   function renderMatrix(mesh) {
-    const hosts = new Set(mesh.nodes.map((n) => n.host));
-    for (const n of mesh.nodes) for (const p of Object.keys((n.stats && n.stats.grid.peers) || {})) hosts.add(p);
-    const cols = [...hosts].sort();
+    const cols = [...new Set(mesh.nodes.map((n) => n.host))].sort();
     const head = el("tr", {}, el("th", {}, "node ╲ peer"), ...cols.map((h) => el("th", { class: "host" }, short(h))));
     const rows = [head];
     for (const n of mesh.nodes) {
@@ -145,8 +173,8 @@
     const attrs = { "data-from": n.host, "data-to": peer };
     if (peer === n.host) return el("td", { ...attrs, class: "self", "data-state": "self" }, "·");
     if (!n.stats) return el("td", { ...attrs, class: "unknown", "data-state": "unknown", title: n.error || "" }, "?");
-    const ps = (n.stats.grid.peers || {})[peer];
-    if (!ps) return el("td", { ...attrs, class: "self", "data-state": "unlisted", title: "not in this node's hosts" }, "not listed");
+    const ps = peersOf(n)[peer];
+    if (!ps || typeof ps !== "object") return el("td", { ...attrs, class: "self", "data-state": "unlisted", title: "not in this node's hosts" }, "not listed");
     const rin = perSecond(n.host, n.stats, "in " + peer, ps.bytes_in);
     const rout = perSecond(n.host, n.stats, "out " + peer, ps.bytes_out);
     const errs = [];
@@ -171,11 +199,11 @@
     $("pipeline").hidden = gws.length === 0;
     const parts = [];
     for (const n of gws) {
-      const s = (n.stats && n.stats.sections) || {};
-      const g = s.gateway, d = s.dispatch;
+      const s = sectionsOf(n);
+      const g = s.gateway && obj(s.gateway), d = s.dispatch && obj(s.dispatch);
       parts.push(el("h3", { class: "host" }, "gateway " + short(n.host)));
       if (!g) {
-        const why = n.error || ((n.stats && n.stats.section_errors) || {}).gateway || "no gateway stats";
+        const why = n.error || n.stats_error || obj(n.stats && n.stats.section_errors).gateway || "no gateway stats";
         parts.push(el("p", { class: "bad", "data-gateway": n.host, "data-up": false }, why));
         continue;
       }
@@ -211,9 +239,9 @@
       el("th", {}, "worker"), el("th", {}, "state"), el("th", {}, "load"), el("th", { class: "num" }, "done"),
       el("th", { class: "num" }, "done / s"), el("th", { class: "num" }, "contract errors"),
       el("th", { class: "num" }, "timeouts"), el("th", {}, "contract processes"), el("th", {}, "note"))];
-    for (const w of d.workers || []) {
+    for (const w of arr(d.workers).map(obj)) {
       const node = byHost.get(w.host);
-      const sections = (node && node.stats && node.stats.sections) || {};
+      const sections = node ? sectionsOf(node) : {};
       const ws = sections.worker, ps = sections.processes;
       const up = w.up && (!node || node.up);
       const cap = w.capacity || 0;
@@ -238,6 +266,8 @@
   }
 
   function render(mesh) {
+    mesh = obj(mesh);
+    mesh.nodes = arr(mesh.nodes).map(obj).filter((n) => typeof n.host === "string");
     const up = mesh.nodes.filter((n) => n.up).length;
     $("from").textContent = "seen from " + short(mesh.from) + " · " + mesh.nodes.length + " nodes, " + up + " up";
     renderNodes(mesh);
@@ -254,10 +284,20 @@
     document.body.classList.toggle("stale", state === "error");
   }
 
+  // One poll at a time: next is the timer of the next poll, and polling
+  // tells that one runs now.
+  let next = null, polling = false;
+  function schedule(ms) {
+    clearTimeout(next);
+    next = setTimeout(poll, ms);
+  }
+
   async function poll() {
+    polling = true;
     const started = performance.now();
     const ctl = new AbortController();
     const timer = setTimeout(() => ctl.abort(), FETCH_TIMEOUT_MS);
+    let mesh = null;
     try {
       const tok = token();
       const resp = await fetch("mesh", {
@@ -269,24 +309,37 @@
       } else if (!resp.ok) {
         setPoll("error", "mesh: HTTP " + resp.status);
       } else {
-        const mesh = await resp.json();
-        $("auth").hidden = true;
-        polls++;
-        render(mesh);
-        setPoll("ok", "updated " + new Date().toLocaleTimeString());
+        mesh = await resp.json();
       }
     } catch (e) {
       setPoll("error", "cannot reach " + location.host + ": " + (e && e.message ? e.message : e));
     } finally {
       clearTimeout(timer);
     }
-    setTimeout(poll, Math.max(0, POLL_MS - (performance.now() - started)));
+    if (mesh !== null) {
+      $("auth").hidden = true;
+      polls++;
+      try {
+        render(mesh);
+        setPoll("ok", "updated " + new Date().toLocaleTimeString());
+      } catch (e) {
+        setPoll("error", "cannot draw the mesh: " + (e && e.message ? e.message : e));
+      }
+    }
+    polling = false;
+    schedule(Math.max(0, POLL_MS - (performance.now() - started)));
   }
 
   $("auth").addEventListener("submit", (ev) => {
     ev.preventDefault();
-    location.hash = "token=" + encodeURIComponent($("token").value);
+    setToken($("token").value);
     $("token").value = "";
+    if (!polling) schedule(0);
   });
+  window.addEventListener("hashchange", () => {
+    takeTokenFromAddress();
+    if (!polling) schedule(0);
+  });
+  takeTokenFromAddress();
   poll();
 })();
