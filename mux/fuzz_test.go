@@ -128,6 +128,12 @@ func FuzzSession(f *testing.F) {
 	f.Add(mux.AppendFrame(nil, mux.Header{Op: mux.OpRequest, Handler: hPanic, ID: 9}, nil))
 	f.Add(mux.AppendFrame(nil, mux.Header{Op: mux.OpRequest, Handler: hMissing, ID: 9}, nil))
 	f.Add([]byte{0xff, 0, 0, 0, 0xff, 0xff, 0xff, 0xff})
+	// Trace frames whose seq or deadline is not 0 (SPEC.md, TRACE: a
+	// protocol error), each before the request it would trace.
+	tr, _ := hex.DecodeString("004bf92f3577b34da6a3ce929d0e0e473600f067aa0ba902b701")
+	for _, h := range []mux.Header{{Op: mux.OpTrace, ID: 30, Seq: 9}, {Op: mux.OpTrace, ID: 30, Deadline: 77}} {
+		f.Add(append(mux.AppendFrame(nil, h, tr), mux.AppendFrame(nil, mux.Header{Op: mux.OpRequest, Handler: hEcho, ID: 30}, []byte("x"))...))
+	}
 	reg := echoRegistry(f)
 	mustRegister(f, reg, hPanic, func(context.Context, []byte) ([]byte, error) { panic("fuzz") })
 	mustStream(f, reg, hsEcho, handlers.StreamHandler{Handle: streamtest.Echo, InCapacity: 2, OutCapacity: 2})

@@ -224,13 +224,16 @@ type inTrace struct {
 	t       *wireTrace
 }
 
-// handleTrace reads an OpTrace frame (SPEC.md, TRACE): version 3 only, a
-// binary traceparent and at most MaxTraceState bytes of printable
-// tracestate, and only where a call's first chunk may follow.
+// handleTrace reads an OpTrace frame (SPEC.md, TRACE): version 3 only,
+// seq and deadline 0 (ParseHeader checked flags and handler), a binary
+// traceparent and at most MaxTraceState bytes of printable tracestate, and
+// only where a call's first chunk may follow.
 func (s *Session) handleTrace(br *bufio.Reader, h Header) error {
 	switch {
 	case s.version < 3:
 		return fmt.Errorf("%w: trace frame in a version %d session", ErrProtocol, s.version)
+	case h.Seq != 0 || h.Deadline != 0:
+		return fmt.Errorf("%w: trace frame with seq %d and deadline %d (both must be 0)", ErrProtocol, h.Seq, h.Deadline)
 	case h.Length < traceFixed || h.Length > traceFixed+MaxTraceState:
 		return fmt.Errorf("%w: trace frame of %d bytes (%d..%d)", ErrProtocol, h.Length, traceFixed, traceFixed+MaxTraceState)
 	}

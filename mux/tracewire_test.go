@@ -84,8 +84,9 @@ func TestTraceFrameSent(t *testing.T) {
 }
 
 // TestTraceFrameBad: an OpTrace in a version 2 session, one not followed
-// by its call's first chunk, and a malformed one each break the protocol,
-// with a reason.
+// by its call's first chunk, one with a header field other than op, id
+// and length set, and a malformed one each break the protocol, with a
+// reason.
 func TestTraceFrameBad(t *testing.T) {
 	req := func(id uint64) (Header, []byte) {
 		return Header{Op: OpRequest, Handler: hTraced, ID: id}, []byte("x")
@@ -99,25 +100,35 @@ func TestTraceFrameBad(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		version uint8
+		hdr     Header // the trace frame's header; zero: {Op: OpTrace, ID: 1}
 		trace   []byte
 		next    func() (Header, []byte)
 		reason  string
 	}{
-		{"v2", 2, traceBin(""), nil, "trace frame in a version 2 session"},
-		{"other id", 3, traceBin(""), func() (Header, []byte) { return req(2) }, "not the call's first chunk"},
-		{"ping", 3, traceBin(""), func() (Header, []byte) { return Header{Op: OpPing, ID: 1}, nil }, "not the call's first chunk"},
-		{"two", 3, traceBin(""), func() (Header, []byte) { return Header{Op: OpTrace, ID: 1}, traceBin("") }, "not the call's first chunk"},
-		{"response", 3, traceBin(""), func() (Header, []byte) { return Header{Op: OpResponse, ID: 1}, nil }, "not the call's first chunk"},
-		{"short", 3, traceBin("")[:25], nil, "trace frame of 25 bytes"},
-		{"oversized", 3, traceBin(strings.Repeat("a", MaxTraceState+1)), nil, "trace frame of 539 bytes"},
-		{"zero trace id", 3, zeroTrace, nil, "all-zero trace ID"},
-		{"zero span id", 3, zeroSpan, nil, "all-zero span ID"},
-		{"version ff", 3, ff, nil, "version ff"},
-		{"tracestate byte", 3, traceBin("k=\x00"), nil, "tracestate byte 0x0"},
+		{"v2", 2, Header{}, traceBin(""), nil, "trace frame in a version 2 session"},
+		{"other id", 3, Header{}, traceBin(""), func() (Header, []byte) { return req(2) }, "not the call's first chunk"},
+		{"ping", 3, Header{}, traceBin(""), func() (Header, []byte) { return Header{Op: OpPing, ID: 1}, nil }, "not the call's first chunk"},
+		{"two", 3, Header{}, traceBin(""), func() (Header, []byte) { return Header{Op: OpTrace, ID: 1}, traceBin("") }, "not the call's first chunk"},
+		{"response", 3, Header{}, traceBin(""), func() (Header, []byte) { return Header{Op: OpResponse, ID: 1}, nil }, "not the call's first chunk"},
+		{"short", 3, Header{}, traceBin("")[:25], nil, "trace frame of 25 bytes"},
+		{"oversized", 3, Header{}, traceBin(strings.Repeat("a", MaxTraceState+1)), nil, "trace frame of 539 bytes"},
+		{"zero trace id", 3, Header{}, zeroTrace, nil, "all-zero trace ID"},
+		{"zero span id", 3, Header{}, zeroSpan, nil, "all-zero span ID"},
+		{"version ff", 3, Header{}, ff, nil, "version ff"},
+		{"tracestate byte", 3, Header{}, traceBin("k=\x00"), nil, "tracestate byte 0x0"},
+		// SPEC.md: flags, handler, seq and deadline are 0.
+		{"seq", 3, Header{Op: OpTrace, ID: 1, Seq: 9}, traceBin(""), nil, "trace frame with seq 9 and deadline 0"},
+		{"deadline", 3, Header{Op: OpTrace, ID: 1, Deadline: 77}, traceBin(""), nil, "trace frame with seq 0 and deadline 77"},
+		{"flags", 3, Header{Op: OpTrace, ID: 1, Flags: FlagMore}, traceBin(""), nil, "trace frame with flags"},
+		{"handler", 3, Header{Op: OpTrace, ID: 1, Handler: hTraced}, traceBin(""), nil, "trace frame names handler"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := newRawPeer(t, nil, tc.version)
-			p.send(Header{Op: OpTrace, ID: 1}, tc.trace)
+			hdr := tc.hdr
+			if hdr == (Header{}) {
+				hdr = Header{Op: OpTrace, ID: 1}
+			}
+			p.send(hdr, tc.trace)
 			if tc.next != nil {
 				h, payload := tc.next()
 				p.send(h, payload)
