@@ -40,7 +40,8 @@ type ClientInterceptor func(ctx context.Context, info CallInfo, req []byte, next
 
 // ServerHandler serves a single request: the last one runs the handler
 // registered for info.Handler (a panic in it comes back as an error
-// matching ErrHandlerPanic).
+// matching ErrHandlerPanic, and so does a panic in an interceptor inside
+// the one that called it).
 type ServerHandler func(ctx context.Context, info CallInfo, req []byte) ([]byte, error)
 
 // ServerInterceptor wraps the handlers a session runs for its peer. It
@@ -48,7 +49,10 @@ type ServerHandler func(ctx context.Context, info CallInfo, req []byte) ([]byte,
 // from it (the handler sees that one), or returns without calling it to
 // refuse the call (its error reaches the caller as a handler error). next
 // takes the CallInfo too, so that a chain of interceptors is built once
-// per session and a call through it allocates nothing.
+// per session and a call through it allocates nothing. A panic in an
+// interceptor is recovered where it happens: the interceptors outside it
+// see an error matching ErrHandlerPanic as the call's outcome, as for a
+// panic in the handler, and the caller gets a panic error.
 type ServerInterceptor func(ctx context.Context, info CallInfo, req []byte, next ServerHandler) ([]byte, error)
 
 // StreamOpener opens a stream: the last one opens it to the peer's handler
@@ -57,7 +61,7 @@ type StreamOpener func(ctx context.Context, info CallInfo, payload []byte) (*Str
 
 // ClientStreamInterceptor wraps the streams a session opens (NewStream and
 // OpenStream). What next returns is the open's outcome; the stream then
-// lives on in the caller's hands (Stream.Done tells its end). ctx governs
+// lives on in the caller's hands (Stream.OnEnd tells its end). ctx governs
 // the whole stream, as for NewStream.
 type ClientStreamInterceptor func(ctx context.Context, info CallInfo, payload []byte, next StreamOpener) (*Stream, error)
 
@@ -69,10 +73,11 @@ type StreamRunner func(ctx context.Context, info CallInfo, payload []byte) error
 
 // ServerStreamInterceptor wraps the stream handlers a session runs. It
 // calls next to run the handler, with the ctx it was given or one derived
-// from it, and sees the handler's returned error; or it returns an error
-// without calling next to refuse the stream (the caller's Responses then
-// end with it). The stream has been accepted by then: the caller's open
-// has succeeded.
+// from it (the session finds the stream through it), and sees the
+// handler's returned error; or it returns an error without calling next to refuse the stream
+// (the caller's Responses then end with it). The stream has been accepted
+// by then: the caller's open has succeeded. A panic in an interceptor is
+// recovered where it happens, as for a ServerInterceptor.
 type ServerStreamInterceptor func(ctx context.Context, info CallInfo, payload []byte, next StreamRunner) error
 
 // interceptors are a session's chains, built once by NewSession; nil where
@@ -82,7 +87,7 @@ type interceptors struct {
 	newStream  StreamOpener  // ClientStreamInterceptors around NewStream
 	openStream StreamOpener  // and around OpenStream
 	serve      ServerHandler // ServerInterceptors around the handlers
-	stream     bool          // ServerStreamInterceptors are set
+	stream     StreamRunner  // ServerStreamInterceptors around the stream handlers
 }
 
 func (s *Session) buildInterceptors() {
@@ -101,9 +106,11 @@ func (s *Session) buildInterceptors() {
 		})
 	}
 	if len(c.ServerInterceptors) > 0 {
-		s.ic.serve = chainServer(c.ServerInterceptors, s.serveSingle)
+		s.ic.serve = s.chainServer(c.ServerInterceptors, s.serveSingle)
 	}
-	s.ic.stream = len(c.ServerStreamInterceptors) > 0
+	if len(c.ServerStreamInterceptors) > 0 {
+		s.ic.stream = s.chainStream(c.ServerStreamInterceptors, s.serveStreamLast)
+	}
 }
 
 // chainClient returns the invoker that runs ics in order (the first is
@@ -130,26 +137,43 @@ func chainOpen(ics []ClientStreamInterceptor, last StreamOpener) StreamOpener {
 	return next
 }
 
-func chainServer(ics []ServerInterceptor, last ServerHandler) ServerHandler {
+// chainServer returns the handler that runs ics in order around last. A
+// panic in an interceptor is recovered at its level and becomes its
+// outcome, an error matching ErrHandlerPanic, so that the interceptors
+// outside it return normally: what they do after next (end a span, count
+// the call) is not skipped by the unwinding.
+func (s *Session) chainServer(ics []ServerInterceptor, last ServerHandler) ServerHandler {
 	next := last
 	for i := len(ics) - 1; i >= 0; i-- {
 		ic, n := ics[i], next
-		next = func(ctx context.Context, info CallInfo, req []byte) ([]byte, error) {
+		next = func(ctx context.Context, info CallInfo, req []byte) (resp []byte, err error) {
+			defer s.recoverInterceptor(info.Handler, &err)
 			return ic(ctx, info, req, n)
 		}
 	}
 	return next
 }
 
-func chainStream(ics []ServerStreamInterceptor, last StreamRunner) StreamRunner {
+// chainStream is chainServer for the stream handlers.
+func (s *Session) chainStream(ics []ServerStreamInterceptor, last StreamRunner) StreamRunner {
 	next := last
 	for i := len(ics) - 1; i >= 0; i-- {
 		ic, n := ics[i], next
-		next = func(ctx context.Context, info CallInfo, payload []byte) error {
+		next = func(ctx context.Context, info CallInfo, payload []byte) (err error) {
+			defer s.recoverInterceptor(info.Handler, &err)
 			return ic(ctx, info, payload, n)
 		}
 	}
 	return next
+}
+
+// recoverInterceptor, deferred by a server interceptor's level of the
+// chain, turns a panic in the interceptor into a *panicError in *err.
+func (s *Session) recoverInterceptor(h handlers.HandlerID, err *error) {
+	if v := recover(); v != nil {
+		s.cfg.Logger.Error("mux: server interceptor panicked", "handler", h.String(), "panic", v, "stack", string(debug.Stack()))
+		*err = &panicError{fmt.Sprintf("interceptor for %v panicked: %v", h, v)}
+	}
 }
 
 // openIntercepted opens a stream through a chain of
@@ -186,14 +210,9 @@ func (s *Session) runJob(j job) (resp []byte, err error, panicked bool) {
 }
 
 // runIntercepted runs a request's handler through the ServerInterceptors;
-// a panic in an interceptor is recovered as one in the handler is.
+// a panic in an interceptor is recovered as one in the handler is (each
+// level of the chain recovers its own).
 func (s *Session) runIntercepted(rc *reqCtx, h handlers.HandlerID, payload []byte) (resp []byte, err error, panicked bool) {
-	defer func() {
-		if v := recover(); v != nil {
-			s.cfg.Logger.Error("mux: server interceptor panicked", "handler", h.String(), "panic", v, "stack", string(debug.Stack()))
-			resp, err, panicked = nil, fmt.Errorf("interceptor for %v panicked: %v", h, v), true
-		}
-	}()
 	resp, err = s.ic.serve(rc, s.serverInfo(h, false, rc.trace), payload)
 	if err != nil && isPanic(err) {
 		return nil, err, true
@@ -217,19 +236,45 @@ func (s *Session) serverInfo(h handlers.HandlerID, stream bool, tr *wireTrace) C
 	return info
 }
 
-// runStreamIntercepted runs a stream handler through the
-// ServerStreamInterceptors; run is the handler itself.
-func (s *Session) runStreamIntercepted(ss *sstream, h handlers.HandlerID, payload []byte, run func(ctx context.Context, payload []byte) error) error {
-	last := func(ctx context.Context, _ CallInfo, payload []byte) (err error) {
-		defer func() {
-			if v := recover(); v != nil {
-				s.cfg.Logger.Error("mux: stream handler panicked", "handler", h.String(), "panic", v, "stack", string(debug.Stack()))
-				err = &panicError{fmt.Sprintf("handler %v panicked: %v", h, v)}
-			}
-		}()
-		return run(ctx, payload)
+// serveStreamLast is the last StreamRunner: it runs the handler of the
+// stream whose context ctx is (or derives from), turning a panic into a
+// *panicError. The stream travels in ctx rather than in a closure, so
+// that the chain is built once per session and a stream through it
+// allocates nothing more.
+func (s *Session) serveStreamLast(ctx context.Context, info CallInfo, payload []byte) (err error) {
+	rc, _ := ctx.Value(reqCtxKey{}).(*reqCtx)
+	var ss *sstream
+	if rc != nil {
+		if ss = s.lookupS(rc.id); ss != nil && &ss.rc != rc {
+			ss = nil
+		}
 	}
-	return chainStream(s.cfg.ServerStreamInterceptors, last)(&ss.rc, s.serverInfo(h, true, ss.rc.trace), payload)
+	switch {
+	case ss != nil:
+	case rc != nil && rc.Err() != nil:
+		return rc.Err() // the session ended, and forgot the stream
+	default:
+		return fmt.Errorf("mux: %v: a ServerStreamInterceptor called next with a context not derived from the stream's", info.Handler)
+	}
+	defer s.recoverStreamHandler(ss.h, &err)
+	return callStreamHandler(ctx, ss, s.reg.Lookup(ss.h).Stream, payload)
+}
+
+// callStreamHandler runs the stream's handler sh, in its form, with ctx.
+func callStreamHandler(ctx context.Context, ss *sstream, sh *handlers.StreamHandler, payload []byte) error {
+	if ss.direct {
+		return sh.Serve(ctx, payload, directStream{ss})
+	}
+	return sh.Handle(ctx, payload, ss.in, ss.out)
+}
+
+// recoverStreamHandler, deferred, turns a panic in a stream handler into
+// a *panicError in *err.
+func (s *Session) recoverStreamHandler(h handlers.HandlerID, err *error) {
+	if v := recover(); v != nil {
+		s.cfg.Logger.Error("mux: stream handler panicked", "handler", h.String(), "panic", v, "stack", string(debug.Stack()))
+		*err = &panicError{fmt.Sprintf("handler %v panicked: %v", h, v)}
+	}
 }
 
 // ErrorKind names the kind of a call's outcome, for metrics and logs: one

@@ -59,13 +59,20 @@ func (c *reqCtx) Deadline() (time.Time, bool) {
 	return time.Unix(0, c.deadline), true
 }
 func (c *reqCtx) Value(key any) any {
-	if key == (sessionEndKey{}) {
+	switch key.(type) {
+	case sessionEndKey:
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		return c.ended == ctxSessionOver
+	case reqCtxKey:
+		return c
 	}
 	return c.parent.Value(key)
 }
+
+// reqCtxKey finds, in a context derived from a handler's, the handler's
+// reqCtx (serveStreamLast).
+type reqCtxKey struct{}
 
 // sessionEndKey asks a handler's context whether its session ended it.
 type sessionEndKey struct{}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -185,10 +184,6 @@ func (s *Session) runStreamHandler(ss *sstream, sh *handlers.StreamHandler, h ha
 	defer s.handlers.Done()
 	var herr error
 	defer func() {
-		if v := recover(); v != nil {
-			s.cfg.Logger.Error("mux: stream handler panicked", "handler", h.String(), "panic", v, "stack", string(debug.Stack()))
-			herr = &panicError{fmt.Sprintf("handler %v panicked: %v", h, v)}
-		}
 		s.stats.streamsReturned.Add(1)
 		ss.releasePayload()
 		ss.mu.Lock()
@@ -205,20 +200,14 @@ func (s *Session) runStreamHandler(ss *sstream, sh *handlers.StreamHandler, h ha
 			ss.wake()
 		}
 	}()
-	if s.ic.stream {
-		herr = s.runStreamIntercepted(ss, h, payload, func(ctx context.Context, payload []byte) error {
-			if ss.direct {
-				return sh.Serve(ctx, payload, directStream{ss})
-			}
-			return sh.Handle(ctx, payload, ss.in, ss.out)
-		})
+	defer s.recoverStreamHandler(h, &herr) // runs first
+	if s.ic.stream != nil {
+		// The chain, built once, ends in serveStreamLast, which finds the
+		// stream through its context; every level recovers its panics.
+		herr = s.ic.stream(&ss.rc, s.serverInfo(h, true, ss.rc.trace), payload)
 		return
 	}
-	if ss.direct {
-		herr = sh.Serve(&ss.rc, payload, directStream{ss})
-		return
-	}
-	herr = sh.Handle(&ss.rc, payload, ss.in, ss.out)
+	herr = callStreamHandler(&ss.rc, ss, sh, payload)
 }
 
 // directStream is the handlers.ServerStream of a Serve handler.
