@@ -36,7 +36,8 @@ type cstream struct {
 	kick     chan struct{}    // cap 1: wakes the forwarder to drop; made with the first forwarder
 	done     chan struct{}    // closed with Responses; made on demand
 	stop     func() bool      // stops the AfterFunc watching ctx; called when Responses closes
-	onEnd    []func(error)    // Stream.OnEnd's, run when Responses closes
+	end      func(error)      // Stream.OnEnd's, run once Responses closed (hooks.go)
+	endQuick func(error)      // Stream.OnEndQuick's, run as Responses closes
 	// The handler (set at the open) and the flags sit together, so that
 	// their padding does not push the stream into a larger allocation
 	// class.
@@ -208,12 +209,16 @@ func (cs *cstream) abort(err error) {
 			cs.dropLocked()
 			cs.settleLocked(false)
 		}
+		end := cs.takeEndLocked()
 		cs.mu.Unlock()
+		end.run()
 		return
 	}
 	ended := cs.ended
 	cs.finishLocked(err, true, false)
+	end := cs.takeEndLocked()
 	cs.mu.Unlock()
+	end.run()          // the caller's goroutine, or the stream's
 	s.streamOut.poke() // a Send waiting for room sees the stream ended
 	switch {
 	case ended:
@@ -268,7 +273,9 @@ func (s *Session) endStreams(err error) {
 		case cs.pending && !cs.fwd:
 			cs.startForwarderLocked(true)
 		}
+		end := cs.takeEndLocked()
 		cs.mu.Unlock()
+		s.runOff(end)
 	}
 }
 

@@ -103,6 +103,7 @@ var dropHook func(n int)
 
 func (cs *cstream) closeRespLocked() {
 	cs.delivered = true
+	cs.endQuickLocked()
 	if cs.stop != nil {
 		cs.stop() // the caller's context no longer matters
 		cs.stop = nil
@@ -111,9 +112,6 @@ func (cs *cstream) closeRespLocked() {
 		close(cs.done)
 	}
 	close(cs.resp)
-	if cs.onEnd != nil {
-		cs.endedLocked()
-	}
 }
 
 // deliverLocked hands a message to the caller: into resp if it has room
@@ -187,7 +185,9 @@ func (cs *cstream) forward() {
 			}
 		case !ok:
 			cs.giveUpLocked()
+			end := cs.takeEndLocked()
 			cs.mu.Unlock()
+			end.run() // the stream's own goroutine
 			return
 		default:
 			cs.out.pushed++
@@ -203,7 +203,11 @@ func (cs *cstream) forward() {
 // not take it within CloseTimeout.
 func (cs *cstream) pushFinal() {
 	cs.mu.Lock()
-	defer cs.mu.Unlock()
+	defer func() {
+		end := cs.takeEndLocked()
+		cs.mu.Unlock()
+		end.run() // the stream's own goroutine
+	}()
 	for !cs.delivered {
 		if cs.finalErr == nil || cs.cancelled {
 			cs.putFinalLocked()

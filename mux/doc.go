@@ -66,13 +66,19 @@
 // outcome: what next returned. An interceptor may change the context it
 // passes on (the handler runs with the one the innermost server
 // interceptor passed), or refuse the call by returning without calling
-// next. A panic in a handler reaches the server interceptors as an error
-// matching ErrHandlerPanic; ErrorKind names an outcome's kind from a
-// bounded set, for metrics. The chains are built once per session and
-// CallInfo travels by value: interceptors that allocate nothing add no
-// allocation to a call. What interceptors cannot see of a stream has two
-// hooks: Config.OnStreamMessage is told of each of its messages, and
-// Stream.OnEnd of the end of a stream this side opened.
+// next. A panic in a handler, or in a server interceptor, reaches the
+// server interceptors outside it as an error matching ErrHandlerPanic
+// (each level of the chain recovers its own), so that what they do after
+// next is never skipped; a panic in a client interceptor goes on up to the
+// caller, as any panic in the caller's goroutine does. ErrorKind names an
+// outcome's kind from a bounded set, for metrics. The chains are built
+// once per session and CallInfo travels by value (a stream handler's
+// stream travels in its context): interceptors that allocate nothing add
+// no allocation to a call or a stream. What interceptors cannot see of a
+// stream has hooks: Config.OnStreamMessage is told of each of its
+// messages, and Stream.OnEnd and OnEndQuick of the end of a stream this
+// side opened, OnEnd off the session's reader (it may wait), OnEndQuick
+// inline (it must not); neither starts a goroutine per stream.
 //
 // # Trace context
 //

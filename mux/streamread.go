@@ -182,7 +182,9 @@ func (s *Session) handleStreamEnd(br *bufio.Reader, h Header) error {
 	if !cs.final {
 		cs.finishLocked(endErr, false, false)
 	}
+	end := cs.takeEndLocked()
 	cs.mu.Unlock()
+	s.runOff(end) // the reader runs no hook that may wait
 	return nil
 }
 

@@ -7,7 +7,7 @@ import (
 	"github.com/gridmesh/gridmesh/handlers"
 )
 
-// job is a request handed to a worker.
+// job is a request handed to a worker, or a stream's end hook (end).
 type job struct {
 	rc      *reqCtx
 	fn      handlers.SingleHandler
@@ -15,6 +15,9 @@ type job struct {
 	payload []byte
 	pb      *[]byte
 	charged int64 // counted in reqIn until the handler returns
+
+	end    func(error) // Stream.OnEnd's, run with endErr (hooks.go)
+	endErr error
 }
 
 // workerIdle is how long a worker waits for another request before it
@@ -28,7 +31,11 @@ func (s *Session) worker(j job) {
 	defer s.handlers.Done()
 	w := &idleWorker{jobs: make(chan job, 1)}
 	for {
-		s.serve(j)
+		if j.end != nil {
+			j.end(j.endErr)
+		} else {
+			s.serve(j)
+		}
 		if !s.workers.park(w) {
 			return
 		}
