@@ -106,3 +106,51 @@ func TestMetricsAllocs(t *testing.T) {
 		t.Fatalf("the metrics add %.2f allocations per request", on-off)
 	}
 }
+
+// TestStreamMetricsAllocs: the default metrics add no allocation and no
+// goroutine to a stream (compared with DisableMetrics), counted on both
+// sides; the caller's active-streams gauge is down as soon as the
+// stream's Responses closed.
+func TestStreamMetricsAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector makes sync.Pool drop items")
+	}
+	allocs := func(disable bool) float64 {
+		lns, names := listen(t, 2)
+		var nodes []*node
+		for i := range 2 {
+			o := baseOptions(names[i], names)
+			o.DisableMetrics = disable
+			nodes = append(nodes, startNode(t, lns[i], o))
+		}
+		streamHandler(t, hsOnce, serveOnce, nodes...)
+		conn := nodes[0].m.Connection(names[1])
+		must(t, conn.WaitForConnect(testCtx(t)))
+		ctx := context.Background()
+		open := func() {
+			st, err := conn.NewStream(ctx, hsOnce, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for r := range st.Responses {
+				mux.Recycle(r.Msg)
+			}
+		}
+		for range 100 {
+			open()
+		}
+		n := testing.AllocsPerRun(300, open)
+		if !disable {
+			want := `gridmesh_rpc_streams_active{handler="grid-stream-once",handler_id="170",side="client"} 0`
+			if text := exposition(t, nodes[0].m.Collector()); !strings.Contains(text, want) {
+				t.Errorf("right after the streams: no %s in\n%s", want, text)
+			}
+		}
+		return n
+	}
+	off, on := allocs(true), allocs(false)
+	t.Logf("allocations per stream: %.2f without metrics, %.2f with", off, on)
+	if on > off+0.3 {
+		t.Fatalf("the metrics add %.2f allocations per stream", on-off)
+	}
+}

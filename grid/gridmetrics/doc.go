@@ -35,9 +35,18 @@
 // labelled per call or per peer. A handler's series appear with its first
 // call, an error kind's with its first error.
 //
+// A panic is counted as kind panic: on the serving side mux recovers a
+// panic in the handler or in an interceptor inside these and passes it on
+// as an error matching mux.ErrHandlerPanic; on the calling side, where a
+// panic in an interceptor inside goes on up to the caller, the call is
+// recorded (duration and error) as the panic passes.
+//
 // Cost: every series a call touches is resolved once per handler and kept
 // in an array indexed by handler ID, so a call costs two clock reads, a
-// few atomic adds and one histogram observation, and allocates nothing.
+// few atomic adds and one histogram observation, and allocates nothing. A
+// stream's end on the calling side is counted by a quick end hook
+// (mux.Stream.OnEndQuick) taken from a pool, run on the goroutine that
+// ends the stream: no allocation and no goroutine either.
 //
 // All methods may be called concurrently.
 package gridmetrics

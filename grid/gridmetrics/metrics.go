@@ -133,7 +133,11 @@ func (e *entry) labels() []string {
 
 // fail counts an error of err's kind.
 func (m *Metrics) fail(e *entry, err error) {
-	k := kindIndex(mux.ErrorKind(err, e.side == Server))
+	m.failKind(e, kindIndex(mux.ErrorKind(err, e.side == Server)))
+}
+
+// failKind counts an error of the kind kinds[k].
+func (m *Metrics) failKind(e *entry, k int) {
 	if c := e.errs[k].Load(); c != nil {
 		(*c).Inc()
 		return
@@ -189,12 +193,29 @@ func (m *Metrics) done(e *entry, start time.Duration, err error) {
 	}
 }
 
+// panicked records a call during which an interceptor inside panicked
+// (on the calling side a panic is not recovered: it goes on up to the
+// caller): an error of kind "panic".
+func (m *Metrics) panicked(e *entry, start time.Duration) {
+	e.dur.Observe((now() - start).Seconds())
+	m.failKind(e, panicKind)
+}
+
+var panicKind = kindIndex("panic")
+
 // Client counts a request this side sends.
 func (m *Metrics) Client(ctx context.Context, info mux.CallInfo, req []byte, next mux.Invoker) ([]byte, error) {
 	e := m.get(false, info.Handler)
 	e.calls.Inc()
 	start := now()
+	returned := false
+	defer func() {
+		if !returned {
+			m.panicked(e, start)
+		}
+	}()
 	resp, err := next(ctx, info, req)
+	returned = true
 	m.done(e, start, err)
 	return resp, err
 }
@@ -214,7 +235,14 @@ func (m *Metrics) ClientStream(ctx context.Context, info mux.CallInfo, payload [
 	e := m.get(false, info.Handler)
 	e.calls.Inc()
 	start := now()
+	returned := false
+	defer func() {
+		if !returned {
+			m.panicked(e, start)
+		}
+	}()
 	st, err := next(ctx, info, payload)
+	returned = true
 	if err != nil {
 		m.done(e, start, err)
 		return st, err
@@ -222,11 +250,35 @@ func (m *Metrics) ClientStream(ctx context.Context, info mux.CallInfo, payload [
 	s := m.stream(e)
 	s.opened.Inc()
 	s.active.Inc()
-	st.OnEnd(func(err error) {
-		s.active.Dec()
-		m.done(e, start, err)
-	})
+	se, _ := streamEnds.Get().(*streamEnd)
+	if se == nil {
+		se = new(streamEnd)
+		se.fn = se.ended
+	}
+	se.m, se.e, se.s, se.start = m, e, s, start
+	st.OnEndQuick(se.fn)
 	return st, nil
+}
+
+// streamEnd counts the end of a stream this side opened; pooled, with its
+// function made once, so that counting a stream's end costs no
+// allocation.
+type streamEnd struct {
+	m     *Metrics
+	e     *entry
+	s     *streamEntry
+	start time.Duration
+	fn    func(error) // ended
+}
+
+var streamEnds sync.Pool
+
+// ended is the stream's quick end hook (mux.Stream.OnEndQuick), run once.
+func (se *streamEnd) ended(err error) {
+	se.s.active.Dec()
+	se.m.done(se.e, se.start, err)
+	se.m, se.e, se.s = nil, nil, nil
+	streamEnds.Put(se)
 }
 
 // ServerStream counts a stream this side serves.

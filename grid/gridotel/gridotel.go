@@ -65,7 +65,14 @@ func New(tp trace.TracerProvider, prop propagation.TextMapPropagator) *Tracing {
 // request carries to the peer.
 func (t *Tracing) Client(ctx context.Context, info mux.CallInfo, req []byte, next mux.Invoker) ([]byte, error) {
 	ctx, span := t.start(ctx, info, trace.SpanKindClient)
+	returned := false
+	defer func() {
+		if !returned {
+			endPanic(span)
+		}
+	}()
 	resp, err := next(t.inject(ctx), info, req)
+	returned = true
 	end(span, err, false)
 	return resp, err
 }
@@ -83,7 +90,14 @@ func (t *Tracing) Server(ctx context.Context, info mux.CallInfo, req []byte, nex
 // stream's end.
 func (t *Tracing) ClientStream(ctx context.Context, info mux.CallInfo, payload []byte, next mux.StreamOpener) (*mux.Stream, error) {
 	ctx, span := t.start(ctx, info, trace.SpanKindClient)
+	returned := false
+	defer func() {
+		if !returned {
+			endPanic(span)
+		}
+	}()
 	st, err := next(t.inject(ctx), info, payload)
+	returned = true
 	if err != nil {
 		end(span, err, false)
 		return st, err
@@ -138,6 +152,14 @@ func setup(info mux.CallInfo, kind trace.SpanKind) *spanSetup {
 		}
 	}
 	return &spanSetup{name: "gridmesh/" + name, opts: []trace.SpanStartOption{trace.WithSpanKind(kind), trace.WithAttributes(attrs...)}}
+}
+
+// endPanic ends the span of a call that an interceptor inside it
+// panicked out of (on the calling side, where mux does not recover it).
+func endPanic(span trace.Span) {
+	span.SetStatus(codes.Error, "panic")
+	span.SetAttributes(semconv.ErrorTypeKey.String("panic"))
+	span.End()
 }
 
 // end ends span with the call's outcome.
