@@ -23,6 +23,7 @@ func (o *Options) chainInterceptors() {
 	var ss []mux.ServerStreamInterceptor
 	if o.TracerProvider != nil {
 		t := gridotel.New(o.TracerProvider, nil)
+		o.tracing = t
 		c, s, cs, ss = append(c, t.Client), append(s, t.Server), append(cs, t.ClientStream), append(ss, t.ServerStream)
 	}
 	if !o.DisableMetrics {

@@ -167,4 +167,7 @@ func (c *Connection) finish() {
 	}
 	c.mu.Unlock()
 	c.report(changes, ErrPeerRemoved.Error())
+	if t := c.m.opts.tracing; t != nil {
+		t.ForgetPeer(c.host) // its span setups (a re-added peer makes them again)
+	}
 }

@@ -14,6 +14,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/gridmesh/gridmesh/grid/gridmetrics"
+	"github.com/gridmesh/gridmesh/grid/gridotel"
 	"github.com/gridmesh/gridmesh/handlers"
 	"github.com/gridmesh/gridmesh/internal/defaults"
 	"github.com/gridmesh/gridmesh/mux"
@@ -172,6 +173,7 @@ type Options struct {
 	Now func() time.Time
 
 	metrics *gridmetrics.Metrics // nil if DisableMetrics; set by withDefaults
+	tracing *gridotel.Tracing    // nil without TracerProvider; set by withDefaults
 }
 
 // withDefaults returns a copy of o with defaults applied, the hosts sorted,

@@ -17,12 +17,22 @@
 //	network.peer.address/.port  both: the peer's host and port
 //	error.type             on failure: mux.ErrorKind of the outcome
 //
-// A failed call's span has status Error with the error's text. A client
+// A failed call's span has status Error with the error's text; a call an
+// interceptor inside panicked out of has error.type "panic" (on the
+// serving side mux recovers the panic and the span ends as any failed
+// call's; on the calling side the span ends as the panic passes). A client
 // span covers the whole call: for a stream, from the open to the end of
-// its Responses (mux.Stream.OnEnd); a server span covers the handler's
-// run, and is the span in the handler's context
-// (trace.SpanFromContext(ctx) in a handler returns it), so that the
-// handler's own spans and calls are its children.
+// its Responses (mux.Stream.OnEnd, which never ends it on the session's
+// reader, so that a span processor that exports as the span ends does not
+// hold the session up); a server span covers the handler's run, and is
+// the span in the handler's context (trace.SpanFromContext(ctx) in a
+// handler returns it), so that the handler's own spans and calls are its
+// children.
+//
+// A span's name and attributes are made once per handler, peer, kind and
+// side and kept: a span costs no more than its start. ForgetPeer drops a
+// peer's (the grid calls it when it removes a peer), and at most 4096 are
+// kept whatever happens: past that a span's are made for it alone.
 //
 // The grid uses it when grid.Options.TracerProvider is set; a library
 // user with bare mux sessions puts the four methods of a Tracing in

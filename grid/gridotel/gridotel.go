@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -33,8 +34,17 @@ const (
 type Tracing struct {
 	tracer trace.Tracer
 	prop   propagation.TextMapPropagator
-	spans  sync.Map // spanKey → *spanSetup
+	spans  sync.Map     // spanKey → *spanSetup
+	nspans atomic.Int64 // entries in spans, at most maxSetups
 }
+
+// maxSetups bounds the span setups a Tracing keeps. Setups are kept per
+// handler, peer, kind and side, so that a span costs no more than its
+// start; a node that meets ever more peers (ForgetPeer not called) would
+// keep ever more. Past the bound a span's setup is made for it alone:
+// slower, but no more memory is held (about 1 KiB an entry: a few MiB at
+// most).
+const maxSetups = 4096
 
 // spanKey names what a span's name and attributes depend on: nothing of a
 // single call, so they are made once per handler, peer, kind and side.
@@ -59,6 +69,20 @@ func New(tp trace.TracerProvider, prop propagation.TextMapPropagator) *Tracing {
 		prop = propagation.TraceContext{}
 	}
 	return &Tracing{tracer: tp.Tracer(ScopeName), prop: prop}
+}
+
+// ForgetPeer drops what the Tracing keeps for peer (the span setups of
+// its calls), for a peer gone for good; a later call with it makes them
+// again. The grid calls it when it removes a peer.
+func (t *Tracing) ForgetPeer(peer string) {
+	t.spans.Range(func(k, _ any) bool {
+		if k.(spanKey).peer == peer {
+			if _, ok := t.spans.LoadAndDelete(k); ok {
+				t.nspans.Add(-1)
+			}
+		}
+		return true
+	})
 }
 
 // Client traces a single request: a client span, whose context the
@@ -117,12 +141,27 @@ func (t *Tracing) ServerStream(ctx context.Context, info mux.CallInfo, payload [
 
 func (t *Tracing) start(ctx context.Context, info mux.CallInfo, kind trace.SpanKind) (context.Context, trace.Span) {
 	k := spanKey{info.Handler, info.Peer, info.Stream, kind}
-	v, ok := t.spans.Load(k)
-	if !ok {
-		v, _ = t.spans.LoadOrStore(k, setup(info, kind))
+	var s *spanSetup
+	if v, ok := t.spans.Load(k); ok {
+		s = v.(*spanSetup)
+	} else {
+		s = t.keep(k, setup(info, kind))
 	}
-	s := v.(*spanSetup)
 	return t.tracer.Start(ctx, s.name, s.opts...)
+}
+
+// keep stores s for k unless maxSetups are kept, and returns the setup
+// to use (another goroutine's, if it stored one first).
+func (t *Tracing) keep(k spanKey, s *spanSetup) *spanSetup {
+	if t.nspans.Add(1) > maxSetups {
+		t.nspans.Add(-1)
+		return s
+	}
+	v, loaded := t.spans.LoadOrStore(k, s)
+	if loaded {
+		t.nspans.Add(-1)
+	}
+	return v.(*spanSetup)
 }
 
 // setup makes the name and start options of a call's spans.
