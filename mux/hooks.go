@@ -12,7 +12,7 @@ import "github.com/gridmesh/gridmesh/handlers"
 // quick hook, before the close, and takes the other out of its slot, to
 // run it once it let go of the stream's lock: on its own goroutine if that
 // one may wait (the caller's, the stream's forwarder), else on a session
-// worker (endHookOff).
+// worker (runOff).
 
 // noteMsg tells Config.OnStreamMessage of one stream message.
 func (s *Session) noteMsg(h handlers.HandlerID, serving, in bool) {
