@@ -74,10 +74,11 @@ type StreamRunner func(ctx context.Context, info CallInfo, payload []byte) error
 // ServerStreamInterceptor wraps the stream handlers a session runs. It
 // calls next to run the handler, with the ctx it was given or one derived
 // from it (the session finds the stream through it), and sees the
-// handler's returned error; or it returns an error without calling next to refuse the stream
-// (the caller's Responses then end with it). The stream has been accepted
-// by then: the caller's open has succeeded. A panic in an interceptor is
-// recovered where it happens, as for a ServerInterceptor.
+// handler's returned error; or it returns an error without calling next
+// to refuse the stream (the caller's Responses then end with it). The
+// stream has been accepted by then: the caller's open has succeeded. A
+// panic in an interceptor is recovered where it happens, as for a
+// ServerInterceptor.
 type ServerStreamInterceptor func(ctx context.Context, info CallInfo, payload []byte, next StreamRunner) error
 
 // interceptors are a session's chains, built once by NewSession; nil where
