@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync/atomic"
 
 	"github.com/gridmesh/gridmesh/handlers"
 	"github.com/gridmesh/gridmesh/mux"
@@ -55,4 +56,50 @@ func ExampleConfig_interceptors() {
 	// call greet(22) to server: "HELLO", error kind ""
 	// call secret(23) to server: "", error kind "handler"
 	// mux: secret(23): remote: forbidden
+}
+
+var ticks = handlers.New(24, "ticks")
+
+// End hooks: a ClientStreamInterceptor counts the streams open with a
+// quick hook (it only counts, so it runs as the stream ends, and whoever
+// drained the stream sees the count down) and logs each stream's end with
+// a hook that may wait (it runs off the session's reader).
+func ExampleStream_OnEndQuick() {
+	var open atomic.Int64
+	logged := make(chan string, 1)
+	watch := func(ctx context.Context, info mux.CallInfo, p []byte, next mux.StreamOpener) (*mux.Stream, error) {
+		st, err := next(ctx, info, p)
+		if err != nil {
+			return nil, err
+		}
+		open.Add(1)
+		st.OnEndQuick(func(error) { open.Add(-1) })
+		st.OnEnd(func(err error) { logged <- fmt.Sprintf("%v ended: %v", info.Handler, err) })
+		return st, nil
+	}
+	reg := new(handlers.Registry)
+	reg.RegisterStream(ticks, handlers.StreamHandler{OutCapacity: 2,
+		Serve: func(ctx context.Context, _ []byte, st handlers.ServerStream) error {
+			st.Send(ctx, []byte("tick"))
+			return st.Send(ctx, []byte("tock"))
+		}})
+	a, b := net.Pipe()
+	client, _ := mux.NewSession(a, nil, mux.Config{ClientStreamInterceptors: []mux.ClientStreamInterceptor{watch}})
+	server, _ := mux.NewSession(b, reg, mux.Config{})
+	defer server.Close()
+	defer client.Close()
+
+	st, _ := client.NewStream(context.Background(), ticks, nil)
+	fmt.Println("open:", open.Load())
+	for r := range st.Responses {
+		fmt.Println(string(r.Msg))
+	}
+	fmt.Println("open:", open.Load())
+	fmt.Println(<-logged)
+	// Output:
+	// open: 1
+	// tick
+	// tock
+	// open: 0
+	// ticks(24) ended: <nil>
 }
