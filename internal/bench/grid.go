@@ -72,7 +72,7 @@ func startGridPair(bidi bool, dial func(ctx context.Context, network, addr strin
 			Local: hosts[i], Hosts: hosts, Secret: []byte("gridmesh bench secret"),
 			Mux: mux.Config{MaxMessageSize: MaxPayload}, NetDial: dial,
 			PingInterval:   time.Minute, // no ping during a measurement
-			TracerProvider: TracerProvider,
+			TracerProvider: TracerProvider, DisableMetrics: DisableMetrics,
 		})
 		if err == nil {
 			err = registerEcho(m)

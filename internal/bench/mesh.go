@@ -55,7 +55,7 @@ func NewGridMesh(n int) (Pair, error) {
 			Local: hosts[i], Hosts: hosts, Secret: []byte("gridmesh bench secret"),
 			Mux:            mux.Config{MaxMessageSize: MaxPayload},
 			PingInterval:   time.Minute, // no ping during a measurement
-			TracerProvider: TracerProvider,
+			TracerProvider: TracerProvider, DisableMetrics: DisableMetrics,
 		})
 		if err == nil {
 			err = registerEcho(m)

@@ -12,6 +12,11 @@ import (
 // costs. Set it before starting them.
 var TracerProvider trace.TracerProvider
 
+// DisableMetrics, if set, turns the grid's per-handler metrics off on the
+// grid nodes the benchmarks start (grid.Options.DisableMetrics), to
+// measure what the default metrics cost.
+var DisableMetrics bool
+
 // NewDiscardingTracerProvider returns a TracerProvider that samples every
 // span and exports it, batched as a real exporter would be, to nowhere:
 // what tracing costs the process without a collector's costs. Shut it
