@@ -28,22 +28,23 @@ const (
 // hook (OnStreamMessage) to put in a mux.Config; it is a
 // prometheus.Collector.
 type Metrics struct {
-	calls, errs, opened, msgs *prometheus.CounterVec
-	active                    *prometheus.GaugeVec
-	dur                       *prometheus.HistogramVec
+	errs, opened, msgs *prometheus.CounterVec
+	active             *prometheus.GaugeVec
+	calls, dur         *prometheus.Desc // from the entries' hists
 
-	mu    sync.Mutex // serialises making entries
-	sides [2]*[handlers.MaxHandlerID + 1]atomic.Pointer[entry]
+	mu      sync.Mutex // serialises making entries; guards entries
+	entries []*entry   // in the order made, for Collect
+	sides   [2]*[handlers.MaxHandlerID + 1]atomic.Pointer[entry]
 }
 
 // entry is one handler's series on one side, resolved once.
 type entry struct {
-	calls prometheus.Counter
-	dur   prometheus.Observer
-	errs  [numKinds]atomic.Pointer[prometheus.Counter] // made on the first error of the kind
-	strm  atomic.Pointer[streamEntry]                  // made on the first stream
-	id    handlers.HandlerID
-	side  string
+	errs [numKinds]atomic.Pointer[prometheus.Counter] // made on the first error of the kind
+	strm atomic.Pointer[streamEntry]                  // made on the first stream
+	id   handlers.HandlerID
+	side string
+	lv   []string // label values: side, handler, handler_id
+	hist hist     // calls and durations
 }
 
 type streamEntry struct {
@@ -59,13 +60,13 @@ const numKinds = 9
 func New() *Metrics {
 	labels := []string{"side", "handler", "handler_id"}
 	m := &Metrics{
-		calls: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gridmesh_rpc_calls_total",
-			Help: "Calls begun: requests sent or served, streams opened or served."}, labels),
+		calls: prometheus.NewDesc("gridmesh_rpc_calls_total",
+			"Calls begun: requests sent or served, streams opened or served.", labels, nil),
 		errs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gridmesh_rpc_errors_total",
 			Help: "Calls that failed, by kind."}, append(labels[:3:3], "kind")),
-		dur: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "gridmesh_rpc_duration_seconds",
-			Help:    "A request's round trip (client) or its handler's run (server); a stream's life (client) or its handler's run (server).",
-			Buckets: DurationBuckets}, labels),
+		dur: prometheus.NewDesc("gridmesh_rpc_duration_seconds",
+			"A request's round trip (client) or its handler's run (server); a stream's life (client) or its handler's run (server).",
+			labels, nil),
 		opened: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gridmesh_rpc_streams_opened_total",
 			Help: "Streams opened (client) or served (server)."}, labels),
 		active: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "gridmesh_rpc_streams_active",
@@ -79,11 +80,13 @@ func New() *Metrics {
 }
 
 func (m *Metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.calls, m.errs, m.dur, m.opened, m.active, m.msgs}
+	return []prometheus.Collector{m.errs, m.opened, m.active, m.msgs}
 }
 
 // Describe implements prometheus.Collector.
 func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
+	ch <- m.calls
+	ch <- m.dur
 	for _, c := range m.collectors() {
 		c.Describe(ch)
 	}
@@ -91,6 +94,15 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect implements prometheus.Collector.
 func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
+	m.mu.Lock()
+	entries := m.entries[:len(m.entries):len(m.entries)]
+	m.mu.Unlock()
+	for _, e := range entries {
+		ch <- prometheus.MustNewConstMetric(m.calls, prometheus.CounterValue, float64(e.hist.calls()), e.lv...)
+	}
+	for _, e := range entries {
+		ch <- e.hist.metric(m.dur, e.lv)
+	}
 	for _, c := range m.collectors() {
 		c.Collect(ch)
 	}
@@ -120,16 +132,14 @@ func (m *Metrics) make(side int, h handlers.HandlerID) *entry {
 		return e
 	}
 	e := &entry{id: h, side: [2]string{Client, Server}[side]}
-	lv := e.labels()
-	e.calls = m.calls.WithLabelValues(lv...)
-	e.dur = m.dur.WithLabelValues(lv...)
+	e.lv = []string{e.side, h.Name(), strconv.Itoa(int(h))}
+	m.entries = append(m.entries, e)
 	m.sides[side][h].Store(e)
 	return e
 }
 
-func (e *entry) labels() []string {
-	return []string{e.side, e.id.Name(), strconv.Itoa(int(e.id))}
-}
+// labels returns a copy of the entry's label values, to append to.
+func (e *entry) labels() []string { return e.lv[:3:3] }
 
 // fail counts an error of err's kind.
 func (m *Metrics) fail(e *entry, err error) {
@@ -185,9 +195,16 @@ var epoch = time.Now()
 // on each side.
 func now() time.Duration { return time.Since(epoch) }
 
+// begin counts a call begun and returns its stripe and start time.
+func (e *entry) begin() (*stripe, time.Duration) {
+	s := e.hist.pick()
+	s.calls.Add(1)
+	return s, now()
+}
+
 // done records a finished call.
-func (m *Metrics) done(e *entry, start time.Duration, err error) {
-	e.dur.Observe((now() - start).Seconds())
+func (m *Metrics) done(e *entry, s *stripe, start time.Duration, err error) {
+	s.observe(now() - start)
 	if err != nil {
 		m.fail(e, err)
 	}
@@ -196,8 +213,8 @@ func (m *Metrics) done(e *entry, start time.Duration, err error) {
 // panicked records a call during which an interceptor inside panicked
 // (on the calling side a panic is not recovered: it goes on up to the
 // caller): an error of kind "panic".
-func (m *Metrics) panicked(e *entry, start time.Duration) {
-	e.dur.Observe((now() - start).Seconds())
+func (m *Metrics) panicked(e *entry, s *stripe, start time.Duration) {
+	s.observe(now() - start)
 	m.failKind(e, panicKind)
 }
 
@@ -206,45 +223,42 @@ var panicKind = kindIndex("panic")
 // Client counts a request this side sends.
 func (m *Metrics) Client(ctx context.Context, info mux.CallInfo, req []byte, next mux.Invoker) ([]byte, error) {
 	e := m.get(false, info.Handler)
-	e.calls.Inc()
-	start := now()
+	sp, start := e.begin()
 	returned := false
 	defer func() {
 		if !returned {
-			m.panicked(e, start)
+			m.panicked(e, sp, start)
 		}
 	}()
 	resp, err := next(ctx, info, req)
 	returned = true
-	m.done(e, start, err)
+	m.done(e, sp, start, err)
 	return resp, err
 }
 
 // Server counts a request this side serves.
 func (m *Metrics) Server(ctx context.Context, info mux.CallInfo, req []byte, next mux.ServerHandler) ([]byte, error) {
 	e := m.get(true, info.Handler)
-	e.calls.Inc()
-	start := now()
+	sp, start := e.begin()
 	resp, err := next(ctx, info, req)
-	m.done(e, start, err)
+	m.done(e, sp, start, err)
 	return resp, err
 }
 
 // ClientStream counts a stream this side opens, and its end.
 func (m *Metrics) ClientStream(ctx context.Context, info mux.CallInfo, payload []byte, next mux.StreamOpener) (*mux.Stream, error) {
 	e := m.get(false, info.Handler)
-	e.calls.Inc()
-	start := now()
+	sp, start := e.begin()
 	returned := false
 	defer func() {
 		if !returned {
-			m.panicked(e, start)
+			m.panicked(e, sp, start)
 		}
 	}()
 	st, err := next(ctx, info, payload)
 	returned = true
 	if err != nil {
-		m.done(e, start, err)
+		m.done(e, sp, start, err)
 		return st, err
 	}
 	s := m.stream(e)
@@ -255,7 +269,7 @@ func (m *Metrics) ClientStream(ctx context.Context, info mux.CallInfo, payload [
 		se = new(streamEnd)
 		se.fn = se.ended
 	}
-	se.m, se.e, se.s, se.start = m, e, s, start
+	se.m, se.e, se.s, se.sp, se.start = m, e, s, sp, start
 	st.OnEndQuick(se.fn)
 	return st, nil
 }
@@ -267,6 +281,7 @@ type streamEnd struct {
 	m     *Metrics
 	e     *entry
 	s     *streamEntry
+	sp    *stripe
 	start time.Duration
 	fn    func(error) // ended
 }
@@ -276,22 +291,21 @@ var streamEnds sync.Pool
 // ended is the stream's quick end hook (mux.Stream.OnEndQuick), run once.
 func (se *streamEnd) ended(err error) {
 	se.s.active.Dec()
-	se.m.done(se.e, se.start, err)
-	se.m, se.e, se.s = nil, nil, nil
+	se.m.done(se.e, se.sp, se.start, err)
+	se.m, se.e, se.s, se.sp = nil, nil, nil, nil
 	streamEnds.Put(se)
 }
 
 // ServerStream counts a stream this side serves.
 func (m *Metrics) ServerStream(ctx context.Context, info mux.CallInfo, payload []byte, next mux.StreamRunner) error {
 	e := m.get(true, info.Handler)
-	e.calls.Inc()
 	s := m.stream(e)
 	s.opened.Inc()
 	s.active.Inc()
-	start := now()
+	sp, start := e.begin()
 	err := next(ctx, info, payload)
 	s.active.Dec()
-	m.done(e, start, err)
+	m.done(e, sp, start, err)
 	return err
 }
 
