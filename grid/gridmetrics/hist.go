@@ -3,6 +3,7 @@ package gridmetrics
 import (
 	"math/bits"
 	"math/rand/v2"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -12,6 +13,9 @@ import (
 // numBuckets is the number of finite buckets of DurationBuckets; the
 // histogram keeps one more count, for +Inf.
 const numBuckets = 17
+
+// bounds is DurationBuckets as made, whatever a user does to that slice.
+var bounds = slices.Clone(DurationBuckets)
 
 // bucketBase is DurationBuckets' first upper bound, in nanoseconds; each
 // next bound doubles it.
@@ -86,7 +90,7 @@ func (h *hist) metric(desc *prometheus.Desc, lv []string) prometheus.Metric {
 	}
 	buckets := make(map[float64]uint64, numBuckets)
 	var n uint64
-	for b, le := range DurationBuckets {
+	for b, le := range bounds {
 		n += counts[b]
 		buckets[le] = n
 	}

@@ -14,8 +14,9 @@ import (
 )
 
 // DurationBuckets are the upper bounds of gridmesh_rpc_duration_seconds:
-// 100 µs doubling to about 6.6 s.
-var DurationBuckets = prometheus.ExponentialBuckets(0.0001, 2, 17)
+// 100 µs doubling to about 6.6 s. They are for reading: the histograms
+// keep their own copy.
+var DurationBuckets = prometheus.ExponentialBuckets(0.0001, 2, numBuckets)
 
 // Sides, the value of the side label.
 const (
