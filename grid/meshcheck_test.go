@@ -36,6 +36,10 @@ func answerStats(o *Options, answer *atomic.Pointer[[]byte]) {
 func TestMeshStatsPeerAnswerBounds(t *testing.T) {
 	var answer atomic.Pointer[[]byte]
 	nodes, names := meshNodes(t, 2, func(i int, o *Options) {
+		// The gatherer waits PingTimeout for an answer: long enough
+		// for 13 MiB to cross loopback on a loaded machine (1 s was
+		// not, beside stress-ng under -race).
+		o.PingTimeout = testTimeout / 2
 		if i == 1 {
 			answerStats(o, &answer)
 		}
