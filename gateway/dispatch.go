@@ -53,6 +53,16 @@ type DispatcherOptions struct {
 	// before it gives up on that worker and sends the transaction to
 	// another. Default 10 s.
 	AnswerGrace time.Duration
+	// HomeWait is how long a transaction whose worker's connection was
+	// lost mid-call waits for that worker to come back before it is sent
+	// to another. The worker's run goes on without its gateway and is
+	// recorded, so the transaction sent back to it joins the run or is
+	// answered from the record: a connection that drops and comes back
+	// within HomeWait costs no second run. A worker that does not come
+	// back costs its transactions HomeWait of latency, and they run
+	// again elsewhere (counted in Rerun). Default 5 s, the grid's
+	// default BackoffMax; negative: send to another worker at once.
+	HomeWait time.Duration
 	// Logger receives workers joining and leaving and re-dispatches.
 	// Default: discard.
 	Logger *slog.Logger
@@ -88,11 +98,11 @@ type Dispatcher struct {
 	homes   homes         // where remembered transactions ran
 	settle  settling      // closed once the first probes are in
 
-	redispatched, rerun, routedHome, fromRecord atomic.Uint64
-	ctx                                         context.Context // cancelled by Close: stops the watchers and their probes
-	cancel                                      context.CancelFunc
-	wg                                          sync.WaitGroup // the watchers
-	closeOnce                                   sync.Once
+	redispatched, rerun, routedHome, fromRecord, homeGone atomic.Uint64
+	ctx                                                   context.Context // cancelled by Close: stops the watchers and their probes
+	cancel                                                context.CancelFunc
+	wg                                                    sync.WaitGroup // the watchers
+	closeOnce                                             sync.Once
 }
 
 // workerState is one peer as the Dispatcher sees it. Its fields are
@@ -134,6 +144,7 @@ func NewDispatcher(m *grid.Manager, opts DispatcherOptions) *Dispatcher {
 	defaults.Set(&opts.ProbeTimeout, 2*time.Second)
 	defaults.Set(&opts.SettleTimeout, 10*time.Second)
 	defaults.Set(&opts.AnswerGrace, 10*time.Second)
+	defaults.Set(&opts.HomeWait, 5*time.Second)
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -173,9 +184,14 @@ func (d *Dispatcher) Redispatched() uint64 { return d.redispatched.Load() }
 func (d *Dispatcher) Rerun() uint64 { return d.rerun.Load() }
 
 // RoutedHome returns how many transactions were sent to the worker that
-// remembered running them (a gateway restart), and FromRecord how many
-// were answered so, without running again.
+// remembered running them (after a gateway restart, or after the worker's
+// connection was lost mid-call and came back within HomeWait).
 func (d *Dispatcher) RoutedHome() uint64 { return d.routedHome.Load() }
+
+// HomeGone returns how many transactions whose worker was lost mid-call
+// were re-dispatched without that worker coming back within
+// DispatcherOptions.HomeWait.
+func (d *Dispatcher) HomeGone() uint64 { return d.homeGone.Load() }
 
 // FromRecord returns how many transactions a worker answered from its
 // record of runs, without running them again.
@@ -358,30 +374,40 @@ func (d *Dispatcher) pickLocked() *workerState {
 }
 
 func (d *Dispatcher) reserve(ctx context.Context, id string) (slot, error) {
+	w, _, err := d.reserveHome(ctx, id)
+	if err != nil {
+		return nil, err // not a nil *workerState in a slot
+	}
+	return w, nil
+}
+
+// reserveHome is reserve, and reports whether the worker remembers the
+// transaction (its home).
+func (d *Dispatcher) reserveHome(ctx context.Context, id string) (*workerState, bool, error) {
 	if err := d.settle.wait(ctx); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	for {
 		d.mu.Lock()
-		if w := d.homes.take(id); w != nil && w.up {
+		if w := d.homes.takeUp(id); w != nil {
 			// The worker remembers the transaction: it answers without
 			// running it again, and needs no free capacity for that.
 			w.running++
 			d.mu.Unlock()
 			d.routedHome.Add(1)
-			return w, nil
+			return w, true, nil
 		}
 		if w := d.pickLocked(); w != nil {
 			w.running++
 			d.mu.Unlock()
-			return w, nil
+			return w, false, nil
 		}
 		ch := d.changed
 		d.mu.Unlock()
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return nil, false, ctx.Err()
 		}
 	}
 }
@@ -415,6 +441,7 @@ func (d *Dispatcher) run(ctx context.Context, s slot, req *wire.TxRequest) (*wir
 			d.rerun.Add(1)
 		}
 	}
+	lostMidCall := false // w's connection was lost while it had the transaction
 	span := trace.SpanFromContext(ctx)
 	for attempts := 1; ; attempts++ {
 		start := time.Now()
@@ -453,8 +480,10 @@ func (d *Dispatcher) run(ctx context.Context, s slot, req *wire.TxRequest) (*wir
 			d.opts.Logger.Info("gateway: worker unavailable, re-dispatching",
 				"transaction_id", req.ID, "worker", w.conn.Host(), "err", err)
 		case lost:
-			mayHaveRun()
-			d.opts.Logger.Warn("gateway: worker lost mid-transaction, re-dispatching (it may run twice)",
+			// Its run may go on without us: counted as a rerun below
+			// unless it goes back to w, which remembers it.
+			lostMidCall = true
+			d.opts.Logger.Warn("gateway: worker lost mid-transaction, re-dispatching (to it if it comes back)",
 				"transaction_id", req.ID, "worker", w.conn.Host(), "err", err)
 		case errors.Is(err, mux.ErrBusy): // the worker had no free handler slot
 			if !sleepCtx(ctx, busyRetryDelay) {
@@ -471,11 +500,20 @@ func (d *Dispatcher) run(ctx context.Context, s slot, req *wire.TxRequest) (*wir
 				return nil, ctx.Err()
 			}
 		}
-		next, rerr := d.reserve(ctx, req.ID)
+		if lostMidCall && !d.awaitHome(ctx, w) {
+			d.homeGone.Add(1)
+		}
+		next, home, rerr := d.reserveHome(ctx, req.ID)
 		if rerr != nil {
 			return nil, rerr
 		}
-		w = next.(*workerState)
+		if lostMidCall && !home {
+			d.opts.Logger.Warn("gateway: a lost worker's transaction goes to a worker that does not remember it (it may run twice)",
+				"transaction_id", req.ID, "lost", w.conn.Host(), "next", next.conn.Host())
+			mayHaveRun()
+		}
+		lostMidCall = false
+		w = next
 	}
 }
 

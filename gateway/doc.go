@@ -16,7 +16,8 @@
 //     from the grid's state changes and sends each transaction to the one
 //     with most free capacity; when all are full the gateway stops reading
 //     from Prime, so gRPC flow control holds the backlog at Prime. A
-//     worker lost mid-call has its transaction sent to another. It
+//     transaction whose worker was lost mid-call goes back to it if it
+//     returns within HomeWait, else to another. It
 //     follows the Manager's membership (grid.Manager.SetHosts): a worker
 //     that joins is asked for its capacity as soon as it connects, and
 //     one that leaves gets nothing new while what it runs finishes. Local
@@ -52,9 +53,12 @@
 // learns those IDs from each worker before it counts it as up, and starts
 // no transaction until every peer was asked or SettleTimeout passed; the
 // transactions Prime delivers again go to the worker that remembers them,
-// which joins them to their run or answers them from its record. What can
-// still run twice is a transaction whose worker died or was cut off
-// mid-run: Dispatcher.Rerun counts those. What a kill -9 leaves behind is
+// which joins them to their run or answers them from its record. So does
+// a transaction whose worker's connection was lost mid-call: it waits up
+// to DispatcherOptions.HomeWait (5 s) for that worker to come back before
+// it goes to another. What can still run twice is a transaction whose
+// worker died, or stayed cut off past HomeWait, mid-run: Dispatcher.Rerun
+// counts those. What a kill -9 leaves behind is
 // tested case by case in cmd/gridmesh.
 //
 // Concurrency: Gateway.Run is called once; Stats, Abort and every method of

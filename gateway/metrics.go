@@ -40,7 +40,8 @@ type NodeStats struct {
 type DispatchStats struct {
 	Redispatched uint64        `json:"redispatched"` // times a transaction was sent to another worker: its worker was lost, busy, draining or gave no answer
 	Rerun        uint64        `json:"rerun"`        // transactions sent to another worker while one may have been running them: they may have run twice
-	RoutedHome   uint64        `json:"routed_home"`  // transactions sent to the worker that remembered running them (after a gateway restart)
+	RoutedHome   uint64        `json:"routed_home"`  // transactions sent to the worker that remembered running them (after a gateway restart or a lost connection)
+	HomeGone     uint64        `json:"home_gone"`    // transactions whose worker was lost mid-call and did not come back within HomeWait
 	FromRecord   uint64        `json:"from_record"`  // transactions a worker answered from its record, without running them again
 	Workers      []WorkerStats `json:"workers"`
 }
@@ -56,7 +57,7 @@ func (m *Metrics) Stats() NodeStats {
 		d := m.Dispatcher
 		st.Dispatch = &DispatchStats{
 			Redispatched: d.Redispatched(), Rerun: d.Rerun(), RoutedHome: d.RoutedHome(), FromRecord: d.FromRecord(),
-			Workers: d.Workers(),
+			HomeGone: d.HomeGone(), Workers: d.Workers(),
 		}
 		if st.Dispatch.Workers == nil {
 			st.Dispatch.Workers = []WorkerStats{}
@@ -145,8 +146,10 @@ var dispatchFamilies = []promtext.Family[*DispatchStats]{
 		func(s *DispatchStats) float64 { return float64(s.Redispatched) }),
 	promtext.Counter("gridmesh_gateway_rerun_total", "Transactions sent to another worker while one may have been running them: they may have run twice.",
 		func(s *DispatchStats) float64 { return float64(s.Rerun) }),
-	promtext.Counter("gridmesh_gateway_routed_home_total", "Transactions sent to the worker that remembered running them, after a gateway restart.",
+	promtext.Counter("gridmesh_gateway_routed_home_total", "Transactions sent to the worker that remembered running them, after a gateway restart or a lost connection.",
 		func(s *DispatchStats) float64 { return float64(s.RoutedHome) }),
+	promtext.Counter("gridmesh_gateway_home_gone_total", "Transactions whose worker was lost mid-call and did not come back within the home wait: sent elsewhere.",
+		func(s *DispatchStats) float64 { return float64(s.HomeGone) }),
 	promtext.Counter("gridmesh_gateway_from_record_total", "Transactions a worker answered from its record of runs, without running them again.",
 		func(s *DispatchStats) float64 { return float64(s.FromRecord) }),
 }

@@ -52,13 +52,15 @@ func (h *homes) set(w *workerState, ids []string) int {
 	return n
 }
 
-// take returns the worker that remembers id, and forgets it: a
-// transaction is routed home once.
-func (h *homes) take(id string) *workerState {
+// takeUp returns the worker that remembers id if it is up, and forgets
+// id: a transaction is routed home once. A home that is down is kept, so
+// that the transaction may wait for it or come back to it later.
+func (h *homes) takeUp(id string) *workerState {
 	w := h.byID[id]
-	if w != nil {
-		delete(h.byID, id)
+	if w == nil || !w.up {
+		return nil
 	}
+	delete(h.byID, id)
 	return w
 }
 
@@ -153,5 +155,37 @@ func (s *settling) wait(ctx context.Context) error {
 func (s *settling) stop() {
 	if s.timer != nil {
 		s.timer.Stop()
+	}
+}
+
+// awaitHome waits, after w's connection was lost during a call, until w
+// is up again (its watcher learned what it remembers on the new
+// session), it was removed, ctx ended, or HomeWait passed. It reports
+// whether w came back: if it did, reserve routes the transaction to it
+// when w remembers it. A worker that restarted remembers nothing, and
+// the transaction goes wherever there is room.
+func (d *Dispatcher) awaitHome(ctx context.Context, w *workerState) bool {
+	if d.opts.HomeWait < 0 {
+		return false
+	}
+	timer := time.NewTimer(d.opts.HomeWait)
+	defer timer.Stop()
+	for {
+		d.mu.Lock()
+		up, removed, ch := w.up, w.removed, d.changed
+		d.mu.Unlock()
+		switch {
+		case up:
+			return true
+		case removed:
+			return false
+		}
+		select {
+		case <-ch:
+		case <-timer.C:
+			return false
+		case <-ctx.Done():
+			return false
+		}
 	}
 }

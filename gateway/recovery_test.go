@@ -40,9 +40,18 @@ func TestGatewayKilledRunsOnce(t *testing.T) {
 			c.KillGateway()
 			if tc.releaseFirst {
 				close(g.Release)
-				testutil.WaitUntil(t, "the runs to be recorded", func() bool {
-					return c.Workers[0].Status().Done+c.Workers[1].Status().Done == n
-				})
+				done := func() uint64 { return c.Workers[0].Status().Done + c.Workers[1].Status().Done }
+				deadline := time.Now().Add(testutil.Timeout)
+				for done() < n && time.Now().Before(deadline) {
+					time.Sleep(5 * time.Millisecond)
+				}
+				if got := done(); got != n {
+					for _, id := range ids {
+						t.Logf("transaction %s: %d runs", id, g.RunsOf(id))
+					}
+					t.Logf("gateway logs:\n%s", c.Log.Tail(8000))
+					t.Fatalf("workers recorded %d runs, want %d", got, n)
+				}
 			}
 			c.StartGateway()
 			if !tc.releaseFirst {
@@ -185,5 +194,78 @@ func TestLocalShutdownIsNoAnswer(t *testing.T) {
 	}
 	if r := prime.Report(); r.Answered != 0 {
 		t.Fatalf("Prime has answers:\n%v", r)
+	}
+}
+
+// TestLinkCutRunsOnce cuts the connection between the gateway and a
+// worker while the worker runs transactions. The runs go on; the gateway
+// waits for the worker to come back (DispatcherOptions.HomeWait) and
+// sends the transactions to it again, where they join their runs: each
+// runs once, although another worker had room for them. With HomeWait
+// off they go to that other worker at once and run twice, counted in
+// Rerun.
+func TestLinkCutRunsOnce(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		homeWait time.Duration
+	}{
+		{"waits for its worker", 0},
+		{"no wait", -1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			const n = 4
+			prime := testcluster.StartPrime(t, primesim.Config{})
+			g := testcluster.NewGate(func(string) bool { return true })
+			c := testcluster.Start(t, testcluster.Options{
+				Workers: 2, Capacity: 4, Prime: testcluster.PrimeConfig(prime), Contract: g.Contract, HomeWait: tc.homeWait,
+			})
+			ids := testcluster.Submit(t, prime, n)
+			for range n {
+				g.Recv(t)
+			}
+			onCut := c.Workers[0].Status().Running
+			if onCut == 0 || onCut == n {
+				t.Fatalf("worker 0 runs %d of %d transactions; want some on each worker", onCut, n)
+			}
+			if cut := c.CutLink(0); cut == 0 {
+				t.Fatal("no connection between the gateway and worker 0 to cut")
+			}
+			if tc.homeWait < 0 {
+				for range onCut {
+					g.Recv(t) // run again on worker 1
+				}
+			} else {
+				testutil.WaitUntil(t, "the transactions to go back to worker 0", func() bool {
+					return c.Dispatcher.RoutedHome() == uint64(onCut)
+				})
+			}
+			close(g.Release)
+			testcluster.WaitAnswered(t, prime, n, c)
+			c.Stop()
+			if r := testcluster.CheckReport(t, prime, n); r.ErrorResponses != 0 {
+				t.Errorf("report:\n%v", r)
+			}
+			twice := 0
+			for _, id := range ids {
+				switch runs := g.RunsOf(id); runs {
+				case 1:
+				case 2:
+					twice++
+				default:
+					t.Errorf("transaction %s ran %d times", id, runs)
+				}
+			}
+			want := 0
+			if tc.homeWait < 0 {
+				want = int(onCut)
+			}
+			if twice != want || c.Dispatcher.Rerun() != uint64(want) {
+				t.Errorf("%d transactions ran twice, %d counted as rerun; want %d (%d were on the cut link)", twice, c.Dispatcher.Rerun(), want, onCut)
+				t.Logf("gateway logs:\n%s", c.Log.Tail(8000))
+			}
+			if tc.homeWait >= 0 && (c.Dispatcher.FromRecord() != uint64(onCut) || c.Dispatcher.HomeGone() != 0) {
+				t.Errorf("joined %d runs, %d homes gone; want %d and 0", c.Dispatcher.FromRecord(), c.Dispatcher.HomeGone(), onCut)
+			}
+		})
 	}
 }

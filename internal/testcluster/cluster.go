@@ -34,6 +34,7 @@ type Cluster struct {
 	runDone     chan struct{} // closed when Gateway.Run returned runErr
 	runErr      error
 	stopped     *sync.Once // made anew for each gateway
+	links       links      // the connections the nodes dialed (CutLink)
 }
 
 // Options shape a Cluster. Only Prime is required.
@@ -50,17 +51,22 @@ type Options struct {
 	// grid hosts at first; the others list the gateway and wait for it to
 	// add them (grid.Manager.SetHosts). Default: all.
 	Listed int
+	// HomeWait is the dispatcher's (gateway.DispatcherOptions.HomeWait).
+	HomeWait time.Duration
 	// TracerProvider, if set, traces the gateway, every worker and their
 	// grid nodes.
 	TracerProvider trace.TracerProvider
 }
 
 // GridOptions are a test node's grid options: fast reconnects and pings.
+// A pong may take 3 s: a session that ends because a loaded machine (-race
+// beside other test binaries) answered a ping late is a fault no test here
+// means to inject.
 func GridOptions(local string, hosts []string) grid.Options {
 	return grid.Options{
 		Local: local, Hosts: hosts, Secret: []byte(Secret),
 		BackoffBase: 10 * time.Millisecond, BackoffMax: 200 * time.Millisecond,
-		PingInterval: time.Second, PingTimeout: time.Second,
+		PingInterval: time.Second, PingTimeout: 3 * time.Second,
 	}
 }
 
@@ -68,6 +74,7 @@ func GridOptions(local string, hosts []string) grid.Options {
 func (c *Cluster) gridOptions(local string, hosts []string) grid.Options {
 	o := GridOptions(local, hosts)
 	o.TracerProvider = c.opts.TracerProvider
+	o.NetDial = c.links.dialer(local)
 	return o
 }
 
@@ -146,7 +153,7 @@ func (c *Cluster) startGateway(ctx context.Context, ln net.Listener, o Options) 
 		tb.Fatal(err)
 	}
 	c.GatewayNode = n
-	c.Dispatcher = gateway.NewDispatcher(n.Manager, gateway.DispatcherOptions{ProbeInterval: 20 * time.Millisecond, Logger: c.Log.Logger()})
+	c.Dispatcher = gateway.NewDispatcher(n.Manager, gateway.DispatcherOptions{ProbeInterval: 20 * time.Millisecond, HomeWait: o.HomeWait, Logger: c.Log.Logger()})
 	c.Journal, err = gateway.OpenJournal(o.JournalPath, gateway.JournalOptions{Logger: c.Log.Logger()})
 	if err != nil {
 		tb.Fatal(err)

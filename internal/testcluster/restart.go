@@ -76,3 +76,11 @@ func relisten(tb testing.TB, name string) net.Listener {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// CutLink closes the TCP connections between the gateway and worker i
+// (0-based), as a network fault would, and returns how many it closed
+// (0 if the two were not connected). Both nodes see their session end and
+// connect again at once.
+func (c *Cluster) CutLink(i int) int {
+	return c.links.cut(c.Names[0], c.Names[i+1])
+}
