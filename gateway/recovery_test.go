@@ -269,3 +269,41 @@ func TestLinkCutRunsOnce(t *testing.T) {
 		})
 	}
 }
+
+// TestHomeGone: a worker whose node vanishes mid-run does not come back;
+// after HomeWait its transactions go to the other worker and run again
+// there, counted in HomeGone and Rerun.
+func TestHomeGone(t *testing.T) {
+	const n = 4
+	const homeWait = 400 * time.Millisecond
+	prime := testcluster.StartPrime(t, primesim.Config{})
+	g := testcluster.NewGate(func(string) bool { return true })
+	c := testcluster.Start(t, testcluster.Options{
+		Workers: 2, Capacity: 4, Prime: testcluster.PrimeConfig(prime), Contract: g.Contract, HomeWait: homeWait,
+	})
+	testcluster.Submit(t, prime, n)
+	for range n {
+		g.Recv(t)
+	}
+	onLost := c.Workers[0].Status().Running
+	if onLost == 0 || onLost == n {
+		t.Fatalf("worker 0 runs %d of %d transactions; want some on each worker", onLost, n)
+	}
+	lostAt := time.Now()
+	_ = c.WorkerNodes[0].Close() // its runs go on, with no way back to the gateway
+	for range onLost {
+		g.Recv(t) // run again on worker 1
+	}
+	if waited := time.Since(lostAt); waited < homeWait {
+		t.Errorf("transactions ran again elsewhere after %v, before HomeWait (%v)", waited, homeWait)
+	}
+	close(g.Release)
+	testcluster.WaitAnswered(t, prime, n, c)
+	c.Stop()
+	if r := testcluster.CheckReport(t, prime, n); r.ErrorResponses != 0 {
+		t.Errorf("report:\n%v", r)
+	}
+	if gone, rerun := c.Dispatcher.HomeGone(), c.Dispatcher.Rerun(); gone != uint64(onLost) || rerun != uint64(onLost) {
+		t.Errorf("home gone %d, rerun %d; want %d each", gone, rerun, onLost)
+	}
+}

@@ -218,8 +218,8 @@ func printNodeStats(out io.Writer, ns nodeStatus) {
 			g.Journaled, g.JournalErrors, g.MarksPending, g.MarksDropped)
 	}
 	if d := ns.Dispatch; d != nil {
-		fmt.Fprintf(out, "dispatch: redispatched %d, may have run twice %d, routed to the worker that ran them %d, answered from workers' records %d\n",
-			d.Redispatched, d.Rerun, d.RoutedHome, d.FromRecord)
+		fmt.Fprintf(out, "dispatch: redispatched %d, may have run twice %d, routed to the worker that ran them %d, answered from workers' records %d, lost workers not back in time %d\n",
+			d.Redispatched, d.Rerun, d.RoutedHome, d.FromRecord, d.HomeGone)
 		for _, w := range d.Workers {
 			fmt.Fprintf(out, "  worker %s: up %v, running %d of %d, done %d%s\n", w.Host, w.Up, w.Running, w.Capacity, w.Done, ifTrue(w.Draining, ", draining"))
 		}
