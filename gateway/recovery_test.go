@@ -227,6 +227,9 @@ func TestLinkCutRunsOnce(t *testing.T) {
 			if onCut == 0 || onCut == n {
 				t.Fatalf("worker 0 runs %d of %d transactions; want some on each worker", onCut, n)
 			}
+			// Worker 0 stays apart until the transactions went
+			// somewhere: back to it, or on to worker 1.
+			c.BlockLink(0, true)
 			if cut := c.CutLink(0); cut == 0 {
 				t.Fatal("no connection between the gateway and worker 0 to cut")
 			}
@@ -234,7 +237,10 @@ func TestLinkCutRunsOnce(t *testing.T) {
 				for range onCut {
 					g.Recv(t) // run again on worker 1
 				}
+				c.BlockLink(0, false)
 			} else {
+				time.Sleep(100 * time.Millisecond) // an outage, not a blink
+				c.BlockLink(0, false)
 				testutil.WaitUntil(t, "the transactions to go back to worker 0", func() bool {
 					return c.Dispatcher.RoutedHome() == uint64(onCut)
 				})

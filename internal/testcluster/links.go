@@ -2,6 +2,7 @@ package testcluster
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/url"
 	"sync"
@@ -11,8 +12,9 @@ import (
 // test can cut the one between two nodes as a network fault would: both
 // ends see their connection fail, and the grid dials again.
 type links struct {
-	mu    sync.Mutex
-	conns []link
+	mu      sync.Mutex
+	conns   []link
+	blocked map[[2]string]bool // host pairs, in both orders, whose dials fail
 }
 
 type link struct {
@@ -26,6 +28,12 @@ func (l *links) dialer(local string) func(ctx context.Context, network, addr str
 	from := hostOf(local)
 	var d net.Dialer
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		l.mu.Lock()
+		blocked := l.blocked[[2]string{from, addr}]
+		l.mu.Unlock()
+		if blocked {
+			return nil, fmt.Errorf("testcluster: the link from %s to %s is blocked", from, addr)
+		}
 		c, err := d.DialContext(ctx, network, addr)
 		if err != nil {
 			return nil, err
@@ -61,6 +69,17 @@ func (l *links) cut(a, b string) int {
 	}
 	l.conns = kept
 	return n
+}
+
+// block makes dials between a and b fail (on), or succeed again.
+func (l *links) block(a, b string, on bool) {
+	a, b = hostOf(a), hostOf(b)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.blocked == nil {
+		l.blocked = make(map[[2]string]bool)
+	}
+	l.blocked[[2]string{a, b}], l.blocked[[2]string{b, a}] = on, on
 }
 
 // closed reports whether c was closed here (a read on it would fail at

@@ -84,3 +84,10 @@ func relisten(tb testing.TB, name string) net.Listener {
 func (c *Cluster) CutLink(i int) int {
 	return c.links.cut(c.Names[0], c.Names[i+1])
 }
+
+// BlockLink makes the nodes' dials between the gateway and worker i fail
+// (on) or succeed again (off); with CutLink, the two stay apart until
+// unblocked.
+func (c *Cluster) BlockLink(i int, on bool) {
+	c.links.block(c.Names[0], c.Names[i+1], on)
+}
