@@ -60,8 +60,13 @@ type DispatcherOptions struct {
 	// answered from the record: a connection that drops and comes back
 	// within HomeWait costs no second run. A worker that does not come
 	// back costs its transactions HomeWait of latency, and they run
-	// again elsewhere (counted in Rerun). Default 5 s, the grid's
-	// default BackoffMax; negative: send to another worker at once.
+	// again elsewhere (counted in Rerun), as do those of a worker that
+	// comes back without remembering them (it restarted) or that drains.
+	// Keep it above the grid's BackoffMax plus a probe (ProbeTimeout):
+	// the longest a worker whose link came back takes to be asked what
+	// it remembers. Default 5 s (with the grid's default BackoffMax, 5
+	// s, a reconnect that waited its longest backoff misses it);
+	// negative: send to another worker at once.
 	HomeWait time.Duration
 	// Logger receives workers joining and leaving and re-dispatches.
 	// Default: discard.
@@ -74,8 +79,10 @@ type DispatcherOptions struct {
 // sends each transaction to the connected worker with the most free
 // capacity relative to its size. When every worker is full, reserve
 // waits, so the gateway stops reading from Prime. A transaction whose
-// worker is lost mid-call (grid.ErrDisconnected), or that a draining
-// worker refused (wire.TxResult.Draining), is sent to another worker.
+// worker is lost mid-call (grid.ErrDisconnected) goes back to it if it
+// comes back within HomeWait remembering the transaction, else to another
+// worker; one that a draining worker refused (wire.TxResult.Draining) is
+// sent to another worker.
 //
 // It watches each connection on a goroutine of its own, woken by the
 // connection's state changes; a timer runs only while a connected peer
@@ -317,11 +324,16 @@ func (d *Dispatcher) probe(w *workerState, session uint64) bool {
 	if err == nil && info.Capacity > 0 {
 		d.learnRecent(w, session)
 	}
+	// A call may have found the old session gone before the grid
+	// counted the new one: the answers above may come from a session
+	// newer than the one whose remembered IDs were asked for. Then the
+	// watcher sees the new session and asks again.
+	newer := w.conn.Stats().Connects != session
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	w.up = false
 	switch {
-	case w.removed:
+	case w.removed || newer:
 		return false
 	case err == nil && info.Capacity > 0:
 		w.capacity, w.up, w.draining, w.notWorker = info.Capacity, true, false, false
@@ -388,6 +400,9 @@ func (d *Dispatcher) reserveHome(ctx context.Context, id string) (*workerState, 
 		return nil, false, err
 	}
 	for {
+		if err := ctx.Err(); err != nil {
+			return nil, false, err
+		}
 		d.mu.Lock()
 		if w := d.homes.takeUp(id); w != nil {
 			// The worker remembers the transaction: it answers without
@@ -442,8 +457,12 @@ func (d *Dispatcher) run(ctx context.Context, s slot, req *wire.TxRequest) (*wir
 		}
 	}
 	lostMidCall := false // w's connection was lost while it had the transaction
+	var lostFor uint64   // then: the session whose remembered IDs homes held
 	span := trace.SpanFromContext(ctx)
 	for attempts := 1; ; attempts++ {
+		d.mu.Lock()
+		learned := w.recentFor // what w remembers was learned on this session
+		d.mu.Unlock()
 		start := time.Now()
 		res, err := d.call(ctx, w, req)
 		refused := err == nil && res.Draining
@@ -482,7 +501,7 @@ func (d *Dispatcher) run(ctx context.Context, s slot, req *wire.TxRequest) (*wir
 		case lost:
 			// Its run may go on without us: counted as a rerun below
 			// unless it goes back to w, which remembers it.
-			lostMidCall = true
+			lostMidCall, lostFor = true, learned
 			d.opts.Logger.Warn("gateway: worker lost mid-transaction, re-dispatching (to it if it comes back)",
 				"transaction_id", req.ID, "worker", w.conn.Host(), "err", err)
 		case errors.Is(err, mux.ErrBusy): // the worker had no free handler slot
@@ -500,12 +519,24 @@ func (d *Dispatcher) run(ctx context.Context, s slot, req *wire.TxRequest) (*wir
 				return nil, ctx.Err()
 			}
 		}
-		if lostMidCall && !d.awaitHome(ctx, w) {
-			d.homeGone.Add(1)
+		var next *workerState
+		home := false
+		if lostMidCall {
+			next = d.awaitHome(ctx, w, lostFor, req.ID)
+			if ctx.Err() != nil {
+				if next != nil {
+					d.release(next, false, false, false)
+				}
+				return nil, ctx.Err() // given up: Prime delivers it again
+			}
+			home = next != nil
 		}
-		next, home, rerr := d.reserveHome(ctx, req.ID)
-		if rerr != nil {
-			return nil, rerr
+		if next == nil {
+			var rerr error
+			next, home, rerr = d.reserveHome(ctx, req.ID)
+			if rerr != nil {
+				return nil, rerr
+			}
 		}
 		if lostMidCall && !home {
 			d.opts.Logger.Warn("gateway: a lost worker's transaction goes to a worker that does not remember it (it may run twice)",

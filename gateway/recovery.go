@@ -158,34 +158,46 @@ func (s *settling) stop() {
 	}
 }
 
-// awaitHome waits, after w's connection was lost during a call, until w
-// is up again (its watcher learned what it remembers on the new
-// session), it was removed, ctx ended, or HomeWait passed. It reports
-// whether w came back: if it did, reserve routes the transaction to it
-// when w remembers it. A worker that restarted remembers nothing, and
-// the transaction goes wherever there is room.
-func (d *Dispatcher) awaitHome(ctx context.Context, w *workerState) bool {
+// awaitHome waits, after w's connection was lost during a call of
+// transaction id, until w is up on a new session whose remembered IDs
+// were learned (lostFor was the one learned before), it was removed, ctx
+// ended, or HomeWait passed. If w came back remembering id, it returns w,
+// reserved for the call (counted in RoutedHome); else nil, and the
+// transaction goes wherever there is room: a worker that came back
+// without it (it restarted) runs it afresh. A wait that ends without w
+// back is counted in HomeGone.
+func (d *Dispatcher) awaitHome(ctx context.Context, w *workerState, lostFor uint64, id string) *workerState {
 	if d.opts.HomeWait < 0 {
-		return false
+		d.homeGone.Add(1)
+		return nil
 	}
 	timer := time.NewTimer(d.opts.HomeWait)
 	defer timer.Stop()
 	for {
 		d.mu.Lock()
-		up, removed, ch := w.up, w.removed, d.changed
-		d.mu.Unlock()
 		switch {
-		case up:
-			return true
-		case removed:
-			return false
+		case w.removed:
+			d.mu.Unlock()
+			d.homeGone.Add(1)
+			return nil
+		case w.up && w.recentFor != lostFor:
+			defer d.mu.Unlock()
+			if h := d.homes.takeUp(id); h != nil {
+				h.running++
+				d.routedHome.Add(1)
+				return h
+			}
+			return nil
 		}
+		ch := d.changed
+		d.mu.Unlock()
 		select {
 		case <-ch:
 		case <-timer.C:
-			return false
+			d.homeGone.Add(1)
+			return nil
 		case <-ctx.Done():
-			return false
+			return nil
 		}
 	}
 }

@@ -276,7 +276,7 @@ func TestLinkCutRunsOnce(t *testing.T) {
 	}
 }
 
-// TestHomeGone: a worker whose node vanishes mid-run does not come back;
+// TestHomeGone: a worker cut off mid-run for good does not come back;
 // after HomeWait its transactions go to the other worker and run again
 // there, counted in HomeGone and Rerun.
 func TestHomeGone(t *testing.T) {
@@ -296,7 +296,10 @@ func TestHomeGone(t *testing.T) {
 		t.Fatalf("worker 0 runs %d of %d transactions; want some on each worker", onLost, n)
 	}
 	lostAt := time.Now()
-	_ = c.WorkerNodes[0].Close() // its runs go on, with no way back to the gateway
+	c.BlockLink(0, true) // its runs go on, with no way back to the gateway
+	if cut := c.CutLink(0); cut == 0 {
+		t.Fatal("no connection between the gateway and worker 0 to cut")
+	}
 	for range onLost {
 		g.Recv(t) // run again on worker 1
 	}
@@ -305,11 +308,13 @@ func TestHomeGone(t *testing.T) {
 	}
 	close(g.Release)
 	testcluster.WaitAnswered(t, prime, n, c)
+	c.BlockLink(0, false)
 	c.Stop()
 	if r := testcluster.CheckReport(t, prime, n); r.ErrorResponses != 0 {
 		t.Errorf("report:\n%v", r)
 	}
 	if gone, rerun := c.Dispatcher.HomeGone(), c.Dispatcher.Rerun(); gone != uint64(onLost) || rerun != uint64(onLost) {
 		t.Errorf("home gone %d, rerun %d; want %d each", gone, rerun, onLost)
+		t.Logf("gateway logs:\n%s", c.Log.Tail(8000))
 	}
 }
