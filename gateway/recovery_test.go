@@ -214,19 +214,7 @@ func TestLinkCutRunsOnce(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			const n = 4
-			prime := testcluster.StartPrime(t, primesim.Config{})
-			g := testcluster.NewGate(func(string) bool { return true })
-			c := testcluster.Start(t, testcluster.Options{
-				Workers: 2, Capacity: 4, Prime: testcluster.PrimeConfig(prime), Contract: g.Contract, HomeWait: tc.homeWait,
-			})
-			ids := testcluster.Submit(t, prime, n)
-			for range n {
-				g.Recv(t)
-			}
-			onCut := c.Workers[0].Status().Running
-			if onCut == 0 || onCut == n {
-				t.Fatalf("worker 0 runs %d of %d transactions; want some on each worker", onCut, n)
-			}
+			prime, g, c, ids, onCut := startHeld(t, n, tc.homeWait)
 			// Worker 0 stays apart until the transactions went
 			// somewhere: back to it, or on to worker 1.
 			c.BlockLink(0, true)
@@ -282,19 +270,7 @@ func TestLinkCutRunsOnce(t *testing.T) {
 func TestHomeGone(t *testing.T) {
 	const n = 4
 	const homeWait = 400 * time.Millisecond
-	prime := testcluster.StartPrime(t, primesim.Config{})
-	g := testcluster.NewGate(func(string) bool { return true })
-	c := testcluster.Start(t, testcluster.Options{
-		Workers: 2, Capacity: 4, Prime: testcluster.PrimeConfig(prime), Contract: g.Contract, HomeWait: homeWait,
-	})
-	testcluster.Submit(t, prime, n)
-	for range n {
-		g.Recv(t)
-	}
-	onLost := c.Workers[0].Status().Running
-	if onLost == 0 || onLost == n {
-		t.Fatalf("worker 0 runs %d of %d transactions; want some on each worker", onLost, n)
-	}
+	prime, g, c, _, onLost := startHeld(t, n, homeWait)
 	lostAt := time.Now()
 	c.BlockLink(0, true) // its runs go on, with no way back to the gateway
 	if cut := c.CutLink(0); cut == 0 {
@@ -317,4 +293,25 @@ func TestHomeGone(t *testing.T) {
 		t.Errorf("home gone %d, rerun %d; want %d each", gone, rerun, onLost)
 		t.Logf("gateway logs:\n%s", c.Log.Tail(8000))
 	}
+}
+
+// startHeld starts a cluster of two workers with room for n transactions
+// each, submits n, and waits until all n run and are held; it returns how
+// many run on worker 0 (some, not all).
+func startHeld(t *testing.T, n int, homeWait time.Duration) (*primesim.Server, *testcluster.Gate, *testcluster.Cluster, []string, int) {
+	t.Helper()
+	prime := testcluster.StartPrime(t, primesim.Config{})
+	g := testcluster.NewGate(func(string) bool { return true })
+	c := testcluster.Start(t, testcluster.Options{
+		Workers: 2, Capacity: n, Prime: testcluster.PrimeConfig(prime), Contract: g.Contract, HomeWait: homeWait,
+	})
+	ids := testcluster.Submit(t, prime, n)
+	for range n {
+		g.Recv(t)
+	}
+	on0 := c.Workers[0].Status().Running
+	if on0 == 0 || on0 == n {
+		t.Fatalf("worker 0 runs %d of %d transactions; want some on each worker", on0, n)
+	}
+	return prime, g, c, ids, on0
 }
