@@ -35,7 +35,7 @@ func runGateway(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	defer node.Close()
-	disp := gateway.NewDispatcher(node.Manager, gateway.DispatcherOptions{Logger: logger})
+	disp := gateway.NewDispatcher(node.Manager, gateway.DispatcherOptions{HomeWait: cfg.HomeWait, Logger: logger})
 	defer disp.Close()
 	defer watchMembership(ctx, node.Manager, path, cfg.Grid, gatewayGrid, logger)()
 	journal, err := gateway.OpenJournal(cfg.JournalPath, gateway.JournalOptions{

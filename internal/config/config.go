@@ -37,6 +37,11 @@ type Gateway struct {
 	// DrainTimeout bounds the wait for transactions in flight at shutdown.
 	// Default 30s.
 	DrainTimeout time.Duration `yaml:"drain_timeout"`
+	// HomeWait is how long a transaction whose worker's connection was
+	// lost mid-run waits for that worker to come back and answer it from
+	// its run, before it runs again on another
+	// (gateway.DispatcherOptions.HomeWait). Default 5s.
+	HomeWait time.Duration `yaml:"home_wait"`
 	// MaxResultBytes bounds one response to Prime as encoded on the wire
 	// (Options.MaxResultBytes): a result over it is answered with an error
 	// instead, as Prime (a default gRPC server) refuses messages over
@@ -143,6 +148,9 @@ func (c *Gateway) Validate() error {
 	if c.JournalRetention < 0 || c.JournalMaxAge < 0 || c.JournalMaxPendingMarks < 0 || c.TransactionTimeout < 0 || c.DrainTimeout < 0 {
 		return configError("journal_retention, journal_max_age, journal_max_pending_marks, transaction_timeout, drain_timeout", "must not be negative")
 	}
+	if c.HomeWait < 0 {
+		return configError("home_wait", "must not be negative")
+	}
 	if err := checkMaxResultBytes("max_result_bytes", c.MaxResultBytes); err != nil {
 		return err
 	}
@@ -152,6 +160,7 @@ func (c *Gateway) Validate() error {
 	defaults.Set(&c.JournalRetention, 24*time.Hour)
 	defaults.Set(&c.TransactionTimeout, time.Minute)
 	defaults.Set(&c.DrainTimeout, 30*time.Second)
+	defaults.Set(&c.HomeWait, 5*time.Second)
 	defaults.Set(&c.MaxResultBytes, gateway.DefaultMaxResultBytes)
 	return nil
 }

@@ -73,6 +73,7 @@ func TestConfigErrors(t *testing.T) {
 		{"worker no command", gridYAML, "command is required", true},
 		{"worker unknown field", gridYAML + "command: [cat]\ncapacty: 3\n", "field capacty not found", true},
 		{"worker negative drain", gridYAML + "command: [cat]\ndrain_timeout: -1s\n", "drain_timeout", true},
+		{"negative home wait", primeYAML + gridYAML + "home_wait: -1s\n", "home_wait must not be negative", false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -115,6 +116,9 @@ func TestExampleConfigs(t *testing.T) {
 	}
 	if gw.MaxResultBytes != gateway.DefaultMaxResultBytes {
 		t.Fatalf("max_result_bytes: %d", gw.MaxResultBytes)
+	}
+	if gw.HomeWait != 5*time.Second {
+		t.Fatalf("home_wait: %v", gw.HomeWait)
 	}
 	if _, err := config.LoadWorker("testdata/worker.yaml"); err != nil {
 		t.Fatal(err)
