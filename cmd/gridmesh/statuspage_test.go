@@ -17,6 +17,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/gridmesh/gridmesh/gateway"
 	"github.com/gridmesh/gridmesh/grid"
 	"github.com/gridmesh/gridmesh/internal/ops"
 	"github.com/gridmesh/gridmesh/internal/testbrowser"
@@ -61,14 +62,22 @@ func startMeshCluster(t *testing.T) *meshCluster {
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = prime.Generate(load, "sc", 1_000_000, 40) })
 	t.Cleanup(func() { stop(); wg.Wait() })
-	c.waitMesh(t, "every node up", func(ms grid.MeshStats) bool {
-		up := 0
+	// Every node up with both its peers, and the gateway holding Prime's
+	// stream with answers sent: a loaded machine may take seconds for
+	// the gateway to connect to Prime after the grid is up.
+	c.waitMesh(t, "every node up and Prime's stream answered", func(ms grid.MeshStats) bool {
+		up, answered := 0, false
 		for _, n := range ms.Nodes {
 			if n.Up && n.Stats != nil && n.Stats.Grid.Connected == 2 {
 				up++
 			}
+			if n.Stats == nil || n.Host != c.names[0] {
+				continue
+			}
+			var gw gateway.Stats
+			answered = json.Unmarshal(n.Stats.Sections["gateway"], &gw) == nil && gw.Connected && gw.Sent > 0
 		}
-		return up == 3
+		return up == 3 && answered
 	})
 	return c
 }
