@@ -14,8 +14,11 @@ import (
 )
 
 // chainInterceptors puts in o.Mux the interceptors every session runs, in
-// order: the grid's tracing (TracerProvider), its metrics (unless
-// DisableMetrics), then Options' own lists, then those Mux had.
+// order: the grid's tracing (TracerProvider), its metrics of streams
+// (unless DisableMetrics), then Options' own lists, then those Mux had.
+// The metrics of single requests are the sessions' observer
+// (mux.Config.Observer), before Mux's own if it had one: it sees each
+// request outside every interceptor, for less than an interceptor costs.
 func (o *Options) chainInterceptors() {
 	var c []mux.ClientInterceptor
 	var s []mux.ServerInterceptor
@@ -29,7 +32,12 @@ func (o *Options) chainInterceptors() {
 	if !o.DisableMetrics {
 		m := gridmetrics.New()
 		o.metrics = m
-		c, s, cs, ss = append(c, m.Client), append(s, m.Server), append(cs, m.ClientStream), append(ss, m.ServerStream)
+		cs, ss = append(cs, m.ClientStream), append(ss, m.ServerStream)
+		if user := o.Mux.Observer; user != nil {
+			o.Mux.Observer = observers{m, user}
+		} else {
+			o.Mux.Observer = m
+		}
 		if user := o.Mux.OnStreamMessage; user != nil {
 			o.Mux.OnStreamMessage = func(h handlers.HandlerID, serving, in bool) {
 				m.OnStreamMessage(h, serving, in)
@@ -111,4 +119,18 @@ func (c managerCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- conn.rttHist.metric(conn.host)
 		ch <- prometheus.MustNewConstMetric(reconnectsDesc, prometheus.CounterValue, float64(conn.Stats().Reconnects), conn.host)
 	}
+}
+
+// observers is a mux.RequestObserver that tells two, in order: the grid's
+// metrics, then the one a user set in Options.Mux.
+type observers [2]mux.RequestObserver
+
+func (os observers) RequestBegun(h handlers.HandlerID, serving bool) {
+	os[0].RequestBegun(h, serving)
+	os[1].RequestBegun(h, serving)
+}
+
+func (os observers) RequestDone(h handlers.HandlerID, serving bool, d time.Duration, err error) {
+	os[0].RequestDone(h, serving, d, err)
+	os[1].RequestDone(h, serving, d, err)
 }

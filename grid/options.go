@@ -152,13 +152,15 @@ type Options struct {
 	TracerProvider trace.TracerProvider
 	// DisableMetrics turns off the per-handler and per-peer Prometheus
 	// metrics (package grid/gridmetrics; Manager.Collector). Default
-	// false: they are on. On each side a request or a stream costs two
-	// monotonic clock reads, a few atomic adds and one histogram
-	// observation, and each stream message an atomic add; none of it
-	// allocates or starts a goroutine (a stream's end on the calling side
-	// is counted inline by the goroutine that ends it, with a pooled
-	// hook). TestMetricsAllocs and TestStreamMetricsAllocs check that a
-	// request and a stream allocate no more with the metrics than without.
+	// false: they are on. A request is counted by the sessions' observer
+	// (mux.Config.Observer): one monotonic clock read on each side, a
+	// share of the one each read from the connection takes, and three
+	// atomic adds per side. A stream costs two clock reads per side and
+	// each of its messages an atomic add. None of it allocates or starts
+	// a goroutine (a stream's end on the calling side is counted inline by
+	// the goroutine that ends it, with a pooled hook). TestMetricsAllocs
+	// and TestStreamMetricsAllocs check that a request and a stream
+	// allocate no more with the metrics than without.
 	DisableMetrics bool
 
 	// Logger receives one line per state change, handshake rejections (once

@@ -65,6 +65,7 @@ type pipeReader struct {
 	// ack is offered the total read each time ackBytes more were read;
 	// it decides whether to acknowledge it.
 	ack   func(total uint64)
+	stamp *int64        // if set, given the time (monoNow) of every read that returned bytes
 	small *bufio.Reader // owned
 	large *bufio.Reader // borrowed from largeReaders; nil when not in use
 }
@@ -79,6 +80,9 @@ func newPipeReader(r io.Reader, n *atomic.Uint64, ack func(uint64)) *pipeReader 
 // keeps acknowledgements flowing while one large frame trickles in.
 func (p *pipeReader) Read(b []byte) (int, error) {
 	n, err := p.r.Read(b)
+	if p.stamp != nil && n > 0 {
+		*p.stamp = monoNow()
+	}
 	p.read += n
 	total := p.n.Add(uint64(n))
 	if total-p.offer >= ackBytes && p.ack != nil {

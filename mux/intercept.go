@@ -224,8 +224,8 @@ func (s *Session) runIntercepted(rc *reqCtx, h handlers.HandlerID, payload []byt
 // isPanic reports whether err is a panic recovered on this side (not a
 // remote one a handler passes on).
 func isPanic(err error) bool {
-	var pe *panicError
-	return errors.As(err, &pe)
+	_, ok := errors.AsType[*panicError](err) // AsType: no allocation
+	return ok
 }
 
 // serverInfo is the CallInfo of a call served for the peer.
@@ -296,9 +296,11 @@ func ErrorKind(err error, server bool) string {
 	if err == nil {
 		return ""
 	}
-	var re *RemoteError
+	// errors.AsType rather than errors.As: no allocation, as the grid's
+	// metrics classify every failed call.
+	re, remote := errors.AsType[*RemoteError](err)
 	switch {
-	case errors.As(err, &re):
+	case remote:
 		return re.kind()
 	case isPanic(err):
 		return "panic"

@@ -20,6 +20,7 @@ type call struct {
 	g         chunks // a response still arriving in chunks (counted in respIn)
 	err       error
 	reserved  int64 // of the peer's MaxRequestBytes, until the answer
+	arrived   int64 // when the answer arrived (the reader's stamp, see RequestObserver)
 	abandoned bool  // the caller gave up; the reader frees the call
 }
 
@@ -37,29 +38,39 @@ var callPool = sync.Pool{New: func() any { return &call{done: make(chan struct{}
 // The ClientInterceptors of the session's Config run around the request.
 // A trace context in ctx (WithTraceContext) goes with it.
 func (s *Session) Request(ctx context.Context, h handlers.HandlerID, payload []byte) ([]byte, error) {
+	if o := s.cfg.Observer; o != nil {
+		return s.observedRequest(ctx, o, h, payload)
+	}
 	if s.ic.request != nil {
 		return s.ic.request(ctx, CallInfo{Handler: h, Peer: s.cfg.Peer}, payload)
 	}
 	return s.request(ctx, h, payload)
 }
 
-// request is Request without the interceptors.
+// request is Request without the interceptors and the observer.
 func (s *Session) request(ctx context.Context, h handlers.HandlerID, payload []byte) ([]byte, error) {
+	resp, _, err := s.roundTrip(ctx, h, payload)
+	return resp, err
+}
+
+// roundTrip is request; it also returns when the answer arrived
+// (monoNow, stamped by the reader when Config.Observer is set; else 0).
+func (s *Session) roundTrip(ctx context.Context, h handlers.HandlerID, payload []byte) (_ []byte, arrived int64, _ error) {
 	if !h.Valid() {
-		return nil, fmt.Errorf("%w: %d", ErrInvalidHandler, uint16(h))
+		return nil, 0, fmt.Errorf("%w: %d", ErrInvalidHandler, uint16(h))
 	}
 	if err := s.waitReady(ctx); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if len(payload) > s.maxSend {
-		return nil, fmt.Errorf("%w: %v request of %d bytes exceeds %d", ErrMessageTooLarge, h, len(payload), s.maxSend)
+		return nil, 0, fmt.Errorf("%w: %v request of %d bytes exceeds %d", ErrMessageTooLarge, h, len(payload), s.maxSend)
 	}
 	deadline, err := wireDeadline(ctx)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if err := s.acquireSlot(ctx); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	var reserved int64
 	if len(payload) > MaxFramePayload {
@@ -68,7 +79,7 @@ func (s *Session) request(ctx context.Context, h handlers.HandlerID, payload []b
 		reserved = charge(len(payload))
 		if err := s.reqOut.acquire(ctx, s.closing, reserved, "MaxRequestBytes"); err != nil {
 			<-s.slots
-			return nil, s.sendError(err)
+			return nil, 0, s.sendError(err)
 		}
 	}
 	c := callPool.Get().(*call)
@@ -78,7 +89,7 @@ func (s *Session) request(ctx context.Context, h handlers.HandlerID, payload []b
 	case <-s.closing:
 		s.pendMu.Unlock()
 		s.releaseCall(c)
-		return nil, s.disconnected()
+		return nil, 0, s.disconnected()
 	default:
 	}
 	id := s.nextID.Add(1)
@@ -88,7 +99,8 @@ func (s *Session) request(ctx context.Context, h handlers.HandlerID, payload []b
 
 	sent, err := s.sendOpen(ctx, Header{Op: OpRequest, Handler: h, ID: id, Deadline: deadline}, payload)
 	if err != nil {
-		return s.abandon(id, c, sent, sent, s.sendError(err))
+		resp, err := s.abandon(id, c, sent, sent, s.sendError(err))
+		return resp, 0, err
 	}
 	if done := ctx.Done(); done == nil {
 		<-c.done // a context that is never done: no select needed
@@ -99,12 +111,13 @@ func (s *Session) request(ctx context.Context, h handlers.HandlerID, payload []b
 			// The remote knows the deadline and expires on its own: a
 			// cancel frame is needed only for an explicit cancellation.
 			sent := deadline == 0 || ctx.Err() != context.DeadlineExceeded
-			return s.abandon(id, c, true, sent, ctx.Err())
+			resp, err := s.abandon(id, c, true, sent, ctx.Err())
+			return resp, 0, err
 		}
 	}
-	resp, err := c.resp, c.err
+	resp, err, arrived := c.resp, c.err, c.arrived
 	s.recycle(c)
-	return resp, err
+	return resp, arrived, err
 }
 
 // acquireSlot takes one of the session's outgoing request slots.
@@ -276,7 +289,7 @@ func (s *Session) handleResponse(br *bufio.Reader, h Header) error {
 // leaves pending, its slot is freed, and its caller, if still waiting, is
 // woken. pendMu must be held; complete releases it.
 func (s *Session) complete(c *call, h Header, resp []byte) error {
-	c.resp = resp
+	c.resp, c.arrived = resp, s.readAt
 	delete(s.pending, h.ID)
 	s.pendMu.Unlock()
 	s.freeSlot(c)

@@ -299,7 +299,7 @@ func (s *Session) dispatch(h handlers.HandlerID, id uint64, deadline uint32, arr
 	s.serving[id] = rc
 	s.servMu.Unlock()
 	s.stats.dispatched.Add(1)
-	j := job{rc: rc, fn: e.Single, h: h, payload: payload, pb: pb, charged: charged}
+	j := job{rc: rc, fn: e.Single, h: h, payload: payload, pb: pb, charged: charged, arrived: s.readAt}
 	if w := s.workers.take(); w != nil {
 		w.jobs <- j // buffered: never blocks
 		return nil
@@ -318,7 +318,18 @@ func (s *Session) answerError(id uint64, code byte, msg string) error {
 // serve runs one handler and sends its answer.
 func (s *Session) serve(j job) {
 	rc := j.rc
+	o := s.cfg.Observer
+	if o != nil {
+		o.RequestBegun(j.h, true)
+	}
 	resp, err, panicked := s.runJob(j)
+	if o != nil {
+		oerr := err
+		if panicked && !isPanic(err) {
+			oerr = &panicError{err.Error()}
+		}
+		o.RequestDone(j.h, true, time.Duration(monoNow()-j.arrived), oerr)
+	}
 	s.servMu.Lock()
 	delete(s.serving, rc.id)
 	s.servMu.Unlock()

@@ -42,6 +42,7 @@ type Session struct {
 	inTrace  inTrace       // an OpTrace waiting for its call's first chunk; reader only
 	ic       interceptors  // the chains of Config's interceptors
 	ackedAt  time.Time     // when the reader last sent an OpAck; reader only
+	readAt   int64         // when the last pipe read returned (monoNow), with Config.Observer: its frames' arrival; reader only
 	maxSend  int           // min(own, peer's) message size; valid after ready
 	slots    chan struct{} // outgoing request slots; made before ready closes
 
@@ -347,6 +348,9 @@ func (s *Session) readLoop(helloTimer *time.Timer) {
 	defer close(s.readerDone)
 	defer helloTimer.Stop()
 	pr := newPipeReader(s.conn, &s.stats.bytesIn, s.ackRead)
+	if s.cfg.Observer != nil {
+		pr.stamp = &s.readAt
+	}
 	defer pr.release()
 	br := pr.small
 	var hdr [HeaderSize]byte

@@ -15,6 +15,7 @@ type job struct {
 	payload []byte
 	pb      *[]byte
 	charged int64 // counted in reqIn until the handler returns
+	arrived int64 // when the request arrived whole (Session.readAt), with Config.Observer
 
 	end    func(error) // Stream.OnEnd's, run with endErr (hooks.go)
 	endErr error

@@ -24,9 +24,10 @@ const (
 	Server = "server"
 )
 
-// Metrics counts calls per handler. Its methods are the interceptors
-// (Client, Server, ClientStream, ServerStream) and the stream message
-// hook (OnStreamMessage) to put in a mux.Config; it is a
+// Metrics counts calls per handler. It is a mux.RequestObserver
+// (RequestBegun, RequestDone: mux.Config.Observer) for single requests;
+// its stream interceptors (ClientStream, ServerStream) and stream
+// message hook (OnStreamMessage) go in a mux.Config too; it is a
 // prometheus.Collector.
 type Metrics struct {
 	errs, opened, msgs *prometheus.CounterVec
@@ -66,7 +67,7 @@ func New() *Metrics {
 		errs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gridmesh_rpc_errors_total",
 			Help: "Calls that failed, by kind."}, append(labels[:3:3], "kind")),
 		dur: prometheus.NewDesc("gridmesh_rpc_duration_seconds",
-			"A request's round trip (client) or its handler's run (server); a stream's life (client) or its handler's run (server).",
+			"A request's round trip to its answer's arrival (client), or from its arrival to its handler's return (server); a stream's life (client) or its handler's run (server).",
 			labels, nil),
 		opened: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gridmesh_rpc_streams_opened_total",
 			Help: "Streams opened (client) or served (server)."}, labels),
@@ -221,29 +222,18 @@ func (m *Metrics) panicked(e *entry, s *stripe, start time.Duration) {
 
 var panicKind = kindIndex("panic")
 
-// Client counts a request this side sends.
-func (m *Metrics) Client(ctx context.Context, info mux.CallInfo, req []byte, next mux.Invoker) ([]byte, error) {
-	e := m.get(false, info.Handler)
-	sp, start := e.begin()
-	returned := false
-	defer func() {
-		if !returned {
-			m.panicked(e, sp, start)
-		}
-	}()
-	resp, err := next(ctx, info, req)
-	returned = true
-	m.done(e, sp, start, err)
-	return resp, err
+// RequestBegun counts a request begun (mux.RequestObserver).
+func (m *Metrics) RequestBegun(h handlers.HandlerID, serving bool) {
+	m.get(serving, h).hist.pick().calls.Add(1)
 }
 
-// Server counts a request this side serves.
-func (m *Metrics) Server(ctx context.Context, info mux.CallInfo, req []byte, next mux.ServerHandler) ([]byte, error) {
-	e := m.get(true, info.Handler)
-	sp, start := e.begin()
-	resp, err := next(ctx, info, req)
-	m.done(e, sp, start, err)
-	return resp, err
+// RequestDone records a request's end (mux.RequestObserver).
+func (m *Metrics) RequestDone(h handlers.HandlerID, serving bool, d time.Duration, err error) {
+	e := m.get(serving, h)
+	e.hist.pick().observe(d)
+	if err != nil {
+		m.fail(e, err)
+	}
 }
 
 // ClientStream counts a stream this side opens, and its end.

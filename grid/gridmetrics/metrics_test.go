@@ -43,7 +43,7 @@ func pair(t *testing.T) (client *mux.Session, cm, sm *gridmetrics.Metrics) {
 	cm, sm = gridmetrics.New(), gridmetrics.New()
 	config := func(m *gridmetrics.Metrics) mux.Config {
 		return mux.Config{
-			ClientInterceptors: []mux.ClientInterceptor{m.Client}, ServerInterceptors: []mux.ServerInterceptor{m.Server},
+			Observer: m,
 			ClientStreamInterceptors: []mux.ClientStreamInterceptor{m.ClientStream}, ServerStreamInterceptors: []mux.ServerStreamInterceptor{m.ServerStream},
 			OnStreamMessage: m.OnStreamMessage,
 		}
@@ -171,17 +171,16 @@ func TestMetricsCount(t *testing.T) {
 	}
 }
 
-// TestMetricsNoAllocs: counting a call, its duration included, allocates
-// nothing once the handler's series exist.
+// TestMetricsNoAllocs: counting a call, its duration and an error
+// included, allocates nothing once the handler's series exist.
 func TestMetricsNoAllocs(t *testing.T) {
 	m := gridmetrics.New()
-	next := func(context.Context, mux.CallInfo, []byte) ([]byte, error) { return nil, nil }
-	srv := func(context.Context, mux.CallInfo, []byte) ([]byte, error) { return nil, nil }
-	info := mux.CallInfo{Handler: hOK, Peer: "p"}
-	ctx := context.Background()
+	errBad := errors.New("bad")
 	call := func() {
-		m.Client(ctx, info, nil, next)
-		m.Server(ctx, info, nil, srv)
+		m.RequestBegun(hOK, false)
+		m.RequestBegun(hOK, true)
+		m.RequestDone(hOK, true, time.Millisecond, errBad)
+		m.RequestDone(hOK, false, 2*time.Millisecond, nil)
 		m.OnStreamMessage(hEcho, true, true)
 	}
 	call()
