@@ -80,6 +80,13 @@
 // side opened, OnEnd off the session's reader (it may wait), OnEndQuick
 // inline (it must not); neither starts a goroutine per stream.
 //
+// Counting single requests needs less than an interceptor: the
+// Config.Observer (a RequestObserver) is told of each request's begin and
+// end, with its duration and outcome, outside every interceptor, by a
+// direct call. The session times requests with clock reads it shares:
+// the reader stamps each read from the pipe once, and that stamp is the
+// arrival of every request and answer the read brought.
+//
 // # Trace context
 //
 // WithTraceContext puts a W3C trace context (traceparent, tracestate) in
