@@ -96,7 +96,9 @@ func TestGatewayKilledRunsOnce(t *testing.T) {
 // is no third run.
 func TestAllWorkersDown(t *testing.T) {
 	const n = 4
-	const txTimeout = 300 * time.Millisecond
+	// Long enough that no held run reaches its deadline (and is answered
+	// with it) before both workers are stopped on a loaded machine.
+	const txTimeout = 2 * time.Second
 	prime := testcluster.StartPrime(t, primesim.Config{})
 	first := testcluster.NewGate(func(string) bool { return true })
 	c := testcluster.Start(t, testcluster.Options{
@@ -108,7 +110,7 @@ func TestAllWorkersDown(t *testing.T) {
 	}
 	c.StopWorker(0)
 	c.StopWorker(1)
-	time.Sleep(4 * txTimeout) // well past every transaction's deadline
+	time.Sleep(2 * txTimeout) // a timeout past every transaction's deadline
 	if r := prime.Report(); r.Answered != 0 {
 		t.Fatalf("Prime got answers while no worker was up:\n%v", r)
 	}

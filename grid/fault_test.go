@@ -53,7 +53,7 @@ func failsFast(t *testing.T, what string, errc <-chan error) {
 		if !isDisconnected(err) {
 			t.Fatalf("%s: got %v, want ErrDisconnected", what, err)
 		}
-	case <-time.After(2 * time.Second): // well below the 2 s of a missed ping
+	case <-time.After(2 * time.Second): // well below the 4 s of a missed ping
 		t.Fatalf("%s: call still blocked 2 s after the connection broke", what)
 	}
 }

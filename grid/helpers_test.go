@@ -70,13 +70,17 @@ type node struct {
 	once   sync.Once
 }
 
-// baseOptions are fast settings for tests.
+// baseOptions are fast settings for tests. PingTimeout is 3 s, as in
+// internal/testcluster: under -race on a loaded machine a pong can be a
+// second late, and many tests count sessions exactly. A test whose point
+// is how fast a dead peer is found, or whose expectations name the
+// timeout, sets its own.
 func baseOptions(local string, hosts []string) Options {
 	return Options{
 		Local: local, Hosts: hosts, Secret: testSecret,
 		BackoffBase: 10 * time.Millisecond, BackoffMax: 200 * time.Millisecond,
 		HealthyAfter: 100 * time.Millisecond,
-		PingInterval: time.Second, PingTimeout: time.Second,
+		PingInterval: time.Second, PingTimeout: 3 * time.Second,
 	}
 }
 

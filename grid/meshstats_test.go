@@ -54,10 +54,14 @@ func meshNode(t *testing.T, ms MeshStats, host string) MeshNode {
 func TestMeshStats(t *testing.T) {
 	release := make(chan struct{})
 	// Node 0 gathers within its PingTimeout, 5 s: node 2's answer, due
-	// after half of node 2's (1 s), has time to spare on a loaded machine.
+	// after half of node 2's (2 s, set here: the slow section's error
+	// names it), has time to spare on a loaded machine.
 	nodes, names := meshNodes(t, 3, func(i int, o *Options) {
-		if i == 0 {
+		switch i {
+		case 0:
 			o.PingTimeout = 5 * time.Second
+		case 2:
+			o.PingTimeout = 2 * time.Second
 		}
 	})
 	defer close(release)
@@ -97,7 +101,7 @@ func TestMeshStats(t *testing.T) {
 	if err := json.Unmarshal(c.Sections["load"], &l); err != nil || l.Running != 7 {
 		t.Errorf("section load: %s, %v", c.Sections["load"], err)
 	}
-	if _, ok := c.Sections["slow"]; ok || !strings.Contains(c.SectionErrors["slow"], "no answer within 500ms") {
+	if _, ok := c.Sections["slow"]; ok || !strings.Contains(c.SectionErrors["slow"], "no answer within 1s") {
 		t.Errorf("slow section: %q, errors %v", c.Sections["slow"], c.SectionErrors)
 	}
 	// Asked again while the first call still runs: no second call.
@@ -128,8 +132,14 @@ func TestMeshStats(t *testing.T) {
 // slot is taken) is reported down after PingTimeout, while its
 // connection is still up.
 func TestMeshStatsSilentPeer(t *testing.T) {
+	// The gatherer's PingTimeout, set here: the error names it, and the
+	// gathering must take at least as long.
+	const timeout = 2 * time.Second
 	nodes, names := meshNodes(t, 2, func(i int, o *Options) {
-		if i == 1 {
+		switch i {
+		case 0:
+			o.PingTimeout = timeout
+		case 1:
 			o.Mux = mux.Config{MaxConcurrent: 1}
 		}
 	})
@@ -147,11 +157,11 @@ func TestMeshStatsSilentPeer(t *testing.T) {
 	ms := nodes[0].m.MeshStats(testCtx(t))
 	took := time.Since(start)
 	silent := meshNode(t, ms, names[1])
-	if silent.Up || silent.State != StateConnected || silent.Error != "no answer within 1s" {
+	if silent.Up || silent.State != StateConnected || silent.Error != "no answer within "+timeout.String() {
 		t.Errorf("silent peer: %+v", silent)
 	}
-	if took < time.Second {
-		t.Errorf("gathering gave up after %v, before PingTimeout (1s)", took)
+	if took < timeout {
+		t.Errorf("gathering gave up after %v, before PingTimeout (%v)", took, timeout)
 	}
 }
 

@@ -67,8 +67,11 @@ func TestStreamDeadline(t *testing.T) {
 		got <- seen{dl, ok, ctx.Err()}
 		return ctx.Err()
 	}}, a)
+	// Long enough for the stream to open, and its handler to start, on
+	// a loaded machine: the deadline must pass in the handler.
+	const timeout = 500 * time.Millisecond
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	st, err := d.m.Connection(a.name).NewStream(ctx, hsBlock, nil)
 	must(t, err)
@@ -80,7 +83,7 @@ func TestStreamDeadline(t *testing.T) {
 	if !s.ok || !errors.Is(s.err, context.DeadlineExceeded) {
 		t.Fatalf("handler saw deadline %v (set %v), err %v", s.deadline, s.ok, s.err)
 	}
-	off := s.deadline.Sub(start.Add(50 * time.Millisecond))
+	off := s.deadline.Sub(start.Add(timeout))
 	t.Logf("handler's deadline is %v off the caller's", off)
 	if off < -time.Millisecond || off > 5*time.Second {
 		t.Fatalf("handler's deadline off by %v", off)

@@ -138,7 +138,7 @@ func TestStreamLimit(t *testing.T) {
 func TestStreamBigMessage(t *testing.T) {
 	// Pings queue behind the big message's bytes in the sockets' buffers
 	// too, and on a loaded machine under -race a pong can take longer than
-	// the tests' 1 s PingTimeout: the keep-alive must take the bulk data
+	// the tests' PingTimeout: the keep-alive must take the bulk data
 	// arriving as proof of life and keep the connection.
 	d, a, _ := pair(t, nil)
 	streamHandler(t, hsEcho, handlers.StreamHandler{Handle: streamtest.Echo, InCapacity: 1, OutCapacity: 1}, a)

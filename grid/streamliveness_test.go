@@ -74,8 +74,8 @@ func TestStreamLiveness(t *testing.T) {
 func livenessTrial(t *testing.T, dirs []string) {
 	// A generous timeout: a pong delayed by a busy machine must not be
 	// taken for a vanished peer. Blocked streams stay up for 12 pings.
-	const interval, timeout = 200 * time.Millisecond, time.Second
-	const alive = 2 * (interval + timeout)
+	const interval, timeout = 200 * time.Millisecond, 3 * time.Second
+	const alive = 12 * interval
 	d, a, hole := blackholedPair(t, func(_ bool, o *Options) {
 		o.PingInterval, o.PingTimeout = interval, timeout
 		o.HandshakeTimeout = 2 * time.Second

@@ -22,7 +22,9 @@ func TestSessionEnded(t *testing.T) {
 	}{
 		{"caller cancels", func(_ *pair, cancel context.CancelFunc) { cancel() }, cancellable, false},
 		{"deadline", func(*pair, context.CancelFunc) {}, func(t *testing.T) (context.Context, context.CancelFunc) {
-			return context.WithTimeout(testCtx(t), 50*time.Millisecond)
+			// Long enough for the call to reach its handler on a
+			// loaded machine.
+			return context.WithTimeout(testCtx(t), 500*time.Millisecond)
 		}, false},
 		{"client session closes", func(p *pair, _ context.CancelFunc) { p.client.Close() }, cancellable, true},
 		{"connection breaks", func(p *pair, _ context.CancelFunc) { p.clientConn.Close() }, cancellable, true},

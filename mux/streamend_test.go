@@ -83,8 +83,11 @@ func TestStreamDeadline(t *testing.T) {
 			return ctx.Err()
 		}})
 		p := newPair(t, tr, reg, mux.Config{}, mux.Config{})
+		// Long enough for the stream to open, and its handler to start, on
+		// a loaded machine: the deadline must pass in the handler.
+		const timeout = 500 * time.Millisecond
 		start := time.Now()
-		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
 		st, err := p.client.NewStream(ctx, hsInspect, nil)
 		if err != nil {
@@ -98,7 +101,7 @@ func TestStreamDeadline(t *testing.T) {
 		if !s.ok || !errors.Is(s.err, context.DeadlineExceeded) {
 			t.Fatalf("handler: %+v", s)
 		}
-		if off := s.d.Sub(start.Add(50 * time.Millisecond)); off < -time.Millisecond || off > 2*time.Second {
+		if off := s.d.Sub(start.Add(timeout)); off < -time.Millisecond || off > 2*time.Second {
 			t.Fatalf("handler deadline off by %v", off)
 		}
 		waitNoStreams(t, p)

@@ -27,12 +27,14 @@ func traceBin(state string) []byte {
 func TestTraceFrameSent(t *testing.T) {
 	for _, version := range []uint8{2, 3} {
 		p := newRawPeer(t, nil, version)
-		ctx, cancel := context.WithTimeout(WithTraceContext(context.Background(), wireParent, "k=v"), 50*time.Millisecond)
+		// Each call ends after 500 ms: time for its frames to be sent on a
+		// loaded machine.
+		ctx, cancel := context.WithTimeout(WithTraceContext(context.Background(), wireParent, "k=v"), 500*time.Millisecond)
 		_, _ = p.s.Request(ctx, hTraced, []byte("x")) // nobody answers: it times out
 		cancel()
 		ctx, cancel = context.WithCancel(WithTraceContext(context.Background(), wireParent, ""))
 		go func() {
-			time.Sleep(50 * time.Millisecond)
+			time.Sleep(500 * time.Millisecond)
 			cancel()
 		}()
 		_, _ = p.s.NewStream(ctx, hTraced, nil) // nobody accepts: cancelled

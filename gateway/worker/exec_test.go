@@ -93,7 +93,7 @@ func TestExecTimeoutKillsChildren(t *testing.T) {
 	pidFile := filepath.Join(t.TempDir(), "child.pid")
 	fn := execContract(t, worker.ExecConfig{
 		Command: sh(`sleep 60 & echo $! > ` + pidFile + `; wait`),
-		Timeout: 300 * time.Millisecond,
+		Timeout: 2 * time.Second, // time to fork sleep and write its pid on a loaded machine
 	})
 	start := time.Now()
 	_, err := fn(testutil.Context(t), "{}", nil, nil)
