@@ -59,9 +59,9 @@
 // per side, and allocates nothing. Calls and durations are not
 // client_golang counters and histograms: each handler and side has its own
 // histogram (DurationBuckets, bucket found with bits.Len, sum in integer
-// nanoseconds) spread over 8 cache-line-padded stripes, one picked at
-// random per count, so that callers on different cores seldom write the
-// same line; a scrape sums the stripes into constant metrics. The stripes
+// nanoseconds) spread over 8 cache-line-padded stripes, one per P (the
+// index kept in a sync.Pool, a per-P cache), so that callers on
+// different cores seldom write the same line; a scrape sums the stripes into constant metrics. The stripes
 // are read one at a time, not as one snapshot: a scrape during calls may
 // count a duration whose sum it does not see yet. A stream is timed by
 // its interceptors with two clock reads per side (about 30 ns each on a

@@ -2,8 +2,8 @@ package gridmetrics
 
 import (
 	"math/bits"
-	"math/rand/v2"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -47,7 +47,7 @@ type stripe struct {
 
 // hist counts one handler's calls on one side and their durations: a
 // histogram with DurationBuckets, counted with atomic adds on one of
-// numStripes stripes picked at random per call, and summed over them at
+// numStripes stripes, the one of the counting goroutine's P, summed at
 // scrape. The sum is kept in integer nanoseconds (an atomic add, where a
 // float sum needs a compare-and-swap loop).
 type hist struct {
@@ -55,9 +55,34 @@ type hist struct {
 	stripes [numStripes]stripe
 }
 
-// pick returns a stripe for one call: runtime-backed random, so callers on
-// different cores mostly land on different stripes.
-func (h *hist) pick() *stripe { return &h.stripes[rand.Uint32()&(numStripes-1)] }
+// pick returns the stripe for a count made on this goroutine's P (see
+// stripeOfP).
+func (h *hist) pick() *stripe {
+	i := stripeOfP.Get().(*int)
+	s := &h.stripes[*i]
+	stripeOfP.Put(i)
+	return s
+}
+
+// stripeOfP keeps, per P, the index of the stripes its counts go to, so
+// that the cache lines a core writes stay in its cache: picked at random
+// per count, two cores wrote the same lines about half the time, and
+// each such write waited for the line to move between them. A sync.Pool
+// is a per-P cache, reached without a lock or an atomic write; when a
+// garbage collection empties it, the next Get hands out the next index,
+// round robin. Two Ps sharing a stripe only share lines: the counts stay
+// exact.
+var stripeOfP = sync.Pool{New: func() any { return &stripeIndexes[nextStripe.Add(1)&(numStripes-1)] }}
+
+var (
+	stripeIndexes = func() (a [numStripes]int) {
+		for i := range a {
+			a[i] = i
+		}
+		return a
+	}()
+	nextStripe atomic.Uint32
+)
 
 // observe counts one duration.
 func (s *stripe) observe(d time.Duration) {

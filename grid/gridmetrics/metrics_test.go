@@ -43,7 +43,7 @@ func pair(t *testing.T) (client *mux.Session, cm, sm *gridmetrics.Metrics) {
 	cm, sm = gridmetrics.New(), gridmetrics.New()
 	config := func(m *gridmetrics.Metrics) mux.Config {
 		return mux.Config{
-			Observer: m,
+			Observer:                 m,
 			ClientStreamInterceptors: []mux.ClientStreamInterceptor{m.ClientStream}, ServerStreamInterceptors: []mux.ServerStreamInterceptor{m.ServerStream},
 			OnStreamMessage: m.OnStreamMessage,
 		}
