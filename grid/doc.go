@@ -195,7 +195,7 @@
 //
 //	gridmesh_rpc_calls_total               calls begun
 //	gridmesh_rpc_errors_total{kind}        calls failed, by mux.ErrorKind
-//	gridmesh_rpc_duration_seconds          histogram: round trip, handler run, stream life
+//	gridmesh_rpc_duration_seconds          histogram: round trip; arrival to handler return; stream life
 //	gridmesh_rpc_streams_opened_total      streams opened or served
 //	gridmesh_rpc_streams_active            streams open now
 //	gridmesh_rpc_stream_messages_total{direction}  stream messages in and out

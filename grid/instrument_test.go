@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"context"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/expfmt"
 
+	"github.com/gridmesh/gridmesh/handlers"
 	"github.com/gridmesh/gridmesh/internal/testutil"
 	"github.com/gridmesh/gridmesh/mux"
 )
@@ -152,5 +155,45 @@ func TestStreamMetricsAllocs(t *testing.T) {
 	t.Logf("allocations per stream: %.2f without metrics, %.2f with", off, on)
 	if on > off+0.3 {
 		t.Fatalf("the metrics add %.2f allocations per stream", on-off)
+	}
+}
+
+// countingObserver counts what a mux.RequestObserver is told.
+type countingObserver struct{ begun, done atomic.Int64 }
+
+func (c *countingObserver) RequestBegun(handlers.HandlerID, bool) { c.begun.Add(1) }
+func (c *countingObserver) RequestDone(handlers.HandlerID, bool, time.Duration, error) {
+	c.done.Add(1)
+}
+
+// TestUserObserverBesideMetrics: an observer set in Options.Mux is told of
+// every request as the grid's metrics are, with the metrics on or off.
+func TestUserObserverBesideMetrics(t *testing.T) {
+	for _, disable := range []bool{false, true} {
+		lns, names := listen(t, 2)
+		var obs [2]countingObserver
+		var nodes [2]*node
+		for i := range 2 {
+			o := baseOptions(names[i], names)
+			o.DisableMetrics = disable
+			o.Mux.Observer = &obs[i]
+			nodes[i] = startNode(t, lns[i], o)
+		}
+		ctx := testCtx(t)
+		conn := nodes[0].m.Connection(names[1])
+		must(t, conn.WaitForConnect(ctx))
+		for range 3 {
+			_, err := conn.Request(ctx, hWho, []byte("x"))
+			must(t, err)
+		}
+		for i := range obs {
+			if b, d := obs[i].begun.Load(), obs[i].done.Load(); b != 3 || d != 3 {
+				t.Errorf("DisableMetrics %v: node %d's observer told of %d begun, %d done; want 3, 3", disable, i, b, d)
+			}
+		}
+		want := `gridmesh_rpc_duration_seconds_count{handler="grid-who",handler_id="101",side="client"} 3`
+		if text := exposition(t, nodes[0].m.Collector()); strings.Contains(text, want) == disable {
+			t.Errorf("DisableMetrics %v: the metrics read\n%s", disable, text)
+		}
 	}
 }

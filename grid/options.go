@@ -153,9 +153,10 @@ type Options struct {
 	// DisableMetrics turns off the per-handler and per-peer Prometheus
 	// metrics (package grid/gridmetrics; Manager.Collector). Default
 	// false: they are on. A request is counted by the sessions' observer
-	// (mux.Config.Observer): one monotonic clock read on each side, a
-	// share of the one each read from the connection takes, and three
-	// atomic adds per side. A stream costs two clock reads per side and
+	// (mux.Config.Observer): one monotonic clock read on each side (two on
+	// the calling side when client interceptors run, tracing's among
+	// them), a share of the one each read from the connection takes, and
+	// three atomic adds per side. A stream costs two clock reads per side and
 	// each of its messages an atomic add. None of it allocates or starts
 	// a goroutine (a stream's end on the calling side is counted inline by
 	// the goroutine that ends it, with a pooled hook). TestMetricsAllocs

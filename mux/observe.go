@@ -16,7 +16,8 @@ import (
 //
 // Its methods run on the caller's goroutine (calling side) or the
 // handler's (serving side), and must return at once: count, do not
-// wait. They may be called concurrently.
+// wait. They may be called concurrently. They must not panic: nothing
+// recovers a panic there, on the serving side it ends the process.
 type RequestObserver interface {
 	// RequestBegun tells of a request begun: sent (serving false), or
 	// about to run this side's handler (serving true). A request the
@@ -32,6 +33,9 @@ type RequestObserver interface {
 	// request's arrival, whole, to its handler's (and interceptors')
 	// return. Arrivals are stamped once per read from the pipe, so that
 	// the requests and answers of one read share one clock read.
+	// A panic in a client interceptor is told as it passes, as an error
+	// matching ErrHandlerPanic; a caller's misuse that panics in Request
+	// itself (a nil context) is not told.
 	RequestDone(h handlers.HandlerID, serving bool, d time.Duration, err error)
 }
 

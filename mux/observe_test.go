@@ -140,12 +140,17 @@ func TestRequestObserver(t *testing.T) {
 
 		// A caller who gives up: kind canceled, timed to Request's return.
 		cctx, cancel := context.WithCancel(ctx)
+		started := time.Now()
 		time.AfterFunc(sleep/2, cancel)
 		if _, err := p.client.Request(cctx, obSleep, nil); !errors.Is(err, context.Canceled) {
 			t.Fatalf("cancelled: %v", err)
 		}
-		if c := co.take(t); len(c) != 1 || c[0].kind != "canceled" || c[0].d < sleep/2 {
-			t.Errorf("cancelled: client saw %+v", c)
+		took := time.Since(started)
+		// Request began after the timer: its duration is at most what
+		// passed since the timer started, and at least half of the delay
+		// (the timer fires no sooner than sleep/2 after its start).
+		if c := co.take(t); len(c) != 1 || c[0].kind != "canceled" || c[0].d > took || c[0].d <= 0 {
+			t.Errorf("cancelled after %v: client saw %+v", took, c)
 		}
 		// The handler still runs to its end: the server tells of it then.
 		waitUntil(t, "the cancelled handler's end", func() bool {
@@ -214,5 +219,89 @@ func TestRequestObserverOutsideInterceptors(t *testing.T) {
 	}
 	if c, s := co.take(t), so.take(t); len(c) != 1 || len(s) != 1 || c[0].kind != "handler" || s[0].kind != "handler" {
 		t.Errorf("refused by the server interceptor: client %+v, server %+v", c, s)
+	}
+}
+
+// TestRequestObserverFailures: a request refused before it is sent, and
+// one whose session ends while it waits, are each told once, with their
+// kind; the handler's end is told on its side.
+func TestRequestObserverFailures(t *testing.T) {
+	reg := new(handlers.Registry)
+	release := make(chan struct{})
+	running := make(chan struct{}, 1)
+	mustRegister(t, reg, obSleep, func(ctx context.Context, p []byte) ([]byte, error) {
+		running <- struct{}{}
+		<-release
+		return p, nil
+	})
+	co, so := newRecorder(), newRecorder()
+	p := newPair(t, transports[1], reg, mux.Config{Observer: co, MaxMessageSize: 1 << 10}, mux.Config{Observer: so})
+	ctx := testCtx(t)
+
+	if _, err := p.client.Request(ctx, obSleep, make([]byte, 2<<10)); !errors.Is(err, mux.ErrMessageTooLarge) {
+		t.Fatalf("too large: %v", err)
+	}
+	if c := co.take(t); len(c) != 1 || c[0].kind != "too_large" {
+		t.Errorf("too large: client saw %+v", c)
+	}
+
+	errc := make(chan error, 1)
+	go func() {
+		_, err := p.client.Request(ctx, obSleep, nil)
+		errc <- err
+	}()
+	recv(t, running)
+	p.clientConn.Close() // the session ends under the waiting call
+	if err := recv(t, errc); !errors.Is(err, mux.ErrDisconnected) {
+		t.Fatalf("session ended: %v", err)
+	}
+	if c := co.take(t); len(c) != 1 || c[0].kind != "disconnected" {
+		t.Errorf("session ended: client saw %+v", c)
+	}
+	close(release)
+	waitUntil(t, "the handler's end", func() bool {
+		so.mu.Lock()
+		defer so.mu.Unlock()
+		return len(so.done) == 1
+	})
+	so.take(t)
+}
+
+// TestRequestObserverConcurrent: with many callers, many answers arrive
+// in one read and share its stamp; no request is timed shorter than the
+// handler's sleep on either side, as one given a stamp from an earlier
+// read would be.
+func TestRequestObserverConcurrent(t *testing.T) {
+	const sleep, callers, each = 2 * time.Millisecond, 32, 10
+	reg := new(handlers.Registry)
+	mustRegister(t, reg, obSleep, func(ctx context.Context, p []byte) ([]byte, error) {
+		time.Sleep(sleep)
+		return p, nil
+	})
+	co, so := newRecorder(), newRecorder()
+	p := newPair(t, transports[1], reg, mux.Config{Observer: co}, mux.Config{Observer: so, MaxConcurrent: callers})
+	ctx := testCtx(t)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range callers {
+		wg.Go(func() {
+			for range each {
+				if _, err := p.client.Request(ctx, obSleep, []byte("x")); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	wall := time.Since(start)
+	c, s := co.take(t), so.take(t)
+	if len(c) != callers*each || len(s) != callers*each {
+		t.Fatalf("told of %d client and %d server requests, want %d each", len(c), len(s), callers*each)
+	}
+	for _, o := range append(c, s...) {
+		if o.d < sleep || o.d > wall || o.kind != "" {
+			t.Fatalf("a request timed %v (kind %q): the handler slept %v, all took %v", o.d, o.kind, sleep, wall)
+		}
 	}
 }

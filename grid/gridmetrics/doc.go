@@ -21,8 +21,10 @@
 //	                                                             streams opened or served
 //	gridmesh_rpc_errors_total{side,handler,handler_id,kind}    calls that failed, by mux.ErrorKind
 //	gridmesh_rpc_duration_seconds{side,handler,handler_id}     histogram: a request's round trip, to its
-//	                                                             answer's arrival (client), or from its
-//	                                                             arrival to its handler's return (server);
+//	                                                             answer's arrival (client; to Request's
+//	                                                             return when client interceptors run, as
+//	                                                             with tracing), or from its arrival to its
+//	                                                             handler's return (server);
 //	                                                             a stream's life from open to end (client)
 //	                                                             or its handler's run (server)
 //	gridmesh_rpc_streams_opened_total{side,handler,handler_id} streams opened (client) or served (server)
@@ -59,10 +61,12 @@
 // per side, and allocates nothing. Calls and durations are not
 // client_golang counters and histograms: each handler and side has its own
 // histogram (DurationBuckets, bucket found with bits.Len, sum in integer
-// nanoseconds) spread over 8 cache-line-padded stripes, one per P (the
-// index kept in a sync.Pool, a per-P cache), so that callers on
-// different cores seldom write the same line; a scrape sums the stripes into constant metrics. The stripes
-// are read one at a time, not as one snapshot: a scrape during calls may
+// nanoseconds) spread over 8 cache-line-padded stripes. Each P counts on
+// one of them, its index kept in a sync.Pool (a per-P cache; after a
+// garbage collection empties it, the next index round robin), so that
+// callers on different cores seldom write the same line; with more than
+// 8 Ps, some share a stripe. A scrape sums the stripes into constant
+// metrics. The stripes are read one at a time, not as one snapshot: a scrape during calls may
 // count a duration whose sum it does not see yet. A stream is timed by
 // its interceptors with two clock reads per side (about 30 ns each on a
 // virtual machine). A stream's end on the calling side is counted by a

@@ -67,7 +67,7 @@ func New() *Metrics {
 		errs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gridmesh_rpc_errors_total",
 			Help: "Calls that failed, by kind."}, append(labels[:3:3], "kind")),
 		dur: prometheus.NewDesc("gridmesh_rpc_duration_seconds",
-			"A request's round trip to its answer's arrival (client), or from its arrival to its handler's return (server); a stream's life (client) or its handler's run (server).",
+			"A request's round trip to its answer's arrival, or to Request's return with client interceptors (client), or from its arrival to its handler's return (server); a stream's life (client) or its handler's run (server).",
 			labels, nil),
 		opened: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gridmesh_rpc_streams_opened_total",
 			Help: "Streams opened (client) or served (server)."}, labels),
