@@ -230,7 +230,8 @@ type benchRow struct {
 	AllocsPerOp float64           `json:"allocs_per_op,omitempty"`
 	BytesPerOp  float64           `json:"bytes_per_op,omitempty"`
 	CPUPerOp    time.Duration     `json:"cpu_per_op_ns,omitempty"`
-	CPUUse      float64           `json:"cpu_use,omitempty"` // CPU time per wall time: 2.0 is two cores busy
+	CPUUse      float64           `json:"cpu_use,omitempty"`     // CPU time per wall time: 2.0 is two cores busy
+	RunqP99     time.Duration     `json:"runq_p99_ns,omitempty"` // how long runnable goroutines waited for a P (99th percentile)
 	Mem         float64           `json:"mem_bytes,omitempty"`
 	MemUnit     string            `json:"mem_unit,omitempty"`
 	Vs          map[string]ratios `json:"vs,omitempty"`
@@ -342,7 +343,8 @@ func runWorkload(ctx context.Context, w workload, cfg benchConfig) ([]benchRow, 
 		group = append(group, benchRow{
 			Workload: w.name, System: sys, OpsPerSec: res.OpsPerSec, P50: res.P50, P99: res.P99,
 			AllocsPerOp: res.AllocsPerOp, BytesPerOp: res.BytesPerOp, CPUPerOp: res.CPUPerOp, CPUUse: res.CPUUse,
-			Mem: mem, MemUnit: w.memUnit,
+			RunqP99: res.RunqP99,
+			Mem:     mem, MemUnit: w.memUnit,
 		})
 	}
 	for i := range group {
@@ -378,7 +380,7 @@ func measure(ctx context.Context, c bench.Caller, l bench.Load) (bench.Result, e
 // a row per other system with gridmesh's figures divided by that system's.
 func printTable(out io.Writer, rows []benchRow) {
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "workload\tsystem\tops/s\tp50\tp99\tallocs/op\tB/op\tCPU/op\tCPU\tmemory\t")
+	fmt.Fprintln(tw, "workload\tsystem\tops/s\tp50\tp99\tallocs/op\tB/op\tCPU/op\tCPU\trunq p99\tmemory\t")
 	for i, r := range rows {
 		name := r.Workload
 		if i > 0 && rows[i-1].Workload == r.Workload {
@@ -388,15 +390,15 @@ func printTable(out io.Writer, rows []benchRow) {
 		if r.MemUnit != "" {
 			mem = fmt.Sprintf("%s %s", fmtBytes(r.Mem), r.MemUnit)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", name, r.System, fmtNum(r.OpsPerSec, "%.0f"),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", name, r.System, fmtNum(r.OpsPerSec, "%.0f"),
 			fmtDur(r.P50), fmtDur(r.P99), fmtNum(r.AllocsPerOp, "%.1f"), fmtNum(r.BytesPerOp, "%.0f"),
-			fmtDur(r.CPUPerOp), fmtNum(100*r.CPUUse, "%.0f%%"), mem)
+			fmtDur(r.CPUPerOp), fmtNum(100*r.CPUUse, "%.0f%%"), fmtDur(r.RunqP99), mem)
 		for _, sys := range systems {
 			v, ok := r.Vs[sys]
 			if !ok {
 				continue
 			}
-			fmt.Fprintf(tw, "\t÷%s\t%s\t%s\t%s\t%s\t%s\t%s\t\t%s\t\n", sys, fmtRatio(v.OpsPerSec), fmtRatio(v.P50),
+			fmt.Fprintf(tw, "\t÷%s\t%s\t%s\t%s\t%s\t%s\t%s\t\t\t%s\t\n", sys, fmtRatio(v.OpsPerSec), fmtRatio(v.P50),
 				fmtRatio(v.P99), fmtRatio(v.AllocsPerOp), fmtRatio(v.BytesPerOp), fmtRatio(v.CPUPerOp), fmtRatio(v.Mem))
 		}
 	}
@@ -407,6 +409,7 @@ func printTable(out io.Writer, rows []benchRow) {
 	fmt.Fprintln(out, "longstream: one echoed message; idle/conn: heap+stacks per idle used connection, both ends; idle/streams: heap+stacks of all idle streams.")
 	fmt.Fprintln(out, "mesh/512B/nN/c64: N nodes, every one connected to every other, 64 callers each from a random node to another (grpc: a ClientConn per ordered pair).")
 	fmt.Fprintln(out, "CPU/op: the process's CPU time (all nodes, both ends) per op; CPU: CPU time per wall time (200% is both cores of this machine).")
+	fmt.Fprintln(out, "runq p99: how long the process's runnable goroutines waited for the scheduler to run them (99th percentile, bucketed); long waits with CPU left idle mean wake-ups, not work, set the pace.")
 }
 
 func fmtNum(v float64, f string) string {

@@ -67,7 +67,7 @@ func TestBenchJSON(t *testing.T) {
 	}
 	for i, sys := range []string{sysGrid, sysMux} {
 		g := rows[i]
-		if g.System != sys || g.OpsPerSec <= 0 || g.P50 <= 0 || g.P50 > time.Minute {
+		if g.System != sys || g.OpsPerSec <= 0 || g.P50 <= 0 || g.P50 > time.Minute || g.RunqP99 <= 0 {
 			t.Errorf("%s row: %+v", sys, g)
 		}
 		if g.Vs[sysGRPC].OpsPerSec <= 0 || g.Vs[sysRaw].OpsPerSec <= 0 || len(g.Vs) != 2 {

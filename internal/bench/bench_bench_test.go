@@ -117,7 +117,7 @@ func benchCaller(b *testing.B, newPair func() (Pair, error), size, callers int) 
 	b.ReportAllocs()
 	b.SetBytes(int64(size))
 	b.ResetTimer()
-	cpu0, st0 := cpuTime(), readSysStat()
+	cpu0, st0, sched0 := cpuTime(), readSysStat(), readSched()
 	recycle := recycler(p)
 	runCallers(b, callers, b.N, func() error {
 		resp, err := p.Call(ctx, payload)
@@ -130,6 +130,7 @@ func benchCaller(b *testing.B, newPair func() (Pair, error), size, callers int) 
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
 	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
+	b.ReportMetric(float64(runqPercentile(sched0, readSched(), 99).Microseconds()), "runq-p99-µs")
 	st0.report(b)
 }
 

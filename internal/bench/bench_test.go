@@ -323,6 +323,9 @@ func TestRun(t *testing.T) {
 			if r.Ops != 1000 || r.OpsPerSec <= 0 || r.P50 <= 0 || r.P99 < r.P50 {
 				t.Fatalf("ops run: %+v", r)
 			}
+			if r.RunqP99 <= 0 {
+				t.Errorf("ops run: no run-queue wait recorded for 1000 calls from 8 goroutines: %+v", r)
+			}
 			r, err = Run(ctx, p, Load{PayloadSize: 64, Callers: 4, Duration: 100 * time.Millisecond, Samples: 64})
 			if err != nil {
 				t.Fatal(err)

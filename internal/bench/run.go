@@ -49,6 +49,12 @@ type Result struct {
 	// cores busy). Both are 0 where the process's CPU time is not known.
 	CPUPerOp time.Duration
 	CPUUse   float64
+
+	// RunqP99 is the 99th percentile of the time goroutines of the whole
+	// process waited, runnable, before the scheduler ran them, during the
+	// run (runtime/metrics' /sched/latencies, bucketed: the bucket's upper
+	// bound). Calls that wait while CPU is left idle show here.
+	RunqP99 time.Duration
 }
 
 func (r *Result) setRate() {
@@ -72,8 +78,8 @@ func (r *Result) setCPU(cpu time.Duration) {
 }
 
 func (r Result) String() string {
-	return fmt.Sprintf("%d ops in %v: %.0f ops/s, p50 %v, p99 %v, %.1f allocs/op, %.0f B/op, %v CPU/op (%.0f%% CPU)",
-		r.Ops, r.Duration.Round(time.Millisecond), r.OpsPerSec, r.P50, r.P99, r.AllocsPerOp, r.BytesPerOp, r.CPUPerOp, 100*r.CPUUse)
+	return fmt.Sprintf("%d ops in %v: %.0f ops/s, p50 %v, p99 %v, %.1f allocs/op, %.0f B/op, %v CPU/op (%.0f%% CPU), run queue p99 %v",
+		r.Ops, r.Duration.Round(time.Millisecond), r.OpsPerSec, r.P50, r.P99, r.AllocsPerOp, r.BytesPerOp, r.CPUPerOp, 100*r.CPUUse, r.RunqP99)
 }
 
 // Run runs the closed-loop workload l against c. Apart from what c itself
@@ -116,6 +122,7 @@ func Run(ctx context.Context, c Caller, l Load) (Result, error) {
 	)
 	m0 := readMem()
 	cpu0 := cpuTime()
+	sched0 := readSched()
 	start := time.Now()
 	deadline := start.Add(l.Duration)
 	for i := range l.Callers {
@@ -162,9 +169,10 @@ func Run(ctx context.Context, c Caller, l Load) (Result, error) {
 	wg.Wait()
 	elapsed := time.Since(start)
 	cpu := cpuTime() - cpu0
+	sched1 := readSched()
 	m1 := readMem()
 
-	r := Result{Ops: ops.Load(), Duration: elapsed}
+	r := Result{Ops: ops.Load(), Duration: elapsed, RunqP99: runqPercentile(sched0, sched1, 99)}
 	r.setRate()
 	r.setAllocs(m0, m1)
 	r.setCPU(cpu)
