@@ -22,12 +22,13 @@ fmt-check:
 vet:
 	$(GO) vet $(PKGS)
 	cd deploy && $(GO) vet ./...
+	cd internal/tools/tracegaps && $(GO) vet ./...
 
-# staticcheck is a tool of the main module; deploy/ is checked with the
-# same binary.
+# staticcheck is a tool of the main module; deploy/ and the tracegaps tool
+# (modules of their own) are checked with the same binary.
 staticcheck:
 	$(GO) tool staticcheck $(PKGS)
-	@tmp=$$(mktemp -d); $(GO) build -o $$tmp/staticcheck honnef.co/go/tools/cmd/staticcheck && (cd deploy && $$tmp/staticcheck ./...); rc=$$?; rm -rf $$tmp; exit $$rc
+	@tmp=$$(mktemp -d); $(GO) build -o $$tmp/staticcheck honnef.co/go/tools/cmd/staticcheck && (cd deploy && $$tmp/staticcheck ./...) && (cd internal/tools/tracegaps && $$tmp/staticcheck ./...); rc=$$?; rm -rf $$tmp; exit $$rc
 
 ## generate-check: regenerate code (msgp, protobuf) and fail if it differs from what is committed.
 generate-check:
@@ -36,6 +37,7 @@ generate-check:
 
 unit:
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+	cd internal/tools/tracegaps && $(GO) test -race -count=1 ./...
 
 ## deploy-test: the Dockerfile, Kubernetes manifests and systemd units against the binary (deploy/ is a module of its own).
 deploy-test:
