@@ -130,7 +130,7 @@ func benchCaller(b *testing.B, newPair func() (Pair, error), size, callers int) 
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
 	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
-	b.ReportMetric(float64(runqPercentile(sched0, readSched(), 99).Microseconds()), "runq-p99-µs")
+	b.ReportMetric(float64(runqPercentile(sched0, readSched(), 99))/1e3, "runq-p99-µs")
 	st0.report(b)
 }
 

@@ -42,7 +42,7 @@ func runqPercentile(before, after schedSnapshot, p float64) time.Duration {
 	if total == 0 {
 		return 0
 	}
-	rank := uint64(math.Ceil(p / 100 * float64(total)))
+	rank := uint64(math.Ceil(p * float64(total) / 100))
 	var seen uint64
 	for i, c := range after.counts {
 		seen += c - before.counts[i]

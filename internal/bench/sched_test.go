@@ -26,6 +26,13 @@ func TestRunqPercentile(t *testing.T) {
 		}
 	}
 
+	// An exact rank is not rounded up: 7% of 100 waits is the 7th, the
+	// last of the first bucket (7/100*100 in floating point is just over 7).
+	edge := schedSnapshot{counts: []uint64{8, 94, 1, 1}, buckets: buckets} // 7, 93, 0, 0 more
+	if got := runqPercentile(before, edge, 7); got != time.Microsecond {
+		t.Errorf("p7 at a bucket's edge = %v, want 1µs", got)
+	}
+
 	// Waits in the unbounded last bucket count as its lower boundary.
 	tail := schedSnapshot{counts: []uint64{1, 1, 1, 3}, buckets: buckets}
 	if got := runqPercentile(before, tail, 99); got != 100*time.Microsecond {

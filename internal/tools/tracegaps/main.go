@@ -1,6 +1,7 @@
 // Command tracegaps reads a Go execution trace and reports how long Ps sat
 // idle, and how much of that idle time passed while goroutines waited,
-// runnable, for a P (the sum over time of the smaller of the two counts):
+// runnable, for a P (the sum over time of the smaller of the two counts,
+// stop-the-world pauses left out):
 // time a core could have worked, lost to the scheduler's wake-ups. It
 // lists the stretches of such time, so that one long stall and many short
 // ones tell apart. It is a separate module (it needs golang.org/x/exp/trace),
@@ -17,6 +18,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"golang.org/x/exp/trace"
@@ -43,37 +45,7 @@ func run(path string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var (
-		runnable    = map[trace.GoID]bool{}
-		idle        = map[trace.ProcID]bool{}
-		procs       = map[trace.ProcID]bool{}
-		first, last trace.Time
-		now         trace.Time
-		idleTime    time.Duration // P time spent idle
-		lostTime    time.Duration // P time spent idle while a goroutine waited: min(idle Ps, runnable goroutines)
-		stretches   []time.Duration
-		since       trace.Time // start of the current stretch of lost time; 0 if none
-	)
-	// advance accounts for the time from now to t in the current state.
-	advance := func(t trace.Time) {
-		if now != 0 && t > now {
-			d := time.Duration(t - now)
-			idleTime += d * time.Duration(len(idle))
-			lostTime += d * time.Duration(min(len(idle), len(runnable)))
-		}
-		now = t
-	}
-	// settle opens or closes a stretch after the state changed.
-	settle := func() {
-		lost := len(idle) > 0 && len(runnable) > 0
-		switch {
-		case lost && since == 0:
-			since = now
-		case !lost && since != 0:
-			stretches = append(stretches, time.Duration(now-since))
-			since = 0
-		}
-	}
+	a := newAccountant()
 	for {
 		ev, err := r.ReadEvent()
 		if errors.Is(err, io.EOF) {
@@ -82,41 +54,119 @@ func run(path string, out io.Writer) error {
 		if err != nil {
 			return err
 		}
-		if first == 0 {
-			first = ev.Time()
-		}
-		last = ev.Time()
-		if ev.Kind() != trace.EventStateTransition {
-			continue
-		}
-		advance(ev.Time())
-		st := ev.StateTransition()
-		switch st.Resource.Kind {
-		case trace.ResourceGoroutine:
-			id := st.Resource.Goroutine()
-			_, to := st.Goroutine()
-			delete(runnable, id)
-			if to == trace.GoRunnable {
-				runnable[id] = true
+		switch ev.Kind() {
+		case trace.EventStateTransition:
+			st := ev.StateTransition()
+			switch st.Resource.Kind {
+			case trace.ResourceGoroutine:
+				_, to := st.Goroutine()
+				a.goState(ev.Time(), st.Resource.Goroutine(), to)
+			case trace.ResourceProc:
+				_, to := st.Proc()
+				a.procState(ev.Time(), st.Resource.Proc(), to)
 			}
-		case trace.ResourceProc:
-			p := st.Resource.Proc()
-			procs[p] = true
-			_, to := st.Proc()
-			delete(idle, p)
-			if to == trace.ProcIdle {
-				idle[p] = true
+		case trace.EventRangeBegin, trace.EventRangeEnd:
+			if strings.HasPrefix(ev.Range().Name, "stop-the-world") {
+				a.stopTheWorld(ev.Time(), ev.Kind() == trace.EventRangeBegin)
 			}
 		}
-		settle()
 	}
-	span := time.Duration(last - first)
-	procTime := span * time.Duration(max(1, len(procs)))
-	fmt.Fprintf(out, "trace: %v, %d Ps\n", span.Round(time.Millisecond), len(procs))
-	fmt.Fprintf(out, "Ps idle: %v (%.1f%% of the Ps' time)\n", idleTime.Round(time.Microsecond), pct(idleTime, procTime))
-	fmt.Fprintf(out, "Ps idle while goroutines waited to run: %v (%.1f%% of the Ps' time)\n", lostTime.Round(time.Microsecond), pct(lostTime, procTime))
-	report(out, "stretches of it", stretches)
+	a.report(out)
 	return nil
+}
+
+// accountant follows the goroutines' and Ps' states through a trace and
+// adds up the Ps' idle time, and the lost part of it: at each moment, the
+// smaller of the number of idle Ps and the number of runnable goroutines.
+// Stop-the-world pauses, where Ps are stopped with goroutines left
+// runnable on purpose, count as neither.
+type accountant struct {
+	runnable map[trace.GoID]bool
+	idle     map[trace.ProcID]bool
+	procs    map[trace.ProcID]bool
+	stw      int // open stop-the-world ranges
+
+	started          bool
+	start, now       trace.Time
+	idleTime, lost   time.Duration
+	stretches        []time.Duration // stretches of lost time
+	inStretch        bool
+	stretchStartedAt trace.Time
+}
+
+func newAccountant() *accountant {
+	return &accountant{runnable: map[trace.GoID]bool{}, idle: map[trace.ProcID]bool{}, procs: map[trace.ProcID]bool{}}
+}
+
+// advance accounts for the time from the last event to t in the state
+// that held through it.
+func (a *accountant) advance(t trace.Time) {
+	if !a.started {
+		a.started, a.start, a.now = true, t, t
+		return
+	}
+	if t > a.now && a.stw == 0 {
+		d := time.Duration(t - a.now)
+		a.idleTime += d * time.Duration(len(a.idle))
+		a.lost += d * time.Duration(min(len(a.idle), len(a.runnable)))
+	}
+	a.now = max(a.now, t)
+}
+
+// settle opens or closes a stretch of lost time after a change of state.
+func (a *accountant) settle() {
+	lost := a.stw == 0 && len(a.idle) > 0 && len(a.runnable) > 0
+	switch {
+	case lost && !a.inStretch:
+		a.inStretch, a.stretchStartedAt = true, a.now
+	case !lost && a.inStretch:
+		a.inStretch = false
+		a.stretches = append(a.stretches, time.Duration(a.now-a.stretchStartedAt))
+	}
+}
+
+func (a *accountant) goState(t trace.Time, id trace.GoID, to trace.GoState) {
+	a.advance(t)
+	delete(a.runnable, id)
+	if to == trace.GoRunnable {
+		a.runnable[id] = true
+	}
+	a.settle()
+}
+
+func (a *accountant) procState(t trace.Time, p trace.ProcID, to trace.ProcState) {
+	a.advance(t)
+	a.procs[p] = true
+	delete(a.idle, p)
+	if to == trace.ProcIdle {
+		a.idle[p] = true
+	}
+	a.settle()
+}
+
+func (a *accountant) stopTheWorld(t trace.Time, begin bool) {
+	a.advance(t)
+	if begin {
+		a.stw++
+	} else if a.stw > 0 {
+		a.stw--
+	}
+	a.settle()
+}
+
+// report closes a stretch still open at the end and prints the totals,
+// over the time from the first state change to the last.
+func (a *accountant) report(out io.Writer) {
+	if a.inStretch {
+		a.inStretch = false
+		a.stretches = append(a.stretches, time.Duration(a.now-a.stretchStartedAt))
+	}
+	span := time.Duration(a.now - a.start)
+	procTime := span * time.Duration(max(1, len(a.procs)))
+	fmt.Fprintf(out, "trace: %v, %d Ps\n", span.Round(time.Millisecond), len(a.procs))
+	fmt.Fprintf(out, "Ps idle: %v (%.1f%% of the Ps' time)\n", a.idleTime.Round(time.Microsecond), pct(a.idleTime, procTime))
+	fmt.Fprintf(out, "Ps idle while goroutines waited to run: %v (%.1f%% of the Ps' time)\n", a.lost.Round(time.Microsecond), pct(a.lost, procTime))
+	report(out, "stretches of it", a.stretches)
 }
 
 func pct(d, of time.Duration) float64 {
