@@ -128,6 +128,15 @@ func (m *Manager) RegisterSingleHandler(id handlers.HandlerID, h handlers.Single
 	return m.reg.RegisterSingle(id, h)
 }
 
+// RegisterInlineHandler registers h, as RegisterSingleHandler does, to run
+// on the goroutine that reads each peer's connection rather than on a
+// worker of its own: for handlers that finish in microseconds without
+// waiting (handlers.Registry.RegisterInline says what it spares, and what
+// happens to one that runs longer than Options' inline budget).
+func (m *Manager) RegisterInlineHandler(id handlers.HandlerID, h handlers.SingleHandler) error {
+	return m.reg.RegisterInline(id, h)
+}
+
 // Handler returns the http.Handler that accepts peers' connections. Mount
 // it at Options.RoutePath (DefaultRoutePath) on the server listening at
 // this node's URL (StartNode does). Give that server timeouts

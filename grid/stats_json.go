@@ -23,6 +23,8 @@ type muxStatsJSON struct {
 	Served       uint64 `json:"served"`
 	RemoteErrors uint64 `json:"remote_errors"`
 	Cancelled    uint64 `json:"cancelled"`
+	ServedInline uint64 `json:"served_inline"`
+	Handoffs     uint64 `json:"inline_handoffs"`
 	InFlight     int    `json:"in_flight"`
 	Running      int    `json:"running"`
 	Unanswered   int    `json:"unanswered"`
@@ -35,6 +37,7 @@ func toMuxJSON(s mux.Stats) muxStatsJSON {
 	return muxStatsJSON{
 		BytesIn: s.BytesIn, BytesOut: s.BytesOut, FramesIn: s.FramesIn, Writes: s.Writes,
 		RequestsOut: s.RequestsOut, Served: s.Served, RemoteErrors: s.RemoteErrors, Cancelled: s.Cancelled,
+		ServedInline: s.ServedInline, Handoffs: s.InlineHandoffs,
 		InFlight: s.InFlight, Running: s.Running, Unanswered: s.Unanswered,
 		StreamsOut: s.StreamsOut, StreamsIn: s.StreamsIn, QueuedBytes: s.QueuedBytes,
 	}
@@ -44,6 +47,7 @@ func (j muxStatsJSON) stats() mux.Stats {
 	return mux.Stats{
 		BytesIn: j.BytesIn, BytesOut: j.BytesOut, FramesIn: j.FramesIn, Writes: j.Writes,
 		RequestsOut: j.RequestsOut, Served: j.Served, RemoteErrors: j.RemoteErrors, Cancelled: j.Cancelled,
+		ServedInline: j.ServedInline, InlineHandoffs: j.Handoffs,
 		InFlight: j.InFlight, Running: j.Running, Unanswered: j.Unanswered,
 		StreamsOut: j.StreamsOut, StreamsIn: j.StreamsIn, QueuedBytes: j.QueuedBytes,
 	}

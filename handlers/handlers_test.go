@@ -44,8 +44,24 @@ func TestRegistry(t *testing.T) {
 	if r.Lookup(hMeta) != nil {
 		t.Fatal("a refused stream handler was registered")
 	}
-	if e := r.Lookup(hUpper); e == nil || e.ID != hUpper || e.Single == nil {
+	if e := r.Lookup(hUpper); e == nil || e.ID != hUpper || e.Single == nil || e.Inline {
 		t.Fatalf("lookup: %+v", e)
+	}
+	hInline := handlers.New(12, "inline")
+	if err := r.RegisterInline(hInline, nil); !errors.Is(err, handlers.ErrNilHandler) {
+		t.Fatalf("nil inline: %v", err)
+	}
+	if err := r.RegisterInline(hUpper, h); !errors.Is(err, handlers.ErrRegistered) {
+		t.Fatalf("inline over a registered id: %v", err)
+	}
+	if err := r.RegisterInline(0, h); !errors.Is(err, handlers.ErrInvalidID) {
+		t.Fatalf("inline id 0: %v", err)
+	}
+	if err := r.RegisterInline(hInline, h); err != nil {
+		t.Fatal(err)
+	}
+	if e := r.Lookup(hInline); e == nil || e.Single == nil || !e.Inline {
+		t.Fatalf("inline lookup: %+v", e)
 	}
 	if r.Lookup(hMeta) != nil || r.Lookup(0) != nil || r.Lookup(60000) != nil {
 		t.Fatal("lookup of unregistered id found something")
@@ -123,5 +139,31 @@ func TestTypedSingle(t *testing.T) {
 	}
 	if meta.ID() != hMeta {
 		t.Fatal("ID")
+	}
+}
+
+// TestTypedSingleInline: RegisterInline registers the same typed handler,
+// marked inline.
+func TestTypedSingleInline(t *testing.T) {
+	var r handlers.Registry
+	meta := handlers.NewSingle(hMeta, func() *handlers.MSS { return new(handlers.MSS) }, func() *handlers.Text { return new(handlers.Text) })
+	err := meta.RegisterInline(&r, func(_ context.Context, m *handlers.MSS) (*handlers.Text, error) {
+		return &handlers.Text{Value: (*m)["name"]}, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := r.Lookup(hMeta); e == nil || !e.Inline {
+		t.Fatalf("entry %+v, want inline", e)
+	}
+	got, err := meta.Call(context.Background(), direct{&r}, &handlers.MSS{"name": "n2"})
+	if err != nil || got.Value != "n2" {
+		t.Fatalf("got %+v, %v", got, err)
+	}
+	if _, err := (direct{&r}).Request(context.Background(), hMeta, []byte{0xc1}); err == nil || !strings.Contains(err.Error(), "decode request") {
+		t.Fatalf("bad payload: %v", err)
+	}
+	if err := meta.RegisterInline(&r, nil); !errors.Is(err, handlers.ErrRegistered) {
+		t.Fatalf("twice: %v", err)
 	}
 }

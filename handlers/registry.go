@@ -94,6 +94,9 @@ type Entry struct {
 	ID     HandlerID
 	Single SingleHandler
 	Stream *StreamHandler
+	// Inline says that Single runs on the connection's reader
+	// (RegisterInline).
+	Inline bool
 }
 
 // Registry maps HandlerIDs to their handlers. The zero value is empty and
@@ -110,6 +113,26 @@ func (r *Registry) RegisterSingle(id HandlerID, h SingleHandler) error {
 		return fmt.Errorf("%w: %v", ErrNilHandler, id)
 	}
 	return r.register(&Entry{ID: id, Single: h})
+}
+
+// RegisterInline registers h, as RegisterSingle does, to run on the
+// goroutine that reads the connection rather than on a worker of its own.
+// That spares the hand-off to the worker and the wake-up of a thread to
+// run it, which on a connection carrying few calls at a time is a large
+// share of a round trip.
+//
+// It is meant for handlers that finish in microseconds without waiting:
+// a lookup, a counter, an echo. The connection reads nothing else while
+// the handler runs, so cancel frames do not reach it; its context still
+// carries the caller's deadline. A handler that runs longer than the
+// session's inline budget (mux.Config.InlineBudget, 100 µs by default)
+// does no harm beyond that budget's delay: the reading moves to another
+// goroutine, and the handler finishes as any other would.
+func (r *Registry) RegisterInline(id HandlerID, h SingleHandler) error {
+	if h == nil {
+		return fmt.Errorf("%w: %v", ErrNilHandler, id)
+	}
+	return r.register(&Entry{ID: id, Single: h, Inline: true})
 }
 
 // RegisterStream registers h to serve streams for id. Registering an id

@@ -46,7 +46,19 @@ func (s *Single[Req, Resp]) ID() HandlerID { return s.id }
 // not decode as Req is answered with an error naming the handler; fn is not
 // called.
 func (s *Single[Req, Resp]) Register(r *Registry, fn func(ctx context.Context, req Req) (Resp, error)) error {
-	return r.RegisterSingle(s.id, func(ctx context.Context, payload []byte) ([]byte, error) {
+	return r.RegisterSingle(s.id, s.handler(fn))
+}
+
+// RegisterInline is Register for a handler that runs on the connection's
+// reader (Registry.RegisterInline): one that finishes in microseconds
+// without waiting.
+func (s *Single[Req, Resp]) RegisterInline(r *Registry, fn func(ctx context.Context, req Req) (Resp, error)) error {
+	return r.RegisterInline(s.id, s.handler(fn))
+}
+
+// handler wraps fn as a SingleHandler that decodes and encodes.
+func (s *Single[Req, Resp]) handler(fn func(ctx context.Context, req Req) (Resp, error)) SingleHandler {
+	return func(ctx context.Context, payload []byte) ([]byte, error) {
 		req := s.newReq()
 		if _, err := req.UnmarshalMsg(payload); err != nil {
 			return nil, fmt.Errorf("handlers: %v: decode request: %w", s.id, err)
@@ -56,7 +68,7 @@ func (s *Single[Req, Resp]) Register(r *Registry, fn func(ctx context.Context, r
 			return nil, err
 		}
 		return resp.MarshalMsg(make([]byte, 0, resp.Msgsize()))
-	})
+	}
 }
 
 // Call sends req to the handler through c and decodes the answer.

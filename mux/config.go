@@ -80,6 +80,12 @@ type Config struct {
 	// CloseTimeout bounds the final flush when the session closes.
 	// Default 2 s.
 	CloseTimeout time.Duration
+	// InlineBudget bounds how long a handler registered inline
+	// (handlers.Registry.RegisterInline), with the queueing of its answer,
+	// holds up the reading of the session: past it, the reading moves to
+	// a new goroutine and the handler finishes as a worker. Default
+	// 100 µs.
+	InlineBudget time.Duration
 	// BaseContext is the parent of every handler's context, for values such
 	// as the peer's identity. Its cancellation is not watched; close the
 	// session instead. Default context.Background().
@@ -149,6 +155,7 @@ func (c Config) withDefaults() (Config, error) {
 		{"HelloTimeout", int(c.HelloTimeout)}, {"CloseTimeout", int(c.CloseTimeout)},
 		{"MaxStreamBytes", int(c.MaxStreamBytes)}, {"MaxRequestBytes", int(c.MaxRequestBytes)},
 		{"MaxResponseBytes", int(c.MaxResponseBytes)}, {"ChunkTimeout", int(c.ChunkTimeout)},
+		{"InlineBudget", int(c.InlineBudget)},
 	}
 	for _, f := range checks {
 		if f.v < 0 {
@@ -182,6 +189,7 @@ func (c Config) withDefaults() (Config, error) {
 	defaults.Set(&c.MaxStreams, 16384)
 	defaults.Set(&c.HelloTimeout, 10*time.Second)
 	defaults.Set(&c.CloseTimeout, 2*time.Second)
+	defaults.Set(&c.InlineBudget, 100*time.Microsecond)
 	if c.BaseContext == nil {
 		c.BaseContext = context.Background()
 	}

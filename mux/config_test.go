@@ -25,7 +25,7 @@ func TestConfigValidate(t *testing.T) {
 		t.Fatalf("zero config: %v", err)
 	}
 	for _, c := range []mux.Config{{MaxMessageSize: -1}, {MaxMessageSize: 1<<30 + 1}, {MaxStreams: -1}, {CloseTimeout: -time.Second},
-		{MaxStreamBytes: -1}, {ChunkTimeout: -time.Second},
+		{MaxStreamBytes: -1}, {ChunkTimeout: -time.Second}, {InlineBudget: -time.Microsecond},
 		// A byte bound must hold a message of MaxMessageSize.
 		{MaxMessageSize: 1 << 20, MaxStreamBytes: 1 << 20}, {MaxMessageSize: 1 << 20, MaxRequestBytes: 1 << 20},
 		{MaxMessageSize: 1 << 20, MaxResponseBytes: 1<<20 - 1}, {MaxRequestBytes: 1 << 60}} {

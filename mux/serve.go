@@ -300,6 +300,9 @@ func (s *Session) dispatch(h handlers.HandlerID, id uint64, deadline uint32, arr
 	s.servMu.Unlock()
 	s.stats.dispatched.Add(1)
 	j := job{rc: rc, fn: e.Single, h: h, payload: payload, pb: pb, charged: charged, arrived: s.readAt}
+	if e.Inline {
+		return s.serveInline(j)
+	}
 	if w := s.workers.take(); w != nil {
 		w.jobs <- j // buffered: never blocks
 		return nil

@@ -20,8 +20,10 @@ import (
 // the other from its Registry.
 //
 // A Session owns these goroutines, all started by NewSession, the reader
-// or NewStream and all waited for by Close: one reader, one writer, the
-// workers that run handlers (at most Config.MaxConcurrent; a worker stays
+// or NewStream and all waited for by Close: one reader (replaced by a new
+// one when an inline handler overruns Config.InlineBudget, the old one
+// finishing the handler as a worker), one writer, the workers that run
+// handlers (at most Config.MaxConcurrent; a worker stays
 // for the next request and leaves after one to two workerIdle periods
 // without one), and for streams: a served stream's handler (and, for the
 // Handle form, its pump),
@@ -60,6 +62,8 @@ type Session struct {
 	handlers   sync.WaitGroup
 	hslots     chan struct{} // handler slots; a token per running handler
 	workers    workerPool    // idle workers, waiting for a request
+	rd         *readState    // the read side, owned by whichever goroutine reads (inline.go)
+	inl        inlineGuard   // the watchdog over inline handlers (inline.go)
 
 	strMu    sync.Mutex
 	cstreams map[uint64]*cstream // streams this side opened, by ID
@@ -107,6 +111,8 @@ type counters struct {
 	dispatched        atomic.Uint64 // reader: requests handed to a handler
 	peerRead          atomic.Uint64 // reader: the peer's last OpAck
 	streamsServed     atomic.Uint64 // reader: stream handlers started
+	inline            atomic.Uint64 // reader: requests served on the reader
+	handoffs          atomic.Uint64 // inline watchdog: reading moved to a new goroutine
 	_                 cacheLinePad
 	bytesOut, writes  atomic.Uint64 // writer
 	_                 cacheLinePad
@@ -165,8 +171,13 @@ func NewSession(conn io.ReadWriteCloser, reg *handlers.Registry, cfg Config) (*S
 			s.fail(fmt.Errorf("%w: no hello from peer within %v", ErrProtocol, cfg.HelloTimeout))
 		}
 	})
+	pr := newPipeReader(s.conn, &s.stats.bytesIn, s.ackRead)
+	s.rd = &readState{pr: pr, br: pr.small, helloTimer: helloTimer}
+	if cfg.Observer != nil {
+		pr.stamp = &s.readAt
+	}
 	go s.writeLoop()
-	go s.readLoop(helloTimer)
+	go s.readLoop(s.rd)
 	return s, nil
 }
 
@@ -339,113 +350,6 @@ func (s *Session) write(out []byte) error {
 		s.stats.writes.Add(1)
 	}
 	return nil
-}
-
-// readLoop owns the read side of conn. It never blocks on user code or on a
-// full queue: handlers run on their own goroutines, answers are delivered
-// to buffered channels, and the frames it sends are control frames.
-func (s *Session) readLoop(helloTimer *time.Timer) {
-	defer close(s.readerDone)
-	defer helloTimer.Stop()
-	pr := newPipeReader(s.conn, &s.stats.bytesIn, s.ackRead)
-	if s.cfg.Observer != nil {
-		pr.stamp = &s.readAt
-	}
-	defer pr.release()
-	br := pr.small
-	var hdr [HeaderSize]byte
-	for {
-		br = pr.buffer(br)
-		if _, err := io.ReadFull(br, hdr[:]); err != nil {
-			s.fail(readError(err))
-			return
-		}
-		select {
-		case <-s.closing:
-			return // the session ended while this frame was on its way
-		default:
-		}
-		h, err := ParseHeader(hdr[:])
-		if err == nil {
-			err = s.handleFrame(br, h)
-		}
-		if err != nil {
-			s.fail(err)
-			return
-		}
-		s.stats.framesIn.Add(1)
-	}
-}
-
-func readError(err error) error {
-	if errors.Is(err, io.ErrUnexpectedEOF) {
-		return fmt.Errorf("%w: truncated frame: %w", ErrDisconnected, err)
-	}
-	return fmt.Errorf("%w: read: %w", ErrDisconnected, err)
-}
-
-// handleFrame acts on one frame whose payload is still unread in br.
-func (s *Session) handleFrame(br *bufio.Reader, h Header) error {
-	if !s.gotHello && h.Op != OpHello {
-		return fmt.Errorf("%w: %v frame before hello", ErrProtocol, h.Op)
-	}
-	if s.inTrace.pending {
-		if err := s.traceFollows(h); err != nil {
-			return err
-		}
-	}
-	switch h.Op {
-	case OpHello:
-		return s.handleHello(br, h)
-	case OpRequest, OpStreamOpen:
-		return s.handleRequest(br, h)
-	case OpStreamAccept:
-		return s.handleStreamAccept(br, h)
-	case OpStreamIn:
-		return s.handleStreamIn(br, h)
-	case OpStreamOut:
-		return s.handleStreamOut(br, h)
-	case OpStreamCreditIn, OpStreamCreditOut:
-		var small [4]byte
-		p, err := readSmall(br, h.Length, small[:])
-		if err != nil {
-			return err
-		}
-		return s.handleCredit(h, p)
-	case OpStreamCloseIn:
-		s.handleCloseIn(h.ID)
-		return skip(br, h.Length)
-	case OpStreamEnd:
-		return s.handleStreamEnd(br, h)
-	case OpResponse:
-		return s.handleResponse(br, h)
-	case OpCancel:
-		deadline, err := readCancel(br, h.Length)
-		if err != nil {
-			return err
-		}
-		s.handleCancel(h.ID, deadline)
-		return nil
-	case OpPing:
-		if err := skip(br, h.Length); err != nil {
-			return err
-		}
-		return s.q.put(context.Background(), nil, Header{Op: OpPong, ID: h.ID}, nil, control)
-	case OpPong:
-		s.handlePong(h.ID)
-		return skip(br, h.Length)
-	case OpAck:
-		return s.handleAck(br, h)
-	case OpTrace:
-		return s.handleTrace(br, h)
-	case OpClose:
-		reason, err := readPayload(br, h.Length)
-		if err != nil {
-			return err
-		}
-		return fmt.Errorf("%w: peer closed: %s", ErrDisconnected, reason)
-	}
-	return fmt.Errorf("%w: unhandled op %v", ErrProtocol, h.Op)
 }
 
 func (s *Session) handleHello(br *bufio.Reader, h Header) error {

@@ -12,6 +12,12 @@ type Stats struct {
 	Served            uint64 // requests served for the peer (handlers returned)
 	RemoteErrors      uint64 // requests of ours answered with an error
 	Cancelled         uint64 // requests of ours given up by their caller
+	// ServedInline counts the requests of Served whose handler was
+	// registered inline and started on the reader; InlineHandoffs, those
+	// of them that overran Config.InlineBudget, so that the reading moved
+	// to a new goroutine. Handoffs that keep growing name a handler that
+	// should not be inline.
+	ServedInline, InlineHandoffs uint64
 	// PeerRead is how many bytes of ours the peer has acknowledged reading
 	// (its latest OpAck; a version 1 peer sends none). It grows as the
 	// peer reads, even while its answers wait behind data in the pipe:
@@ -44,6 +50,7 @@ func (st Stats) Add(o Stats) Stats {
 		FramesIn: st.FramesIn + o.FramesIn, Writes: st.Writes + o.Writes,
 		RequestsOut: st.RequestsOut + o.RequestsOut, Served: st.Served + o.Served,
 		RemoteErrors: st.RemoteErrors + o.RemoteErrors, Cancelled: st.Cancelled + o.Cancelled,
+		ServedInline: st.ServedInline + o.ServedInline, InlineHandoffs: st.InlineHandoffs + o.InlineHandoffs,
 		PeerRead: st.PeerRead + o.PeerRead,
 		InFlight: st.InFlight + o.InFlight, Running: st.Running + o.Running, Unanswered: st.Unanswered + o.Unanswered,
 		StreamsOut: st.StreamsOut + o.StreamsOut, StreamsIn: st.StreamsIn + o.StreamsIn,
@@ -57,7 +64,8 @@ func (st Stats) Counters() Stats {
 	return Stats{
 		BytesIn: st.BytesIn, BytesOut: st.BytesOut, FramesIn: st.FramesIn, Writes: st.Writes,
 		RequestsOut: st.RequestsOut, Served: st.Served, RemoteErrors: st.RemoteErrors,
-		Cancelled: st.Cancelled, PeerRead: st.PeerRead,
+		Cancelled: st.Cancelled, ServedInline: st.ServedInline, InlineHandoffs: st.InlineHandoffs,
+		PeerRead: st.PeerRead,
 	}
 }
 
@@ -76,6 +84,7 @@ func (s *Session) Stats() Stats {
 		FramesIn: s.stats.framesIn.Load(), Writes: s.stats.writes.Load(),
 		Served:       served,
 		RemoteErrors: s.stats.remoteErrs.Load(), Cancelled: s.stats.cancelled.Load(),
+		ServedInline: s.stats.inline.Load(), InlineHandoffs: s.stats.handoffs.Load(),
 		PeerRead: s.stats.peerRead.Load(),
 	}
 	s.pendMu.Lock()

@@ -278,11 +278,12 @@ func runBench(ctx context.Context, args []string, out io.Writer) error {
 	recycle := fs.Bool("recycle", true, "hand every gridmesh response and stream message back with mux.Recycle once checked, as a program that reuses buffers does (false: leave them to the garbage collector)")
 	tracing := fs.Bool("trace", false, "trace every gridmesh call with OpenTelemetry: an SDK tracer provider that samples every span and exports them, batched, to nowhere (the cost of tracing without a collector's)")
 	metrics := fs.Bool("metrics", true, "count every gridmesh call in the grid's per-handler metrics, as the grid does by default (false: grid.Options.DisableMetrics, to measure what they cost)")
+	inline := fs.Bool("inline", false, "register gridmesh's echo handler inline (handlers.Registry.RegisterInline): it runs on the connection's reader instead of a worker, as a handler that finishes in microseconds may")
 	if err := parseFlags(fs, args, false); err != nil {
 		return err
 	}
-	bench.DisableMetrics = !*metrics
-	defer func() { bench.DisableMetrics = false }()
+	bench.DisableMetrics, bench.InlineEcho = !*metrics, *inline
+	defer func() { bench.DisableMetrics, bench.InlineEcho = false, false }()
 	if *tracing {
 		tp := bench.NewDiscardingTracerProvider()
 		bench.TracerProvider = tp

@@ -121,3 +121,32 @@ func TestBenchTrace(t *testing.T) {
 		t.Fatal("--trace left bench.TracerProvider set")
 	}
 }
+
+// TestBenchInline: --inline measures with the echo registered inline, and
+// leaves the default behind.
+func TestBenchInline(t *testing.T) {
+	var out bytes.Buffer
+	if err := runBench(context.Background(), append(benchOneJSON, "--inline"), &out); err != nil {
+		t.Fatal(err)
+	}
+	if bench.InlineEcho {
+		t.Fatal("--inline left bench.InlineEcho set")
+	}
+	var grid int
+	sc := bufio.NewScanner(&out)
+	for sc.Scan() {
+		var r benchRow
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			t.Fatalf("%v: %s", err, sc.Text())
+		}
+		if r.System == "grid" || r.System == "mux" {
+			grid++
+			if r.OpsPerSec <= 0 {
+				t.Fatalf("%s: no calls measured: %s", r.System, sc.Text())
+			}
+		}
+	}
+	if grid != 2 {
+		t.Fatalf("%d gridmesh rows, want grid and mux:\n%s", grid, out.String())
+	}
+}

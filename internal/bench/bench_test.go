@@ -379,3 +379,43 @@ func TestMeshSpreads(t *testing.T) {
 		t.Error("a mesh of one node")
 	}
 }
+
+// TestInlineEcho: with InlineEcho set, the echo runs inline on the grid
+// nodes and on mux sessions alike; without it, on workers.
+func TestInlineEcho(t *testing.T) {
+	for _, inline := range []bool{false, true} {
+		InlineEcho = inline
+		mesh, err := NewGridMesh(3)
+		if err != nil {
+			InlineEcho = false
+			t.Fatal(err)
+		}
+		mp, err := NewMux()
+		InlineEcho = false
+		if err != nil {
+			mesh.Close()
+			t.Fatal(err)
+		}
+		for _, p := range []Pair{mesh, mp} {
+			if _, err := Run(context.Background(), p, Load{PayloadSize: 64, Callers: 4, Ops: 300}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var served, inlined uint64
+		for _, m := range mesh.(*gridMesh).nodes {
+			st := m.Stats()
+			served, inlined = served+st.Served, inlined+st.ServedInline
+		}
+		mst := mp.(*muxPair).server.Stats()
+		served, inlined = served+mst.Served, inlined+mst.ServedInline
+		mesh.Close()
+		mp.Close()
+		want := uint64(0)
+		if inline {
+			want = served
+		}
+		if served < 600 || inlined != want {
+			t.Fatalf("InlineEcho %v: %d served, %d of them inline", inline, served, inlined)
+		}
+	}
+}

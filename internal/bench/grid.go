@@ -165,7 +165,11 @@ func registerEcho(m *grid.Manager) error {
 	if single == nil || stream == nil {
 		return errors.New("bench: echo handlers missing")
 	}
-	if err := m.RegisterSingleHandler(echoID, single.Single); err != nil {
+	register := m.RegisterSingleHandler
+	if single.Inline {
+		register = m.RegisterInlineHandler
+	}
+	if err := register(echoID, single.Single); err != nil {
 		return err
 	}
 	return m.RegisterStreamHandler(echoStreamID, *stream.Stream)

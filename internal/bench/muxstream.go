@@ -23,18 +23,34 @@ const echoStreamID handlers.HandlerID = 2
 const streamCapacity = 128
 
 // echoRegistry returns the registry with the echo single handler and the
-// echo stream handler. It is shared, as a node shares one registry among
-// all its connections.
-var echoRegistry = sync.OnceValues(func() (*handlers.Registry, error) {
+// echo stream handler: InlineEcho's choice of the two registries below.
+// It is shared, as a node shares one registry among all its connections.
+func echoRegistry() (*handlers.Registry, error) {
+	if InlineEcho {
+		return inlineEchoRegistry()
+	}
+	return workerEchoRegistry()
+}
+
+var (
+	workerEchoRegistry = sync.OnceValues(func() (*handlers.Registry, error) { return newEchoRegistry(false) })
+	inlineEchoRegistry = sync.OnceValues(func() (*handlers.Registry, error) { return newEchoRegistry(true) })
+)
+
+func newEchoRegistry(inline bool) (*handlers.Registry, error) {
 	reg := new(handlers.Registry)
-	if err := reg.RegisterSingle(echoID, func(_ context.Context, p []byte) ([]byte, error) { return p, nil }); err != nil {
+	register := reg.RegisterSingle
+	if inline {
+		register = reg.RegisterInline
+	}
+	if err := register(echoID, func(_ context.Context, p []byte) ([]byte, error) { return p, nil }); err != nil {
 		return nil, err
 	}
 	err := reg.RegisterStream(echoStreamID, handlers.StreamHandler{
 		Serve: streamtest.ServeEcho, InCapacity: streamCapacity, OutCapacity: streamCapacity,
 	})
 	return reg, err
-})
+}
 
 // newMuxSessions connects two mux sessions over TCP loopback; each serves
 // the registry given for it.

@@ -17,6 +17,12 @@ var TracerProvider trace.TracerProvider
 // measure what the default metrics cost.
 var DisableMetrics bool
 
+// InlineEcho, if set, registers gridmesh's echo single handler inline
+// (handlers.Registry.RegisterInline) on the grid nodes and mux sessions
+// the benchmarks start: the handler then runs on the connection's reader
+// instead of on a worker. Set it before starting them.
+var InlineEcho bool
+
 // NewDiscardingTracerProvider returns a TracerProvider that samples every
 // span and exports it, batched as a real exporter would be, to nowhere:
 // what tracing costs the process without a collector's costs. Shut it
