@@ -123,11 +123,12 @@ func (r *Registry) RegisterSingle(id HandlerID, h SingleHandler) error {
 //
 // It is meant for handlers that finish in microseconds without waiting:
 // a lookup, a counter, an echo. The connection reads nothing else while
-// the handler runs, so cancel frames do not reach it; its context still
-// carries the caller's deadline. A handler that runs longer than the
-// session's inline budget (mux.Config.InlineBudget, 100 µs by default)
-// does no harm beyond that budget's delay: the reading moves to another
-// goroutine, and the handler finishes as any other would.
+// the handler runs: other requests, stream messages and credit, pings and
+// cancels wait, and a cancel of this request does not reach it; its
+// context still carries the caller's deadline. A handler that runs longer
+// than the session's inline budget (mux.Config.InlineBudget, 100 µs by
+// default) does no harm beyond that budget's delay: the reading moves to
+// another goroutine, and the handler finishes as any other would.
 func (r *Registry) RegisterInline(id HandlerID, h SingleHandler) error {
 	if h == nil {
 		return fmt.Errorf("%w: %v", ErrNilHandler, id)

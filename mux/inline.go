@@ -54,7 +54,19 @@ func (s *Session) serveInline(j job) error {
 	g.run.Store(running)
 	g.timer.Reset(s.cfg.InlineBudget)
 	s.stats.inline.Add(1)
+	returned := false
+	defer func() {
+		if !returned {
+			// The handler called runtime.Goexit, and this goroutine ends
+			// here as a worker's would: the reading moves on (unless the
+			// watchdog moved it already), and this goroutine counts as a
+			// worker that left.
+			s.inlineOverrun()
+			s.handlers.Done()
+		}
+	}()
 	s.serve(j)
+	returned = true
 	if g.run.CompareAndSwap(running, running&^1) {
 		g.timer.Stop()
 		return nil
@@ -64,9 +76,10 @@ func (s *Session) serveInline(j job) error {
 
 // inlineOverrun is the watchdog: if the reader is still in an inline
 // handler, the reading moves to a new goroutine, and the one in the handler
-// counts as a worker from now on. A timer that fires late, for a handler
-// that has returned, may find the next one running and move the reading
-// early; that costs a goroutine, nothing else.
+// counts as a worker from now on. The timer calls it, and so does fail, so
+// that Abandon need not wait out the budget. A timer that fires late, for
+// a handler that has returned, may find the next one running and move the
+// reading early; that costs a goroutine, nothing else.
 func (s *Session) inlineOverrun() {
 	v := s.inl.run.Load()
 	if v&1 == 0 || !s.inl.run.CompareAndSwap(v, v&^1) {

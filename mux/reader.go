@@ -17,11 +17,13 @@ type readState struct {
 	helloTimer *time.Timer   // stopped when the reading ends
 }
 
-// readLoop owns the read side of conn. It never blocks on user code or on a
-// full queue: handlers run on their own goroutines (an inline handler runs
-// here for at most Config.InlineBudget before the reading moves on, see
-// inline.go), answers are delivered to buffered channels, and the frames
-// it sends are control frames.
+// readLoop owns the read side of conn. The reading never waits on user
+// code or on a full queue: handlers run on their own goroutines, answers
+// are delivered to buffered channels, and the frames the reader sends are
+// control frames. The exception is a handler registered inline, which
+// runs here, queueing its answer as any handler does; if it takes longer
+// than Config.InlineBudget, the reading moves to a new goroutine, and
+// this one finishes the handler as a worker (inline.go).
 func (s *Session) readLoop(rd *readState) {
 	if s.read(rd) == errHandedOver {
 		// This goroutine ran an inline handler past its budget, and a new
@@ -135,4 +137,3 @@ func (s *Session) handleFrame(br *bufio.Reader, h Header) error {
 	}
 	return fmt.Errorf("%w: unhandled op %v", ErrProtocol, h.Op)
 }
-

@@ -20,9 +20,10 @@ import (
 // the other from its Registry.
 //
 // A Session owns these goroutines, all started by NewSession, the reader
-// or NewStream and all waited for by Close: one reader (replaced by a new
-// one when an inline handler overruns Config.InlineBudget, the old one
-// finishing the handler as a worker), one writer, the workers that run
+// or NewStream and all waited for by Close: one reader (replaced, by the
+// watchdog's timer or by the session's end, when an inline handler
+// overruns Config.InlineBudget, the old one finishing the handler as a
+// worker), one writer, the workers that run
 // handlers (at most Config.MaxConcurrent; a worker stays
 // for the next request and leaves after one to two workerIdle periods
 // without one), and for streams: a served stream's handler (and, for the
@@ -242,6 +243,9 @@ func (s *Session) fail(err error) {
 		s.strMu.Lock() // NewStream counts its goroutine under strMu
 		close(s.closing)
 		s.strMu.Unlock()
+		// A reader in an inline handler reads no more: a new one sees
+		// closing at once.
+		s.inlineOverrun()
 		// The peer is told only now that closing is closed, and the
 		// reader dispatches no frame it reads after that: whatever the
 		// peer answers once it knows (its cancelled handlers answer at

@@ -12,11 +12,13 @@ type Stats struct {
 	Served            uint64 // requests served for the peer (handlers returned)
 	RemoteErrors      uint64 // requests of ours answered with an error
 	Cancelled         uint64 // requests of ours given up by their caller
-	// ServedInline counts the requests of Served whose handler was
-	// registered inline and started on the reader; InlineHandoffs, those
-	// of them that overran Config.InlineBudget, so that the reading moved
-	// to a new goroutine. Handoffs that keep growing name a handler that
-	// should not be inline.
+	// ServedInline counts the requests whose handler was registered
+	// inline and started on the reader (counted when it starts, so it may
+	// lead Served by the one running). InlineHandoffs counts the times
+	// the reading moved to a new goroutine: an inline handler overran
+	// Config.InlineBudget, or the session ended while one ran (rarely, a
+	// late timer moves it early). Handoffs that keep growing name a
+	// handler that should not be inline.
 	ServedInline, InlineHandoffs uint64
 	// PeerRead is how many bytes of ours the peer has acknowledged reading
 	// (its latest OpAck; a version 1 peer sends none). It grows as the

@@ -383,6 +383,7 @@ func TestMeshSpreads(t *testing.T) {
 // TestInlineEcho: with InlineEcho set, the echo runs inline on the grid
 // nodes and on mux sessions alike; without it, on workers.
 func TestInlineEcho(t *testing.T) {
+	defer func(was bool) { InlineEcho = was }(InlineEcho)
 	for _, inline := range []bool{false, true} {
 		InlineEcho = inline
 		mesh, err := NewGridMesh(3)
