@@ -132,11 +132,11 @@
 // ones included.
 //
 // Inline handlers save the hand-off of each request to a worker, and the
-// thread the runtime wakes to run it. On a connection that carries a few
-// calls at a time that is a large share of a round trip: in a full mesh
-// of 4 nodes in one process, an inline echo does about a fifth more
-// round trips per second at a sixth less CPU per call
-// (internal/bench/MESH.md). Messages larger than MaxFramePayload travel
+// thread the runtime may wake to run it. Measured with an echo on a 2-core
+// machine (internal/bench/MESH.md): two nodes and 64 callers make about
+// 13% more round trips per second at 17% less CPU per call, a full mesh
+// of 4 nodes about 9% more, one of 8 nodes (about one call per
+// connection) none measurable. Messages larger than MaxFramePayload travel
 // as chunks that interleave with other traffic. Every limit (message size,
 // requests in flight, running handlers, bytes held for the peer, queued
 // bytes) is enforced before memory is committed; exceeding one is an
