@@ -39,33 +39,13 @@ func TestInlineServes(t *testing.T) {
 		p := newPair(t, tr, reg, mux.Config{}, mux.Config{})
 		ctx := testCtx(t)
 		const callers, each = 16, 20
-		var wg sync.WaitGroup
-		errs := make(chan error, callers)
-		for c := range callers {
-			wg.Go(func() {
-				for i := range each {
-					size := 1 + (c*each+i)*37%2000
-					if i == 0 && c < 2 {
-						size = 3*mux.MaxFramePayload + 5 // in chunks
-					}
-					want := randomBytes(size)
-					got, err := p.client.Request(ctx, hInlineEcho, want)
-					if err != nil {
-						errs <- err
-						return
-					}
-					if !bytes.Equal(got, want) {
-						errs <- fmt.Errorf("caller %d call %d: %d bytes back for %d sent, or other bytes", c, i, len(got), len(want))
-						return
-					}
-				}
-			})
-		}
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			t.Fatal(err)
-		}
+		echoFromCallers(t, callers, each, func(c, i int) error {
+			size := 1 + (c*each+i)*37%2000
+			if i == 0 && c < 2 {
+				size = 3*mux.MaxFramePayload + 5 // in chunks
+			}
+			return echoOnce(ctx, p.client, hInlineEcho, randomBytes(size))
+		})
 		st := p.server.Stats()
 		if st.Served != callers*each || st.ServedInline != callers*each {
 			t.Fatalf("served %d, inline %d; want %d of each", st.Served, st.ServedInline, callers*each)
@@ -244,31 +224,13 @@ func TestInlineHandoffStorm(t *testing.T) {
 		p := newPair(t, tr, reg, mux.Config{}, mux.Config{InlineBudget: time.Nanosecond, Observer: obs})
 		ctx := testCtx(t)
 		const callers, each = 32, 40
-		var wg sync.WaitGroup
-		errs := make(chan error, callers)
-		for c := range callers {
-			wg.Go(func() {
-				for i := range each {
-					want := fmt.Appendf(nil, "caller %d call %d", c, i)
-					if i%10 == 3 && c%8 == 0 {
-						want = append(want, randomBytes(mux.MaxFramePayload+100)...) // in chunks
-					}
-					got, err := p.client.Request(ctx, hInlineSlow, want)
-					if err == nil && !bytes.Equal(got, want) {
-						err = fmt.Errorf("sent %q, got %q", want, got)
-					}
-					if err != nil {
-						errs <- err
-						return
-					}
-				}
-			})
-		}
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			t.Fatal(err)
-		}
+		echoFromCallers(t, callers, each, func(c, i int) error {
+			want := fmt.Appendf(nil, "caller %d call %d", c, i)
+			if i%10 == 3 && c%8 == 0 {
+				want = append(want, randomBytes(mux.MaxFramePayload+100)...) // in chunks
+			}
+			return echoOnce(ctx, p.client, hInlineSlow, want)
+		})
 		st := p.server.Stats()
 		if calls.Load() != callers*each || st.Served != callers*each || st.ServedInline != callers*each {
 			t.Fatalf("handler ran %d times, served %d, inline %d; want %d", calls.Load(), st.Served, st.ServedInline, callers*each)
@@ -336,4 +298,36 @@ func (o *countingObserver) RequestDone(_ handlers.HandlerID, serving bool, _ tim
 	if serving {
 		o.done.Add(1)
 	}
+}
+
+// echoFromCallers runs call(c, i) for each of each calls of callers
+// concurrent callers, and fails t on the first error.
+func echoFromCallers(t *testing.T, callers, each int, call func(c, i int) error) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, callers)
+	for c := range callers {
+		wg.Go(func() {
+			for i := range each {
+				if err := call(c, i); err != nil {
+					errs <- fmt.Errorf("caller %d call %d: %w", c, i, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}
+
+// echoOnce sends want to an echoing handler h and checks the answer.
+func echoOnce(ctx context.Context, s *mux.Session, h handlers.HandlerID, want []byte) error {
+	got, err := s.Request(ctx, h, want)
+	if err == nil && !bytes.Equal(got, want) {
+		err = fmt.Errorf("%d bytes back for %d sent, or other bytes", len(got), len(want))
+	}
+	return err
 }
